@@ -1,0 +1,419 @@
+//! Finding the cgroup layout (which hierarchies are mounted where, and guard's own cgroup in each)
+//! and choosing where the job's cgroup goes. Everything reads from a `Sys` root so that unit tests
+//! run on fixture trees instead of the live /proc and /sys/fs/cgroup.
+
+use super::fs as cgfs;
+use procfs::FromBufRead;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Where to read the system from: `/proc` normally, a fixture directory in tests. Mount points in
+/// the fixture's mountinfo are taken relative to `root`.
+#[derive(Debug, Clone)]
+pub struct Sys {
+    pub proc: PathBuf,
+    pub root: PathBuf,
+    pub euid: u32,
+}
+
+impl Sys {
+    pub fn live() -> Sys {
+        Sys {
+            proc: PathBuf::from("/proc"),
+            root: PathBuf::from("/"),
+            euid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    fn mounted(&self, mount_point: &Path) -> PathBuf {
+        self.root
+            .join(mount_point.strip_prefix("/").unwrap_or(mount_point))
+    }
+}
+
+/// One mounted hierarchy and guard's own cgroup in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hierarchy {
+    /// Mount point (e.g. /sys/fs/cgroup/memory).
+    pub mount: PathBuf,
+    /// guard's own cgroup, relative to the hierarchy root, as /proc/self/cgroup shows it.
+    pub own: String,
+    /// guard's own cgroup directory.
+    pub own_dir: PathBuf,
+}
+
+/// The cgroup layout seen from this process.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Layout {
+    /// The v1 hierarchy carrying the memory controller, if any.
+    pub v1_memory: Option<Hierarchy>,
+    /// The v1 freezer hierarchy, if any.
+    pub v1_freezer: Option<Hierarchy>,
+    /// The cgroup2 (unified) hierarchy, if mounted.
+    pub v2: Option<Hierarchy>,
+    /// Controllers available in the cgroup2 hierarchy (its root's cgroup.controllers).
+    pub v2_controllers: Vec<String>,
+}
+
+impl Layout {
+    /// Read /proc/self/cgroup and /proc/self/mountinfo (relative to `sys`).
+    pub fn read(sys: &Sys) -> Result<Layout, String> {
+        let cg_path = sys.proc.join("self/cgroup");
+        let mi_path = sys.proc.join("self/mountinfo");
+        let cgroups = std::fs::File::open(&cg_path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                procfs::ProcessCGroups::from_buf_read(std::io::BufReader::new(f))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("cannot read {}: {e}", cg_path.display()))?;
+        let mounts = std::fs::File::open(&mi_path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                procfs::process::MountInfos::from_buf_read(std::io::BufReader::new(f))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("cannot read {}: {e}", mi_path.display()))?;
+
+        let mut layout = Layout::default();
+        let own_for = |want_v2: bool, controller: &str| {
+            cgroups.0.iter().find(|c| {
+                if want_v2 {
+                    c.hierarchy == 0 && c.controllers.is_empty()
+                } else {
+                    c.hierarchy != 0 && c.controllers.iter().any(|x| x == controller)
+                }
+            })
+        };
+        for m in mounts.iter() {
+            let (is_v2, controller) = match m.fs_type.as_str() {
+                "cgroup2" => (true, ""),
+                "cgroup" if m.super_options.contains_key("memory") => (false, "memory"),
+                "cgroup" if m.super_options.contains_key("freezer") => (false, "freezer"),
+                _ => continue,
+            };
+            let slot = match (is_v2, controller) {
+                (true, _) => &mut layout.v2,
+                (false, "memory") => &mut layout.v1_memory,
+                _ => &mut layout.v1_freezer,
+            };
+            if slot.is_some() {
+                continue; // first mount of a hierarchy wins (later ones are usually bind mounts)
+            }
+            let Some(own) = own_for(is_v2, controller) else {
+                continue;
+            };
+            // The mount may show only a subtree (root != "/"): our path is relative to the mount.
+            let rel = if m.root == "/" {
+                own.pathname.clone()
+            } else if let Some(rest) = own.pathname.strip_prefix(&m.root) {
+                if rest.is_empty() {
+                    "/".to_string()
+                } else {
+                    rest.to_string()
+                }
+            } else {
+                continue; // our cgroup is not visible through this mount
+            };
+            let mount = sys.mounted(&m.mount_point);
+            let own_dir = mount.join(rel.trim_start_matches('/'));
+            *slot = Some(Hierarchy {
+                mount,
+                own: own.pathname.clone(),
+                own_dir,
+            });
+        }
+        if let Some(v2) = &layout.v2 {
+            layout.v2_controllers = cgfs::read(&v2.mount.join("cgroup.controllers"))
+                .map(|s| s.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+        }
+        Ok(layout)
+    }
+
+    /// True when the cgroup2 hierarchy offers the memory controller (a pure v2 system, or hybrid
+    /// with memory moved to v2).
+    pub fn v2_has_memory(&self) -> bool {
+        self.v2.is_some() && self.v2_controllers.iter().any(|c| c == "memory")
+    }
+
+    /// A one-line description of the layout.
+    pub fn describe(&self) -> String {
+        match (&self.v1_memory, &self.v2, self.v2_has_memory()) {
+            (_, Some(v2), true) => format!(
+                "cgroup v2 at {} with the memory controller",
+                v2.mount.display()
+            ),
+            (Some(v1), Some(v2), false) => format!(
+                "hybrid: memory controller on cgroup v1 at {}; cgroup2 at {} without memory",
+                v1.mount.display(),
+                v2.mount.display()
+            ),
+            (Some(v1), None, _) => {
+                format!("cgroup v1: memory controller at {}", v1.mount.display())
+            }
+            (None, Some(v2), false) => format!(
+                "cgroup v2 at {} without the memory controller",
+                v2.mount.display()
+            ),
+            (None, None, _) => "no cgroup hierarchy mounted".to_string(),
+        }
+    }
+}
+
+/// How the job's v2 cgroup is placed relative to guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum V2Placement {
+    /// guard is in the root cgroup or a non-delegated one and may write the root: the job goes to
+    /// `<root>/guard/<leaf>`; guard stays where it is.
+    Dedicated,
+    /// guard's cgroup is delegated (or a container's namespace root): every member moves into
+    /// `<own>/supervisor`, memory is enabled in `<own>`, the job goes to `<own>/<leaf>`.
+    Supervisor,
+    /// guard already runs in a `supervisor` leaf whose parent has memory enabled (an earlier guard
+    /// prepared it): the job goes to `<parent>/<leaf>`.
+    Prepared,
+}
+
+/// The enforcement plan: where the job's cgroup will be created, or why there is none.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Plan {
+    #[serde(rename = "cgroup-v1")]
+    V1 {
+        base: PathBuf,
+        freezer_base: Option<PathBuf>,
+        reason: String,
+    },
+    #[serde(rename = "cgroup-v2")]
+    V2 {
+        base: PathBuf,
+        placement: V2Placement,
+        group: PathBuf,
+        reason: String,
+    },
+    Poll {
+        reason: String,
+        fix: String,
+    },
+}
+
+impl Plan {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Plan::V1 { .. } => "cgroup-v1",
+            Plan::V2 { .. } => "cgroup-v2",
+            Plan::Poll { .. } => "poll",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Plan::V1 { reason, .. } | Plan::V2 { reason, .. } | Plan::Poll { reason, .. } => reason,
+        }
+    }
+}
+
+const DELEGATION_FIX: &str = "run guard as root, or inside a delegated cgroup \
+    (systemd: Delegate=yes, or 'systemd-run --user --scope -p Delegate=yes guard ...'), \
+    or give the container a writable cgroup namespace";
+
+/// True when systemd marked this cgroup as delegated (xattr trusted.delegate or user.delegate = 1).
+pub fn is_delegated(dir: &Path) -> bool {
+    ["trusted.delegate", "user.delegate"]
+        .iter()
+        .any(|name| xattr_is_one(dir, name))
+}
+
+fn xattr_is_one(dir: &Path, name: &str) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(dir.as_os_str().as_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return false;
+    };
+    let mut buf = [0u8; 8];
+    // SAFETY: p and n are valid NUL-terminated strings; buf is a live buffer of the length passed.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    len > 0 && buf[..len as usize].starts_with(b"1")
+}
+
+fn has_controller(dir: &Path, file: &str, want: &str) -> bool {
+    cgfs::read(&dir.join(file))
+        .map(|s| s.split_whitespace().any(|c| c == want))
+        .unwrap_or(false)
+}
+
+/// Choose the enforcement plan for this layout.
+pub fn plan(sys: &Sys, layout: &Layout) -> Plan {
+    if layout.v2_has_memory() {
+        if let Some(v2) = &layout.v2 {
+            return plan_v2(sys, v2);
+        }
+    }
+    if let Some(v1) = &layout.v1_memory {
+        if cgfs::writable(&v1.own_dir) && cgfs::writable(&v1.own_dir.join("cgroup.procs")) {
+            return Plan::V1 {
+                base: v1.own_dir.clone(),
+                freezer_base: layout.v1_freezer.as_ref().map(|f| f.own_dir.clone()),
+                reason: format!(
+                    "the memory controller is on cgroup v1 and guard's own memory cgroup {} is writable",
+                    v1.own_dir.display()
+                ),
+            };
+        }
+        return Plan::Poll {
+            reason: format!(
+                "the memory controller is on cgroup v1 but guard's own memory cgroup {} is not writable",
+                v1.own_dir.display()
+            ),
+            fix: DELEGATION_FIX.to_string(),
+        };
+    }
+    Plan::Poll {
+        reason: match &layout.v2 {
+            Some(v2) => format!("the cgroup2 hierarchy at {} has no memory controller", v2.mount.display()),
+            None => "no cgroup hierarchy with the memory controller is mounted".to_string(),
+        },
+        fix: "mount cgroup2 with the memory controller (or the v1 memory hierarchy); see 'guard doctor'".to_string(),
+    }
+}
+
+fn plan_v2(sys: &Sys, v2: &Hierarchy) -> Plan {
+    let root = &v2.mount;
+    let own = &v2.own_dir;
+    let at_root = own == root;
+    let root_writable =
+        cgfs::writable(root) && cgfs::writable(&root.join("cgroup.subtree_control"));
+    let dedicated = |why: String| Plan::V2 {
+        base: root.join("guard"),
+        placement: V2Placement::Dedicated,
+        group: root.clone(),
+        reason: why,
+    };
+    let own_usable = cgfs::writable(own)
+        && cgfs::writable(&own.join("cgroup.procs"))
+        && cgfs::writable(&own.join("cgroup.subtree_control"))
+        && has_controller(own, "cgroup.controllers", "memory");
+
+    // The true root has no memory.max; a container's namespace root does.
+    if at_root && !own.join("memory.max").exists() {
+        if root_writable {
+            return dedicated(format!(
+                "guard runs in the cgroup2 root and may write it: the job goes under {}/guard",
+                root.display()
+            ));
+        }
+        return Plan::Poll {
+            reason: format!("the cgroup2 root {} is not writable", root.display()),
+            fix: DELEGATION_FIX.to_string(),
+        };
+    }
+    if own.file_name().is_some_and(|n| n == "supervisor") {
+        if let Some(parent) = own.parent() {
+            if parent.starts_with(root)
+                && has_controller(parent, "cgroup.subtree_control", "memory")
+                && cgfs::writable(parent)
+            {
+                return Plan::V2 {
+                    base: parent.to_path_buf(),
+                    placement: V2Placement::Prepared,
+                    group: parent.to_path_buf(),
+                    reason: format!(
+                        "guard runs in the supervisor leaf of {}, which already has the memory controller enabled",
+                        parent.display()
+                    ),
+                };
+            }
+        }
+    }
+    let supervisor = |why: String| Plan::V2 {
+        base: own.clone(),
+        placement: V2Placement::Supervisor,
+        group: own.clone(),
+        reason: why,
+    };
+    let delegated = is_delegated(own);
+    if at_root && own_usable {
+        return supervisor(format!(
+            "guard runs in the root of a cgroup namespace ({}) that it may write: it moves itself to \
+             a 'supervisor' leaf and puts the job in a sibling leaf",
+            own.display()
+        ));
+    }
+    if (delegated || sys.euid != 0) && own_usable {
+        return supervisor(format!(
+            "guard's cgroup {} is {}: guard moves its members to a 'supervisor' leaf and puts the job in a sibling leaf",
+            own.display(),
+            if delegated {
+                "delegated"
+            } else {
+                "writable by this user"
+            }
+        ));
+    }
+    if sys.euid == 0 && root_writable {
+        return dedicated(format!(
+            "guard runs as root in {} (not delegated): the job goes under {}/guard",
+            v2.own,
+            root.display()
+        ));
+    }
+    if own_usable {
+        return supervisor(format!(
+            "guard's cgroup {} is writable: guard moves its members to a 'supervisor' leaf and puts the job in a sibling leaf",
+            own.display()
+        ));
+    }
+    let why = if !cgfs::writable(own) || !cgfs::writable(&own.join("cgroup.procs")) {
+        format!(
+            "guard's cgroup {} is not writable and it is not root",
+            own.display()
+        )
+    } else {
+        format!(
+            "the memory controller is not delegated to guard's cgroup {}",
+            own.display()
+        )
+    };
+    Plan::Poll {
+        reason: why,
+        fix: DELEGATION_FIX.to_string(),
+    }
+}
+
+/// Memory available to guard, the base for `N%` sizes: the tightest limit on guard's own cgroup
+/// and its ancestors if there is one, else MemTotal.
+pub fn available_memory(sys: &Sys, layout: &Layout) -> Option<u64> {
+    let mem_total = procfs::Meminfo::from_file(sys.proc.join("meminfo"))
+        .ok()
+        .map(|m| m.mem_total);
+    let mut limit: Option<u64> = None;
+    if layout.v2_has_memory() {
+        if let Some(v2) = &layout.v2 {
+            let mut dir = v2.own_dir.clone();
+            while dir.starts_with(&v2.mount) && dir != v2.mount {
+                if let Ok(Some(v)) = cgfs::read_u64(&dir.join("memory.max")) {
+                    limit = Some(limit.map_or(v, |l| l.min(v)));
+                }
+                if !dir.pop() {
+                    break;
+                }
+            }
+        }
+    } else if let Some(v1) = &layout.v1_memory {
+        // hierarchical_memory_limit already folds in the ancestors' limits.
+        if let Ok(stat) = cgfs::read(&v1.own_dir.join("memory.stat")) {
+            limit = cgfs::keyed(&stat, "hierarchical_memory_limit");
+        }
+    }
+    match (limit, mem_total) {
+        (Some(l), Some(t)) => Some(l.min(t)),
+        (Some(l), None) => Some(l),
+        (None, t) => t,
+    }
+}
+
+use procfs::FromRead as _;

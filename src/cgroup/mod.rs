@@ -1,0 +1,335 @@
+//! Enforcement: one small enum over the three modes (cgroup v1, cgroup v2, poll) with the
+//! operations the supervisor needs — create, attach (the fd the child writes before exec), memory
+//! events, usage/peak, the kernel's verdict, kill, remove — plus stale-cgroup cleanup.
+//! Later issues add the hold/freeze operation here.
+
+pub mod detect;
+pub mod fs;
+pub mod poll;
+pub mod v1;
+pub mod v2;
+
+use detect::{Plan, V2Placement};
+use fs::CgError;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The limits applied to the job.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub swap: u64,
+}
+
+/// What the kernel's counters say about memory kills in the job's cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryVerdict {
+    pub oom_kills: u64,
+    pub under_oom: bool,
+}
+
+impl MemoryVerdict {
+    pub fn killed(&self) -> bool {
+        self.oom_kills > 0 || self.under_oom
+    }
+}
+
+/// The enforcement in force for one job.
+#[derive(Debug)]
+pub enum Enforcer {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+    Poll(poll::PollTracker),
+}
+
+/// The name of the job's leaf cgroup: `guard-<name>-<guard pid>` (in a dedicated v2 subtree, the
+/// `guard/` parent already says whose it is, so there it is `<name>-<pid>`).
+pub fn leaf_name(name: &str, guard_pid: i32, dedicated: bool) -> String {
+    if dedicated {
+        format!("{name}-{guard_pid}")
+    } else {
+        format!("guard-{name}-{guard_pid}")
+    }
+}
+
+/// The guard pid encoded in a leaf name, when the name is one of ours.
+pub fn leaf_owner(leaf: &str, dedicated: bool) -> Option<i32> {
+    if !dedicated && !leaf.starts_with("guard-") {
+        return None;
+    }
+    let (_, pid) = leaf.rsplit_once('-')?;
+    pid.parse().ok().filter(|p: &i32| *p > 0)
+}
+
+fn pid_alive(proc: &Path, pid: i32) -> bool {
+    proc.join(pid.to_string()).exists()
+}
+
+/// Kill every process in the cgroup `dir` and wait (bounded) until it is empty.
+/// Uses `cgroup.kill` where the kernel has it (v2, 5.14+), else SIGKILL to each listed pid.
+pub fn kill_cgroup(dir: &Path, wait: Duration) {
+    let ckill = dir.join("cgroup.kill");
+    let use_ckill = ckill.exists();
+    let deadline = Instant::now() + wait;
+    loop {
+        let pids = fs::procs(dir);
+        if pids.is_empty() {
+            return;
+        }
+        if use_ckill {
+            let _ = fs::write(&ckill, "1");
+        } else {
+            for p in pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        if Instant::now() >= deadline {
+            log::warn!("processes still listed in {} after SIGKILL", dir.display());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Remove cgroups left by guards that no longer run (their pid is gone): kill what is still in them
+/// and rmdir. Returns the removed paths.
+pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_dir() {
+            continue;
+        }
+        let name = e.file_name();
+        let Some(owner) = name.to_str().and_then(|n| leaf_owner(n, dedicated)) else {
+            continue;
+        };
+        if pid_alive(proc, owner) {
+            continue;
+        }
+        let dir = e.path();
+        kill_cgroup(&dir, Duration::from_secs(2));
+        match fs::rmdir_retry(&dir, 50) {
+            Ok(()) => removed.push(dir),
+            Err(err) => log::warn!("cannot remove stale cgroup left by guard pid {owner}: {err}"),
+        }
+    }
+    removed
+}
+
+impl Enforcer {
+    /// Create the job's cgroup according to `plan`. Stale cgroups of dead guards under the same
+    /// parent are removed first. Poll plans return `Enforcer::Poll` rooted at guard's pid.
+    pub fn create(
+        plan: &Plan,
+        proc: &Path,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Enforcer, CgError> {
+        let me = std::process::id() as i32;
+        match plan {
+            Plan::V1 { base, .. } => {
+                for d in remove_stale(proc, base, false) {
+                    log::info!("removed stale cgroup {}", d.display());
+                }
+                v1::V1Cgroup::create(base, &leaf_name(name, me, false), limits).map(Enforcer::V1)
+            }
+            Plan::V2 {
+                base,
+                placement,
+                group,
+                ..
+            } => {
+                let dedicated = *placement == V2Placement::Dedicated;
+                for d in remove_stale(proc, base, dedicated) {
+                    log::info!("removed stale cgroup {}", d.display());
+                }
+                v2::V2Cgroup::create(
+                    group,
+                    base,
+                    placement,
+                    &leaf_name(name, me, dedicated),
+                    limits,
+                )
+                .map(Enforcer::V2)
+            }
+            Plan::Poll { .. } => Ok(Enforcer::Poll(poll::PollTracker::new(
+                proc.to_path_buf(),
+                me,
+            ))),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Enforcer::V1(_) => "cgroup-v1",
+            Enforcer::V2(_) => "cgroup-v2",
+            Enforcer::Poll(_) => "poll",
+        }
+    }
+
+    /// The job's cgroup directory (None in poll mode).
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Enforcer::V1(c) => Some(&c.dir),
+            Enforcer::V2(c) => Some(&c.dir),
+            Enforcer::Poll(_) => None,
+        }
+    }
+
+    /// The open `cgroup.procs` the forked child writes "0" to before exec.
+    pub fn attach_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Enforcer::V1(c) => Some(c.procs_fd()),
+            Enforcer::V2(c) => Some(c.procs_fd()),
+            Enforcer::Poll(_) => None,
+        }
+    }
+
+    /// An fd that becomes ready when the kernel reports a memory event, and the poll flags to wait for.
+    pub fn event_fd(&self) -> Option<(BorrowedFd<'_>, nix::poll::PollFlags)> {
+        use nix::poll::PollFlags;
+        match self {
+            Enforcer::V1(c) => c.event_fd().map(|f| (f, PollFlags::POLLIN)),
+            Enforcer::V2(c) => c
+                .event_fd()
+                .map(|f| (f, PollFlags::POLLPRI | PollFlags::POLLERR)),
+            Enforcer::Poll(_) => None,
+        }
+    }
+
+    pub fn drain_event(&mut self) {
+        match self {
+            Enforcer::V1(c) => c.drain_event(),
+            Enforcer::V2(c) => c.drain_event(),
+            Enforcer::Poll(_) => {}
+        }
+    }
+
+    /// The kernel's verdict (poll mode has none: guard itself decides there).
+    pub fn verdict(&self) -> MemoryVerdict {
+        match self {
+            Enforcer::V1(c) => c.verdict(),
+            Enforcer::V2(c) => c.verdict(),
+            Enforcer::Poll(_) => MemoryVerdict::default(),
+        }
+    }
+
+    pub fn usage(&mut self) -> Option<u64> {
+        match self {
+            Enforcer::V1(c) => c.usage(),
+            Enforcer::V2(c) => c.usage(),
+            Enforcer::Poll(t) => Some(t.sample()),
+        }
+    }
+
+    /// Peak memory of the job as far as it is known.
+    pub fn peak(&self) -> Option<u64> {
+        match self {
+            Enforcer::V1(c) => c.peak(),
+            Enforcer::V2(c) => c.peak(),
+            Enforcer::Poll(t) => Some(t.peak),
+        }
+    }
+
+    /// Whether swap is actually limited (false when the kernel lacks swap accounting).
+    pub fn swap_limited(&self) -> bool {
+        match self {
+            Enforcer::V1(c) => c.swap_limited,
+            Enforcer::V2(c) => c.swap_limited,
+            Enforcer::Poll(_) => false,
+        }
+    }
+
+    /// Number of live processes in the job.
+    pub fn live_count(&self) -> usize {
+        match self {
+            Enforcer::V1(c) => fs::procs(&c.dir).len(),
+            Enforcer::V2(c) => fs::procs(&c.dir).len(),
+            Enforcer::Poll(t) => t.live_count(),
+        }
+    }
+
+    /// Send `sig` to every process of the job; returns how many were signalled.
+    pub fn signal_all(&self, sig: Signal) -> usize {
+        match self {
+            Enforcer::Poll(t) => t.signal_all(sig),
+            _ => {
+                let pids = self.dir().map(fs::procs).unwrap_or_default();
+                for &p in &pids {
+                    let _ = kill(Pid::from_raw(p), sig);
+                }
+                pids.len()
+            }
+        }
+    }
+
+    /// Kill every process of the job.
+    pub fn kill_all(&self) {
+        match self {
+            Enforcer::Poll(t) => t.kill_all(),
+            _ => {
+                if let Some(d) = self.dir() {
+                    kill_cgroup(d, Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Kill what is left and remove the cgroup.
+    pub fn remove(self) -> Result<(), CgError> {
+        match &self {
+            Enforcer::Poll(t) => {
+                t.kill_all();
+                Ok(())
+            }
+            _ => {
+                self.kill_all();
+                let dir = self.dir().map(Path::to_path_buf);
+                drop(self); // close cgroup.procs and the event fds before rmdir
+                match dir {
+                    Some(d) => fs::rmdir_retry(&d, 100),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_names_round_trip() {
+        assert_eq!(leaf_name("fix_images", 42, false), "guard-fix_images-42");
+        assert_eq!(leaf_owner("guard-fix_images-42", false), Some(42));
+        assert_eq!(leaf_owner("guard-a-b-c-7", false), Some(7));
+        assert_eq!(leaf_name("x", 9, true), "x-9");
+        assert_eq!(leaf_owner("x-9", true), Some(9));
+        assert_eq!(leaf_owner("x-9", false), None);
+        assert_eq!(leaf_owner("supervisor", true), None);
+        assert_eq!(leaf_owner("guard-x-", false), None);
+    }
+
+    #[test]
+    fn stale_cleanup_removes_only_dead_owners() {
+        let proc = tempfile::tempdir().unwrap();
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("77")).unwrap(); // alive
+        for d in ["guard-a-77", "guard-b-999999", "other-999999", "supervisor"] {
+            std::fs::create_dir(base.path().join(d)).unwrap();
+        }
+        let removed = remove_stale(proc.path(), base.path(), false);
+        assert_eq!(removed, vec![base.path().join("guard-b-999999")]);
+        assert!(base.path().join("guard-a-77").exists());
+        assert!(base.path().join("other-999999").exists());
+        assert!(base.path().join("supervisor").exists());
+    }
+}

@@ -1,0 +1,128 @@
+//! cgroup v1 backend: a child of guard's own memory cgroup with `memory.limit_in_bytes` (and
+//! `memory.memsw.limit_in_bytes` when swap accounting exists), an OOM eventfd registered through
+//! `cgroup.event_control`, and the kernel's own `oom_kill` counter as the verdict.
+
+use super::fs::{self as cgfs, CgError};
+use super::{Limits, MemoryVerdict};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+/// A job cgroup on the v1 memory hierarchy.
+#[derive(Debug)]
+pub struct V1Cgroup {
+    pub dir: PathBuf,
+    procs: File,
+    /// eventfd that fires when the cgroup hits its limit (OOM). Kept with the control file it
+    /// watches: closing that file would unregister the event.
+    oom_event: Option<(EventFd, File)>,
+    pub swap_limited: bool,
+}
+
+impl V1Cgroup {
+    /// Create `<base>/<leaf>` and apply the limits. On error nothing is left behind.
+    pub fn create(base: &Path, leaf: &str, limits: &Limits) -> Result<V1Cgroup, CgError> {
+        let dir = base.join(leaf);
+        std::fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
+            path: dir.clone(),
+            source,
+        })?;
+        match Self::setup(dir.clone(), limits) {
+            Ok(cg) => Ok(cg),
+            Err(e) => {
+                let _ = cgfs::rmdir_retry(&dir, 3);
+                Err(e)
+            }
+        }
+    }
+
+    fn setup(dir: PathBuf, limits: &Limits) -> Result<V1Cgroup, CgError> {
+        let mut swap_limited = false;
+        if let Some(mem) = limits.memory {
+            cgfs::write(&dir.join("memory.limit_in_bytes"), &mem.to_string())?;
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                // memsw counts memory + swap and must be >= the memory limit: write it second.
+                cgfs::write(&memsw, &mem.saturating_add(limits.swap).to_string())?;
+                swap_limited = true;
+            }
+        }
+        let procs = cgfs::open_write(&dir.join("cgroup.procs"))?;
+        let oom_event = match Self::register_oom_event(&dir) {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                log::debug!(
+                    "no OOM eventfd ({e}); the exit status check still reads memory.oom_control"
+                );
+                None
+            }
+        };
+        Ok(V1Cgroup {
+            dir,
+            procs,
+            oom_event,
+            swap_limited,
+        })
+    }
+
+    fn register_oom_event(dir: &Path) -> Result<(EventFd, File), CgError> {
+        let ctl_path = dir.join("memory.oom_control");
+        let ctl = File::open(&ctl_path).map_err(|source| CgError::Read {
+            path: ctl_path,
+            source,
+        })?;
+        let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| CgError::Other(format!("eventfd: {e}")))?;
+        let line = format!("{} {}", efd.as_fd().as_raw_fd(), ctl.as_raw_fd());
+        cgfs::write(&dir.join("cgroup.event_control"), &line)?;
+        Ok((efd, ctl))
+    }
+
+    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+
+    pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.oom_event.as_ref().map(|(e, _)| e.as_fd())
+    }
+
+    /// Consume a pending eventfd notification.
+    pub fn drain_event(&self) {
+        if let Some((e, _)) = &self.oom_event {
+            let _ = e.read();
+        }
+    }
+
+    /// The kernel's verdict: did the OOM killer act inside this cgroup?
+    pub fn verdict(&self) -> MemoryVerdict {
+        let oc = cgfs::read(&self.dir.join("memory.oom_control")).unwrap_or_default();
+        match cgfs::keyed(&oc, "oom_kill") {
+            Some(n) => MemoryVerdict {
+                oom_kills: n,
+                under_oom: cgfs::keyed(&oc, "under_oom") == Some(1),
+            },
+            // Kernels before 4.13 have no oom_kill counter: under_oom, or a limit hit recorded in
+            // failcnt while usage sits at the limit, is the best evidence available.
+            None => {
+                let under = cgfs::keyed(&oc, "under_oom") == Some(1);
+                MemoryVerdict {
+                    oom_kills: u64::from(under),
+                    under_oom: under,
+                }
+            }
+        }
+    }
+
+    pub fn usage(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join("memory.usage_in_bytes"))
+            .ok()
+            .flatten()
+    }
+
+    pub fn peak(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join("memory.max_usage_in_bytes"))
+            .ok()
+            .flatten()
+    }
+}

@@ -1,0 +1,164 @@
+//! cgroup v2 backend: the job's leaf with `memory.max`, `memory.swap.max` and `memory.oom.group`,
+//! placed so that the no-internal-process rule holds (see `detect::V2Placement`), watched through
+//! `memory.events` (POLLPRI), judged by `memory.events.local` `oom_kill`, killed with `cgroup.kill`.
+
+use super::detect::V2Placement;
+use super::fs::{self as cgfs, CgError};
+use super::{Limits, MemoryVerdict};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+/// A job cgroup on the unified hierarchy.
+#[derive(Debug)]
+pub struct V2Cgroup {
+    pub dir: PathBuf,
+    procs: File,
+    events: Option<File>,
+    pub swap_limited: bool,
+}
+
+/// Enable `+memory` for the children of `dir` unless it is already on.
+fn enable_memory(dir: &Path) -> Result<(), CgError> {
+    let sc = dir.join("cgroup.subtree_control");
+    if cgfs::read(&sc)?.split_whitespace().any(|c| c == "memory") {
+        return Ok(());
+    }
+    cgfs::write(&sc, "+memory")
+}
+
+/// Move every member of `group` into `group/supervisor`, so that `group` may enable controllers
+/// for its children. Loops because members can fork while we move them.
+fn move_members_to_supervisor(group: &Path) -> Result<(), CgError> {
+    let sup = group.join("supervisor");
+    match std::fs::create_dir(&sup) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(CgError::Mkdir { path: sup, source }),
+    }
+    let target = sup.join("cgroup.procs");
+    for _ in 0..100 {
+        let pids = cgfs::procs(group);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in pids {
+            match cgfs::write(&target, &pid.to_string()) {
+                Ok(()) => {}
+                // The process exited meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(CgError::Other(format!(
+        "{} keeps gaining members; cannot empty it",
+        group.display()
+    )))
+}
+
+impl V2Cgroup {
+    /// Prepare the placement and create `<base>/<leaf>` with the limits. On error the leaf is removed.
+    pub fn create(
+        group: &Path,
+        base: &Path,
+        placement: &V2Placement,
+        leaf: &str,
+        limits: &Limits,
+    ) -> Result<V2Cgroup, CgError> {
+        match placement {
+            V2Placement::Dedicated => {
+                enable_memory(group)?;
+                match std::fs::create_dir(base) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(source) => {
+                        return Err(CgError::Mkdir {
+                            path: base.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+                enable_memory(base)?;
+            }
+            V2Placement::Supervisor => {
+                move_members_to_supervisor(group)?;
+                enable_memory(group)?;
+            }
+            V2Placement::Prepared => {}
+        }
+        let dir = base.join(leaf);
+        std::fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
+            path: dir.clone(),
+            source,
+        })?;
+        match Self::setup(dir.clone(), limits) {
+            Ok(cg) => Ok(cg),
+            Err(e) => {
+                let _ = cgfs::rmdir_retry(&dir, 3);
+                Err(e)
+            }
+        }
+    }
+
+    fn setup(dir: PathBuf, limits: &Limits) -> Result<V2Cgroup, CgError> {
+        let mut swap_limited = false;
+        if let Some(mem) = limits.memory {
+            cgfs::write(&dir.join("memory.max"), &mem.to_string())?;
+            let swap = dir.join("memory.swap.max");
+            if swap.exists() {
+                cgfs::write(&swap, &limits.swap.to_string())?;
+                swap_limited = true;
+            }
+        }
+        // A kernel OOM kill takes the whole job, not one child of it.
+        let oom_group = dir.join("memory.oom.group");
+        if oom_group.exists() {
+            cgfs::write(&oom_group, "1")?;
+        }
+        let procs = cgfs::open_write(&dir.join("cgroup.procs"))?;
+        let events = File::open(dir.join("memory.events")).ok();
+        Ok(V2Cgroup {
+            dir,
+            procs,
+            events,
+            swap_limited,
+        })
+    }
+
+    pub fn procs_fd(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+
+    /// memory.events: poll(2) reports POLLPRI when it changes.
+    pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.events.as_ref().map(|f| f.as_fd())
+    }
+
+    pub fn drain_event(&mut self) {
+        if let Some(f) = &mut self.events {
+            let mut s = String::new();
+            let _ = cgfs::reread(f, &mut s);
+        }
+    }
+
+    pub fn verdict(&self) -> MemoryVerdict {
+        let local = cgfs::read(&self.dir.join("memory.events.local"))
+            .or_else(|_| cgfs::read(&self.dir.join("memory.events")))
+            .unwrap_or_default();
+        MemoryVerdict {
+            oom_kills: cgfs::keyed(&local, "oom_kill").unwrap_or(0),
+            under_oom: false,
+        }
+    }
+
+    pub fn usage(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join("memory.current"))
+            .ok()
+            .flatten()
+    }
+
+    pub fn peak(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join("memory.peak")).ok().flatten()
+    }
+}

@@ -1,0 +1,256 @@
+//! From command-line flags and `GUARD_*` environment variables to a validated `WrapConfig`.
+//! Every bad value becomes one `UsageError` line that names the value, where it came from (flag
+//! or environment variable) and the accepted forms; the caller exits 125.
+
+use crate::cli::WrapArgs;
+use crate::units::{self, DUR_FORMS, SIZE_FORMS, Size};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use std::ffi::OsString;
+use std::time::Duration;
+
+/// A user mistake, reported as `guard: error: <msg>` with exit status 125.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// How much guard says on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+    Debug,
+}
+
+/// Validated wrap-mode settings.
+#[derive(Debug, Clone)]
+pub struct WrapConfig {
+    pub memory: Option<u64>,
+    /// The memory option as the user wrote it (for messages).
+    pub memory_text: Option<String>,
+    pub swap: u64,
+    pub name: String,
+    pub kill_after: Duration,
+    pub require_cgroup: bool,
+    pub verbosity: Verbosity,
+    pub command: Vec<OsString>,
+}
+
+pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
+const MAX_NAME: usize = 64;
+
+/// "--memory '12X'" or "GUARD_MEMORY='12X'", depending on where the value came from.
+fn origin(m: &ArgMatches, id: &str, flag: &str, env: &str, value: &str) -> String {
+    match m.value_source(id) {
+        Some(ValueSource::EnvVariable) => format!("{env}='{value}'"),
+        _ => format!("{flag} '{value}'"),
+    }
+}
+
+/// Check a job name given by the user: it ends up in cgroup and file names.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("the name is longer than {MAX_NAME} characters"));
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Err("the name must not start with '.' or '-'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "'{c}' is not allowed (use letters, digits, '_', '-' and '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// The default job name: the basename of COMMAND, made safe for cgroup and file names.
+pub fn default_name(command: &OsString) -> String {
+    let s = command.to_string_lossy();
+    let base = s.rsplit('/').next().unwrap_or("");
+    let mut out: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME)
+        .collect();
+    while out.starts_with('.') || out.starts_with('-') {
+        out.remove(0);
+    }
+    if out.is_empty() {
+        "job".to_string()
+    } else {
+        out
+    }
+}
+
+/// Verbosity from -v/-q and GUARD_VERBOSE / GUARD_QUIET (already folded into `quiet` by clap).
+fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
+    let mut v = args.verbose;
+    if v == 0 {
+        if let Ok(s) = std::env::var("GUARD_VERBOSE") {
+            v = match s.trim() {
+                "" | "0" => 0,
+                "1" => 1,
+                "2" => 2,
+                other => {
+                    return Err(UsageError(format!(
+                        "GUARD_VERBOSE='{other}' is not valid: expected 0, 1 or 2"
+                    )));
+                }
+            };
+        }
+    }
+    Ok(match (args.quiet, v) {
+        (true, 0) => Verbosity::Quiet,
+        (true, _) => {
+            return Err(UsageError(
+                "-q and -v contradict each other: use one".into(),
+            ));
+        }
+        (false, 0) => Verbosity::Normal,
+        (false, 1) => Verbosity::Verbose,
+        (false, _) => Verbosity::Debug,
+    })
+}
+
+/// Validate wrap options. `available` gives the memory available to guard (for `N%`), computed
+/// only when a percentage is used.
+pub fn wrap_config(
+    args: &WrapArgs,
+    m: &ArgMatches,
+    available: impl FnOnce() -> Option<u64>,
+) -> Result<WrapConfig, UsageError> {
+    let size_err = |id: &str, flag: &str, env: &str, v: &str, e: units::UnitError| {
+        UsageError(format!(
+            "invalid {}: {e}; expected {SIZE_FORMS}",
+            origin(m, id, flag, env, v)
+        ))
+    };
+    let mut available = Some(available);
+    let mut memory = None;
+    if let Some(text) = &args.memory {
+        let size = units::parse_size(text)
+            .map_err(|e| size_err("memory", "--memory", "GUARD_MEMORY", text, e))?;
+        let bytes = match size {
+            Size::Bytes(b) => b,
+            Size::Percent(_) => {
+                let base = available.take().and_then(|f| f()).ok_or_else(|| {
+                    UsageError(format!(
+                        "cannot resolve {}: the memory available to guard is unknown; give a size like 2G",
+                        origin(m, "memory", "--memory", "GUARD_MEMORY", text)
+                    ))
+                })?;
+                size.resolve(base)
+            }
+        };
+        // Below a few MiB the kernel cannot even start most programs: a typo, not a cap.
+        if bytes < 1 << 20 {
+            return Err(UsageError(format!(
+                "invalid {}: {} is too small for a memory cap (minimum 1 MiB); did you mean {}M?",
+                origin(m, "memory", "--memory", "GUARD_MEMORY", text),
+                units::format_size(bytes),
+                text.trim()
+            )));
+        }
+        memory = Some(bytes);
+    }
+    let swap = match &args.swap {
+        None => 0,
+        Some(text) => {
+            let size = units::parse_size(text)
+                .map_err(|e| size_err("swap", "--swap", "GUARD_SWAP", text, e))?;
+            match (size, memory) {
+                (Size::Bytes(b), _) => b,
+                (Size::Percent(_), Some(base)) => size.resolve(base),
+                (Size::Percent(_), None) => 0, // rejected just below: --swap needs --memory
+            }
+        }
+    };
+    if args.swap.is_some() && memory.is_none() {
+        return Err(UsageError(format!(
+            "{} needs --memory: swap is allowed on top of the memory cap",
+            origin(
+                m,
+                "swap",
+                "--swap",
+                "GUARD_SWAP",
+                args.swap.as_deref().unwrap_or("")
+            )
+        )));
+    }
+    let kill_after = match &args.kill_after {
+        None => DEFAULT_KILL_AFTER,
+        Some(text) => units::parse_duration(text).map_err(|e| {
+            UsageError(format!(
+                "invalid {}: {e}; expected {DUR_FORMS}",
+                origin(m, "kill_after", "--kill-after", "GUARD_KILL_AFTER", text)
+            ))
+        })?,
+    };
+    let Some(first) = args.command.first() else {
+        return Err(UsageError(
+            "no COMMAND given: usage: guard [OPTIONS] -- COMMAND [ARGS]...".into(),
+        ));
+    };
+    if first.is_empty() {
+        return Err(UsageError("COMMAND is an empty string".into()));
+    }
+    let name = match &args.name {
+        Some(n) => {
+            validate_name(n).map_err(|e| {
+                UsageError(format!(
+                    "invalid {}: {e}",
+                    origin(m, "name", "--name", "GUARD_NAME", n)
+                ))
+            })?;
+            n.clone()
+        }
+        None => default_name(first),
+    };
+    Ok(WrapConfig {
+        memory,
+        memory_text: args.memory.clone(),
+        swap,
+        name,
+        kill_after,
+        require_cgroup: args.require_cgroup,
+        verbosity: verbosity(args)?,
+        command: args.command.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_safe() {
+        assert_eq!(default_name(&"/usr/bin/python3".into()), "python3");
+        assert_eq!(default_name(&"manage.py".into()), "manage.py");
+        assert_eq!(default_name(&"./my job!".into()), "my_job_");
+        assert_eq!(default_name(&"/".into()), "job");
+        assert_eq!(default_name(&"..hidden".into()), "hidden");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("fix_images").is_ok());
+        assert!(validate_name("a.b-c_1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! guard: run a command in a memory-capped cgroup; at the cap, kill the whole job and say so.
+//!
+//! Module map (the data path runs top to bottom):
+//! - [`cli`]: the clap definition (flags, `GUARD_*` environment variables, subcommands).
+//! - [`config`]: flags + environment → validated [`config::WrapConfig`]; bad input → exit 125.
+//! - [`units`]: SIZE and DUR parsing and formatting.
+//! - [`exit`]: the exit-status table used by code, man page and tests.
+//! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
+//! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
+//! - [`doctor`]: `guard doctor`.
+//! - [`man`]: the guard(1) man page, rendered from the CLI definition.
+
+pub mod cgroup;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod exit;
+pub mod man;
+pub mod supervise;
+pub mod units;
+
+use clap::{ArgMatches, FromArgMatches};
+use config::Verbosity;
+use std::ffi::OsString;
+use std::io::Write;
+
+/// Print guard's own error line.
+fn error_line(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "guard: error: {msg}");
+}
+
+fn init_logging(v: Verbosity) {
+    let level = match v {
+        Verbosity::Quiet => log::LevelFilter::Error,
+        Verbosity::Normal => log::LevelFilter::Warn,
+        Verbosity::Verbose => log::LevelFilter::Info,
+        Verbosity::Debug => log::LevelFilter::Debug,
+    };
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .format(|buf, record| {
+            let prefix = match record.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                _ => "",
+            };
+            writeln!(buf, "guard: {prefix}{}", record.args())
+        })
+        .try_init();
+}
+
+/// Turn a clap error into guard's one-line form (the first line of clap's text, without its
+/// "error: " prefix), plus where to look.
+fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.kind().as_str().map(str::to_string).unwrap_or_default();
+    let rendered = e.to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text)
+        .trim_start_matches("error: ")
+        .to_string();
+    let hint = if first.contains("COMMAND") && first.contains("required") {
+        " (usage: guard [OPTIONS] -- COMMAND [ARGS]...)"
+    } else {
+        ""
+    };
+    format!("{first}{hint}; see 'guard --help'")
+}
+
+/// Run guard with `args` (including argv[0]); returns the exit status.
+pub fn main_with(args: Vec<OsString>) -> i32 {
+    let matches = match cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    exit::GUARD_FAILED
+                }
+                _ => {
+                    error_line(&clap_error_line(&e));
+                    exit::GUARD_FAILED
+                }
+            };
+        }
+    };
+    let parsed = match cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            error_line(&clap_error_line(&e));
+            return exit::GUARD_FAILED;
+        }
+    };
+    match parsed.sub {
+        Some(cli::Sub::Doctor(d)) => {
+            let r = doctor::report();
+            if d.json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        error_line(&format!("cannot encode the report: {e}"));
+                        return exit::GUARD_FAILED;
+                    }
+                }
+            } else {
+                doctor::print(&r);
+            }
+            0
+        }
+        Some(cli::Sub::Run(w)) => {
+            let sub = matches
+                .subcommand_matches("run")
+                .cloned()
+                .unwrap_or_default();
+            wrap(&w, &sub)
+        }
+        None => wrap(&parsed.wrap, &matches),
+    }
+}
+
+fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
+    let cfg = match config::wrap_config(args, m, || {
+        let sys = cgroup::detect::Sys::live();
+        cgroup::detect::Layout::read(&sys)
+            .ok()
+            .and_then(|l| cgroup::detect::available_memory(&sys, &l))
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            error_line(&e.0);
+            return exit::GUARD_FAILED;
+        }
+    };
+    init_logging(cfg.verbosity);
+    match supervise::run(&cfg) {
+        Ok(code) => code,
+        Err(f) => {
+            error_line(&f.message);
+            f.status
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Wrap mode, top to bottom: block signals, choose and create the enforcement, start the sentinel,
+//! start COMMAND inside the cgroup, then one synchronous event loop (signalfd, the cgroup's memory
+//! event fd, the poll-mode sampler, the kill-after deadline) until COMMAND exits; then clean up and
+//! return the exit status from the table in `exit.rs`.
+
+pub mod sentinel;
+pub mod signals;
+pub mod spawn;
+
+use crate::cgroup::detect::{self, Layout, Plan, Sys};
+use crate::cgroup::{Enforcer, Limits};
+use crate::config::WrapConfig;
+use crate::exit;
+use crate::units::{format_duration, format_size};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill, raise};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signals::Action;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Poll-mode sampling period.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// After a memory event whose verdict is not in yet, re-check the counters this often, this long.
+const RECHECK_EVERY: Duration = Duration::from_millis(10);
+const RECHECK_FOR: Duration = Duration::from_millis(300);
+
+/// How COMMAND ended.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+/// A fatal error before COMMAND ran: message and exit status.
+pub struct Fatal {
+    pub status: i32,
+    pub message: String,
+}
+
+fn fatal(status: i32, message: String) -> Fatal {
+    Fatal { status, message }
+}
+
+/// Choose the enforcement and create it; poll mode (with a warning) when a cgroup cannot be had,
+/// unless `--require-cgroup`.
+fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<Enforcer, Fatal> {
+    let plan = match Layout::read(sys) {
+        Ok(layout) => detect::plan(sys, &layout),
+        Err(e) => Plan::Poll {
+            reason: e,
+            fix: "check that /proc is mounted".into(),
+        },
+    };
+    let limits = Limits {
+        memory: cfg.memory,
+        swap: cfg.swap,
+    };
+    let poll_plan = Plan::Poll {
+        reason: String::new(),
+        fix: String::new(),
+    };
+    let fall_back = |why: String, fix: &str| -> Result<Enforcer, Fatal> {
+        if cfg.require_cgroup {
+            return Err(fatal(
+                exit::GUARD_FAILED,
+                format!("--require-cgroup: no cgroup can be used: {why}; to fix: {fix}"),
+            ));
+        }
+        if cfg.memory.is_some() {
+            log::warn!(
+                "enforcement is best-effort (poll mode): {why}; the job's memory is sampled every {} \
+                 and a fast allocation can overshoot the cap. To enforce with a cgroup: {fix}",
+                format_duration(POLL_INTERVAL)
+            );
+        } else {
+            log::info!("poll mode (monitor only): {why}");
+        }
+        Enforcer::create(&poll_plan, &sys.proc, &cfg.name, &limits)
+            .map_err(|e| fatal(exit::GUARD_FAILED, e.to_string()))
+    };
+    match &plan {
+        Plan::Poll { reason, fix } => fall_back(reason.clone(), fix),
+        _ => match Enforcer::create(&plan, &sys.proc, &cfg.name, &limits) {
+            Ok(e) => {
+                log::debug!("{}", plan.reason());
+                Ok(e)
+            }
+            Err(e) => fall_back(
+                format!("creating the job's cgroup failed: {e}"),
+                "run 'guard doctor' to see what this system allows",
+            ),
+        },
+    }
+}
+
+/// Reaps children; records COMMAND's end; follows COMMAND into a terminal stop.
+fn reap(child: i32, ended: &mut Option<Ended>) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
+                *ended = Some(Ended::Code(code))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == child => {
+                *ended = Some(Ended::Signal(sig as i32))
+            }
+            Ok(WaitStatus::Stopped(pid, sig)) if pid.as_raw() == child => {
+                // COMMAND stopped for job control (Ctrl-Z, background tty access): stop guard
+                // too, so the shell sees the whole job stopped; 'fg' sends SIGCONT to both.
+                if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+                    log::debug!("{} stopped by {sig:?}; stopping guard as well", child);
+                    let _ = raise(Signal::SIGSTOP);
+                }
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::debug!("waitpid: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Run COMMAND under guard and return guard's exit status.
+pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
+    let mask = signals::handled();
+    mask.thread_block()
+        .map_err(|e| fatal(exit::GUARD_FAILED, format!("cannot block signals: {e}")))?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| fatal(exit::GUARD_FAILED, format!("cannot create a signalfd: {e}")))?;
+    // Orphaned descendants are re-parented to guard (reaped here; tracked by poll mode).
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::debug!("PR_SET_CHILD_SUBREAPER: {e}");
+    }
+
+    let sys = Sys::live();
+    let mut enforcer = enforce(cfg, &sys)?;
+    let limit_text = cfg
+        .memory
+        .map(format_size)
+        .unwrap_or_else(|| "none".to_string());
+    match enforcer.dir() {
+        Some(d) => log::info!(
+            "mode {}, cgroup {}, memory limit {limit_text}",
+            enforcer.mode(),
+            d.display()
+        ),
+        None => log::info!("mode {}, memory limit {limit_text}", enforcer.mode()),
+    }
+    if cfg.memory.is_some() && cfg.swap > 0 && !enforcer.swap_limited() {
+        log::warn!(
+            "--swap {} cannot be applied: this kernel has no swap accounting for cgroups \
+             (boot with swapaccount=1 on cgroup v1); only --memory is enforced",
+            format_size(cfg.swap)
+        );
+    }
+
+    let mut sentinel = enforcer.dir().and_then(sentinel::start);
+    if let (Enforcer::Poll(t), Some(s)) = (&mut enforcer, &sentinel) {
+        t.exclude(s.pid);
+    }
+
+    let child = match spawn::spawn(&cfg.command, enforcer.attach_fd()) {
+        Ok(pid) => pid,
+        Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
+            let dir = enforcer
+                .dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            log::warn!(
+                "cannot move the job into {dir} ({e}); falling back to best-effort poll mode (see 'guard doctor')"
+            );
+            let _ = enforcer.remove();
+            sentinel = None;
+            enforcer = Enforcer::Poll(crate::cgroup::poll::PollTracker::new(
+                sys.proc.clone(),
+                std::process::id() as i32,
+            ));
+            spawn::spawn(&cfg.command, None).map_err(|e| spawn_fatal(cfg, e))?
+        }
+        Err(e) => {
+            let _ = enforcer.remove();
+            return Err(spawn_fatal(cfg, e));
+        }
+    };
+    log::debug!(
+        "started {} as pid {child}",
+        cfg.command[0].to_string_lossy()
+    );
+
+    let mut ended: Option<Ended> = None;
+    let mut memory_killed = false;
+    let mut kill_deadline: Option<Instant> = None;
+    let mut recheck_until: Option<Instant> = None;
+    let mut next_sample = Instant::now();
+    let poll_cap = match &enforcer {
+        Enforcer::Poll(_) => cfg.memory,
+        _ => None,
+    };
+
+    while ended.is_none() {
+        let now = Instant::now();
+        let mut wait = Duration::from_secs(3600);
+        if poll_cap.is_some() {
+            wait = wait.min(next_sample.saturating_duration_since(now));
+        }
+        if let Some(d) = kill_deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        if recheck_until.is_some() {
+            wait = wait.min(RECHECK_EVERY);
+        }
+        let timeout = PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let (sig_ready, ev_ready) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some((fd, flags)) = enforcer.event_fd() {
+                fds.push(PollFd::new(fd, flags));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(fatal(exit::GUARD_FAILED, format!("poll: {e}"))),
+            }
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            (ready(0), ready(1))
+        };
+
+        if sig_ready {
+            while let Ok(Some(si)) = sfd.read_signal() {
+                match signals::classify(si.ssi_signo as i32, si.ssi_code) {
+                    Action::Reap => reap(child, &mut ended),
+                    Action::Forward(sig) => {
+                        log::debug!("forwarding {sig:?} to {child}");
+                        let _ = kill(Pid::from_raw(child), sig);
+                        if signals::TERMINATING.contains(&sig) && kill_deadline.is_none() {
+                            kill_deadline = Some(Instant::now() + cfg.kill_after);
+                        }
+                    }
+                    Action::AlreadyDelivered(sig) => {
+                        log::debug!("{sig:?} from the terminal reached the job directly")
+                    }
+                    Action::Ignore => {}
+                }
+            }
+        }
+        if ev_ready {
+            enforcer.drain_event();
+            recheck_until = Some(Instant::now() + RECHECK_FOR);
+        }
+        if let Some(until) = recheck_until {
+            if !memory_killed && enforcer.verdict().killed() {
+                // The kernel's OOM killer acted inside the job: finish the job as a whole.
+                memory_killed = true;
+                enforcer.kill_all();
+                recheck_until = None;
+            } else if Instant::now() >= until {
+                recheck_until = None;
+            }
+        }
+        if let Some(cap) = poll_cap {
+            if Instant::now() >= next_sample {
+                next_sample = Instant::now() + POLL_INTERVAL;
+                if !memory_killed && enforcer.usage().is_some_and(|u| u > cap) {
+                    memory_killed = true;
+                    enforcer.kill_all();
+                }
+            }
+        }
+        if let Some(d) = kill_deadline {
+            if ended.is_none() && Instant::now() >= d {
+                log::warn!(
+                    "{} (pid {child}) still running {} after a terminating signal; killing the job",
+                    cfg.name,
+                    format_duration(cfg.kill_after)
+                );
+                enforcer.kill_all();
+                kill_deadline = None;
+            }
+        }
+    }
+
+    if !memory_killed && enforcer.verdict().killed() {
+        memory_killed = true;
+    }
+    let peak = enforcer.peak();
+    if memory_killed {
+        enforcer.kill_all();
+    } else {
+        finish_leftovers(cfg, &enforcer, &sfd, child);
+    }
+    if let Err(e) = enforcer.remove() {
+        log::warn!("{e}; the next guard run removes it");
+    }
+    drop(sentinel);
+
+    if memory_killed {
+        let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
+        eprintln!(
+            "guard: {} (pid {child}) exceeded its memory limit {limit_text} (peak {peak}); killed",
+            cfg.name
+        );
+        return Ok(exit::MEMORY_KILL);
+    }
+    Ok(match ended {
+        Some(Ended::Code(c)) => exit::from_child(Some(c), None),
+        Some(Ended::Signal(s)) => exit::from_child(None, Some(s)),
+        None => exit::GUARD_FAILED,
+    })
+}
+
+/// COMMAND exited but left processes in the job: SIGTERM them, give them `--kill-after`, then
+/// SIGKILL. guard keeps reaping meanwhile.
+fn finish_leftovers(cfg: &WrapConfig, enforcer: &Enforcer, sfd: &SignalFd, child: i32) {
+    let n = enforcer.signal_all(Signal::SIGTERM);
+    if n == 0 {
+        return;
+    }
+    log::info!(
+        "{} exited and left {n} process(es) behind; sent SIGTERM, SIGKILL in {}",
+        cfg.name,
+        format_duration(cfg.kill_after)
+    );
+    let deadline = Instant::now() + cfg.kill_after;
+    let mut ignored = None;
+    while Instant::now() < deadline && enforcer.live_count() > 0 {
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(20u16));
+        while let Ok(Some(_)) = sfd.read_signal() {}
+        reap(child, &mut ignored);
+    }
+    if enforcer.live_count() > 0 {
+        log::warn!(
+            "processes left behind by {} ignored SIGTERM; killed them",
+            cfg.name
+        );
+        enforcer.kill_all();
+    }
+    reap(child, &mut ignored);
+}
+
+fn spawn_fatal(cfg: &WrapConfig, e: spawn::SpawnError) -> Fatal {
+    let cmd = cfg.command[0].to_string_lossy();
+    match e {
+        spawn::SpawnError::Exec(err) if err.kind() == std::io::ErrorKind::NotFound => fatal(
+            exit::NOT_FOUND,
+            format!("cannot run '{cmd}': command not found (check the name and PATH)"),
+        ),
+        spawn::SpawnError::Exec(err) => {
+            fatal(exit::NOT_EXECUTABLE, format!("cannot run '{cmd}': {err}"))
+        }
+        spawn::SpawnError::Attach(err) => fatal(
+            exit::GUARD_FAILED,
+            format!("--require-cgroup: cannot move '{cmd}' into the job's cgroup: {err}"),
+        ),
+        spawn::SpawnError::Os(err) => {
+            fatal(exit::GUARD_FAILED, format!("cannot start '{cmd}': {err}"))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Starting COMMAND: fork, join the job's cgroup *in the child before exec* (so the first
+//! instruction of COMMAND already runs under the cap), arm the parent-death signal, exec.
+//! Exec failures map to 126/127; a failed cgroup join is reported separately through a pipe.
+
+use nix::fcntl::OFlag;
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Why COMMAND did not start.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// exec failed: ENOENT (127) or another error (126).
+    Exec(io::Error),
+    /// Writing the child's pid into the cgroup failed (errno).
+    Attach(io::Error),
+    /// fork or pipe failed.
+    Os(io::Error),
+}
+
+/// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and — when `attach`
+/// is given — after writing "0" to that `cgroup.procs` fd. Returns the child's pid.
+pub fn spawn(argv: &[OsString], attach: Option<BorrowedFd<'_>>) -> Result<i32, SpawnError> {
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Os(e.into()))?;
+    let attach_fd: Option<RawFd> = attach.map(|f| f.as_raw_fd());
+    let err_fd = err_w.as_raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls (prctl, getppid, write) on integers and static buffers; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // guard died between fork and prctl: do not run unsupervised.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(fd) = attach_fd {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    let errno = *libc::__errno_location();
+                    let bytes = errno.to_ne_bytes();
+                    libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+            }
+            Ok(())
+        });
+    }
+    let result = cmd.spawn();
+    drop(err_w);
+    match result {
+        Ok(child) => Ok(child.id() as i32), // reaped by the supervisor's waitpid loop, not by std
+        Err(e) => {
+            let mut buf = [0u8; 4];
+            let mut f = std::fs::File::from(err_r);
+            if matches!(f.read(&mut buf), Ok(4)) {
+                return Err(SpawnError::Attach(io::Error::from_raw_os_error(
+                    i32::from_ne_bytes(buf),
+                )));
+            }
+            Err(SpawnError::Exec(e))
+        }
+    }
+}
