@@ -49,23 +49,25 @@ fn init_logging(v: Verbosity) {
         .try_init();
 }
 
-/// Turn a clap error into guard's one-line form (the first line of clap's text, without its
-/// "error: " prefix), plus where to look.
+/// Turn a clap error into guard's one-line form: clap's message (the lines before its usage
+/// block, joined), without its "error: " prefix, plus where to look.
 fn clap_error_line(e: &clap::Error) -> String {
-    let text = e.kind().as_str().map(str::to_string).unwrap_or_default();
+    if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        return "no COMMAND given: usage: guard [OPTIONS] -- COMMAND [ARGS]...; see 'guard --help'"
+            .into();
+    }
     let rendered = e.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(&text)
-        .trim_start_matches("error: ")
-        .to_string();
-    let hint = if first.contains("COMMAND") && first.contains("required") {
-        " (usage: guard [OPTIONS] -- COMMAND [ARGS]...)"
-    } else {
-        ""
-    };
-    format!("{first}{hint}; see 'guard --help'")
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let t = line.trim();
+        if t.starts_with("Usage:") || t.starts_with("For more information") {
+            break;
+        }
+        if !t.is_empty() {
+            parts.push(t.trim_start_matches("error: "));
+        }
+    }
+    format!("{}; see 'guard --help'", parts.join("; "))
 }
 
 /// Run guard with `args` (including argv[0]); returns the exit status.

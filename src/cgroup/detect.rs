@@ -240,6 +240,31 @@ fn xattr_is_one(dir: &Path, name: &str) -> bool {
     len > 0 && buf[..len as usize].starts_with(b"1")
 }
 
+const READ_ONLY_FIX: &str = "mount the cgroup filesystem read-write for guard (containers: a private, \
+    writable cgroup namespace), or run guard outside the container";
+
+/// True when `path` lies on a read-only mount (then being root does not help).
+fn read_only_mount(path: &Path) -> bool {
+    nix::sys::statvfs::statvfs(path)
+        .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        .unwrap_or(false)
+}
+
+/// Why `dir` cannot be used, and what would fix it.
+fn unwritable(what: &str, dir: &Path, euid: u32) -> Plan {
+    if read_only_mount(dir) {
+        Plan::Poll {
+            reason: format!("{what} {} is on a read-only mount", dir.display()),
+            fix: READ_ONLY_FIX.to_string(),
+        }
+    } else {
+        Plan::Poll {
+            reason: format!("{what} {} is not writable by uid {euid}", dir.display()),
+            fix: DELEGATION_FIX.to_string(),
+        }
+    }
+}
+
 fn has_controller(dir: &Path, file: &str, want: &str) -> bool {
     cgfs::read(&dir.join(file))
         .map(|s| s.split_whitespace().any(|c| c == want))
@@ -264,13 +289,11 @@ pub fn plan(sys: &Sys, layout: &Layout) -> Plan {
                 ),
             };
         }
-        return Plan::Poll {
-            reason: format!(
-                "the memory controller is on cgroup v1 but guard's own memory cgroup {} is not writable",
-                v1.own_dir.display()
-            ),
-            fix: DELEGATION_FIX.to_string(),
-        };
+        return unwritable(
+            "the memory controller is on cgroup v1 but guard's own memory cgroup",
+            &v1.own_dir,
+            sys.euid,
+        );
     }
     Plan::Poll {
         reason: match &layout.v2 {
@@ -306,10 +329,7 @@ fn plan_v2(sys: &Sys, v2: &Hierarchy) -> Plan {
                 root.display()
             ));
         }
-        return Plan::Poll {
-            reason: format!("the cgroup2 root {} is not writable", root.display()),
-            fix: DELEGATION_FIX.to_string(),
-        };
+        return unwritable("the cgroup2 root", root, sys.euid);
     }
     if own.file_name().is_some_and(|n| n == "supervisor") {
         if let Some(parent) = own.parent() {
@@ -367,19 +387,14 @@ fn plan_v2(sys: &Sys, v2: &Hierarchy) -> Plan {
             own.display()
         ));
     }
-    let why = if !cgfs::writable(own) || !cgfs::writable(&own.join("cgroup.procs")) {
-        format!(
-            "guard's cgroup {} is not writable and it is not root",
-            own.display()
-        )
-    } else {
-        format!(
+    if !cgfs::writable(own) || !cgfs::writable(&own.join("cgroup.procs")) {
+        return unwritable("guard's cgroup", own, sys.euid);
+    }
+    Plan::Poll {
+        reason: format!(
             "the memory controller is not delegated to guard's cgroup {}",
             own.display()
-        )
-    };
-    Plan::Poll {
-        reason: why,
+        ),
         fix: DELEGATION_FIX.to_string(),
     }
 }
@@ -417,3 +432,291 @@ pub fn available_memory(sys: &Sys, layout: &Layout) -> Option<u64> {
 }
 
 use procfs::FromRead as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A fixture system: /proc from tests/fixtures/proc/<case>, `/` in a temp dir.
+    struct Fixture {
+        sys: Sys,
+        root: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new(case: &str, euid: u32) -> Fixture {
+            let root = tempfile::tempdir().unwrap();
+            let proc = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/proc")
+                .join(case);
+            assert!(proc.exists(), "{}", proc.display());
+            Fixture {
+                sys: Sys {
+                    proc,
+                    root: root.path().to_path_buf(),
+                    euid,
+                },
+                root,
+            }
+        }
+
+        /// Create a cgroup directory (relative to the fake /) with the given control files.
+        fn cg(&self, rel: &str, files: &[(&str, &str)]) -> PathBuf {
+            let d = self.root.path().join(rel.trim_start_matches('/'));
+            fs::create_dir_all(&d).unwrap();
+            for (name, content) in files {
+                fs::write(d.join(name), content).unwrap();
+            }
+            for f in ["cgroup.procs", "cgroup.subtree_control"] {
+                if !d.join(f).exists() {
+                    fs::write(d.join(f), "").unwrap();
+                }
+            }
+            d
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.root.path().join(rel.trim_start_matches('/'))
+        }
+
+        fn plan(&self) -> Plan {
+            let layout = Layout::read(&self.sys).unwrap();
+            plan(&self.sys, &layout)
+        }
+    }
+
+    const ALL: &str = "cpuset cpu io memory hugetlb pids rdma misc\n";
+
+    #[test]
+    fn hybrid_uses_v1_under_own_memory_cgroup() {
+        let f = Fixture::new("hybrid", 0);
+        f.cg(
+            "/sys/fs/cgroup/memory/process_api/7bb142f8",
+            &[("memory.limit_in_bytes", "9223372036854771712\n")],
+        );
+        f.cg("/sys/fs/cgroup/unified", &[("cgroup.controllers", "")]);
+        let layout = Layout::read(&f.sys).unwrap();
+        assert!(!layout.v2_has_memory());
+        assert_eq!(
+            layout.v1_memory.as_ref().unwrap().own,
+            "/process_api/7bb142f8"
+        );
+        assert_eq!(
+            layout.v1_freezer.as_ref().unwrap().own_dir,
+            f.path("/sys/fs/cgroup/freezer")
+        );
+        assert!(
+            layout.describe().starts_with("hybrid"),
+            "{}",
+            layout.describe()
+        );
+        match f.plan() {
+            Plan::V1 {
+                base, freezer_base, ..
+            } => {
+                assert_eq!(base, f.path("/sys/fs/cgroup/memory/process_api/7bb142f8"));
+                assert_eq!(freezer_base, Some(f.path("/sys/fs/cgroup/freezer")));
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn v1_in_a_container_strips_the_mount_root() {
+        let f = Fixture::new("v1-container", 0);
+        f.cg("/sys/fs/cgroup/memory/app", &[]);
+        let layout = Layout::read(&f.sys).unwrap();
+        let mem = layout.v1_memory.unwrap();
+        assert_eq!(mem.own_dir, f.path("/sys/fs/cgroup/memory/app"));
+        assert_eq!(
+            layout.v1_freezer.unwrap().own_dir,
+            f.path("/sys/fs/cgroup/freezer")
+        );
+    }
+
+    #[test]
+    fn v2_root_cgroup_gets_a_dedicated_subtree() {
+        let f = Fixture::new("v2-root", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        match f.plan() {
+            Plan::V2 {
+                base,
+                placement,
+                group,
+                ..
+            } => {
+                assert_eq!(placement, V2Placement::Dedicated);
+                assert_eq!(base, f.path("/sys/fs/cgroup/guard"));
+                assert_eq!(group, f.path("/sys/fs/cgroup"));
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_root_service_not_delegated_uses_the_dedicated_subtree() {
+        let f = Fixture::new("v2-service", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        f.cg(
+            "/sys/fs/cgroup/system.slice/x.service",
+            &[("cgroup.controllers", ALL), ("memory.max", "max\n")],
+        );
+        let p = f.plan();
+        assert!(
+            matches!(
+                &p,
+                Plan::V2 {
+                    placement: V2Placement::Dedicated,
+                    ..
+                }
+            ),
+            "{p:?}"
+        );
+        assert!(p.reason().contains("not delegated"), "{}", p.reason());
+    }
+
+    #[test]
+    fn v2_delegated_service_moves_members_to_a_supervisor_leaf() {
+        let f = Fixture::new("v2-service", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        let svc = f.cg(
+            "/sys/fs/cgroup/system.slice/x.service",
+            &[("cgroup.controllers", ALL), ("memory.max", "max\n")],
+        );
+        let c = std::ffi::CString::new(svc.to_str().unwrap()).unwrap();
+        // SAFETY: valid C strings and a 1-byte value buffer.
+        let rc = unsafe {
+            libc::setxattr(
+                c.as_ptr(),
+                c"trusted.delegate".as_ptr(),
+                b"1".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        if rc != 0 {
+            println!("test skipped: the temp filesystem does not take trusted.* xattrs");
+            return;
+        }
+        assert!(is_delegated(&svc));
+        let p = f.plan();
+        assert!(
+            matches!(
+                &p,
+                Plan::V2 {
+                    placement: V2Placement::Supervisor,
+                    ..
+                }
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn v2_user_scope_uses_a_supervisor_leaf() {
+        let f = Fixture::new("v2-user-scope", 1000);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        let scope =
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-r1.scope";
+        f.cg(
+            scope,
+            &[
+                ("cgroup.controllers", "cpu memory pids\n"),
+                ("memory.max", "max\n"),
+            ],
+        );
+        match f.plan() {
+            Plan::V2 {
+                base, placement, ..
+            } => {
+                assert_eq!(placement, V2Placement::Supervisor);
+                assert_eq!(base, f.path(scope));
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_user_scope_without_memory_delegated_falls_back_to_poll() {
+        let f = Fixture::new("v2-user-scope", 1000);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        let scope =
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-r1.scope";
+        f.cg(scope, &[("cgroup.controllers", "cpu pids\n")]);
+        match f.plan() {
+            Plan::Poll { reason, fix } => {
+                assert!(reason.contains("not delegated"), "{reason}");
+                assert!(fix.contains("Delegate=yes"), "{fix}");
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_prepared_supervisor_leaf_is_reused() {
+        let f = Fixture::new("v2-supervisor", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        f.cg(
+            "/sys/fs/cgroup/system.slice/x.service",
+            &[
+                ("cgroup.controllers", ALL),
+                ("cgroup.subtree_control", "memory pids\n"),
+            ],
+        );
+        f.cg(
+            "/sys/fs/cgroup/system.slice/x.service/supervisor",
+            &[("cgroup.controllers", "memory pids\n")],
+        );
+        match f.plan() {
+            Plan::V2 {
+                base, placement, ..
+            } => {
+                assert_eq!(placement, V2Placement::Prepared);
+                assert_eq!(base, f.path("/sys/fs/cgroup/system.slice/x.service"));
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_without_memory_controller_is_poll() {
+        let f = Fixture::new("v2-no-memory", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", "cpu io pids\n")]);
+        f.cg("/sys/fs/cgroup/system.slice/x.service", &[]);
+        match f.plan() {
+            Plan::Poll { reason, .. } => {
+                assert!(reason.contains("no memory controller"), "{reason}")
+            }
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn available_memory_is_the_tightest_limit() {
+        let f = Fixture::new("v2-service", 0);
+        f.cg("/sys/fs/cgroup", &[("cgroup.controllers", ALL)]);
+        f.cg(
+            "/sys/fs/cgroup/system.slice",
+            &[("memory.max", "4294967296\n")],
+        );
+        f.cg(
+            "/sys/fs/cgroup/system.slice/x.service",
+            &[("memory.max", "max\n")],
+        );
+        let layout = Layout::read(&f.sys).unwrap();
+        // The fixture has no meminfo: only the cgroup limit counts.
+        assert_eq!(available_memory(&f.sys, &layout), Some(4 << 30));
+
+        let f = Fixture::new("hybrid", 0);
+        f.cg(
+            "/sys/fs/cgroup/memory/process_api/7bb142f8",
+            &[(
+                "memory.stat",
+                "cache 0\nrss 0\nhierarchical_memory_limit 2147483648\n",
+            )],
+        );
+        let layout = Layout::read(&f.sys).unwrap();
+        assert_eq!(available_memory(&f.sys, &layout), Some(2 << 30));
+    }
+}

@@ -96,22 +96,7 @@ impl V1Cgroup {
 
     /// The kernel's verdict: did the OOM killer act inside this cgroup?
     pub fn verdict(&self) -> MemoryVerdict {
-        let oc = cgfs::read(&self.dir.join("memory.oom_control")).unwrap_or_default();
-        match cgfs::keyed(&oc, "oom_kill") {
-            Some(n) => MemoryVerdict {
-                oom_kills: n,
-                under_oom: cgfs::keyed(&oc, "under_oom") == Some(1),
-            },
-            // Kernels before 4.13 have no oom_kill counter: under_oom, or a limit hit recorded in
-            // failcnt while usage sits at the limit, is the best evidence available.
-            None => {
-                let under = cgfs::keyed(&oc, "under_oom") == Some(1);
-                MemoryVerdict {
-                    oom_kills: u64::from(under),
-                    under_oom: under,
-                }
-            }
-        }
+        verdict_at(&self.dir)
     }
 
     pub fn usage(&self) -> Option<u64> {
@@ -124,5 +109,49 @@ impl V1Cgroup {
         cgfs::read_u64(&self.dir.join("memory.max_usage_in_bytes"))
             .ok()
             .flatten()
+    }
+}
+
+/// The verdict from `memory.oom_control` of the v1 cgroup `dir`.
+pub fn verdict_at(dir: &Path) -> MemoryVerdict {
+    let oc = cgfs::read(&dir.join("memory.oom_control")).unwrap_or_default();
+    let under_oom = cgfs::keyed(&oc, "under_oom") == Some(1);
+    match cgfs::keyed(&oc, "oom_kill") {
+        Some(n) => MemoryVerdict {
+            oom_kills: n,
+            under_oom,
+        },
+        // Kernels before 4.13 have no oom_kill counter: a task waiting in OOM is the only
+        // evidence the cgroup itself offers.
+        None => MemoryVerdict {
+            oom_kills: 0,
+            under_oom,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_reads_oom_control() {
+        let d = tempfile::tempdir().unwrap();
+        let oc = d.path().join("memory.oom_control");
+        std::fs::write(&oc, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n").unwrap();
+        assert!(!verdict_at(d.path()).killed());
+        std::fs::write(&oc, "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        assert_eq!(
+            verdict_at(d.path()),
+            MemoryVerdict {
+                oom_kills: 2,
+                under_oom: false
+            }
+        );
+        // pre-4.13 kernel, task held at the limit
+        std::fs::write(&oc, "oom_kill_disable 1\nunder_oom 1\n").unwrap();
+        assert!(verdict_at(d.path()).killed());
+        // a cgroup that vanished says nothing happened
+        assert!(!verdict_at(&d.path().join("gone")).killed());
     }
 }

@@ -143,13 +143,7 @@ impl V2Cgroup {
     }
 
     pub fn verdict(&self) -> MemoryVerdict {
-        let local = cgfs::read(&self.dir.join("memory.events.local"))
-            .or_else(|_| cgfs::read(&self.dir.join("memory.events")))
-            .unwrap_or_default();
-        MemoryVerdict {
-            oom_kills: cgfs::keyed(&local, "oom_kill").unwrap_or(0),
-            under_oom: false,
-        }
+        verdict_at(&self.dir)
     }
 
     pub fn usage(&self) -> Option<u64> {
@@ -160,5 +154,66 @@ impl V2Cgroup {
 
     pub fn peak(&self) -> Option<u64> {
         cgfs::read_u64(&self.dir.join("memory.peak")).ok().flatten()
+    }
+}
+
+/// The verdict from `memory.events.local` (or `memory.events` before 5.7) of the v2 cgroup `dir`.
+/// `local` counts only this cgroup's own kills, not a nested cgroup's.
+pub fn verdict_at(dir: &Path) -> MemoryVerdict {
+    let local = cgfs::read(&dir.join("memory.events.local"))
+        .or_else(|_| cgfs::read(&dir.join("memory.events")))
+        .unwrap_or_default();
+    MemoryVerdict {
+        oom_kills: cgfs::keyed(&local, "oom_kill").unwrap_or(0),
+        under_oom: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_prefers_local_events() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            verdict_at(d.path()).oom_kills,
+            1,
+            "memory.events when .local is missing"
+        );
+        std::fs::write(
+            d.path().join("memory.events.local"),
+            "low 0\nhigh 0\nmax 9\noom 0\noom_kill 0\n",
+        )
+        .unwrap();
+        assert!(
+            !verdict_at(d.path()).killed(),
+            "a kill in a nested cgroup is not ours"
+        );
+    }
+
+    #[test]
+    fn enable_memory_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let sc = d.path().join("cgroup.subtree_control");
+        std::fs::write(&sc, "cpu memory\n").unwrap();
+        enable_memory(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&sc).unwrap(),
+            "cpu memory\n",
+            "no write when already on"
+        );
+        std::fs::write(&sc, "cpu\n").unwrap();
+        enable_memory(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&sc).unwrap(),
+            "+memory",
+            "written once"
+        );
     }
 }

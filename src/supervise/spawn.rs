@@ -31,9 +31,18 @@ pub fn spawn(argv: &[OsString], attach: Option<BorrowedFd<'_>>) -> Result<i32, S
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (prctl, getppid, write) on integers and static buffers; it allocates nothing.
+    // system calls (sigprocmask, signal, prctl, getppid, write) on integers, a stack sigset and
+    // static buffers; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            // guard blocks the signals it reads from its signalfd; the job must start with an
+            // empty mask and SIGPIPE at its default, as if guard were not there.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,

@@ -1,0 +1,88 @@
+//! hog: a memory allocator for trying guard (and for its tests).
+//!
+//!     hog alloc MB [--rate MB_PER_SEC] [--exit]
+//!                                    allocate MB mebibytes (touching every page), optionally paced,
+//!                                    then sleep until killed (or exit 0 with --exit)
+//!     hog spawn N ARGS...            run N copies of `hog ARGS...` as children and wait for them
+//!     hog sleep SECS                 sleep (a process that uses no memory)
+//!
+//! Example: a grandchild that allocates past a 64 MiB cap:
+//!     guard --memory 64M -- target/debug/examples/hog spawn 1 spawn 1 alloc 200
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog spawn N ARGS... | hog sleep SECS"
+    );
+    std::process::exit(2)
+}
+
+fn num(s: Option<&String>) -> u64 {
+    s.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("alloc") => {
+            let mb = num(args.get(1));
+            let rate = args
+                .iter()
+                .position(|a| a == "--rate")
+                .map(|i| num(args.get(i + 1)));
+            let exit = args.iter().any(|a| a == "--exit");
+            let start = Instant::now();
+            let mut keep: Vec<Vec<u8>> = Vec::new();
+            for i in 0..mb {
+                let mut chunk = vec![0u8; 1 << 20];
+                for p in (0..chunk.len()).step_by(4096) {
+                    chunk[p] = 1;
+                }
+                keep.push(chunk);
+                if let Some(r) = rate.filter(|r| *r > 0) {
+                    let due = Duration::from_secs_f64((i + 1) as f64 / r as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            println!("allocated {mb} MiB");
+            let _ = std::io::stdout().flush();
+            if exit {
+                std::hint::black_box(&keep);
+                return;
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+                std::hint::black_box(&keep);
+            }
+        }
+        Some("spawn") => {
+            let n = num(args.get(1));
+            let exe = std::env::current_exe().unwrap_or_else(|_| usage());
+            let mut kids = Vec::new();
+            for _ in 0..n {
+                match std::process::Command::new(&exe).args(&args[2..]).spawn() {
+                    Ok(c) => kids.push(c),
+                    Err(e) => {
+                        eprintln!("hog: spawn failed: {e}");
+                        std::process::exit(1)
+                    }
+                }
+            }
+            let mut worst = 0;
+            for mut k in kids {
+                if let Ok(st) = k.wait() {
+                    if !st.success() {
+                        worst = 1;
+                    }
+                }
+            }
+            std::process::exit(worst)
+        }
+        Some("sleep") => std::thread::sleep(Duration::from_secs(num(args.get(1)))),
+        _ => usage(),
+    }
+}

@@ -1,0 +1,240 @@
+//! The real binary, driven like a user would: options, bad input, exit statuses, stdio.
+//! These run anywhere (in poll mode where no cgroup can be written).
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+fn run(args: &[&str]) -> std::process::Output {
+    guard_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run guard")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_and_version_exit_zero_on_stdout() {
+    let o = run(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "--memory",
+        "--swap",
+        "--kill-after",
+        "--require-cgroup",
+        "GUARD_MEMORY",
+        "doctor",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}");
+    }
+    let o = run(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("guard "));
+}
+
+/// Each bad value: exit 125, exactly one stderr line, naming the value and the accepted forms.
+#[test]
+fn bad_values_exit_125_with_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--memory", "12X", "--", "true"], "--memory '12X'"),
+        (&["--memory", "1.5G", "--", "true"], "--memory '1.5G'"),
+        (&["--memory", "0", "--", "true"], "too small"),
+        (&["-m", "500", "--", "true"], "did you mean 500M?"),
+        (&["--memory", "150%", "--", "true"], "between 1% and 100%"),
+        (
+            &["--memory", "1G", "--swap", "lots", "--", "true"],
+            "--swap 'lots'",
+        ),
+        (&["--swap", "1G", "--", "true"], "needs --memory"),
+        (
+            &["--kill-after", "soon", "--", "true"],
+            "--kill-after 'soon'",
+        ),
+        (
+            &["--kill-after", "5 minutes", "--", "true"],
+            "500ms, 30s, 5m, 1h",
+        ),
+        (&["--name", "a/b", "--", "true"], "--name 'a/b'"),
+        (&["--bogus", "--", "true"], "--bogus"),
+        (&["-q", "-v", "--", "true"], "-q and -v"),
+        (&[], "COMMAND"),
+        (&["--memory", "1G"], "COMMAND"),
+    ];
+    for (args, needle) in cases {
+        let o = run(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{args:?} should print one line, got: {err}"
+        );
+        assert!(err.starts_with("guard: error: "), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+    let o = run(&["--memory", "12X", "--", "true"]);
+    assert!(
+        stderr(&o).contains("512M, 2G"),
+        "accepted forms missing: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn environment_values_are_named_as_such() {
+    let o = guard_cmd()
+        .env("GUARD_MEMORY", "lots")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("GUARD_MEMORY='lots'"), "{}", stderr(&o));
+    // The command line wins over the environment.
+    let o = guard_cmd()
+        .env("GUARD_MEMORY", "lots")
+        .args(["--memory", "1G", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = guard_cmd()
+        .env("GUARD_KILL_AFTER", "x")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("GUARD_KILL_AFTER='x'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = guard_cmd()
+        .env("GUARD_VERBOSE", "9")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("GUARD_VERBOSE='9'"));
+}
+
+#[test]
+fn every_exit_code_passes_through() {
+    for code in 0..=255 {
+        let o = run(&["--memory", "1G", "--", "sh", "-c", &format!("exit {code}")]);
+        assert_eq!(o.status.code(), Some(code), "exit {code}: {}", stderr(&o));
+        assert!(
+            o.stderr.is_empty(),
+            "exit {code}: guard wrote {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn signal_deaths_are_128_plus_n() {
+    for sig in [1, 2, 3, 6, 9, 10, 12, 13, 14, 15] {
+        let o = run(&["--", "sh", "-c", &format!("kill -{sig} $$")]);
+        assert_eq!(
+            o.status.code(),
+            Some(128 + sig),
+            "signal {sig}: {}",
+            stderr(&o)
+        );
+        // A SIGKILL that is not a memory kill is not reported as one.
+        assert!(!stderr(&o).contains("exceeded"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn run_subcommand_is_the_same_as_the_prefix_form() {
+    let o = run(&["run", "--memory", "1G", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    // Options after the command belong to the command.
+    let o = run(&["--", "sh", "-c", "echo \"$1\"", "sh", "--memory"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "--memory\n");
+}
+
+#[test]
+fn not_found_is_127_and_not_executable_is_126() {
+    let o = run(&["--", "no-such-command-guard-test"]);
+    assert_eq!(o.status.code(), Some(127));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no-such-command-guard-test") && err.contains("not found"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("noexec.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&["--", script.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains("noexec.sh"));
+
+    let o = run(&["--", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(126), "a directory: {}", stderr(&o));
+
+    let o = run(&["--", "/no/such/dir/prog"]);
+    assert_eq!(o.status.code(), Some(127));
+}
+
+#[test]
+fn stdio_belongs_to_the_child() {
+    let mut child = guard_cmd()
+        .args([
+            "--memory",
+            "256M",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo out; echo err >&2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from stdin\nout\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+}
+
+#[test]
+fn quiet_and_verbose() {
+    let o = run(&["-v", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("guard: mode "), "{}", stderr(&o));
+    let o = run(&["-q", "--", "true"]);
+    assert!(o.stderr.is_empty());
+}
+
+#[test]
+fn doctor_names_the_mode_and_reason() {
+    let o = run(&["doctor"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in ["kernel:", "layout:", "mode:", "reason:", "capabilities:"] {
+        assert!(text.contains(needle), "doctor lacks {needle}:\n{text}");
+    }
+    let d = doctor();
+    assert!(["cgroup-v1", "cgroup-v2", "poll"].contains(&d["mode"].as_str().unwrap()));
+    assert!(!d["reason"].as_str().unwrap().is_empty());
+}

@@ -1,0 +1,139 @@
+//! Shared helpers for the integration tests: paths of the real binaries, the privileged-test
+//! gate, and small process utilities.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn guard() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_guard"))
+}
+
+/// A helper program from examples/ (built by `cargo test`).
+pub fn example(name: &str) -> PathBuf {
+    let bin = guard();
+    let dir = bin.parent().expect("target dir");
+    let p = dir.join("examples").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests through cargo test (it builds examples)",
+        p.display()
+    );
+    p
+}
+
+pub fn guard_cmd() -> Command {
+    let mut c = Command::new(guard());
+    // Tests must not inherit a developer's GUARD_* settings.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GUARD_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// What `guard doctor --json` says about this machine.
+pub fn doctor() -> serde_json::Value {
+    let out = guard_cmd()
+        .arg("doctor")
+        .arg("--json")
+        .output()
+        .expect("run guard doctor");
+    serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON")
+}
+
+/// True when the privileged suite can run here (root and a writable cgroup with the memory
+/// controller). Otherwise prints `test skipped: <reason>` and returns false — unless
+/// GUARD_TEST_REQUIRE_PRIVILEGED=1 (set by the project's test script when it runs as root, so CI
+/// fails instead of skipping).
+pub fn privileged(test: &str) -> bool {
+    let d = doctor();
+    let mode = d["mode"].as_str().unwrap_or("?").to_string();
+    let euid = d["euid"].as_u64().unwrap_or(u64::MAX);
+    let reason = if euid != 0 {
+        Some(format!("not root (euid {euid})"))
+    } else if mode == "poll" {
+        Some(format!(
+            "no writable cgroup with the memory controller: {}",
+            d["reason"]
+        ))
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) => {
+            if std::env::var("GUARD_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                panic!(
+                    "{test}: the privileged suite cannot run here ({r}) but GUARD_TEST_REQUIRE_PRIVILEGED=1"
+                );
+            }
+            println!("test skipped: {test}: {r}");
+            false
+        }
+    }
+}
+
+/// The directory where this machine's job cgroups are created (from doctor).
+pub fn job_base() -> PathBuf {
+    let d = doctor();
+    let job = d["job_cgroup"]
+        .as_str()
+        .expect("job_cgroup in doctor output");
+    Path::new(job).parent().expect("parent").to_path_buf()
+}
+
+/// Job cgroups in `base` that belong to guard pid `pid`.
+pub fn leaves_of(base: &Path, pid: u32) -> Vec<PathBuf> {
+    let suffix = format!("-{pid}");
+    std::fs::read_dir(base)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix) && e.path().is_dir())
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; treat it as dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_some_and(|st| st != 'Z' && st != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Wait until `f` holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+/// Spawn guard with piped stdout/stderr.
+pub fn spawn_guard(args: &[&str]) -> std::process::Child {
+    guard_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn guard")
+}
+
+pub fn send(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}

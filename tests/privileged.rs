@@ -1,0 +1,451 @@
+//! Tests that need root and a writable cgroup with the memory controller: the cap itself,
+//! placement, cleanup, concurrency, the poll fallback. Each test starts with `privileged()`, which
+//! prints `test skipped: <reason>` where it cannot run — and fails instead when
+//! GUARD_TEST_REQUIRE_PRIVILEGED=1 (the project's test script sets it when running as root).
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The one memory-kill line: `guard: NAME (pid N) exceeded its memory limit LIMIT (peak P); killed`.
+fn assert_kill_line(err: &str, name: &str, limit: &str) {
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("exceeded its memory limit"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one memory-kill line expected:\n{err}"
+    );
+    let l = lines[0];
+    let prefix = format!("guard: {name} (pid ");
+    assert!(l.starts_with(&prefix), "{l}");
+    let rest = &l[prefix.len()..];
+    let (pid, rest) = rest.split_once(") ").expect("pid)");
+    assert!(pid.parse::<u32>().is_ok(), "{l}");
+    assert!(
+        rest.starts_with(&format!("exceeded its memory limit {limit} (peak ")),
+        "{l}"
+    );
+    assert!(rest.ends_with("); killed"), "{l}");
+}
+
+/// Start guard -v and return it with the job cgroup it announced (the caller waits for it).
+#[allow(clippy::zombie_processes)]
+fn start_verbose(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    PathBuf,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut g = guard_cmd()
+        .arg("-v")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(g.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = g.kill();
+            let _ = g.wait();
+            panic!("guard -v printed no mode line");
+        }
+        if let Some(rest) = line.trim().strip_prefix("guard: mode ") {
+            let dir = rest
+                .split(", cgroup ")
+                .nth(1)
+                .and_then(|r| r.split(", memory limit").next())
+                .expect("cgroup path");
+            return (g, PathBuf::from(dir), err);
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cap_kills_an_allocator_within_seconds() {
+    if !privileged("cap_kills_an_allocator_within_seconds") {
+        return;
+    }
+    let hog = example("hog");
+    let t0 = Instant::now();
+    let g = guard_cmd()
+        .args(["--memory", "64M", "--"])
+        .arg(&hog)
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .spawn_output();
+    assert_eq!(g.status.code(), Some(137), "{}", stderr(&g));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_kill_line(&stderr(&g), "hog", "64 MiB");
+    assert!(
+        !String::from_utf8_lossy(&g.stdout).contains("allocated 200"),
+        "the job got past the cap"
+    );
+}
+
+trait SpawnOutput {
+    fn spawn_output(&mut self) -> std::process::Output;
+}
+impl SpawnOutput for Command {
+    fn spawn_output(&mut self) -> std::process::Output {
+        self.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run guard")
+    }
+}
+
+#[test]
+fn a_grandchild_past_the_cap_kills_the_job() {
+    if !privileged("a_grandchild_past_the_cap_kills_the_job") {
+        return;
+    }
+    let hog = example("hog");
+    let o = guard_cmd()
+        .args(["--name", "nested", "--memory", "64M", "--"])
+        .arg(&hog)
+        .args(["spawn", "1", "spawn", "1", "alloc", "200"])
+        .stdin(Stdio::null())
+        .spawn_output();
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_kill_line(&stderr(&o), "nested", "64 MiB");
+}
+
+#[test]
+fn four_children_together_past_the_cap() {
+    if !privileged("four_children_together_past_the_cap") {
+        return;
+    }
+    let hog = example("hog");
+    let o = guard_cmd()
+        .args(["--memory", "64M", "--"])
+        .arg(&hog)
+        .args(["spawn", "4", "alloc", "30", "--rate", "100"])
+        .stdin(Stdio::null())
+        .spawn_output();
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_kill_line(&stderr(&o), "hog", "64 MiB");
+}
+
+#[test]
+fn under_the_cap_the_job_runs_normally() {
+    if !privileged("under_the_cap_the_job_runs_normally") {
+        return;
+    }
+    let hog = example("hog");
+    let o = guard_cmd()
+        .args(["--memory", "128M", "--"])
+        .arg(&hog)
+        .args(["alloc", "40", "--exit"])
+        .stdin(Stdio::null())
+        .spawn_output();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "allocated 40 MiB\n");
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn the_job_is_in_its_cgroup_from_its_first_instruction_and_guard_is_not() {
+    if !privileged("the_job_is_in_its_cgroup_from_its_first_instruction_and_guard_is_not") {
+        return;
+    }
+    // cat reads /proc/self/cgroup as the first thing it does: no later move could hide behind it.
+    let (g, dir, mut err) = start_verbose(&["--memory", "64M", "--", "cat", "/proc/self/cgroup"]);
+    let gpid = g.id();
+    let guard_cgroups = std::fs::read_to_string(format!("/proc/{gpid}/cgroup")).unwrap();
+    let o = g.wait_with_output().unwrap();
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{rest}");
+    let leaf = dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        leaf.ends_with(&format!("cat-{gpid}")),
+        "leaf {leaf} names the job and guard's pid"
+    );
+    let job_cgroups = String::from_utf8_lossy(&o.stdout).to_string();
+    let line_with_leaf = |text: &str| text.lines().any(|l| l.ends_with(&format!("/{leaf}")));
+    assert!(
+        line_with_leaf(&job_cgroups),
+        "job not in {leaf}:\n{job_cgroups}"
+    );
+    assert!(
+        !line_with_leaf(&guard_cgroups),
+        "guard itself is in the capped cgroup:\n{guard_cgroups}"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn limits_are_written_as_asked() {
+    if !privileged("limits_are_written_as_asked") {
+        return;
+    }
+    let hog = example("hog");
+    let (mut g, dir, _err) = start_verbose(&[
+        "--memory",
+        "64M",
+        "--swap",
+        "32M",
+        "--",
+        hog.to_str().unwrap(),
+        "sleep",
+        "30",
+    ]);
+    if dir.join("memory.limit_in_bytes").exists() {
+        assert_eq!(
+            read(&dir.join("memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        if dir.join("memory.memsw.limit_in_bytes").exists() {
+            assert_eq!(
+                read(&dir.join("memory.memsw.limit_in_bytes")),
+                (96u64 << 20).to_string()
+            );
+        }
+    } else {
+        assert_eq!(read(&dir.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(&dir.join("memory.oom.group")), "1");
+        if dir.join("memory.swap.max").exists() {
+            assert_eq!(
+                read(&dir.join("memory.swap.max")),
+                (32u64 << 20).to_string()
+            );
+        }
+    }
+    send(g.id(), libc::SIGTERM);
+    let st = g.wait().unwrap();
+    assert_eq!(st.code(), Some(143));
+    assert!(
+        wait_until(Duration::from_secs(2), || !dir.exists()),
+        "{} left behind",
+        dir.display()
+    );
+}
+
+#[test]
+fn ten_concurrent_guards_each_get_their_own_cgroup() {
+    if !privileged("ten_concurrent_guards_each_get_their_own_cgroup") {
+        return;
+    }
+    let hog = example("hog");
+    let base = job_base();
+    let kids: Vec<(bool, std::process::Child)> = (0..10)
+        .map(|i| {
+            let over = i % 2 == 0;
+            let mb = if over { "200" } else { "20" };
+            let mut c = guard_cmd();
+            c.args(["--memory", "64M", "--name", &format!("conc{i}"), "--"])
+                .arg(&hog)
+                .args(["alloc", mb, "--rate", "400"]);
+            if !over {
+                c.arg("--exit");
+            }
+            (
+                over,
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for (over, k) in kids {
+        pids.push(k.id());
+        let o = k.wait_with_output().unwrap();
+        let want = if over { 137 } else { 0 };
+        assert_eq!(o.status.code(), Some(want), "{}", stderr(&o));
+    }
+    for p in pids {
+        assert!(
+            leaves_of(&base, p).is_empty(),
+            "cgroup of guard {p} left behind in {}",
+            base.display()
+        );
+    }
+}
+
+#[test]
+fn a_killed_guard_takes_its_job_and_cgroup_with_it() {
+    if !privileged("a_killed_guard_takes_its_job_and_cgroup_with_it") {
+        return;
+    }
+    let hog = example("hog");
+    let script = format!(
+        "{} spawn 1 sleep 300 & echo $!; exec {} sleep 300",
+        hog.display(),
+        hog.display()
+    );
+    let (mut g, dir, _err) = start_verbose(&["--", "sh", "-c", &script]);
+    let mut out = BufReader::new(g.stdout.take().unwrap());
+    let mut bg = String::new();
+    out.read_line(&mut bg).unwrap();
+    let bg: i32 = bg.trim().parse().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || read(
+        &dir.join("cgroup.procs")
+    )
+    .lines()
+    .count()
+        >= 3));
+    send(g.id(), libc::SIGKILL);
+    let _ = g.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(bg)),
+        "grandchild {bg} survived guard"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !dir.exists()),
+        "{} left behind",
+        dir.display()
+    );
+}
+
+#[test]
+fn the_next_run_removes_cgroups_of_dead_guards() {
+    if !privileged("the_next_run_removes_cgroups_of_dead_guards") {
+        return;
+    }
+    let base = job_base();
+    // A pid that is certainly gone: a process we started and reaped.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let _ = { dead }.wait();
+    let dedicated = base.file_name().is_some_and(|n| n == "guard");
+    let stale = base.join(if dedicated {
+        format!("stale-{dead_pid}")
+    } else {
+        format!("guard-stale-{dead_pid}")
+    });
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir(&stale).unwrap();
+    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::write(stale.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let o = guard_cmd()
+        .args(["-v", "--", "true"])
+        .stdin(Stdio::null())
+        .spawn_output();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stale.exists(),
+        "stale cgroup {} still there:\n{}",
+        stale.display(),
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("removed stale cgroup"),
+        "{}",
+        stderr(&o)
+    );
+    let st = sleeper.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(libc::SIGKILL)
+    );
+}
+
+/// Shell snippet: remount every cgroup filesystem read-only in a private mount namespace.
+fn read_only_cgroupfs_prefix() -> String {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut cmds = vec!["mount --make-rprivate / 2>/dev/null".to_string()];
+    for l in mi.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-").unwrap_or(0);
+        if matches!(f.get(sep + 1), Some(&"cgroup") | Some(&"cgroup2")) {
+            cmds.push(format!("mount -o remount,bind,ro {}", f[4]));
+        }
+    }
+    cmds.join(" && ")
+}
+
+fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
+    let script = format!(
+        "{} && exec {} {guard_args}",
+        read_only_cgroupfs_prefix(),
+        guard().display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "sh", "-c", &script]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GUARD_")) {
+        c.env_remove(k);
+    }
+    c.stdin(Stdio::null()).spawn_output()
+}
+
+#[test]
+fn read_only_cgroupfs_falls_back_to_poll_mode_and_still_caps() {
+    if !privileged("read_only_cgroupfs_falls_back_to_poll_mode_and_still_caps") {
+        return;
+    }
+    let hog = example("hog");
+    let o = in_read_only_cgroupfs(&format!(
+        "--memory 64M -- {} alloc 400 --rate 200",
+        hog.display()
+    ));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("enforcement is best-effort (poll mode)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("read-only mount"),
+        "the warning says why: {err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("warning")).count(),
+        1,
+        "{err}"
+    );
+    assert_kill_line(&err, "hog", "64 MiB");
+
+    let o = in_read_only_cgroupfs("--require-cgroup --memory 64M -- true");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("guard: error: --require-cgroup"), "{err}");
+
+    let o = in_read_only_cgroupfs("doctor");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("mode:        poll"), "{text}");
+    assert!(text.contains("to enforce:"), "{text}");
+}
+
+#[test]
+fn doctor_finds_a_usable_cgroup() {
+    if !privileged("doctor_finds_a_usable_cgroup") {
+        return;
+    }
+    let d = doctor();
+    assert_ne!(d["mode"], "poll");
+    let probe = d["probe"].as_str().unwrap();
+    assert!(
+        probe.starts_with("ok") || probe.starts_with("not tried"),
+        "{probe}"
+    );
+}

@@ -1,0 +1,275 @@
+//! Signals, job control and cleanup of processes, driven through the real binary with the
+//! `sigprint` helper (prints each signal it gets). These run in any enforcement mode.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+/// Read one line from the child's stdout (panics after a timeout via the test's own limit).
+fn line(r: &mut BufReader<ChildStdout>) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).expect("read line");
+    s.trim().to_string()
+}
+
+fn start_sigprint(guard_args: &[&str], job_args: &[&str]) -> (Child, BufReader<ChildStdout>, u32) {
+    let sp = example("sigprint");
+    let mut child = guard_cmd()
+        .args(guard_args)
+        .arg("--")
+        .arg(sp)
+        .args(job_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let ready = line(&mut out);
+    let pid: u32 = ready
+        .strip_prefix("ready ")
+        .and_then(|p| p.parse().ok())
+        .expect("ready PID line");
+    (child, out, pid)
+}
+
+fn state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
+        .unwrap_or('?')
+}
+
+#[test]
+fn signals_sent_to_guard_reach_the_child_once_each() {
+    let (mut g, mut out, _job) = start_sigprint(&["--memory", "256M"], &[]);
+    for (sig, name) in [
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGWINCH, "SIGWINCH"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGCONT, "SIGCONT"),
+    ] {
+        send(g.id(), sig);
+        assert_eq!(line(&mut out), name);
+    }
+    send(g.id(), libc::SIGTERM);
+    assert_eq!(line(&mut out), "SIGTERM");
+    let st = g.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "sigprint exits 0 on SIGTERM");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "no signal was delivered twice");
+}
+
+#[test]
+fn kill_after_ends_a_job_that_ignores_sigterm() {
+    let (mut g, mut out, job) = start_sigprint(&["--kill-after", "300ms"], &["--ignore-term"]);
+    let t0 = Instant::now();
+    send(g.id(), libc::SIGTERM);
+    assert_eq!(line(&mut out), "SIGTERM");
+    let st = g.wait().unwrap();
+    let took = t0.elapsed();
+    assert_eq!(
+        st.code(),
+        Some(137),
+        "killed by SIGKILL after the grace period"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    let mut err = String::new();
+    g.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(
+        err.contains("still running 300ms after a terminating signal"),
+        "{err}"
+    );
+    assert!(!err.contains("exceeded"), "not a memory kill: {err}");
+    assert!(!pid_alive(job as i32));
+}
+
+#[test]
+fn ctrl_z_stops_guard_with_the_job_and_cont_resumes_both() {
+    let (mut g, mut out, job) = start_sigprint(&[], &[]);
+    send(g.id(), libc::SIGTSTP);
+    assert!(
+        wait_until(Duration::from_secs(5), || state(job) == 'T'
+            && state(g.id()) == 'T'),
+        "job {} guard {}",
+        state(job),
+        state(g.id())
+    );
+    send(g.id(), libc::SIGCONT);
+    assert_eq!(line(&mut out), "SIGCONT");
+    assert!(wait_until(Duration::from_secs(5), || state(job) != 'T'
+        && state(g.id()) != 'T'));
+    send(g.id(), libc::SIGTERM);
+    assert_eq!(line(&mut out), "SIGTERM");
+    assert_eq!(g.wait().unwrap().code(), Some(0));
+}
+
+/// A pseudo-terminal: the master side we type into and read from.
+struct Pty {
+    master: std::fs::File,
+    slave_path: std::ffi::CString,
+    buf: String,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc pty calls; every return value is checked before use.
+        unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(m >= 0, "posix_openpt");
+            assert_eq!(libc::grantpt(m), 0);
+            assert_eq!(libc::unlockpt(m), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+            let slave_path = std::ffi::CStr::from_ptr(name.as_ptr()).to_owned();
+            Pty {
+                master: std::fs::File::from_raw_fd(m),
+                slave_path,
+                buf: String::new(),
+            }
+        }
+    }
+
+    /// Start `cmd` as the session leader with this terminal as its controlling terminal.
+    fn spawn(&self, cmd: &mut std::process::Command) -> Child {
+        use std::os::unix::process::CommandExt;
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(std::str::from_utf8(self.slave_path.to_bytes()).unwrap())
+            .unwrap();
+        cmd.stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Read from the terminal until `pred(everything read so far)` holds (or panic after 10 s).
+    fn read_until(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        use std::os::fd::AsRawFd;
+        let end = Instant::now() + Duration::from_secs(10);
+        while !pred(&self.buf) {
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; terminal showed: {:?}",
+                self.buf
+            );
+            let mut pfd = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.master.read(&mut chunk) {
+                Ok(0) | Err(_) => break, // EIO: every slave fd is closed
+                Ok(n) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            }
+        }
+        self.buf.clone()
+    }
+}
+
+/// A Ctrl-C typed at a terminal reaches the job once: from the kernel, not again from guard.
+#[test]
+fn terminal_ctrl_c_reaches_the_job_once() {
+    let mut pty = Pty::open();
+    let mut cmd = guard_cmd();
+    cmd.args(["-vv", "--"]).arg(example("sigprint"));
+    let mut g = pty.spawn(&mut cmd);
+    let text = pty.read_until("ready", |t| t.lines().any(|l| l.starts_with("ready ")));
+    let job: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ready ").and_then(|p| p.trim().parse().ok()))
+        .expect("ready PID");
+    pty.master.write_all(&[3]).unwrap(); // ^C through the line discipline: SIGINT to the foreground group
+    // The terminal echoes ^C in front of the job's next output.
+    let lines = |t: &str| {
+        t.lines()
+            .map(|l| l.trim().trim_start_matches("^C").to_string())
+            .collect::<Vec<_>>()
+    };
+    pty.read_until("SIGINT", |t| lines(t).iter().any(|l| l == "SIGINT"));
+    std::thread::sleep(Duration::from_millis(300));
+    send(job, libc::SIGTERM);
+    let st = g.wait().unwrap();
+    let seen = lines(&pty.read_until("the end", |t| lines(t).iter().any(|l| l == "SIGTERM")));
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(
+        seen.iter().filter(|l| *l == "SIGINT").count(),
+        1,
+        "SIGINT delivered twice: {seen:?}"
+    );
+    // guard saw the terminal's copy and knew not to forward it (two copies can merge while
+    // pending, so counting alone could pass by luck).
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("SIGINT from the terminal reached the job directly")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("forwarding SIGINT")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn processes_left_behind_are_terminated_when_the_command_exits() {
+    let o = guard_cmd()
+        .args(["--", "sh", "-c", "sleep 300 & echo $!"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+        "background sleep {pid} survived guard"
+    );
+}
+
+#[test]
+fn leftover_that_ignores_sigterm_is_killed_after_the_grace() {
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .args([
+            "--kill-after",
+            "500ms",
+            "--",
+            "sh",
+            "-c",
+            "(trap '' TERM; sleep 300) & echo $!",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+        "leftover {pid} survived guard"
+    );
+}
