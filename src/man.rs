@@ -41,9 +41,19 @@ pub fn render() -> String {
     w(man.render_synopsis_section(&mut out));
     w(man.render_description_section(&mut out));
     w(man.render_options_section(&mut out));
-    w(man.render_subcommands_section(&mut out));
 
     let mut extra = String::new();
+    extra.push_str(
+        &tagged(
+            "COMMANDS",
+            &[
+                ("guard [OPTIONS] -- COMMAND [ARGS]...", "Run COMMAND under guard (wrap mode)."),
+                ("guard run [OPTIONS] -- COMMAND [ARGS]...", "The same, spelled as a subcommand."),
+                ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it. It creates and removes a probe cgroup where that touches no other process."),
+            ],
+        )
+        .to_roff(),
+    );
     extra.push_str(
         &section(
             "SIZES AND DURATIONS",
@@ -69,7 +79,7 @@ pub fn render() -> String {
         &section(
             "SIGNALS",
             &[
-                "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGTSTP sent to guard are forwarded to COMMAND. COMMAND stays in guard's process group, so keys typed at a terminal (Ctrl-C, Ctrl-\\e, Ctrl-Z) reach it directly from the kernel and are not forwarded a second time. When COMMAND stops for job control, guard stops too, so the shell sees the job stopped; fg continues both.",
+                "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGTSTP sent to guard are forwarded to COMMAND. COMMAND stays in guard's process group, so keys typed at a terminal (Ctrl-C, Ctrl-\\, Ctrl-Z) reach it directly from the kernel and are not forwarded a second time. When COMMAND stops for job control, guard stops too, so the shell sees the job stopped; fg continues both.",
                 "After a forwarded SIGINT, SIGTERM, SIGHUP or SIGQUIT, if COMMAND has not exited within --kill-after, the whole job is killed. When COMMAND exits, processes it left in the job get SIGTERM, and SIGKILL after --kill-after. When guard exits, no process of the job survives and its cgroup is removed; if guard itself is killed, COMMAND gets SIGKILL (parent-death signal) and a small sentinel process kills the rest and removes the cgroup. Cgroups left by a guard whose pid is gone are removed by the next run.",
             ],
         )

@@ -59,7 +59,6 @@ impl Layout {
     /// Read /proc/self/cgroup and /proc/self/mountinfo (relative to `sys`).
     pub fn read(sys: &Sys) -> Result<Layout, String> {
         let cg_path = sys.proc.join("self/cgroup");
-        let mi_path = sys.proc.join("self/mountinfo");
         let cgroups = std::fs::File::open(&cg_path)
             .map_err(|e| e.to_string())
             .and_then(|f| {
@@ -67,6 +66,15 @@ impl Layout {
                     .map_err(|e| e.to_string())
             })
             .map_err(|e| format!("cannot read {}: {e}", cg_path.display()))?;
+        if let Some(fast) = Self::read_standard(sys, &cgroups) {
+            return Ok(fast);
+        }
+        Self::read_mountinfo(sys, &cgroups)
+    }
+
+    /// The general path: every cgroup mount from /proc/self/mountinfo.
+    fn read_mountinfo(sys: &Sys, cgroups: &procfs::ProcessCGroups) -> Result<Layout, String> {
+        let mi_path = sys.proc.join("self/mountinfo");
         let mounts = std::fs::File::open(&mi_path)
             .map_err(|e| e.to_string())
             .and_then(|f| {
@@ -129,6 +137,75 @@ impl Layout {
                 .unwrap_or_default();
         }
         Ok(layout)
+    }
+
+    /// The fast path: the hierarchies at their standard places (/sys/fs/cgroup as cgroup2, or
+    /// /sys/fs/cgroup/{memory,freezer,unified}), recognised by filesystem magic with statfs(2).
+    /// Parsing mountinfo costs ~100 µs per run; this costs ~15. Returns None — and the caller
+    /// parses mountinfo — when anything is not where it is expected (containers whose mounts show
+    /// a subtree, hierarchies mounted elsewhere).
+    fn read_standard(sys: &Sys, cgroups: &procfs::ProcessCGroups) -> Option<Layout> {
+        const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        let magic = |p: &Path| {
+            nix::sys::statfs::statfs(p)
+                .ok()
+                .map(|s| s.filesystem_type().0 as i64)
+        };
+        let base = sys.mounted(Path::new("/sys/fs/cgroup"));
+        let own = |v2: bool, controller: &str| {
+            cgroups.0.iter().find(|c| {
+                if v2 {
+                    c.hierarchy == 0 && c.controllers.is_empty()
+                } else {
+                    c.hierarchy != 0 && c.controllers.iter().any(|x| x == controller)
+                }
+            })
+        };
+        let hierarchy =
+            |mount: PathBuf, v2: bool, controller: &str, marker: &str| -> Option<Hierarchy> {
+                let o = own(v2, controller)?;
+                let own_dir = mount.join(o.pathname.trim_start_matches('/'));
+                own_dir.join(marker).exists().then(|| Hierarchy {
+                    mount,
+                    own: o.pathname.clone(),
+                    own_dir,
+                })
+            };
+        let mut layout = Layout::default();
+        if magic(&base) == Some(CGROUP2_SUPER_MAGIC) {
+            layout.v2 = Some(hierarchy(base.clone(), true, "", "cgroup.procs")?);
+        } else {
+            for (sub, slot, controller, marker) in [
+                (
+                    "memory",
+                    &mut layout.v1_memory,
+                    "memory",
+                    "memory.usage_in_bytes",
+                ),
+                ("freezer", &mut layout.v1_freezer, "freezer", "cgroup.procs"),
+            ] {
+                let m = base.join(sub);
+                if magic(&m) == Some(CGROUP_SUPER_MAGIC) {
+                    *slot = Some(hierarchy(m, false, controller, marker)?);
+                } else if own(false, controller).is_some() {
+                    return None; // the hierarchy exists but is mounted elsewhere
+                }
+            }
+            let u = base.join("unified");
+            if magic(&u) == Some(CGROUP2_SUPER_MAGIC) {
+                layout.v2 = Some(hierarchy(u, true, "", "cgroup.procs")?);
+            }
+        }
+        if layout.v1_memory.is_none() && layout.v2.is_none() {
+            return None;
+        }
+        if let Some(v2) = &layout.v2 {
+            layout.v2_controllers = cgfs::read(&v2.mount.join("cgroup.controllers"))
+                .map(|s| s.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+        }
+        Some(layout)
     }
 
     /// True when the cgroup2 hierarchy offers the memory controller (a pure v2 system, or hybrid
@@ -689,6 +766,27 @@ mod tests {
                 assert!(reason.contains("no memory controller"), "{reason}")
             }
             p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_mountinfo_on_this_machine() {
+        let sys = Sys::live();
+        let Ok(f) = std::fs::File::open("/proc/self/cgroup") else {
+            return;
+        };
+        let cgroups = procfs::ProcessCGroups::from_buf_read(std::io::BufReader::new(f)).unwrap();
+        let slow = Layout::read_mountinfo(&sys, &cgroups).unwrap();
+        match Layout::read_standard(&sys, &cgroups) {
+            Some(fast) => {
+                let dirs = |l: &Layout| {
+                    [&l.v1_memory, &l.v1_freezer, &l.v2]
+                        .map(|h| h.as_ref().map(|h| h.own_dir.clone()))
+                };
+                assert_eq!(dirs(&fast), dirs(&slow));
+                assert_eq!(fast.v2_controllers, slow.v2_controllers);
+            }
+            None => println!("the fast path does not apply here: {}", slow.describe()),
         }
     }
 

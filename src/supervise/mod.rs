@@ -160,11 +160,6 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         );
     }
 
-    let mut sentinel = enforcer.dir().and_then(sentinel::start);
-    if let (Enforcer::Poll(t), Some(s)) = (&mut enforcer, &sentinel) {
-        t.exclude(s.pid);
-    }
-
     let child = match spawn::spawn(&cfg.command, enforcer.attach_fd()) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
@@ -176,7 +171,6 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 "cannot move the job into {dir} ({e}); falling back to best-effort poll mode (see 'guard doctor')"
             );
             let _ = enforcer.remove();
-            sentinel = None;
             enforcer = Enforcer::Poll(crate::cgroup::poll::PollTracker::new(
                 sys.proc.clone(),
                 std::process::id() as i32,
@@ -192,6 +186,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         "started {} as pid {child}",
         cfg.command[0].to_string_lossy()
     );
+    // Forked after the job started, so that its cost overlaps the job's own start-up instead
+    // of delaying it. Should guard die in between, the job still gets its parent-death signal
+    // and the next guard run removes the cgroup.
+    let sentinel = enforcer.dir().and_then(sentinel::start);
 
     let mut ended: Option<Ended> = None;
     let mut memory_killed = false;
