@@ -150,7 +150,7 @@ impl Layout {
         let magic = |p: &Path| {
             nix::sys::statfs::statfs(p)
                 .ok()
-                .map(|s| s.filesystem_type().0 as i64)
+                .map(|s| s.filesystem_type().0)
         };
         let base = sys.mounted(Path::new("/sys/fs/cgroup"));
         let own = |v2: bool, controller: &str| {
