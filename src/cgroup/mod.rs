@@ -123,9 +123,22 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
     removed
 }
 
+/// Remove the cgroups that dead guards left next to where `plan` puts the job's (housekeeping:
+/// the supervisor runs it after the job has started, off the start-up path).
+pub fn cleanup_stale(plan: &Plan, proc: &Path) {
+    let (base, dedicated) = match plan {
+        Plan::V1 { base, .. } => (base, false),
+        Plan::V2 { base, placement, .. } => (base, *placement == V2Placement::Dedicated),
+        Plan::Poll { .. } => return,
+    };
+    for d in remove_stale(proc, base, dedicated) {
+        log::info!("removed stale cgroup {}", d.display());
+    }
+}
+
 impl Enforcer {
-    /// Create the job's cgroup according to `plan`. Stale cgroups of dead guards under the same
-    /// parent are removed first. Poll plans return `Enforcer::Poll` rooted at guard's pid.
+    /// Create the job's cgroup according to `plan`. Poll plans return `Enforcer::Poll` rooted at
+    /// guard's pid.
     pub fn create(
         plan: &Plan,
         proc: &Path,
@@ -135,9 +148,6 @@ impl Enforcer {
         let me = std::process::id() as i32;
         match plan {
             Plan::V1 { base, .. } => {
-                for d in remove_stale(proc, base, false) {
-                    log::info!("removed stale cgroup {}", d.display());
-                }
                 v1::V1Cgroup::create(base, &leaf_name(name, me, false), limits).map(Enforcer::V1)
             }
             Plan::V2 {
@@ -147,9 +157,6 @@ impl Enforcer {
                 ..
             } => {
                 let dedicated = *placement == V2Placement::Dedicated;
-                for d in remove_stale(proc, base, dedicated) {
-                    log::info!("removed stale cgroup {}", d.display());
-                }
                 v2::V2Cgroup::create(
                     group,
                     base,

@@ -47,7 +47,7 @@ fn fatal(status: i32, message: String) -> Fatal {
 
 /// Choose the enforcement and create it; poll mode (with a warning) when a cgroup cannot be had,
 /// unless `--require-cgroup`.
-fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<Enforcer, Fatal> {
+fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<(Enforcer, Plan), Fatal> {
     let plan = match Layout::read(sys) {
         Ok(layout) => detect::plan(sys, &layout),
         Err(e) => Plan::Poll {
@@ -82,17 +82,19 @@ fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<Enforcer, Fatal> {
         Enforcer::create(&poll_plan, &sys.proc, &cfg.name, &limits)
             .map_err(|e| fatal(exit::GUARD_FAILED, e.to_string()))
     };
+    let with_plan = |e: Enforcer| (e, plan.clone());
     match &plan {
-        Plan::Poll { reason, fix } => fall_back(reason.clone(), fix),
+        Plan::Poll { reason, fix } => fall_back(reason.clone(), fix).map(with_plan),
         _ => match Enforcer::create(&plan, &sys.proc, &cfg.name, &limits) {
             Ok(e) => {
                 log::debug!("{}", plan.reason());
-                Ok(e)
+                Ok(with_plan(e))
             }
             Err(e) => fall_back(
                 format!("creating the job's cgroup failed: {e}"),
                 "run 'guard doctor' to see what this system allows",
-            ),
+            )
+            .map(with_plan),
         },
     }
 }
@@ -139,7 +141,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     }
 
     let sys = Sys::live();
-    let mut enforcer = enforce(cfg, &sys)?;
+    let (mut enforcer, plan) = enforce(cfg, &sys)?;
     let limit_text = cfg
         .memory
         .map(format_size)
@@ -190,6 +192,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     // of delaying it. Should guard die in between, the job still gets its parent-death signal
     // and the next guard run removes the cgroup.
     let sentinel = enforcer.dir().and_then(sentinel::start);
+    crate::cgroup::cleanup_stale(&plan, &sys.proc);
 
     let mut ended: Option<Ended> = None;
     let mut memory_killed = false;

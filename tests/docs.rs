@@ -1,0 +1,64 @@
+//! The committed man page is what the code renders (regenerate with
+//! `GUARD_REGEN_MAN=1 cargo test --test docs`), and it documents every exit status in the table.
+
+use std::path::Path;
+
+#[test]
+fn man_page_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/guard.1");
+    let rendered = guard::man::render();
+    if std::env::var("GUARD_REGEN_MAN").as_deref() == Ok("1") {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "man/guard.1 is stale: run GUARD_REGEN_MAN=1 cargo test --test docs and commit it"
+    );
+}
+
+#[test]
+fn man_page_documents_the_exit_table_and_every_option() {
+    let page = guard::man::render();
+    for row in guard::exit::TABLE {
+        assert!(
+            page.contains(row.status),
+            "EXIT STATUS lacks {}",
+            row.status
+        );
+    }
+    for opt in [
+        "memory",
+        "swap",
+        "name",
+        "kill\\-after",
+        "require\\-cgroup",
+        "verbose",
+        "quiet",
+    ] {
+        assert!(page.contains(opt), "man page lacks --{opt}");
+    }
+    for env in [
+        "GUARD_MEMORY",
+        "GUARD_SWAP",
+        "GUARD_NAME",
+        "GUARD_KILL_AFTER",
+        "GUARD_REQUIRE_CGROUP",
+        "GUARD_VERBOSE",
+    ] {
+        assert!(page.contains(env), "man page lacks {env}");
+    }
+}
+
+#[test]
+fn readme_quotes_the_exit_table() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for row in guard::exit::TABLE {
+        assert!(
+            readme.contains(&format!("| {} | {} |", row.status, row.meaning)),
+            "README lacks the row for {}",
+            row.status
+        );
+    }
+}
