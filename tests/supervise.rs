@@ -192,13 +192,61 @@ impl Pty {
     }
 }
 
+/// Kills a spawned guard if the test fails before waiting for it (so a failed test leaves no
+/// processes behind).
+struct Reaper(Option<Child>);
+
+impl Reaper {
+    fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.take().expect("not waited yet").wait().unwrap()
+    }
+
+    fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + limit;
+        let c = self.0.as_mut().expect("not waited yet");
+        while Instant::now() < end {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.0 = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Closing the terminal sends SIGHUP to guard alone when guard leads the session (script -c,
+/// setsid, a container's PID 1 with a tty): guard must pass it on, or the job never hears it.
+#[test]
+fn terminal_hangup_reaches_the_job_when_guard_leads_the_session() {
+    let mut pty = Pty::open();
+    let mut cmd = guard_cmd();
+    cmd.args(["--", "sh", "-c", "echo ready; exec sleep 300"]);
+    let mut g = Reaper(Some(pty.spawn(&mut cmd)));
+    pty.read_until("ready", |t| t.contains("ready"));
+    drop(pty); // hang up
+    let st = g
+        .wait_timeout(Duration::from_secs(5))
+        .expect("guard did not end after the hangup");
+    assert_eq!(st.code(), Some(128 + libc::SIGHUP));
+}
+
 /// A Ctrl-C typed at a terminal reaches the job once: from the kernel, not again from guard.
 #[test]
 fn terminal_ctrl_c_reaches_the_job_once() {
     let mut pty = Pty::open();
     let mut cmd = guard_cmd();
     cmd.args(["-vv", "--"]).arg(example("sigprint"));
-    let mut g = pty.spawn(&mut cmd);
+    let mut g = Reaper(Some(pty.spawn(&mut cmd)));
     let text = pty.read_until("ready", |t| t.lines().any(|l| l.starts_with("ready ")));
     let job: u32 = text
         .lines()
@@ -214,7 +262,7 @@ fn terminal_ctrl_c_reaches_the_job_once() {
     pty.read_until("SIGINT", |t| lines(t).iter().any(|l| l == "SIGINT"));
     std::thread::sleep(Duration::from_millis(300));
     send(job, libc::SIGTERM);
-    let st = g.wait().unwrap();
+    let st = g.wait();
     let seen = lines(&pty.read_until("the end", |t| lines(t).iter().any(|l| l == "SIGTERM")));
     assert_eq!(st.code(), Some(0));
     assert_eq!(

@@ -128,7 +128,9 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
 pub fn cleanup_stale(plan: &Plan, proc: &Path) {
     let (base, dedicated) = match plan {
         Plan::V1 { base, .. } => (base, false),
-        Plan::V2 { base, placement, .. } => (base, *placement == V2Placement::Dedicated),
+        Plan::V2 {
+            base, placement, ..
+        } => (base, *placement == V2Placement::Dedicated),
         Plan::Poll { .. } => return,
     };
     for d in remove_stale(proc, base, dedicated) {

@@ -27,6 +27,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// After a memory event whose verdict is not in yet, re-check the counters this often, this long.
 const RECHECK_EVERY: Duration = Duration::from_millis(10);
 const RECHECK_FOR: Duration = Duration::from_millis(300);
+/// When the cleanup sentinel is started (see `sentinel`).
+const SENTINEL_AFTER: Duration = Duration::from_millis(20);
 
 /// How COMMAND ended.
 #[derive(Debug, Clone, Copy)]
@@ -188,12 +190,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         "started {} as pid {child}",
         cfg.command[0].to_string_lossy()
     );
-    // Forked after the job started, so that its cost overlaps the job's own start-up instead
-    // of delaying it. Should guard die in between, the job still gets its parent-death signal
-    // and the next guard run removes the cgroup.
-    let sentinel = enforcer.dir().and_then(sentinel::start);
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
+    // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
+    // cost would be this fork. Should guard be killed before that, the job still gets its
+    // parent-death signal and the next guard run removes the cgroup.
+    let mut sentinel: Option<sentinel::Sentinel> = None;
+    let mut sentinel_at = enforcer.dir().map(|_| Instant::now() + SENTINEL_AFTER);
 
+    let session_leader = nix::unistd::getsid(None).is_ok_and(|s| s == nix::unistd::getpid());
     let mut ended: Option<Ended> = None;
     let mut memory_killed = false;
     let mut kill_deadline: Option<Instant> = None;
@@ -215,6 +219,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if recheck_until.is_some() {
             wait = wait.min(RECHECK_EVERY);
+        }
+        if let Some(at) = sentinel_at {
+            wait = wait.min(at.saturating_duration_since(now));
         }
         let timeout = PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32)
             .unwrap_or(PollTimeout::MAX);
@@ -238,7 +245,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
 
         if sig_ready {
             while let Ok(Some(si)) = sfd.read_signal() {
-                match signals::classify(si.ssi_signo as i32, si.ssi_code) {
+                match signals::classify(si.ssi_signo as i32, si.ssi_code, session_leader) {
                     Action::Reap => reap(child, &mut ended),
                     Action::Forward(sig) => {
                         log::debug!("forwarding {sig:?} to {child}");
@@ -276,6 +283,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                     enforcer.kill_all();
                 }
             }
+        }
+        if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
+            sentinel_at = None;
+            sentinel = enforcer.dir().and_then(sentinel::start);
         }
         if let Some(d) = kill_deadline {
             if ended.is_none() && Instant::now() >= d {

@@ -1,4 +1,5 @@
-//! The sentinel: a tiny process forked from guard before the job starts, outside the job's cgroup,
+//! The sentinel: a tiny process forked from guard once the job has run for a moment (20 ms: for
+//! shorter jobs the fork would be most of guard's cost), outside the job's cgroup,
 //! that holds the read end of a pipe whose write end only guard holds. When guard exits normally it
 //! has already removed the cgroup and the sentinel just leaves. When guard is killed (SIGKILL, OOM
 //! killer), the pipe reaches EOF, and the sentinel kills whatever is left in the job's cgroup and
