@@ -96,29 +96,27 @@ mod tests {
 
     #[test]
     fn sent_signals_are_forwarded_terminal_ones_are_not() {
+        use Action::*;
+        let c = |sig, code| classify(sig, code, false);
+        assert_eq!(c(libc::SIGTERM, SI_USER), Forward(Signal::SIGTERM));
+        assert_eq!(c(libc::SIGUSR1, -6), Forward(Signal::SIGUSR1)); // SI_TKILL
+        assert_eq!(c(libc::SIGINT, SI_KERNEL), AlreadyDelivered(Signal::SIGINT));
         assert_eq!(
-            classify(libc::SIGTERM, SI_USER),
-            Action::Forward(Signal::SIGTERM)
+            c(libc::SIGWINCH, SI_KERNEL),
+            AlreadyDelivered(Signal::SIGWINCH)
         );
+        assert_eq!(c(libc::SIGCONT, SI_KERNEL), Forward(Signal::SIGCONT));
+        assert_eq!(c(libc::SIGCHLD, 1), Reap);
+        assert_eq!(c(libc::SIGTTOU, SI_USER), Ignore);
+        assert_eq!(c(libc::SIGPIPE, SI_USER), Ignore);
+        // Hangup: the kernel signals only the session leader.
+        assert_eq!(c(libc::SIGHUP, SI_KERNEL), AlreadyDelivered(Signal::SIGHUP));
+        let leader = |sig, code| classify(sig, code, true);
+        assert_eq!(leader(libc::SIGHUP, SI_KERNEL), Forward(Signal::SIGHUP));
         assert_eq!(
-            classify(libc::SIGUSR1, -6),
-            Action::Forward(Signal::SIGUSR1)
-        ); // SI_TKILL
-        assert_eq!(
-            classify(libc::SIGINT, SI_KERNEL),
-            Action::AlreadyDelivered(Signal::SIGINT)
+            leader(libc::SIGINT, SI_KERNEL),
+            AlreadyDelivered(Signal::SIGINT)
         );
-        assert_eq!(
-            classify(libc::SIGWINCH, SI_KERNEL),
-            Action::AlreadyDelivered(Signal::SIGWINCH)
-        );
-        assert_eq!(
-            classify(libc::SIGCONT, SI_KERNEL),
-            Action::Forward(Signal::SIGCONT)
-        );
-        assert_eq!(classify(libc::SIGCHLD, 1), Action::Reap);
-        assert_eq!(classify(libc::SIGTTOU, SI_USER), Action::Ignore);
-        assert_eq!(classify(libc::SIGPIPE, SI_USER), Action::Ignore);
     }
 
     #[test]
