@@ -71,18 +71,18 @@ fn pid_alive(proc: &Path, pid: i32) -> bool {
 /// Kill every process in the cgroup `dir` and wait (bounded) until it is empty.
 /// Uses `cgroup.kill` where the kernel has it (v2, 5.14+), else SIGKILL to each listed pid.
 pub fn kill_cgroup(dir: &Path, wait: Duration) {
+    let mut pids = fs::procs(dir);
+    if pids.is_empty() {
+        return;
+    }
     let ckill = dir.join("cgroup.kill");
     let use_ckill = ckill.exists();
     let deadline = Instant::now() + wait;
     loop {
-        let pids = fs::procs(dir);
-        if pids.is_empty() {
-            return;
-        }
         if use_ckill {
             let _ = fs::write(&ckill, "1");
         } else {
-            for p in pids {
+            for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
         }
@@ -91,6 +91,10 @@ pub fn kill_cgroup(dir: &Path, wait: Duration) {
             return;
         }
         std::thread::sleep(Duration::from_millis(2));
+        pids = fs::procs(dir);
+        if pids.is_empty() {
+            return;
+        }
     }
 }
 
@@ -210,6 +214,15 @@ impl Enforcer {
                 .event_fd()
                 .map(|f| (f, PollFlags::POLLPRI | PollFlags::POLLERR)),
             Enforcer::Poll(_) => None,
+        }
+    }
+
+    /// Start watching memory events (called right after the job started, off its start-up path).
+    pub fn arm_events(&mut self) {
+        match self {
+            Enforcer::V1(c) => c.arm_events(),
+            Enforcer::V2(c) => c.arm_events(),
+            Enforcer::Poll(_) => {}
         }
     }
 

@@ -41,32 +41,36 @@ impl V1Cgroup {
         let mut swap_limited = false;
         if let Some(mem) = limits.memory {
             cgfs::write(&dir.join("memory.limit_in_bytes"), &mem.to_string())?;
+            // memsw counts memory + swap and must be >= the memory limit: write it second.
+            // The file is missing when the kernel has no swap accounting (swapaccount=0).
             let memsw = dir.join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                // memsw counts memory + swap and must be >= the memory limit: write it second.
-                cgfs::write(&memsw, &mem.saturating_add(limits.swap).to_string())?;
-                swap_limited = true;
+            match cgfs::write(&memsw, &mem.saturating_add(limits.swap).to_string()) {
+                Ok(()) => swap_limited = true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
             }
         }
         // The child joins by writing "0" to `tasks`, not `cgroup.procs`: it is single-threaded
         // between fork and exec, so moving the thread moves the process, and the kernel skips
         // the global threadgroup lock (a synchronize_rcu, ~1-2 ms) when a thread moves itself.
         let procs = cgfs::open_write(&dir.join("tasks"))?;
-        let oom_event = match Self::register_oom_event(&dir) {
-            Ok(ev) => Some(ev),
-            Err(e) => {
-                log::debug!(
-                    "no OOM eventfd ({e}); the exit status check still reads memory.oom_control"
-                );
-                None
-            }
-        };
         Ok(V1Cgroup {
             dir,
             procs,
-            oom_event,
+            oom_event: None,
             swap_limited,
         })
+    }
+
+    /// Register the OOM eventfd. Safe to do after the job started: registering on a cgroup that
+    /// is already at its limit signals the eventfd at once.
+    pub fn arm_events(&mut self) {
+        match Self::register_oom_event(&self.dir) {
+            Ok(ev) => self.oom_event = Some(ev),
+            Err(e) => log::debug!(
+                "no OOM eventfd ({e}); the exit status check still reads memory.oom_control"
+            ),
+        }
     }
 
     fn register_oom_event(dir: &Path) -> Result<(EventFd, File), CgError> {

@@ -117,13 +117,19 @@ impl V2Cgroup {
             cgfs::write(&oom_group, "1")?;
         }
         let procs = cgfs::open_write(&dir.join("cgroup.procs"))?;
-        let events = File::open(dir.join("memory.events")).ok();
+        let events = None;
         Ok(V2Cgroup {
             dir,
             procs,
             events,
             swap_limited,
         })
+    }
+
+    /// Open `memory.events` for POLLPRI. After the job started is fine: the verdict is re-read
+    /// from the counters, which keep everything that happened before.
+    pub fn arm_events(&mut self) {
+        self.events = File::open(self.dir.join("memory.events")).ok();
     }
 
     pub fn procs_fd(&self) -> BorrowedFd<'_> {

@@ -190,6 +190,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         "started {} as pid {child}",
         cfg.command[0].to_string_lossy()
     );
+    enforcer.arm_events();
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
     // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
     // cost would be this fork. Should guard be killed before that, the job still gets its
