@@ -5,6 +5,7 @@
 //!                                    then sleep until killed (or exit 0 with --exit)
 //!     hog spawn N ARGS...            run N copies of `hog ARGS...` as children and wait for them
 //!     hog sleep SECS                 sleep (a process that uses no memory)
+//!     hog raise SIGNUM               die of signal SIGNUM (its default action restored first)
 //!
 //! Example: a grandchild that allocates past a 64 MiB cap:
 //!     guard --memory 64M -- target/debug/examples/hog spawn 1 spawn 1 alloc 200
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog spawn N ARGS... | hog sleep SECS"
+        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog spawn N ARGS... | hog sleep SECS | hog raise SIGNUM"
     );
     std::process::exit(2)
 }
@@ -83,6 +84,34 @@ fn main() {
             std::process::exit(worst)
         }
         Some("sleep") => std::thread::sleep(Duration::from_secs(num(args.get(1)))),
+        Some("raise") => {
+            let sig = num(args.get(1)) as i32;
+            // SAFETY: restoring the default action and raising a signal have no memory effects.
+            unsafe {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            eprintln!("hog: signal {sig} did not end the process");
+            std::process::exit(1)
+        }
+        Some("raise") => {
+            let sig = num(args.get(1)) as i32;
+            // SAFETY: restoring the default action and raising a signal have no memory effects.
+            unsafe {
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            eprintln!("hog: signal {sig} did not end the process");
+            std::process::exit(1)
+        }
         _ => usage(),
     }
 }

@@ -372,7 +372,7 @@ fn the_next_run_removes_cgroups_of_dead_guards() {
 /// Shell snippet: remount every cgroup filesystem read-only in a private mount namespace.
 fn read_only_cgroupfs_prefix() -> String {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mut cmds = vec!["mount --make-rprivate / 2>/dev/null".to_string()];
+    let mut cmds = vec!["{ mount --make-rprivate / 2>/dev/null || true; }".to_string()];
     for l in mi.lines() {
         let f: Vec<&str> = l.split(' ').collect();
         let sep = f.iter().position(|x| *x == "-").unwrap_or(0);
@@ -391,7 +391,9 @@ fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
     );
     let mut c = Command::new("unshare");
     c.args(["-m", "sh", "-c", &script]);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GUARD_")) {
+    for (k, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("GUARD_") && !k.starts_with("GUARD_TEST_"))
+    {
         c.env_remove(k);
     }
     c.stdin(Stdio::null()).spawn_output()

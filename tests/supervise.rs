@@ -15,8 +15,13 @@ fn line(r: &mut BufReader<ChildStdout>) -> String {
 }
 
 fn start_sigprint(guard_args: &[&str], job_args: &[&str]) -> (Child, BufReader<ChildStdout>, u32) {
+    use std::os::unix::process::CommandExt;
     let sp = example("sigprint");
     let mut child = guard_cmd()
+        // guard gets a process group of its own whose parent (this test) is in another group of
+        // the same session, as under a job-control shell. Otherwise the group may be orphaned,
+        // and the kernel discards SIGTSTP sent into an orphaned group.
+        .process_group(0)
         .args(guard_args)
         .arg("--")
         .arg(sp)

@@ -6,15 +6,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The guard binary under test: `GUARD_TEST_BIN` when set (the VM lane copies binaries into the
+/// guest), else the one cargo built.
 pub fn guard() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_guard"))
+    std::env::var_os("GUARD_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_guard")))
 }
 
-/// A helper program from examples/ (built by `cargo test`).
+/// A helper program from examples/ (built by `cargo test`; `GUARD_TEST_EXAMPLES` overrides the
+/// directory).
 pub fn example(name: &str) -> PathBuf {
-    let bin = guard();
-    let dir = bin.parent().expect("target dir");
-    let p = dir.join("examples").join(name);
+    let dir = std::env::var_os("GUARD_TEST_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let bin = PathBuf::from(env!("CARGO_BIN_EXE_guard"));
+            bin.parent().expect("target dir").join("examples")
+        });
+    let p = dir.join(name);
     assert!(
         p.exists(),
         "{} is missing: run the tests through cargo test (it builds examples)",
@@ -27,7 +36,7 @@ pub fn guard_cmd() -> Command {
     let mut c = Command::new(guard());
     // Tests must not inherit a developer's GUARD_* settings.
     for (k, _) in std::env::vars() {
-        if k.starts_with("GUARD_") {
+        if k.starts_with("GUARD_") && !k.starts_with("GUARD_TEST_") {
             c.env_remove(k);
         }
     }
