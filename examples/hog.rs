@@ -98,20 +98,6 @@ fn main() {
             eprintln!("hog: signal {sig} did not end the process");
             std::process::exit(1)
         }
-        Some("raise") => {
-            let sig = num(args.get(1)) as i32;
-            // SAFETY: restoring the default action and raising a signal have no memory effects.
-            unsafe {
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                libc::signal(sig, libc::SIG_DFL);
-                libc::raise(sig);
-            }
-            std::thread::sleep(Duration::from_secs(1));
-            eprintln!("hog: signal {sig} did not end the process");
-            std::process::exit(1)
-        }
         _ => usage(),
     }
 }
