@@ -8,11 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 fn run(args: &[&str]) -> std::process::Output {
-    guard_cmd()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run guard")
+    guard_cmd().args(args).stdin(Stdio::null()).bounded()
 }
 
 fn stderr(o: &std::process::Output) -> String {
@@ -96,22 +92,19 @@ fn environment_values_are_named_as_such() {
     let o = guard_cmd()
         .env("GUARD_MEMORY", "lots")
         .args(["--", "true"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("GUARD_MEMORY='lots'"), "{}", stderr(&o));
     // The command line wins over the environment.
     let o = guard_cmd()
         .env("GUARD_MEMORY", "lots")
         .args(["--memory", "1G", "--", "true"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = guard_cmd()
         .env("GUARD_KILL_AFTER", "x")
         .args(["--", "true"])
-        .output()
-        .unwrap();
+        .bounded();
     assert!(
         stderr(&o).contains("GUARD_KILL_AFTER='x'"),
         "{}",
@@ -120,8 +113,7 @@ fn environment_values_are_named_as_such() {
     let o = guard_cmd()
         .env("GUARD_VERBOSE", "9")
         .args(["--", "true"])
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("GUARD_VERBOSE='9'"));
 }
@@ -212,7 +204,7 @@ fn stdio_belongs_to_the_child() {
         .unwrap()
         .write_all(b"from stdin\n")
         .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = wait_output_within(child, RUN_LIMIT, "guard");
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "from stdin\nout\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");

@@ -94,7 +94,7 @@ fn cap_kills_an_allocator_within_seconds() {
         .arg(&hog)
         .args(["alloc", "200"])
         .stdin(Stdio::null())
-        .spawn_output();
+        .bounded();
     assert_eq!(g.status.code(), Some(137), "{}", stderr(&g));
     assert!(
         t0.elapsed() < Duration::from_secs(10),
@@ -108,18 +108,6 @@ fn cap_kills_an_allocator_within_seconds() {
     );
 }
 
-trait SpawnOutput {
-    fn spawn_output(&mut self) -> std::process::Output;
-}
-impl SpawnOutput for Command {
-    fn spawn_output(&mut self) -> std::process::Output {
-        self.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run guard")
-    }
-}
-
 #[test]
 fn a_grandchild_past_the_cap_kills_the_job() {
     if !privileged("a_grandchild_past_the_cap_kills_the_job") {
@@ -131,7 +119,7 @@ fn a_grandchild_past_the_cap_kills_the_job() {
         .arg(&hog)
         .args(["spawn", "1", "spawn", "1", "alloc", "200"])
         .stdin(Stdio::null())
-        .spawn_output();
+        .bounded();
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert_kill_line(&stderr(&o), "nested", "64 MiB");
 }
@@ -147,7 +135,7 @@ fn four_children_together_past_the_cap() {
         .arg(&hog)
         .args(["spawn", "4", "alloc", "30", "--rate", "100"])
         .stdin(Stdio::null())
-        .spawn_output();
+        .bounded();
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert_kill_line(&stderr(&o), "hog", "64 MiB");
 }
@@ -163,7 +151,7 @@ fn under_the_cap_the_job_runs_normally() {
         .arg(&hog)
         .args(["alloc", "40", "--exit"])
         .stdin(Stdio::null())
-        .spawn_output();
+        .bounded();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "allocated 40 MiB\n");
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
@@ -178,7 +166,7 @@ fn the_job_is_in_its_cgroup_from_its_first_instruction_and_guard_is_not() {
     let (g, dir, mut err) = start_verbose(&["--memory", "64M", "--", "cat", "/proc/self/cgroup"]);
     let gpid = g.id();
     let guard_cgroups = std::fs::read_to_string(format!("/proc/{gpid}/cgroup")).unwrap();
-    let o = g.wait_with_output().unwrap();
+    let o = wait_output_within(g, RUN_LIMIT, "guard");
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert_eq!(o.status.code(), Some(0), "{rest}");
@@ -278,7 +266,7 @@ fn ten_concurrent_guards_each_get_their_own_cgroup() {
     let mut pids = Vec::new();
     for (over, k) in kids {
         pids.push(k.id());
-        let o = k.wait_with_output().unwrap();
+        let o = wait_output_within(k, RUN_LIMIT, "a concurrent guard");
         let want = if over { 137 } else { 0 };
         assert_eq!(o.status.code(), Some(want), "{}", stderr(&o));
     }
@@ -349,7 +337,7 @@ fn the_next_run_removes_cgroups_of_dead_guards() {
     let o = guard_cmd()
         .args(["-v", "--", "true"])
         .stdin(Stdio::null())
-        .spawn_output();
+        .bounded();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         !stale.exists(),
@@ -396,7 +384,7 @@ fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
     {
         c.env_remove(k);
     }
-    c.stdin(Stdio::null()).spawn_output()
+    c.stdin(Stdio::null()).bounded()
 }
 
 #[test]

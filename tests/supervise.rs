@@ -293,8 +293,7 @@ fn processes_left_behind_are_terminated_when_the_command_exits() {
     let o = guard_cmd()
         .args(["--", "sh", "-c", "sleep 300 & echo $!"])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(o.status.code(), Some(0));
     let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert!(
@@ -316,8 +315,7 @@ fn leftover_that_ignores_sigterm_is_killed_after_the_grace() {
             "(trap '' TERM; sleep 300) & echo $!",
         ])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .bounded();
     assert_eq!(o.status.code(), Some(0));
     assert!(t0.elapsed() < Duration::from_secs(5));
     let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();

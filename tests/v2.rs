@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,18 +156,11 @@ impl Drop for Service {
 /// Run `guard -v ARGS` inside the service (as `uid`), return (status, stderr, the job cgroup).
 fn guard_in(dir: &Path, uid: Option<u32>, args: &[&str]) -> (Option<i32>, String, PathBuf) {
     let mut c = guard_cmd();
-    c.arg("-v")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.arg("-v").args(args).stdin(Stdio::null());
     Service::join(&mut c, dir, uid);
-    let mut g = c.spawn().unwrap();
-    let mut err = String::new();
-    BufReader::new(g.stderr.take().unwrap())
-        .read_to_string(&mut err)
-        .unwrap();
-    let st = g.wait().unwrap();
+    let o = c.bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let st = o.status;
     let job = err
         .lines()
         .find_map(|l| l.strip_prefix("guard: mode cgroup-v2, cgroup "))

@@ -146,3 +146,70 @@ pub fn send(pid: u32, sig: i32) {
     let rc = unsafe { libc::kill(pid as i32, sig) };
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
+
+/// `Command::output`, but bounded by RUN_LIMIT (see `output_within`).
+pub trait Bounded {
+    fn bounded(&mut self) -> std::process::Output;
+}
+
+impl Bounded for Command {
+    fn bounded(&mut self) -> std::process::Output {
+        output_within(self, RUN_LIMIT)
+    }
+}
+
+/// Run `cmd` to completion (stdout and stderr captured) within `limit`; past it, kill the
+/// process and fail the test — a broken cap must fail the suite, not hang it.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_output_within(child, limit, &format!("{cmd:?}"))
+}
+
+/// Wait for a spawned child (stdout/stderr piped or not) within `limit`, collecting its output.
+pub fn wait_output_within(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut o) = out {
+            let _ = o.read_to_end(&mut v);
+        }
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut e) = err {
+            let _ = e.read_to_end(&mut v);
+        }
+        v
+    });
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::process::Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// The time limit for one guard run in the tests (generous: the VM lane runs under emulation).
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
