@@ -397,3 +397,57 @@ fn swap_is_capped_at_zero_by_default_and_group_oom_is_on() {
     assert_eq!(st.code(), Some(143));
     assert!(wait_until(Duration::from_secs(2), || !dir.exists()));
 }
+
+/// Cleanup through `cgroup.kill`: a job of many processes, some ignoring SIGTERM, is gone at once
+/// when guard is killed (the sentinel writes cgroup.kill), and its cgroup is removed.
+#[test]
+fn cgroup_kill_empties_a_crowded_job() {
+    if !v2_here("cgroup_kill_empties_a_crowded_job") {
+        return;
+    }
+    let hog = example("hog");
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8; do (trap '' TERM; exec {hog} sleep 300) & done; echo started; exec {hog} spawn 8 sleep 300",
+        hog = hog.display()
+    );
+    let mut g = guard_cmd()
+        .args(["-v", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(g.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let dir = PathBuf::from(
+        line.trim()
+            .split(", cgroup ")
+            .nth(1)
+            .unwrap()
+            .split(", memory limit")
+            .next()
+            .unwrap(),
+    );
+    assert!(
+        dir.join("cgroup.kill").exists(),
+        "this kernel has no cgroup.kill"
+    );
+    let mut out = BufReader::new(g.stdout.take().unwrap());
+    let mut started = String::new();
+    out.read_line(&mut started).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || read(
+        &dir.join("cgroup.procs")
+    )
+    .lines()
+    .count()
+        >= 17));
+    std::thread::sleep(Duration::from_millis(100)); // past the sentinel's start
+    send(g.id(), libc::SIGKILL);
+    let _ = g.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || !dir.exists()),
+        "{} left behind",
+        dir.display()
+    );
+}
