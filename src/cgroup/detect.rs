@@ -3,7 +3,7 @@
 //! run on fixture trees instead of the live /proc and /sys/fs/cgroup.
 
 use super::fs as cgfs;
-use procfs::FromBufRead;
+use procfs::{FromBufRead, FromRead};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -507,8 +507,6 @@ pub fn available_memory(sys: &Sys, layout: &Layout) -> Option<u64> {
         (None, t) => t,
     }
 }
-
-use procfs::FromRead as _;
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,6 @@ use std::path::PathBuf;
 pub struct PollTracker {
     proc: PathBuf,
     root: i32,
-    /// guard's own helpers (not part of the job).
-    exclude: HashSet<i32>,
     pub peak: u64,
     pub last: u64,
     page_size: u64,
@@ -40,25 +38,19 @@ impl PollTracker {
         PollTracker {
             proc,
             root,
-            exclude: HashSet::new(),
             peak: 0,
             last: 0,
             page_size: ps.max(4096) as u64,
         }
     }
 
-    /// Leave `pid` (one of guard's helpers) out of the job.
-    pub fn exclude(&mut self, pid: i32) {
-        self.exclude.insert(pid);
-    }
-
-    /// Every live descendant of the root pid, helpers excluded.
+    /// Every descendant of the root pid (zombies included; they hold no memory).
     pub fn pids(&self) -> Vec<i32> {
         let mut seen = HashSet::new();
         let mut stack: Vec<i32> = children(&self.proc, self.root);
         let mut out = Vec::new();
         while let Some(p) = stack.pop() {
-            if self.exclude.contains(&p) || !seen.insert(p) {
+            if !seen.insert(p) {
                 continue;
             }
             out.push(p);
@@ -164,16 +156,14 @@ mod tests {
     }
 
     #[test]
-    fn sums_the_tree_and_skips_helpers() {
+    fn sums_the_tree() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
-        proc_entry(p, 100, &[101, 150], 1, "S"); // guard, with job 101 and helper 150
+        proc_entry(p, 100, &[101], 1, "S"); // guard, with job 101
         proc_entry(p, 101, &[102], 10, "S");
         proc_entry(p, 102, &[103], 20, "R");
         proc_entry(p, 103, &[], 0, "Z");
-        proc_entry(p, 150, &[], 500, "S");
         let mut t = PollTracker::new(p.to_path_buf(), 100);
-        t.exclude(150);
         let mut pids = t.pids();
         pids.sort();
         assert_eq!(pids, vec![101, 102, 103]);
