@@ -42,25 +42,26 @@ impl fmt::Display for UnitError {
     }
 }
 
-fn split_number(s: &str) -> (&str, &str) {
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    s.split_at(end)
-}
-
-/// Parse a SIZE. Percentages are returned unresolved.
-pub fn parse_size(input: &str) -> Result<Size, UnitError> {
+/// The leading integer of a trimmed value and the (trimmed) unit after it.
+fn number_and_unit(input: &str) -> Result<(u64, &str), UnitError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(UnitError("the value is empty".into()));
     }
-    let (digits, unit) = split_number(s);
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(end);
     if digits.is_empty() {
         return Err(UnitError("it does not start with a number".into()));
     }
-    let n: u64 = digits
+    let n = digits
         .parse()
         .map_err(|_| UnitError("the number is too large".into()))?;
-    let unit = unit.trim();
+    Ok((n, unit.trim()))
+}
+
+/// Parse a SIZE. Percentages are returned unresolved.
+pub fn parse_size(input: &str) -> Result<Size, UnitError> {
+    let (n, unit) = number_and_unit(input)?;
     if unit == "%" {
         if n == 0 || n > 100 {
             return Err(UnitError("a percentage must be between 1% and 100%".into()));
@@ -86,18 +87,8 @@ pub fn parse_size(input: &str) -> Result<Size, UnitError> {
 
 /// Parse a DUR.
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(UnitError("the value is empty".into()));
-    }
-    let (digits, unit) = split_number(s);
-    if digits.is_empty() {
-        return Err(UnitError("it does not start with a number".into()));
-    }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| UnitError("the number is too large".into()))?;
-    let ms_per: u64 = match unit.trim() {
+    let (n, unit) = number_and_unit(input)?;
+    let ms_per: u64 = match unit {
         "ms" => 1,
         "" | "s" => 1_000,
         "m" => 60_000,

@@ -138,6 +138,21 @@ pub fn rmdir_retry(dir: &Path, attempts: u32) -> Result<(), CgError> {
     })
 }
 
+/// Create the cgroup directory `dir` and run `setup` on it; if setup fails the directory is
+/// removed again, so a failed creation leaves nothing behind.
+pub fn create_leaf<T>(
+    dir: PathBuf,
+    setup: impl FnOnce(PathBuf) -> Result<T, CgError>,
+) -> Result<T, CgError> {
+    fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
+        path: dir.clone(),
+        source,
+    })?;
+    setup(dir.clone()).inspect_err(|_| {
+        let _ = rmdir_retry(&dir, 3);
+    })
+}
+
 /// access(2) W_OK: true when this process may write `path` (false on a read-only mount, even as root).
 pub fn writable(path: &Path) -> bool {
     nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()

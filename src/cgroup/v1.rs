@@ -24,17 +24,7 @@ impl V1Cgroup {
     /// Create `<base>/<leaf>` and apply the limits. On error nothing is left behind.
     pub fn create(base: &Path, leaf: &str, limits: &Limits) -> Result<V1Cgroup, CgError> {
         let dir = base.join(leaf);
-        std::fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
-            path: dir.clone(),
-            source,
-        })?;
-        match Self::setup(dir.clone(), limits) {
-            Ok(cg) => Ok(cg),
-            Err(e) => {
-                let _ = cgfs::rmdir_retry(&dir, 3);
-                Err(e)
-            }
-        }
+        cgfs::create_leaf(dir, |d| Self::setup(d, limits))
     }
 
     fn setup(dir: PathBuf, limits: &Limits) -> Result<V1Cgroup, CgError> {

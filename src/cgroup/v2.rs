@@ -88,17 +88,7 @@ impl V2Cgroup {
             V2Placement::Prepared => {}
         }
         let dir = base.join(leaf);
-        std::fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
-            path: dir.clone(),
-            source,
-        })?;
-        match Self::setup(dir.clone(), limits) {
-            Ok(cg) => Ok(cg),
-            Err(e) => {
-                let _ = cgfs::rmdir_retry(&dir, 3);
-                Err(e)
-            }
-        }
+        cgfs::create_leaf(dir, |d| Self::setup(d, limits))
     }
 
     fn setup(dir: PathBuf, limits: &Limits) -> Result<V2Cgroup, CgError> {
