@@ -31,16 +31,7 @@ fn v2_here(test: &str) -> bool {
     } else {
         None
     };
-    match reason {
-        None => true,
-        Some(r) => {
-            if std::env::var("GUARD_TEST_REQUIRE_V2").as_deref() == Ok("1") {
-                panic!("{test}: cannot run ({r}) but GUARD_TEST_REQUIRE_V2=1");
-            }
-            println!("test skipped: {test}: {r}");
-            false
-        }
-    }
+    gate(test, reason, "GUARD_TEST_REQUIRE_V2")
 }
 
 fn write(p: &Path, s: &str) {

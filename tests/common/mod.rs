@@ -71,18 +71,18 @@ pub fn privileged(test: &str) -> bool {
     } else {
         None
     };
-    match reason {
-        None => true,
-        Some(r) => {
-            if std::env::var("GUARD_TEST_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-                panic!(
-                    "{test}: the privileged suite cannot run here ({r}) but GUARD_TEST_REQUIRE_PRIVILEGED=1"
-                );
-            }
-            println!("test skipped: {test}: {r}");
-            false
-        }
+    gate(test, reason, "GUARD_TEST_REQUIRE_PRIVILEGED")
+}
+
+/// Decide whether `test` runs: yes without a `reason` against it; otherwise print
+/// `test skipped: <test>: <reason>` and return false — or fail when `require_var` is 1.
+pub fn gate(test: &str, reason: Option<String>, require_var: &str) -> bool {
+    let Some(r) = reason else { return true };
+    if std::env::var(require_var).as_deref() == Ok("1") {
+        panic!("{test}: cannot run here ({r}) but {require_var}=1");
     }
+    println!("test skipped: {test}: {r}");
+    false
 }
 
 /// The directory where this machine's job cgroups are created (from doctor).
