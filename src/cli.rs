@@ -2,7 +2,6 @@
 //! below it sees a validated `Config`. Values are kept as strings here so that `config.rs` can say
 //! whether a bad value came from a flag or from a `GUARD_*` environment variable.
 
-use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 
@@ -68,16 +67,18 @@ pub struct WrapArgs {
     #[arg(long, env = "GUARD_KILL_AFTER", value_name = "DUR")]
     pub kill_after: Option<String>,
 
-    /// Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be created
-    #[arg(long, env = "GUARD_REQUIRE_CGROUP", value_parser = FalseyValueParser::new())]
+    /// Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be
+    /// created [env: GUARD_REQUIRE_CGROUP=1]
+    #[arg(long)]
     pub require_cgroup: bool,
 
     /// More of guard's own messages on stderr (-v: mode and cgroup at start; -vv: debug)
+    /// [env: GUARD_VERBOSE=0|1|2]
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Less of guard's own messages: errors and the memory-kill line only
-    #[arg(short, long, env = "GUARD_QUIET", value_parser = FalseyValueParser::new())]
+    /// Less of guard's own messages: errors and the memory-kill line only [env: GUARD_QUIET=1]
+    #[arg(short, long)]
     pub quiet: bool,
 
     /// The command to run, with its arguments (put it after '--')

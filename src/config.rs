@@ -95,7 +95,22 @@ pub fn default_name(command: &OsString) -> String {
     }
 }
 
-/// Verbosity from -v/-q and GUARD_VERBOSE / GUARD_QUIET (already folded into `quiet` by clap).
+/// A boolean environment variable: unset or empty is false; 1/true/yes/on and 0/false/no/off
+/// (any case) are accepted; anything else is an error that names the variable.
+fn env_flag(name: &str) -> Result<bool, UsageError> {
+    let Ok(v) = std::env::var(name) else {
+        return Ok(false);
+    };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        "1" | "true" | "yes" | "on" => Ok(true),
+        _ => Err(UsageError(format!(
+            "{name}='{v}' is not valid: expected 1, true, yes, on or 0, false, no, off"
+        ))),
+    }
+}
+
+/// Verbosity from -v/-q and GUARD_VERBOSE / GUARD_QUIET.
 fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
     let mut v = args.verbose;
     if v == 0 {
@@ -112,7 +127,8 @@ fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
             };
         }
     }
-    Ok(match (args.quiet, v) {
+    let quiet = args.quiet || (v == 0 && env_flag("GUARD_QUIET")?);
+    Ok(match (quiet, v) {
         (true, 0) => Verbosity::Quiet,
         (true, _) => {
             return Err(UsageError(
@@ -225,7 +241,7 @@ pub fn wrap_config(
         swap,
         name,
         kill_after,
-        require_cgroup: args.require_cgroup,
+        require_cgroup: args.require_cgroup || env_flag("GUARD_REQUIRE_CGROUP")?,
         verbosity: verbosity(args)?,
         command: args.command.clone(),
     })

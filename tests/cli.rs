@@ -119,6 +119,33 @@ fn environment_values_are_named_as_such() {
 }
 
 #[test]
+fn boolean_environment_variables() {
+    let with = |k: &str, v: &str, args: &[&str]| {
+        guard_cmd()
+            .env(k, v)
+            .args(args)
+            .stdin(Stdio::null())
+            .bounded()
+    };
+    let o = with("GUARD_REQUIRE_CGROUP", "maybe", &["--", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("GUARD_REQUIRE_CGROUP='maybe'"),
+        "{}",
+        stderr(&o)
+    );
+    // An empty value is "not set" (true values are tested where no cgroup can be had:
+    // tests/privileged.rs, read-only cgroupfs).
+    let o = with("GUARD_REQUIRE_CGROUP", "", &["--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // GUARD_QUIET=1 silences -v-level lines only when -v is not given: the command line wins.
+    let o = with("GUARD_QUIET", "1", &["-v", "--", "true"]);
+    assert!(stderr(&o).contains("guard: mode "), "{}", stderr(&o));
+    let o = with("GUARD_VERBOSE", "1", &["--", "true"]);
+    assert!(stderr(&o).contains("guard: mode "), "{}", stderr(&o));
+}
+
+#[test]
 fn every_exit_code_passes_through() {
     for code in 0..=255 {
         let o = run(&["--memory", "1G", "--", "sh", "-c", &format!("exit {code}")]);

@@ -372,8 +372,13 @@ fn read_only_cgroupfs_prefix() -> String {
 }
 
 fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
+    in_read_only_cgroupfs_with("", guard_args)
+}
+
+/// The same with environment assignments (`K=V ...`) for guard.
+fn in_read_only_cgroupfs_with(env: &str, guard_args: &str) -> std::process::Output {
     let script = format!(
-        "{} && exec {} {guard_args}",
+        "{} && exec env {env} {} {guard_args}",
         read_only_cgroupfs_prefix(),
         guard().display()
     );
@@ -419,6 +424,21 @@ fn read_only_cgroupfs_falls_back_to_poll_mode_and_still_caps() {
     assert_eq!(o.status.code(), Some(125), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("guard: error: --require-cgroup"), "{err}");
+
+    let o = in_read_only_cgroupfs_with("GUARD_REQUIRE_CGROUP=Yes", "--memory 64M -- true");
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "GUARD_REQUIRE_CGROUP=Yes: {}",
+        stderr(&o)
+    );
+    let o = in_read_only_cgroupfs_with("GUARD_REQUIRE_CGROUP=off", "--memory 64M -- true");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "GUARD_REQUIRE_CGROUP=off: {}",
+        stderr(&o)
+    );
 
     let o = in_read_only_cgroupfs("doctor");
     let text = String::from_utf8_lossy(&o.stdout);
