@@ -190,21 +190,24 @@ pub fn report() -> Report {
         swap: 0,
     };
     let (job_cgroup, placement, fix, probe, capabilities) = match &plan {
-        Plan::V1 { base, .. } => {
-            let probe = match v1::V1Cgroup::create(base, &probe_name, &limits) {
-                Ok(cg) => {
-                    let caps = v1_caps(&cg.dir, &layout);
-                    let _ = cgfs::rmdir_retry(&cg.dir, 20);
-                    (
-                        format!(
-                            "ok: created and removed {}",
-                            base.join(&probe_name).display()
-                        ),
-                        caps,
-                    )
-                }
-                Err(e) => (format!("failed: {e}"), v1_caps(base, &layout)),
-            };
+        Plan::V1 {
+            base, freezer_base, ..
+        } => {
+            let probe =
+                match v1::V1Cgroup::create(base, freezer_base.as_deref(), &probe_name, &limits) {
+                    Ok(cg) => {
+                        let caps = v1_caps(&cg.dir, &layout);
+                        let _ = crate::cgroup::Enforcer::V1(cg).remove();
+                        (
+                            format!(
+                                "ok: created and removed {}",
+                                base.join(&probe_name).display()
+                            ),
+                            caps,
+                        )
+                    }
+                    Err(e) => (format!("failed: {e}"), v1_caps(base, &layout)),
+                };
             (
                 Some(base.join("guard-<name>-<pid>").display().to_string()),
                 None,

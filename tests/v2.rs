@@ -379,7 +379,7 @@ fn swap_is_capped_at_zero_by_default_and_group_oom_is_on() {
     );
     let swap = read(&dir.join("memory.swap.max"));
     let group = read(&dir.join("memory.oom.group"));
-    let max = read(&dir.join("memory.max"));
+    let max = read(&dir.join("memory.high"));
     send(g.id(), libc::SIGTERM);
     let st = g.wait().unwrap();
     assert_eq!(swap.trim(), "0");

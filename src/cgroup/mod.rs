@@ -69,7 +69,8 @@ fn pid_alive(proc: &Path, pid: i32) -> bool {
 }
 
 /// Kill every process in the cgroup `dir` and wait (bounded) until it is empty.
-/// Uses `cgroup.kill` where the kernel has it (v2, 5.14+), else SIGKILL to each listed pid.
+/// Uses `cgroup.kill` where the kernel has it (v2, 5.14+), else SIGKILL to each listed pid; a
+/// v1 freezer cgroup is thawed after the SIGKILLs so its frozen tasks can die.
 pub fn kill_cgroup(dir: &Path, wait: Duration) {
     let mut pids = fs::procs(dir);
     if pids.is_empty() {
@@ -84,6 +85,10 @@ pub fn kill_cgroup(dir: &Path, wait: Duration) {
         } else {
             for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            let state = dir.join("freezer.state");
+            if state.exists() {
+                let _ = fs::write(&state, "THAWED");
             }
         }
         if Instant::now() >= deadline {
@@ -130,15 +135,26 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
 /// Remove the cgroups that dead guards left next to where `plan` puts the job's (housekeeping:
 /// the supervisor runs it after the job has started, off the start-up path).
 pub fn cleanup_stale(plan: &Plan, proc: &Path) {
-    let (base, dedicated) = match plan {
-        Plan::V1 { base, .. } => (base, false),
+    let bases: Vec<(&Path, bool)> = match plan {
+        // The freezer leaves first: killing there also thaws what a dead guard left frozen.
+        Plan::V1 {
+            base, freezer_base, ..
+        } => freezer_base
+            .iter()
+            .map(|f| (f.as_path(), false))
+            .chain([(base.as_path(), false)])
+            .collect(),
         Plan::V2 {
             base, placement, ..
-        } => (base, *placement == V2Placement::Dedicated),
+        } => {
+            vec![(base.as_path(), *placement == V2Placement::Dedicated)]
+        }
         Plan::Poll { .. } => return,
     };
-    for d in remove_stale(proc, base, dedicated) {
-        log::info!("removed stale cgroup {}", d.display());
+    for (base, dedicated) in bases {
+        for d in remove_stale(proc, base, dedicated) {
+            log::info!("removed stale cgroup {}", d.display());
+        }
     }
 }
 
@@ -153,9 +169,15 @@ impl Enforcer {
     ) -> Result<Enforcer, CgError> {
         let me = std::process::id() as i32;
         match plan {
-            Plan::V1 { base, .. } => {
-                v1::V1Cgroup::create(base, &leaf_name(name, me, false), limits).map(Enforcer::V1)
-            }
+            Plan::V1 {
+                base, freezer_base, ..
+            } => v1::V1Cgroup::create(
+                base,
+                freezer_base.as_deref(),
+                &leaf_name(name, me, false),
+                limits,
+            )
+            .map(Enforcer::V1),
             Plan::V2 {
                 base,
                 placement,
@@ -197,11 +219,47 @@ impl Enforcer {
     }
 
     /// The open `cgroup.procs` the forked child writes "0" to before exec.
-    pub fn attach_fd(&self) -> Option<BorrowedFd<'_>> {
+    pub fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
         match self {
-            Enforcer::V1(c) => Some(c.procs_fd()),
-            Enforcer::V2(c) => Some(c.procs_fd()),
-            Enforcer::Poll(_) => None,
+            Enforcer::V1(c) => c.attach_fds(),
+            Enforcer::V2(c) => vec![c.procs_fd()],
+            Enforcer::Poll(_) => Vec::new(),
+        }
+    }
+
+    /// Every cgroup directory of the job (v1: memory and freezer leaves), freezer first.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Enforcer::V1(c) => c
+                .freezer
+                .iter()
+                .map(|(d, _)| d.clone())
+                .chain([c.dir.clone()])
+                .collect(),
+            Enforcer::V2(c) => vec![c.dir.clone()],
+            Enforcer::Poll(_) => Vec::new(),
+        }
+    }
+
+    /// After a memory event: is the job at its cap, held there by the kernel (v1: waiting in the
+    /// OOM wait; v2: at or above memory.high after reclaim)? Poll mode decides from its sample.
+    pub fn at_cap(&self) -> bool {
+        match self {
+            Enforcer::V1(c) => c.at_cap(),
+            Enforcer::V2(c) => c.at_cap(),
+            Enforcer::Poll(_) => false,
+        }
+    }
+
+    /// Hold the job where it is: freeze it (v1 freezer, v2 cgroup.freeze) or stop every process
+    /// (poll). Waits (bounded) for the kernel to confirm; returns whether it did. v1 waits briefly:
+    /// tasks in the OOM wait are held already and may never report FROZEN. v2 waits longer: a task
+    /// asleep in a memory.high throttle (up to ~2 s) freezes only when it wakes.
+    pub fn hold(&self) -> bool {
+        match self {
+            Enforcer::V1(c) => c.freeze(Duration::from_millis(100)),
+            Enforcer::V2(c) => c.freeze(Duration::from_secs(3)),
+            Enforcer::Poll(t) => t.stop_all(),
         }
     }
 
@@ -297,8 +355,8 @@ impl Enforcer {
         match self {
             Enforcer::Poll(t) => t.kill_all(),
             _ => {
-                if let Some(d) = self.dir() {
-                    kill_cgroup(d, Duration::from_secs(5));
+                for d in self.dirs() {
+                    kill_cgroup(&d, Duration::from_secs(5));
                 }
             }
         }
@@ -313,12 +371,9 @@ impl Enforcer {
             }
             _ => {
                 self.kill_all();
-                let dir = self.dir().map(Path::to_path_buf);
+                let dirs = self.dirs();
                 drop(self); // close cgroup.procs and the event fds before rmdir
-                match dir {
-                    Some(d) => fs::rmdir_retry(&d, 100),
-                    None => Ok(()),
-                }
+                dirs.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
             }
         }
     }

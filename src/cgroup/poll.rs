@@ -80,6 +80,30 @@ impl PollTracker {
         total
     }
 
+    /// Stop every process of the job (SIGSTOP): the hold of poll mode. True when none is left
+    /// running.
+    pub fn stop_all(&self) -> bool {
+        for _ in 0..3 {
+            let pids: Vec<i32> = self
+                .pids()
+                .into_iter()
+                .filter(|&p| !self.is_zombie(p))
+                .collect();
+            for &p in &pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
+            }
+            // A process forked meanwhile would show up now.
+            if self
+                .pids()
+                .iter()
+                .all(|p| pids.contains(p) || self.is_zombie(*p))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Stop every process of the job (so none can fork while we kill), then kill them all.
     pub fn kill_all(&self) {
         for _ in 0..20 {

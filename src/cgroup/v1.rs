@@ -1,6 +1,9 @@
 //! cgroup v1 backend: a child of guard's own memory cgroup with `memory.limit_in_bytes` (and
-//! `memory.memsw.limit_in_bytes` when swap accounting exists), an OOM eventfd registered through
-//! `cgroup.event_control`, and the kernel's own `oom_kill` counter as the verdict.
+//! `memory.memsw.limit_in_bytes` when swap accounting exists) and the OOM killer disabled for it
+//! (`memory.oom_control` = 1): at the limit the kernel holds the job's tasks instead of killing
+//! one, an eventfd registered through `cgroup.event_control` wakes guard (~2 ms), guard freezes
+//! the job in its v1 freezer cgroup and kills it. The kernel's `oom_kill` counter still speaks
+//! where guard could not hold the job.
 
 use super::fs::{self as cgfs, CgError};
 use super::{Limits, MemoryVerdict};
@@ -8,12 +11,15 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A job cgroup on the v1 memory hierarchy.
 #[derive(Debug)]
 pub struct V1Cgroup {
     pub dir: PathBuf,
     procs: File,
+    /// The job's leaf in the v1 freezer hierarchy, and its `tasks` file (joined before exec).
+    pub freezer: Option<(PathBuf, File)>,
     /// eventfd that fires when the cgroup hits its limit (OOM). Kept with the control file it
     /// watches: closing that file would unregister the event.
     oom_event: Option<(EventFd, File)>,
@@ -21,10 +27,28 @@ pub struct V1Cgroup {
 }
 
 impl V1Cgroup {
-    /// Create `<base>/<leaf>` and apply the limits. On error nothing is left behind.
-    pub fn create(base: &Path, leaf: &str, limits: &Limits) -> Result<V1Cgroup, CgError> {
-        let dir = base.join(leaf);
-        cgfs::create_leaf(dir, |d| Self::setup(d, limits))
+    /// Create `<base>/<leaf>` (and `<freezer_base>/<leaf>`) and apply the limits. On error
+    /// nothing is left behind.
+    pub fn create(
+        base: &Path,
+        freezer_base: Option<&Path>,
+        leaf: &str,
+        limits: &Limits,
+    ) -> Result<V1Cgroup, CgError> {
+        let mut cg = cgfs::create_leaf(base.join(leaf), |d| Self::setup(d, limits))?;
+        if let Some(fb) = freezer_base {
+            let made = cgfs::create_leaf(fb.join(leaf), |d| {
+                let tasks = cgfs::open_write(&d.join("tasks"))?;
+                Ok((d, tasks))
+            });
+            match made {
+                Ok(f) => cg.freezer = Some(f),
+                Err(e) => {
+                    log::info!("no freezer cgroup ({e}): the job is held by the OOM wait alone")
+                }
+            }
+        }
+        Ok(cg)
     }
 
     fn setup(dir: PathBuf, limits: &Limits) -> Result<V1Cgroup, CgError> {
@@ -39,6 +63,8 @@ impl V1Cgroup {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
+            // At the limit, hold the tasks instead of killing one: guard kills the whole job.
+            cgfs::write(&dir.join("memory.oom_control"), "1")?;
         }
         // The child joins by writing "0" to `tasks`, not `cgroup.procs`: it is single-threaded
         // between fork and exec, so moving the thread moves the process, and the kernel skips
@@ -47,6 +73,7 @@ impl V1Cgroup {
         Ok(V1Cgroup {
             dir,
             procs,
+            freezer: None,
             oom_event: None,
             swap_limited,
         })
@@ -55,11 +82,20 @@ impl V1Cgroup {
     /// Register the OOM eventfd. Safe to do after the job started: registering on a cgroup that
     /// is already at its limit signals the eventfd at once.
     pub fn arm_events(&mut self) {
+        // Registered right after the job started, off its start-up path: the OOM killer is
+        // already off (set before exec), and registering on a cgroup that is already under OOM
+        // signals the eventfd at once, so no hold can be missed.
         match Self::register_oom_event(&self.dir) {
             Ok(ev) => self.oom_event = Some(ev),
-            Err(e) => log::debug!(
-                "no OOM eventfd ({e}); the exit status check still reads memory.oom_control"
-            ),
+            Err(e) => {
+                // Without the eventfd nobody would act on a held job: give the kernel back its
+                // OOM killer (whose kills guard still reports from memory.oom_control).
+                let _ = cgfs::write(&self.dir.join("memory.oom_control"), "0");
+                log::warn!(
+                    "cannot watch {} for the memory limit ({e}); the kernel's OOM killer acts instead",
+                    self.dir.display()
+                );
+            }
         }
     }
 
@@ -76,8 +112,42 @@ impl V1Cgroup {
         Ok((efd, ctl))
     }
 
-    pub fn procs_fd(&self) -> BorrowedFd<'_> {
-        self.procs.as_fd()
+    /// The fds the child writes "0" to before exec: memory `tasks`, and freezer `tasks`.
+    pub fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut v = vec![self.procs.as_fd()];
+        if let Some((_, f)) = &self.freezer {
+            v.push(f.as_fd());
+        }
+        v
+    }
+
+    /// After a memory event: the kernel is holding the job at its limit (`under_oom 1`).
+    pub fn at_cap(&self) -> bool {
+        verdict_at(&self.dir).under_oom
+    }
+
+    /// Freeze the job's freezer cgroup and wait up to `bound` until every task is held: frozen,
+    /// or asleep in the memcg OOM wait (those never report FROZEN — the freezer stays FREEZING —
+    /// but are held all the same). Returns whether that was confirmed.
+    pub fn freeze(&self, bound: Duration) -> bool {
+        let Some((fdir, _)) = &self.freezer else {
+            return false;
+        };
+        let state = fdir.join("freezer.state");
+        if cgfs::write(&state, "FROZEN").is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + bound;
+        loop {
+            let frozen = cgfs::read(&state).is_ok_and(|s| s.trim() == "FROZEN");
+            if frozen || self.all_tasks_held() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
 
     pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -94,6 +164,29 @@ impl V1Cgroup {
     /// The kernel's verdict: did the OOM killer act inside this cgroup?
     pub fn verdict(&self) -> MemoryVerdict {
         verdict_at(&self.dir)
+    }
+
+    /// Every thread of the job is held: frozen or asleep in the OOM wait. Both show as state D
+    /// in /proc/TID/stat (the kernel reports frozen tasks as uninterruptible), as do the few in
+    /// disk waits, which the freezer catches when they wake; T and Z are held too.
+    fn all_tasks_held(&self) -> bool {
+        let tasks = cgfs::read(&self.dir.join("tasks")).unwrap_or_default();
+        let mut any = false;
+        for tid in tasks.split_whitespace() {
+            any = true;
+            let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            if !matches!(state, Some("D" | "T" | "t" | "Z" | "X") | None) {
+                log::debug!(
+                    "task {tid} is not held yet (state {})",
+                    state.unwrap_or("?")
+                );
+                return false;
+            }
+        }
+        any
     }
 
     pub fn usage(&self) -> Option<u64> {

@@ -164,7 +164,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         );
     }
 
-    let child = match spawn::spawn(&cfg.command, enforcer.attach_fd()) {
+    let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds()) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
             let dir = enforcer
@@ -179,7 +179,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 sys.proc.clone(),
                 std::process::id() as i32,
             ));
-            spawn::spawn(&cfg.command, None).map_err(|e| spawn_fatal(cfg, e))?
+            spawn::spawn(&cfg.command, &[]).map_err(|e| spawn_fatal(cfg, e))?
         }
         Err(e) => {
             let _ = enforcer.remove();
@@ -203,6 +203,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let mut memory_killed = false;
     let mut kill_deadline: Option<Instant> = None;
     let mut recheck_until: Option<Instant> = None;
+    let mut event_at: Option<Instant> = None;
     let mut next_sample = Instant::now();
     let poll_cap = match &enforcer {
         Enforcer::Poll(_) => cfg.memory,
@@ -264,11 +265,19 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if ev_ready {
             enforcer.drain_event();
+            event_at = Some(Instant::now());
             recheck_until = Some(Instant::now() + RECHECK_FOR);
         }
         if let Some(until) = recheck_until {
-            if !memory_killed && enforcer.verdict().killed() {
-                // The kernel's OOM killer acted inside the job: finish the job as a whole.
+            if !memory_killed && enforcer.at_cap() {
+                // The kernel is holding the job at its cap: freeze it, then kill it whole.
+                // (The evidence capture goes between the two.)
+                hold_then_kill(&enforcer, event_at.unwrap_or_else(Instant::now));
+                memory_killed = true;
+                recheck_until = None;
+            } else if !memory_killed && enforcer.verdict().killed() {
+                // The kernel's OOM killer acted (a burst through the headroom, or no hold on
+                // this kernel): finish the job as a whole.
                 memory_killed = true;
                 enforcer.kill_all();
                 recheck_until = None;
@@ -281,13 +290,13 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 next_sample = Instant::now() + POLL_INTERVAL;
                 if !memory_killed && enforcer.usage().is_some_and(|u| u > cap) {
                     memory_killed = true;
-                    enforcer.kill_all();
+                    hold_then_kill(&enforcer, Instant::now());
                 }
             }
         }
         if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             sentinel_at = None;
-            sentinel = enforcer.dir().and_then(sentinel::start);
+            sentinel = sentinel::start(enforcer.dirs());
         }
         if let Some(d) = kill_deadline {
             if ended.is_none() && Instant::now() >= d {
@@ -305,7 +314,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     if !memory_killed && enforcer.verdict().killed() {
         memory_killed = true;
     }
-    let peak = enforcer.peak();
+    let peak = if memory_killed { enforcer.peak() } else { None };
     if memory_killed {
         enforcer.kill_all();
     } else {
@@ -329,6 +338,21 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         Some(Ended::Signal(s)) => exit::from_child(None, Some(s)),
         None => exit::GUARD_FAILED,
     })
+}
+
+/// At the cap: hold the job (freeze / stop), then kill it whole. `trigger` is when guard learnt
+/// of the cap.
+fn hold_then_kill(enforcer: &Enforcer, trigger: Instant) {
+    let held = enforcer.hold();
+    let ms = trigger.elapsed().as_secs_f64() * 1000.0;
+    if held {
+        log::debug!("held the job at its cap {ms:.1} ms after the memory event; killing it");
+    } else {
+        log::debug!(
+            "could not confirm the hold at its cap within its bound ({ms:.1} ms); killing the job anyway"
+        );
+    }
+    enforcer.kill_all();
 }
 
 /// COMMAND exited but left processes in the job: SIGTERM them, give them `--kill-after`, then

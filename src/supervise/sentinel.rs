@@ -11,7 +11,7 @@ use crate::cgroup;
 use nix::unistd::{ForkResult, fork};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// guard's handle on the sentinel: dropping it (or guard dying) releases the sentinel.
@@ -39,7 +39,7 @@ fn close_all_but(keep: &[i32]) {
     }
 }
 
-fn sentinel_main(read_end: OwnedFd, dir: PathBuf, guard_pid: i32) -> ! {
+fn sentinel_main(read_end: OwnedFd, dirs: Vec<PathBuf>, guard_pid: i32) -> ! {
     let keep = [read_end.as_raw_fd(), 2];
     close_all_but(&keep);
     // SAFETY: prctl(PR_SET_NAME) with a valid NUL-terminated string.
@@ -60,9 +60,12 @@ fn sentinel_main(read_end: OwnedFd, dir: PathBuf, guard_pid: i32) -> ! {
             break;
         }
     }
-    if dir.exists() {
-        cgroup::kill_cgroup(&dir, Duration::from_secs(10));
-        let removed = cgroup::fs::rmdir_retry(&dir, 200).is_ok();
+    // Freezer leaf first (killing there thaws), then the memory leaf.
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        cgroup::kill_cgroup(dir, Duration::from_secs(10));
+    }
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        let removed = cgroup::fs::rmdir_retry(dir, 200).is_ok();
         let left = if removed {
             "and removed its cgroup"
         } else {
@@ -77,15 +80,16 @@ fn sentinel_main(read_end: OwnedFd, dir: PathBuf, guard_pid: i32) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Fork the sentinel for the job cgroup `dir`. Must be called while guard is single-threaded.
-pub fn start(dir: &Path) -> Option<Sentinel> {
+/// Fork the sentinel for the job's cgroup directories. Must be called while guard is
+/// single-threaded.
+pub fn start(dirs: Vec<PathBuf>) -> Option<Sentinel> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     let guard_pid = std::process::id() as i32;
     // SAFETY: guard is single-threaded here, so the child may allocate and run ordinary code.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(w);
-            sentinel_main(r, dir.to_path_buf(), guard_pid)
+            sentinel_main(r, dirs, guard_pid)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(r);

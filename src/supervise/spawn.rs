@@ -20,12 +20,16 @@ pub enum SpawnError {
     Os(io::Error),
 }
 
-/// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and — when `attach`
-/// is given — after writing "0" to that `cgroup.procs` fd. Returns the child's pid.
-pub fn spawn(argv: &[OsString], attach: Option<BorrowedFd<'_>>) -> Result<i32, SpawnError> {
+/// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and after writing "0"
+/// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
+pub fn spawn(argv: &[OsString], attach: &[BorrowedFd<'_>]) -> Result<i32, SpawnError> {
     let (err_r, err_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Os(e.into()))?;
-    let attach_fd: Option<RawFd> = attach.map(|f| f.as_raw_fd());
+    // At most two hierarchies (v1 memory + freezer): a fixed array, nothing to allocate after fork.
+    let mut attach_fds: [RawFd; 2] = [-1; 2];
+    for (slot, fd) in attach_fds.iter_mut().zip(attach) {
+        *slot = fd.as_raw_fd();
+    }
     let err_fd = err_w.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(&argv[0]);
@@ -57,7 +61,7 @@ pub fn spawn(argv: &[OsString], attach: Option<BorrowedFd<'_>>) -> Result<i32, S
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
-            if let Some(fd) = attach_fd {
+            for fd in attach_fds.into_iter().filter(|fd| *fd >= 0) {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                     let errno = *libc::__errno_location();
                     let bytes = errno.to_ne_bytes();

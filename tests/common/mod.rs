@@ -94,6 +94,25 @@ pub fn job_base() -> PathBuf {
     Path::new(job).parent().expect("parent").to_path_buf()
 }
 
+/// Every directory where this machine's job cgroups are created: the memory (or unified) base,
+/// and on cgroup v1 the freezer base too.
+pub fn job_bases() -> Vec<PathBuf> {
+    let mut v = vec![job_base()];
+    let d = doctor();
+    if d["mode"] == "cgroup-v1" {
+        if let Some(caps) = d["capabilities"].as_array() {
+            for c in caps {
+                if c["name"].as_str().is_some_and(|n| n.starts_with("freezer")) && c["ok"] == true {
+                    v.push(PathBuf::from(
+                        c["detail"].as_str().unwrap_or("/nonexistent"),
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
 /// Job cgroups in `base` that belong to guard pid `pid`.
 pub fn leaves_of(base: &Path, pid: u32) -> Vec<PathBuf> {
     let suffix = format!("-{pid}");
