@@ -355,6 +355,11 @@ impl Enforcer {
         match self {
             Enforcer::Poll(t) => t.kill_all(),
             _ => {
+                // The freezer leaf holds the same processes as the memory leaf: nothing in the
+                // one means nothing in the other.
+                if self.dir().is_some_and(|d| fs::procs(d).is_empty()) {
+                    return;
+                }
                 for d in self.dirs() {
                     kill_cgroup(&d, Duration::from_secs(5));
                 }
