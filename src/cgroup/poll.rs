@@ -59,6 +59,14 @@ impl PollTracker {
         out
     }
 
+    /// The job's processes that are not zombies.
+    fn live_pids(&self) -> Vec<i32> {
+        self.pids()
+            .into_iter()
+            .filter(|&p| !self.is_zombie(p))
+            .collect()
+    }
+
     /// Resident bytes of one process (0 when it vanished or is a zombie).
     fn rss(&self, pid: i32) -> u64 {
         std::fs::read_to_string(self.proc.join(pid.to_string()).join("statm"))
@@ -84,11 +92,7 @@ impl PollTracker {
     /// running.
     pub fn stop_all(&self) -> bool {
         for _ in 0..3 {
-            let pids: Vec<i32> = self
-                .pids()
-                .into_iter()
-                .filter(|&p| !self.is_zombie(p))
-                .collect();
+            let pids = self.live_pids();
             for &p in &pids {
                 let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
             }
@@ -107,11 +111,7 @@ impl PollTracker {
     /// Stop every process of the job (so none can fork while we kill), then kill them all.
     pub fn kill_all(&self) {
         for _ in 0..20 {
-            let pids: Vec<i32> = self
-                .pids()
-                .into_iter()
-                .filter(|&p| !self.is_zombie(p))
-                .collect();
+            let pids = self.live_pids();
             if pids.is_empty() {
                 return;
             }
@@ -127,11 +127,7 @@ impl PollTracker {
 
     /// Send `sig` to every process of the job.
     pub fn signal_all(&self, sig: Signal) -> usize {
-        let pids: Vec<i32> = self
-            .pids()
-            .into_iter()
-            .filter(|&p| !self.is_zombie(p))
-            .collect();
+        let pids = self.live_pids();
         for &p in &pids {
             let _ = kill(Pid::from_raw(p), sig);
         }
@@ -154,10 +150,7 @@ impl PollTracker {
 
     /// Live (non-zombie) processes of the job.
     pub fn live_count(&self) -> usize {
-        self.pids()
-            .into_iter()
-            .filter(|&p| !self.is_zombie(p))
-            .count()
+        self.live_pids().len()
     }
 }
 
