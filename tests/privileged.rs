@@ -519,3 +519,66 @@ fn page_cache_past_the_cap_is_not_a_memory_kill() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("exceeded"), "{}", stderr(&o));
 }
+
+/// Once a capped job runs, guard locks its pages in RAM and (as root, where the kernel lets it)
+/// leaves the OOM killer's reach; the job keeps the oom_score_adj it started with.
+#[test]
+fn guard_protects_itself_but_not_the_job() {
+    if !privileged("guard_protects_itself_but_not_the_job") {
+        return;
+    }
+    let hog = example("hog");
+    let mut g = guard_cmd()
+        .args(["--memory", "64M", "--"])
+        .arg(&hog)
+        .args(["sleep", "30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |pid: u32, key: &str| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let locked = wait_until(Duration::from_secs(5), || {
+        status(g.id(), "VmLck:") != "0 kB" && !status(g.id(), "VmLck:").is_empty()
+    });
+    let adj =
+        std::fs::read_to_string(format!("/proc/{}/oom_score_adj", g.id())).unwrap_or_default();
+    let job = std::fs::read_to_string(format!("/proc/{}/task/{}/children", g.id(), g.id()))
+        .unwrap_or_default();
+    let job_adj: Vec<String> = job
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "hog")
+        })
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/oom_score_adj"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    send(g.id(), libc::SIGTERM);
+    let _ = g.wait();
+    assert!(
+        locked,
+        "guard's pages are not locked (VmLck {})",
+        status(g.id(), "VmLck:")
+    );
+    // Some sandboxes refuse to lower oom_score_adj, even for root: then there is nothing to see.
+    if std::fs::write("/proc/self/oom_score_adj", "-1").is_ok() {
+        let _ = std::fs::write("/proc/self/oom_score_adj", "0");
+        assert_eq!(adj.trim(), "-1000", "guard's oom_score_adj");
+    }
+    assert!(
+        !job_adj.is_empty(),
+        "job not found among guard's children: {job:?}"
+    );
+    assert!(
+        job_adj.iter().all(|a| a != "-1000"),
+        "the job inherited guard's protection: {job_adj:?}"
+    );
+}

@@ -296,6 +296,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             sentinel_at = None;
+            if cfg.memory.is_some() {
+                protect_self();
+            }
             sentinel = sentinel::start(enforcer.dirs());
         }
         if let Some(d) = kill_deadline {
@@ -338,6 +341,23 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         Some(Ended::Signal(s)) => exit::from_child(None, Some(s)),
         None => exit::GUARD_FAILED,
     })
+}
+
+/// Keep guard (and the sentinel forked next) working while a job is held at its cap and the host
+/// may be short of memory: lock guard's pages in RAM, and take it out of the OOM killer's reach
+/// when root. Done once the job has run a moment (not on a short job's path); the job itself
+/// started before, with the oom_score_adj it had. Failures only cost the protection.
+fn protect_self() {
+    if let Err(e) = nix::sys::mman::mlockall(
+        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
+    ) {
+        log::debug!("mlockall: {e} (guard's pages stay swappable)");
+    }
+    if nix::unistd::geteuid().is_root() {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+            log::debug!("oom_score_adj: {e}");
+        }
+    }
 }
 
 /// At the cap: hold the job (freeze / stop), then kill it whole. `trigger` is when guard learnt
