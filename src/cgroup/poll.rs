@@ -13,7 +13,6 @@ pub struct PollTracker {
     proc: PathBuf,
     root: i32,
     pub peak: u64,
-    pub last: u64,
     page_size: u64,
 }
 
@@ -39,7 +38,6 @@ impl PollTracker {
             proc,
             root,
             peak: 0,
-            last: 0,
             page_size: ps.max(4096) as u64,
         }
     }
@@ -83,7 +81,6 @@ impl PollTracker {
     /// on the high side).
     pub fn sample(&mut self) -> u64 {
         let total = self.pids().iter().map(|&p| self.rss(p)).sum();
-        self.last = total;
         self.peak = self.peak.max(total);
         total
     }
