@@ -64,13 +64,8 @@ fn start_verbose(
             let _ = g.wait();
             panic!("guard -v printed no mode line");
         }
-        if let Some(rest) = line.trim().strip_prefix("guard: mode ") {
-            let dir = rest
-                .split(", cgroup ")
-                .nth(1)
-                .and_then(|r| r.split(", memory limit").next())
-                .expect("cgroup path");
-            return (g, PathBuf::from(dir), err);
+        if let Some(dir) = job_cgroup_in(&line) {
+            return (g, dir, err);
         }
     }
 }

@@ -152,12 +152,7 @@ fn guard_in(dir: &Path, uid: Option<u32>, args: &[&str]) -> (Option<i32>, String
     let o = c.bounded();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let st = o.status;
-    let job = err
-        .lines()
-        .find_map(|l| l.strip_prefix("guard: mode cgroup-v2, cgroup "))
-        .and_then(|r| r.split(", memory limit").next())
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let job = err.lines().find_map(job_cgroup_in).unwrap_or_default();
     (st.code(), err, job)
 }
 
@@ -368,15 +363,7 @@ fn swap_is_capped_at_zero_by_default_and_group_oom_is_on() {
     BufReader::new(g.stderr.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let dir = PathBuf::from(
-        line.trim()
-            .split(", cgroup ")
-            .nth(1)
-            .unwrap()
-            .split(", memory limit")
-            .next()
-            .unwrap(),
-    );
+    let dir = job_cgroup_in(&line).expect("guard -v names the job's cgroup");
     let swap = read(&dir.join("memory.swap.max"));
     let group = read(&dir.join("memory.oom.group"));
     let max = read(&dir.join("memory.high"));
@@ -411,15 +398,7 @@ fn cgroup_kill_empties_a_crowded_job() {
     let mut err = BufReader::new(g.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    let dir = PathBuf::from(
-        line.trim()
-            .split(", cgroup ")
-            .nth(1)
-            .unwrap()
-            .split(", memory limit")
-            .next()
-            .unwrap(),
-    );
+    let dir = job_cgroup_in(&line).expect("guard -v names the job's cgroup");
     assert!(
         dir.join("cgroup.kill").exists(),
         "this kernel has no cgroup.kill"

@@ -232,3 +232,14 @@ pub fn wait_output_within(
 
 /// The time limit for one guard run in the tests (generous: the VM lane runs under emulation).
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The job cgroup named by guard's `-v` start line (`guard: mode M, cgroup DIR, memory limit L`).
+pub fn job_cgroup_in(line: &str) -> Option<PathBuf> {
+    let rest = line.trim().strip_prefix("guard: mode ")?;
+    let dir = rest
+        .split(", cgroup ")
+        .nth(1)?
+        .split(", memory limit")
+        .next()?;
+    Some(PathBuf::from(dir))
+}
