@@ -10,8 +10,10 @@ pub const ABOUT: &str =
 
 pub const LONG_ABOUT: &str = "\
 guard runs COMMAND and all of its descendants in a cgroup of their own with a hard memory limit.
-When the job reaches the limit, guard kills the whole job, prints one line saying so, and exits
-137. Everything else is transparent: stdin, stdout and stderr belong to COMMAND, signals are
+When the job reaches the limit, guard holds it there (frozen), writes an evidence bundle (every
+process's memory maps, status and stacks, the cgroup's counters, the memory timeline, Python
+stacks via py-spy), kills the whole job, prints one line naming the bundle, and exits 137.
+'guard report --latest' explains the newest bundle on one screen. Everything else is transparent: stdin, stdout and stderr belong to COMMAND, signals are
 forwarded to it, and guard exits with COMMAND's status.
 
 guard picks an enforcement mode by itself: cgroup v1 or cgroup v2 when it can create a cgroup,
@@ -27,7 +29,7 @@ which mode would be used here and why.";
     long_about = LONG_ABOUT,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard doctor [--json]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard doctor [--json]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -40,7 +42,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Sub {
     /// Run COMMAND under guard (the same as 'guard [OPTIONS] -- COMMAND')
-    Run(WrapArgs),
+    Run(Box<WrapArgs>),
+    /// Explain an evidence bundle on one screen (or as JSON, or as an HTML page with a memory plot)
+    Report(ReportArgs),
+    /// List evidence bundles, newest first
+    List(ListArgs),
     /// Show which enforcement mode guard would use here, and why
     Doctor(DoctorArgs),
 }
@@ -67,6 +73,59 @@ pub struct WrapArgs {
     #[arg(long, env = "GUARD_KILL_AFTER", value_name = "DUR")]
     pub kill_after: Option<String>,
 
+    /// Early-warning threshold: a light evidence bundle (timeline, tree, stacks) once per upward
+    /// crossing; the job keeps running. SIZE or a percentage of --memory; 'off' disables it
+    /// [default: 80%]
+    #[arg(long, env = "GUARD_WARN", value_name = "SIZE|PCT")]
+    pub warn: Option<String>,
+
+    /// Where evidence bundles go [default: /var/lib/guard/evidence as root, else
+    /// $XDG_STATE_HOME/guard/evidence or ~/.local/state/guard/evidence]
+    #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
+    pub evidence_dir: Option<std::path::PathBuf>,
+
+    /// Enforce only: write no evidence bundle [env: GUARD_NO_EVIDENCE=1]
+    #[arg(long)]
+    pub no_evidence: bool,
+
+    /// Also write a core dump of the largest process into the bundle (needs gdb's gcore; cores
+    /// contain secrets) [env: GUARD_CORE=1]
+    #[arg(long)]
+    pub core: bool,
+
+    /// Largest process size (RSS) for which --core writes a core; larger ones are skipped
+    /// [default: 4G]
+    #[arg(long, env = "GUARD_CORE_MAX", value_name = "SIZE")]
+    pub core_max: Option<String>,
+
+    /// How often the memory timeline is sampled [default: 100ms]
+    #[arg(long, env = "GUARD_SAMPLE_INTERVAL", value_name = "DUR")]
+    pub sample_interval: Option<String>,
+
+    /// Keep at most N bundles in the evidence directory; the oldest go first [default: 50]
+    #[arg(long, env = "GUARD_KEEP", value_name = "N")]
+    pub keep: Option<String>,
+
+    /// Keep the evidence directory under SIZE; the oldest bundles go first (never the one just
+    /// written) [default: 1GiB]
+    #[arg(long, env = "GUARD_MAX_EVIDENCE_SIZE", value_name = "SIZE")]
+    pub max_evidence_size: Option<String>,
+
+    /// Environment variables whose names contain one of these words (comma-separated,
+    /// case-insensitive) have their values replaced by <redacted> everywhere in a bundle
+    /// [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN]
+    #[arg(long, env = "GUARD_REDACT", value_name = "WORDS")]
+    pub redact: Option<String>,
+
+    /// Write no environ files into bundles [env: GUARD_NO_ENVIRON=1]
+    #[arg(long)]
+    pub no_environ: bool,
+
+    /// Include local variables in Python stacks (py-spy --locals; they may contain secrets)
+    /// [env: GUARD_PYSPY_LOCALS=1]
+    #[arg(long)]
+    pub pyspy_locals: bool,
+
     /// Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be
     /// created [env: GUARD_REQUIRE_CGROUP=1]
     #[arg(long)]
@@ -84,6 +143,44 @@ pub struct WrapArgs {
     /// The command to run, with its arguments (put it after '--')
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, num_args = 1..)]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The bundle directory to explain
+    #[arg(
+        value_name = "BUNDLE_DIR",
+        conflicts_with = "latest",
+        required_unless_present = "latest"
+    )]
+    pub bundle: Option<std::path::PathBuf>,
+
+    /// Explain the newest bundle in the evidence directory
+    #[arg(long)]
+    pub latest: bool,
+
+    /// Print the report as JSON
+    #[arg(long, conflicts_with = "html")]
+    pub json: bool,
+
+    /// Write a self-contained HTML page (with an SVG plot of memory over time) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
+
+    /// The evidence directory (for --latest)
+    #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
+    pub evidence_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print the list as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// The evidence directory to list
+    #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
+    pub evidence_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

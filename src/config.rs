@@ -7,6 +7,7 @@ use crate::units::{self, DUR_FORMS, SIZE_FORMS, Size};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A user mistake, reported as `guard: error: <msg>` with exit status 125.
@@ -35,6 +36,67 @@ pub struct WrapConfig {
     pub require_cgroup: bool,
     pub verbosity: Verbosity,
     pub command: Vec<OsString>,
+    pub evidence: EvidenceConfig,
+}
+
+/// What guard keeps as evidence, and where.
+#[derive(Debug, Clone)]
+pub struct EvidenceConfig {
+    /// Where bundles go; `Err(why)` when none can be written (--no-evidence, no home directory).
+    pub dir: Result<PathBuf, String>,
+    /// Early-warning threshold in bytes (None: off).
+    pub warn: Option<u64>,
+    pub core: bool,
+    pub core_max: u64,
+    pub sample_interval: Duration,
+    pub keep: usize,
+    pub max_size: u64,
+    /// Upper-case words; a variable whose upper-cased name contains one is redacted.
+    pub redact: Vec<String>,
+    pub environ: bool,
+    pub pyspy_locals: bool,
+}
+
+pub const DEFAULT_WARN_PERCENT: u8 = 80;
+pub const DEFAULT_CORE_MAX: u64 = 4 << 30;
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+pub const DEFAULT_KEEP: usize = 50;
+pub const DEFAULT_MAX_EVIDENCE_SIZE: u64 = 1 << 30;
+/// The contract's redaction list.
+pub const DEFAULT_REDACT: &[&str] = &[
+    "PASS",
+    "SECRET",
+    "TOKEN",
+    "KEY",
+    "CREDENTIAL",
+    "AUTH",
+    "COOKIE",
+    "SESSION",
+    "PRIVATE",
+    "DSN",
+    "DATABASE_URL",
+    "CONN",
+];
+
+/// The default evidence directory: root → /var/lib/guard/evidence; others →
+/// $XDG_STATE_HOME/guard/evidence, else ~/.local/state/guard/evidence.
+pub fn default_evidence_dir() -> Result<PathBuf, String> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/guard/evidence"));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+        if x.is_absolute() {
+            return Ok(x.join("guard/evidence"));
+        }
+    }
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(h) if h.is_absolute() => Ok(h.join(".local/state/guard/evidence")),
+        _ => Err(
+            "no evidence directory: HOME is not set (give --evidence-dir DIR or GUARD_EVIDENCE_DIR)"
+                .into(),
+        ),
+    }
 }
 
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -235,7 +297,9 @@ pub fn wrap_config(
         }
         None => default_name(first),
     };
+    let evidence = evidence_config(args, m, memory)?;
     Ok(WrapConfig {
+        evidence,
         memory,
         memory_text: args.memory.clone(),
         swap,
@@ -244,6 +308,155 @@ pub fn wrap_config(
         require_cgroup: args.require_cgroup || env_flag("GUARD_REQUIRE_CGROUP")?,
         verbosity: verbosity(args)?,
         command: args.command.clone(),
+    })
+}
+
+/// The evidence options, validated.
+fn evidence_config(
+    args: &WrapArgs,
+    m: &ArgMatches,
+    memory: Option<u64>,
+) -> Result<EvidenceConfig, UsageError> {
+    let size = |id: &str, flag: &str, env: &str, text: &str| -> Result<u64, UsageError> {
+        match units::parse_size(text) {
+            Ok(Size::Bytes(b)) => Ok(b),
+            Ok(Size::Percent(_)) => Err(UsageError(format!(
+                "invalid {}: a percentage is not accepted here; give a size like 2G",
+                origin(m, id, flag, env, text)
+            ))),
+            Err(e) => Err(UsageError(format!(
+                "invalid {}: {e}; expected {SIZE_FORMS}",
+                origin(m, id, flag, env, text)
+            ))),
+        }
+    };
+    let warn = match (args.warn.as_deref().map(str::trim), memory) {
+        (Some(t), _) if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") => None,
+        (None, Some(mem)) => Some(Size::Percent(DEFAULT_WARN_PERCENT).resolve(mem)),
+        (None, None) => None,
+        (Some(t), mem) => {
+            let o = || origin(m, "warn", "--warn", "GUARD_WARN", t);
+            let bytes = match (units::parse_size(t), mem) {
+                (Ok(Size::Bytes(b)), _) => b,
+                (Ok(p @ Size::Percent(_)), Some(mem)) => p.resolve(mem),
+                (Ok(Size::Percent(_)), None) => {
+                    return Err(UsageError(format!(
+                        "{}: a percentage needs --memory (it is a share of the cap); give a size like 1G",
+                        o()
+                    )));
+                }
+                (Err(e), _) => {
+                    return Err(UsageError(format!(
+                        "invalid {}: {e}; expected {SIZE_FORMS}, or off",
+                        o()
+                    )));
+                }
+            };
+            if let Some(mem) = mem {
+                if bytes >= mem {
+                    return Err(UsageError(format!(
+                        "{} is not below --memory {}: the warning must come before the cap (or use --warn off)",
+                        o(),
+                        units::format_size(mem)
+                    )));
+                }
+            }
+            Some(bytes)
+        }
+    };
+    let core_max = match &args.core_max {
+        Some(t) => size("core_max", "--core-max", "GUARD_CORE_MAX", t)?,
+        None => DEFAULT_CORE_MAX,
+    };
+    let max_size = match &args.max_evidence_size {
+        Some(t) => size(
+            "max_evidence_size",
+            "--max-evidence-size",
+            "GUARD_MAX_EVIDENCE_SIZE",
+            t,
+        )?,
+        None => DEFAULT_MAX_EVIDENCE_SIZE,
+    };
+    let sample_interval = match &args.sample_interval {
+        None => DEFAULT_SAMPLE_INTERVAL,
+        Some(t) => {
+            let o = || {
+                origin(
+                    m,
+                    "sample_interval",
+                    "--sample-interval",
+                    "GUARD_SAMPLE_INTERVAL",
+                    t,
+                )
+            };
+            let d = units::parse_duration(t)
+                .map_err(|e| UsageError(format!("invalid {}: {e}; expected {DUR_FORMS}", o())))?;
+            if d < MIN_SAMPLE_INTERVAL {
+                return Err(UsageError(format!(
+                    "invalid {}: the shortest interval is {}",
+                    o(),
+                    units::format_duration(MIN_SAMPLE_INTERVAL)
+                )));
+            }
+            d
+        }
+    };
+    let keep = match &args.keep {
+        None => DEFAULT_KEEP,
+        Some(t) => t
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "invalid {}: expected a whole number of bundles, 1 or more",
+                    origin(m, "keep", "--keep", "GUARD_KEEP", t)
+                ))
+            })?,
+    };
+    let redact = match &args.redact {
+        None => DEFAULT_REDACT.iter().map(|w| w.to_string()).collect(),
+        Some(t) => {
+            let words: Vec<String> = t
+                .split(',')
+                .map(|w| w.trim().to_ascii_uppercase())
+                .filter(|w| !w.is_empty())
+                .collect();
+            if words.is_empty() {
+                return Err(UsageError(format!(
+                    "invalid {}: expected comma-separated words like TOKEN,PASS",
+                    origin(m, "redact", "--redact", "GUARD_REDACT", t)
+                )));
+            }
+            words
+        }
+    };
+    let no_evidence = args.no_evidence || env_flag("GUARD_NO_EVIDENCE")?;
+    let dir = if no_evidence {
+        Err("--no-evidence was given".to_string())
+    } else {
+        match &args.evidence_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(UsageError(
+                    "the evidence directory is an empty string: give --evidence-dir DIR".into(),
+                ));
+            }
+            Some(d) => Ok(std::path::absolute(d).unwrap_or_else(|_| d.clone())),
+            None => default_evidence_dir(),
+        }
+    };
+    Ok(EvidenceConfig {
+        dir,
+        warn,
+        core: args.core || env_flag("GUARD_CORE")?,
+        core_max,
+        sample_interval,
+        keep,
+        max_size,
+        redact,
+        environ: !(args.no_environ || env_flag("GUARD_NO_ENVIRON")?),
+        pyspy_locals: args.pyspy_locals || env_flag("GUARD_PYSPY_LOCALS")?,
     })
 }
 

@@ -7,6 +7,8 @@
 //! - [`exit`]: the exit-status table used by code, man page and tests.
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
+//! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
+//! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`doctor`]: `guard doctor`.
 //! - [`man`]: the guard(1) man page, rendered from the CLI definition.
 
@@ -14,8 +16,10 @@ pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod evidence;
 pub mod exit;
 pub mod man;
+pub mod report;
 pub mod supervise;
 pub mod units;
 
@@ -115,6 +119,14 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             }
             0
         }
+        Some(cli::Sub::Report(r)) => {
+            init_logging(Verbosity::Normal);
+            report_cmd(&r)
+        }
+        Some(cli::Sub::List(l)) => {
+            init_logging(Verbosity::Normal);
+            list_cmd(&l)
+        }
         Some(cli::Sub::Run(w)) => {
             let sub = matches
                 .subcommand_matches("run")
@@ -124,6 +136,78 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
         }
         None => wrap(&parsed.wrap, &matches),
     }
+}
+
+fn evidence_dir(given: &Option<std::path::PathBuf>) -> Result<std::path::PathBuf, String> {
+    match given {
+        Some(d) => Ok(d.clone()),
+        None => config::default_evidence_dir(),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> i32 {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            error_line(&format!("cannot encode JSON: {e}"));
+            exit::GUARD_FAILED
+        }
+    }
+}
+
+/// `guard report [BUNDLE | --latest] [--json | --html FILE]`
+fn report_cmd(a: &cli::ReportArgs) -> i32 {
+    let dir = match (&a.bundle, a.latest) {
+        (Some(b), _) => Ok(b.clone()),
+        (None, _) => evidence_dir(&a.evidence_dir).and_then(|d| report::latest(&d)),
+    };
+    let r = match dir.and_then(|d| report::Report::load(&d)) {
+        Ok(r) => r,
+        Err(e) => {
+            error_line(&e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    if a.json {
+        return print_json(&r);
+    }
+    if let Some(out) = &a.html {
+        if let Err(e) = std::fs::write(out, report::html(&r)) {
+            error_line(&format!(
+                "cannot write {}: {e} (choose a writable path for --html)",
+                out.display()
+            ));
+            return exit::GUARD_FAILED;
+        }
+        eprintln!("guard: wrote {}", out.display());
+        return 0;
+    }
+    print!("{}", report::text(&r));
+    0
+}
+
+/// `guard list [--json]`
+fn list_cmd(a: &cli::ListArgs) -> i32 {
+    let dir = match evidence_dir(&a.evidence_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            error_line(&e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    let rows = report::list(&dir);
+    if a.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        eprintln!("guard: no bundles in {}", dir.display());
+        return 0;
+    }
+    print!("{}", report::list_text(&rows));
+    0
 }
 
 fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {

@@ -14,7 +14,8 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The one memory-kill line: `guard: NAME (pid N) exceeded its memory limit LIMIT (peak P); killed`.
+/// The one memory-kill line:
+/// `guard: NAME (pid N) exceeded its memory limit LIMIT (peak P); killed; evidence: PATH`.
 fn assert_kill_line(err: &str, name: &str, limit: &str) {
     let lines: Vec<&str> = err
         .lines()
@@ -35,7 +36,11 @@ fn assert_kill_line(err: &str, name: &str, limit: &str) {
         rest.starts_with(&format!("exceeded its memory limit {limit} (peak ")),
         "{l}"
     );
-    assert!(rest.ends_with("); killed"), "{l}");
+    let (_, tail) = rest
+        .split_once("); killed; ")
+        .expect("'); killed; ' in the kill line");
+    let bundle = tail.strip_prefix("evidence: ").expect("evidence: PATH");
+    assert!(Path::new(bundle).join("manifest.json").is_file(), "{l}");
 }
 
 /// Start guard -v and return it with the job cgroup it announced (the caller waits for it).
@@ -390,8 +395,9 @@ fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
 /// The same with environment assignments (`K=V ...`) for guard.
 fn in_read_only_cgroupfs_with(env: &str, guard_args: &str) -> std::process::Output {
     let script = format!(
-        "{} && exec env {env} {} {guard_args}",
+        "{} && exec env GUARD_EVIDENCE_DIR={} {env} {} {guard_args}",
         read_only_cgroupfs_prefix(),
+        common::scratch_evidence_dir().display(),
         guard().display()
     );
     let mut c = Command::new("unshare");
@@ -425,7 +431,7 @@ fn read_only_cgroupfs_falls_back_to_poll_mode_and_still_caps() {
         "the warning says why: {err}"
     );
     assert_eq!(
-        err.lines().filter(|l| l.contains("warning")).count(),
+        err.lines().filter(|l| l.contains("best-effort")).count(),
         1,
         "{err}"
     );

@@ -1,7 +1,8 @@
 //! Enforcement: one small enum over the three modes (cgroup v1, cgroup v2, poll) with the
 //! operations the supervisor needs — create, attach (the fd the child writes before exec), memory
 //! events, usage/peak, the kernel's verdict, kill, remove — plus stale-cgroup cleanup.
-//! Later issues add the hold/freeze operation here.
+//! Also: hold (freeze / stop), the job's pids and per-process sample for the evidence timeline,
+//! and releasing a held job just enough for `gcore` (`--core`).
 
 pub mod detect;
 pub mod fs;
@@ -364,6 +365,92 @@ impl Enforcer {
                     kill_cgroup(&d, Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// cgroup version (None in poll mode).
+    pub fn cgroup_version(&self) -> Option<u8> {
+        match self {
+            Enforcer::V1(_) => Some(1),
+            Enforcer::V2(_) => Some(2),
+            Enforcer::Poll(_) => None,
+        }
+    }
+
+    /// The job's processes (zombies excluded in poll mode).
+    pub fn pids(&self) -> Vec<i32> {
+        match self {
+            Enforcer::Poll(t) => t.live_pids(),
+            _ => self.dir().map(fs::procs).unwrap_or_default(),
+        }
+    }
+
+    /// One timeline sample: the job's memory and each process's RSS (from /proc/PID/statm, the
+    /// cheapest per-process figure).
+    pub fn sample_detail(&mut self) -> (Option<u64>, Vec<(i32, u64)>) {
+        match self {
+            Enforcer::Poll(t) => {
+                let (total, procs) = t.sample_detail();
+                (Some(total), procs)
+            }
+            _ => {
+                let total = self.usage();
+                let procs = self
+                    .pids()
+                    .into_iter()
+                    .map(|p| (p, poll::statm_rss(std::path::Path::new("/proc"), p)))
+                    .collect();
+                (total, procs)
+            }
+        }
+    }
+
+    /// Memory the job actually uses: usage minus inactive page cache (what a warning is about;
+    /// page cache is reclaimed at the cap rather than causing a kill).
+    pub fn working_set(&self) -> Option<u64> {
+        let (dir, usage, key) = match self {
+            Enforcer::V1(c) => (&c.dir, c.usage()?, "total_inactive_file"),
+            Enforcer::V2(c) => (&c.dir, c.usage()?, "inactive_file"),
+            Enforcer::Poll(t) => return Some(t.peak_last()),
+        };
+        let stat = fs::read(&dir.join("memory.stat")).ok()?;
+        Some(usage.saturating_sub(fs::keyed(&stat, key).unwrap_or(0)))
+    }
+
+    /// Make a held job's processes stoppable for gcore, which hangs on a frozen task: queue
+    /// SIGSTOP to each, raise the limit by `extra` (a task waiting at the limit must finish its
+    /// allocation to take the signal), thaw, and wait (bounded) until `pids[0]` is stopped.
+    pub fn release_for_core(&self, pids: &[i32], extra: u64) -> Result<(), String> {
+        for &p in pids {
+            let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
+        }
+        match self {
+            Enforcer::V1(c) => c.release(extra).map_err(|e| e.to_string())?,
+            Enforcer::V2(c) => c.release(extra).map_err(|e| e.to_string())?,
+            Enforcer::Poll(_) => {}
+        }
+        let Some(&main) = pids.first() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{main}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("");
+            if matches!(state, "T" | "t") {
+                return Ok(());
+            }
+            if state.is_empty() || matches!(state, "Z" | "X") {
+                return Err(format!("process {main} exited"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "process {main} did not stop within 2s (state {state})"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

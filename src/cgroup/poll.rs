@@ -13,7 +13,31 @@ pub struct PollTracker {
     proc: PathBuf,
     root: i32,
     pub peak: u64,
+    last: u64,
     page_size: u64,
+}
+
+/// Resident pages of `pid` from /proc/PID/statm (0 when it vanished or is a zombie).
+fn statm_pages(proc: &std::path::Path, pid: i32) -> u64 {
+    std::fs::read_to_string(proc.join(pid.to_string()).join("statm"))
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resident bytes of `pid` from /proc/PID/statm.
+pub fn statm_rss(proc: &std::path::Path, pid: i32) -> u64 {
+    statm_pages(proc, pid) * page_size()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    ps.max(4096) as u64
 }
 
 /// The children of `pid`, from /proc/PID/task/*/children (every thread can have children).
@@ -32,13 +56,12 @@ fn children(proc: &std::path::Path, pid: i32) -> Vec<i32> {
 
 impl PollTracker {
     pub fn new(proc: PathBuf, root: i32) -> PollTracker {
-        // SAFETY: sysconf has no preconditions.
-        let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         PollTracker {
             proc,
             root,
             peak: 0,
-            page_size: ps.max(4096) as u64,
+            last: 0,
+            page_size: page_size(),
         }
     }
 
@@ -58,7 +81,7 @@ impl PollTracker {
     }
 
     /// The job's processes that are not zombies.
-    fn live_pids(&self) -> Vec<i32> {
+    pub fn live_pids(&self) -> Vec<i32> {
         self.pids()
             .into_iter()
             .filter(|&p| !self.is_zombie(p))
@@ -67,22 +90,27 @@ impl PollTracker {
 
     /// Resident bytes of one process (0 when it vanished or is a zombie).
     fn rss(&self, pid: i32) -> u64 {
-        std::fs::read_to_string(self.proc.join(pid.to_string()).join("statm"))
-            .ok()
-            .and_then(|s| {
-                s.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .map_or(0, |pages| pages * self.page_size)
+        statm_pages(&self.proc, pid) * self.page_size
     }
 
     /// Sample the job's memory (sum of RSS; shared pages count once per process, so this errs
     /// on the high side).
     pub fn sample(&mut self) -> u64 {
-        let total = self.pids().iter().map(|&p| self.rss(p)).sum();
+        self.sample_detail().0
+    }
+
+    /// Sample the job's memory and each process's RSS.
+    pub fn sample_detail(&mut self) -> (u64, Vec<(i32, u64)>) {
+        let procs: Vec<(i32, u64)> = self.pids().iter().map(|&p| (p, self.rss(p))).collect();
+        let total = procs.iter().map(|&(_, r)| r).sum();
         self.peak = self.peak.max(total);
-        total
+        self.last = total;
+        (total, procs)
+    }
+
+    /// The last sampled total.
+    pub fn peak_last(&self) -> u64 {
+        self.last
     }
 
     /// Stop every process of the job (SIGSTOP): the hold of poll mode. True when none is left

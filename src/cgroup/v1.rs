@@ -150,6 +150,27 @@ impl V1Cgroup {
         }
     }
 
+    /// Grant a held job `extra` bytes and thaw it (the caller has queued SIGSTOP to its tasks:
+    /// they finish the allocation they wait on, then stop). For `--core`.
+    pub fn release(&self, extra: u64) -> Result<(), CgError> {
+        let raise = |file: &str| -> Result<(), CgError> {
+            let p = self.dir.join(file);
+            if let Some(v) = cgfs::read_u64(&p)? {
+                cgfs::write(&p, &v.saturating_add(extra).to_string())?;
+            }
+            Ok(())
+        };
+        // memsw must stay >= the memory limit: raise it first.
+        if self.swap_limited {
+            raise("memory.memsw.limit_in_bytes")?;
+        }
+        raise("memory.limit_in_bytes")?;
+        if let Some((fdir, _)) = &self.freezer {
+            cgfs::write(&fdir.join("freezer.state"), "THAWED")?;
+        }
+        Ok(())
+    }
+
     pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
         self.oom_event.as_ref().map(|(e, _)| e.as_fd())
     }

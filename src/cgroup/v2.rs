@@ -175,6 +175,18 @@ impl V2Cgroup {
         }
     }
 
+    /// Grant a held job `extra` bytes and thaw it (the caller has queued SIGSTOP to its tasks).
+    /// For `--core`.
+    pub fn release(&self, extra: u64) -> Result<(), CgError> {
+        for file in ["memory.max", "memory.high"] {
+            let p = self.dir.join(file);
+            if let Some(v) = cgfs::read_u64(&p)? {
+                cgfs::write(&p, &v.saturating_add(extra).to_string())?;
+            }
+        }
+        cgfs::write(&self.dir.join("cgroup.freeze"), "0")
+    }
+
     pub fn procs_fd(&self) -> BorrowedFd<'_> {
         self.procs.as_fd()
     }

@@ -10,6 +10,8 @@ pub mod spawn;
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
 use crate::cgroup::{Enforcer, Limits};
 use crate::config::WrapConfig;
+use crate::evidence::manifest::ExitInfo;
+use crate::evidence::{self, Occasion, Recorder, Trigger};
 use crate::exit;
 use crate::units::{format_duration, format_size};
 use nix::errno::Errno;
@@ -22,8 +24,6 @@ use signals::Action;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-/// Poll-mode sampling period.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// After a memory event whose verdict is not in yet, re-check the counters this often, this long.
 const RECHECK_EVERY: Duration = Duration::from_millis(10);
 const RECHECK_FOR: Duration = Duration::from_millis(300);
@@ -76,7 +76,7 @@ fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<(Enforcer, Plan), Fatal> {
             log::warn!(
                 "enforcement is best-effort (poll mode): {why}; the job's memory is sampled every {} \
                  and a fast allocation can overshoot the cap. To enforce with a cgroup: {fix}",
-                format_duration(POLL_INTERVAL)
+                format_duration(cfg.evidence.sample_interval)
             );
         } else {
             log::info!("poll mode (monitor only): {why}");
@@ -164,6 +164,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         );
     }
 
+    let mut recorder = Recorder::new(cfg, &sys.proc, Instant::now());
     let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds()) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
@@ -192,6 +193,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     );
     enforcer.arm_events();
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
+    recorder.after_spawn(child);
     // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
     // cost would be this fork. Should guard be killed before that, the job still gets its
     // parent-death signal and the next guard run removes the cgroup.
@@ -201,19 +203,24 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let session_leader = nix::unistd::getsid(None).is_ok_and(|s| s == nix::unistd::getpid());
     let mut ended: Option<Ended> = None;
     let mut memory_killed = false;
+    let mut bundle: Option<Result<evidence::Pending, String>> = None;
+    let mut held_peak: Option<u64> = None;
     let mut kill_deadline: Option<Instant> = None;
     let mut recheck_until: Option<Instant> = None;
     let mut event_at: Option<Instant> = None;
-    let mut next_sample = Instant::now();
     let poll_cap = match &enforcer {
         Enforcer::Poll(_) => cfg.memory,
         _ => None,
     };
+    // The sampler: the evidence timeline and warnings, and poll mode's enforcement.
+    let sample_every = cfg.evidence.sample_interval;
+    let sampling = recorder.enabled() || poll_cap.is_some();
+    let mut next_sample = Instant::now() + sample_every;
 
     while ended.is_none() {
         let now = Instant::now();
         let mut wait = Duration::from_secs(3600);
-        if poll_cap.is_some() {
+        if sampling && !memory_killed {
             wait = wait.min(next_sample.saturating_duration_since(now));
         }
         if let Some(d) = kill_deadline {
@@ -270,28 +277,48 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if let Some(until) = recheck_until {
             if !memory_killed && enforcer.at_cap() {
-                // The kernel is holding the job at its cap: freeze it, then kill it whole.
-                // (The evidence capture goes between the two.)
-                hold_then_kill(&enforcer, event_at.unwrap_or_else(Instant::now));
+                // The kernel is holding the job at its cap: freeze it, keep the evidence, then
+                // kill it whole.
+                bundle = Some(hold_capture_kill(
+                    &mut enforcer,
+                    &mut recorder,
+                    event_at.unwrap_or_else(Instant::now),
+                    &mut held_peak,
+                ));
                 memory_killed = true;
                 recheck_until = None;
             } else if !memory_killed && enforcer.verdict().killed() {
                 // The kernel's OOM killer acted (a burst through the headroom, or no hold on
-                // this kernel): finish the job as a whole.
+                // this kernel): keep what is left to see, and finish the job as a whole.
                 memory_killed = true;
+                bundle = Some(post_mortem(
+                    &mut enforcer,
+                    &mut recorder,
+                    Trigger::MemoryLimit,
+                ));
                 enforcer.kill_all();
                 recheck_until = None;
             } else if Instant::now() >= until {
                 recheck_until = None;
             }
         }
-        if let Some(cap) = poll_cap {
-            if Instant::now() >= next_sample {
-                next_sample = Instant::now() + POLL_INTERVAL;
-                if !memory_killed && enforcer.usage().is_some_and(|u| u > cap) {
+        if sampling && !memory_killed && Instant::now() >= next_sample {
+            next_sample = Instant::now() + sample_every;
+            let usage = recorder.sample(&mut enforcer);
+            match (usage, poll_cap) {
+                (Some(u), Some(cap)) if u > cap => {
                     memory_killed = true;
-                    hold_then_kill(&enforcer, Instant::now());
+                    bundle = Some(hold_capture_kill(
+                        &mut enforcer,
+                        &mut recorder,
+                        Instant::now(),
+                        &mut held_peak,
+                    ));
                 }
+                (Some(u), _) if recorder.enabled() && recorder.warn_due(u, &enforcer) => {
+                    warn_capture(cfg, &enforcer, &mut recorder, child, u);
+                }
+                _ => {}
             }
         }
         if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
@@ -316,8 +343,27 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
 
     if !memory_killed && enforcer.verdict().killed() {
         memory_killed = true;
+        if cfg.memory.is_some() {
+            bundle = Some(post_mortem(
+                &mut enforcer,
+                &mut recorder,
+                Trigger::MemoryLimit,
+            ));
+        }
     }
-    let peak = if memory_killed { enforcer.peak() } else { None };
+    // Killed by SIGKILL with the kernel's OOM killer active (no cap of guard's, or an ancestor's
+    // limit, or the whole host short of memory): record what is left, as a post-mortem.
+    let kernel_oom = !memory_killed
+        && matches!(ended, Some(Ended::Signal(9)))
+        && (enforcer.verdict().oom_kills > 0 || recorder.kernel_oom_since_start());
+    if kernel_oom {
+        bundle = Some(post_mortem(
+            &mut enforcer,
+            &mut recorder,
+            Trigger::KernelOom,
+        ));
+    }
+    let peak = held_peak.or_else(|| enforcer.peak());
     if memory_killed {
         enforcer.kill_all();
     } else {
@@ -328,13 +374,43 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     }
     drop(sentinel);
 
+    let exit_info = match ended {
+        Some(Ended::Code(c)) => Some(ExitInfo {
+            code: Some(c),
+            signal: None,
+        }),
+        Some(Ended::Signal(s)) => Some(ExitInfo {
+            code: None,
+            signal: Some(s),
+        }),
+        None => None,
+    };
+    let evidence = match bundle {
+        Some(Ok(p)) => recorder.finish(p, exit_info, true, peak),
+        Some(Err(e)) => Err(e),
+        None => Err(recorder
+            .dir
+            .clone()
+            .err()
+            .unwrap_or_else(|| "no capture was made".into())),
+    };
+    let evidence_text = match &evidence {
+        Ok(p) => format!("evidence: {}", p.display()),
+        Err(why) => format!("no evidence: {why}"),
+    };
     if memory_killed {
         let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
         eprintln!(
-            "guard: {} (pid {child}) exceeded its memory limit {limit_text} (peak {peak}); killed",
+            "guard: {} (pid {child}) exceeded its memory limit {limit_text} (peak {peak}); killed; {evidence_text}",
             cfg.name
         );
         return Ok(exit::MEMORY_KILL);
+    }
+    if kernel_oom {
+        eprintln!(
+            "guard: {} (pid {child}) was killed by the kernel's OOM killer (not by guard's cap); {evidence_text}",
+            cfg.name
+        );
     }
     Ok(match ended {
         Some(Ended::Code(c)) => exit::from_child(Some(c), None),
@@ -360,19 +436,109 @@ fn protect_self() {
     }
 }
 
-/// At the cap: hold the job (freeze / stop), then kill it whole. `trigger` is when guard learnt
-/// of the cap.
-fn hold_then_kill(enforcer: &Enforcer, trigger: Instant) {
+/// At the cap: hold the job (freeze / stop), capture the evidence while it is held, then kill it
+/// whole. `trigger` is when guard learnt of the cap.
+fn hold_capture_kill(
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+    trigger: Instant,
+    peak: &mut Option<u64>,
+) -> Result<evidence::Pending, String> {
     let held = enforcer.hold();
+    // The peak as the job reached it (--core raises the limit a little for gcore afterwards).
+    *peak = enforcer.peak();
     let ms = trigger.elapsed().as_secs_f64() * 1000.0;
     if held {
-        log::debug!("held the job at its cap {ms:.1} ms after the memory event; killing it");
+        log::debug!("held the job at its cap {ms:.1} ms after the memory event");
     } else {
         log::debug!(
-            "could not confirm the hold at its cap within its bound ({ms:.1} ms); killing the job anyway"
+            "could not confirm the hold at its cap within its bound ({ms:.1} ms); capturing anyway"
         );
     }
+    let result = if recorder.enabled() {
+        // The last sample: the job as it stands, held at its cap.
+        let usage = recorder.sample(enforcer);
+        let r = recorder.capture(
+            enforcer,
+            Occasion {
+                trigger: Trigger::MemoryLimit,
+                pre_kill: true,
+                held,
+                trigger_to_frozen_ms: Some(ms),
+                usage,
+            },
+        );
+        log::debug!(
+            "captured the evidence in {:.1} ms; killing the job",
+            trigger.elapsed().as_secs_f64() * 1000.0 - ms
+        );
+        r
+    } else {
+        Err(recorder.dir.clone().err().unwrap_or_default())
+    };
     enforcer.kill_all();
+    result
+}
+
+/// The job died before guard could hold it: keep what is left (cgroup counters, timeline, system).
+fn post_mortem(
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+    trigger: Trigger,
+) -> Result<evidence::Pending, String> {
+    if !recorder.enabled() {
+        return Err(recorder.dir.clone().err().unwrap_or_default());
+    }
+    let usage = recorder.timeline.last().map(|s| s.job_bytes);
+    recorder.capture(
+        enforcer,
+        Occasion {
+            trigger,
+            pre_kill: false,
+            held: false,
+            trigger_to_frozen_ms: None,
+            usage,
+        },
+    )
+}
+
+/// The job crossed its early-warning threshold: a light bundle (manifest, timeline, tree, stacks)
+/// while it keeps running, and one warning line.
+fn warn_capture(
+    cfg: &WrapConfig,
+    enforcer: &Enforcer,
+    recorder: &mut Recorder,
+    child: i32,
+    usage: u64,
+) {
+    let occ = Occasion {
+        trigger: Trigger::Warning,
+        pre_kill: true,
+        held: false,
+        trigger_to_frozen_ms: None,
+        usage: Some(usage),
+    };
+    let r = recorder
+        .capture(enforcer, occ)
+        .and_then(|p| recorder.finish(p, None, false, None));
+    let of_cap = cfg
+        .memory
+        .map(|m| format!(" of its {} limit", format_size(m)))
+        .unwrap_or_default();
+    match r {
+        Ok(p) => log::warn!(
+            "{} (pid {child}) uses {}{of_cap}, past its warning threshold {}; evidence: {}",
+            cfg.name,
+            format_size(usage),
+            recorder.cfg.warn.map(format_size).unwrap_or_default(),
+            p.display()
+        ),
+        Err(e) => log::warn!(
+            "{} (pid {child}) uses {}{of_cap}, past its warning threshold; no evidence: {e}",
+            cfg.name,
+            format_size(usage)
+        ),
+    }
 }
 
 /// COMMAND exited but left processes in the job: SIGTERM them, give them `--kill-after`, then

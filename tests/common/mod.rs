@@ -40,7 +40,25 @@ pub fn guard_cmd() -> Command {
             c.env_remove(k);
         }
     }
+    // Bundles of tests that do not look at them go to a scratch directory, not to the machine's
+    // /var/lib/guard/evidence (tests that do look pass --evidence-dir).
+    c.env("GUARD_EVIDENCE_DIR", scratch_evidence_dir());
     c
+}
+
+/// A per-test-process scratch evidence directory.
+pub fn scratch_evidence_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("guard-test-evidence-{}", std::process::id()))
+}
+
+/// Whether an outside tool the evidence tests use (py-spy, gcore, python3) is on PATH; if not,
+/// `test skipped` — or a failure under GUARD_TEST_REQUIRE_TOOLS=1 (set by scripts/test on the
+/// host, which installs them; the v2 guests have none of them).
+pub fn tool(test: &str, name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    let reason = (!found).then(|| format!("{name} is not on PATH"));
+    gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS")
 }
 
 /// What `guard doctor --json` says about this machine.

@@ -1,0 +1,275 @@
+//! Collectors: outside tools run against the held job, each bounded in time and reported in the
+//! manifest as ok / failed / skipped (and why) / timeout. `py-spy dump --nonblocking` for Python
+//! processes (plain `py-spy dump` and gdb hang on a held task; the non-blocking mode reads the
+//! interpreter's memory without stopping it), and `gcore` for `--core`.
+
+use super::bundle::{self, BundleWriter};
+use super::manifest::CollectorResult;
+use std::ffi::OsStr;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PYSPY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const GCORE_TIMEOUT: Duration = Duration::from_secs(120);
+/// At most this many Python processes get a stack dump (the largest first).
+pub const MAX_PYSPY: usize = 8;
+
+/// The first executable named `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file())
+}
+
+/// An anonymous in-memory file for a helper's output (no pipe to fill, no temp file to leak).
+fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(std::io::Error::from)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// How a helper run ended.
+pub struct Ran {
+    pub status: &'static str,
+    pub ms: f64,
+    pub stdout: Vec<u8>,
+    pub detail: String,
+}
+
+/// Run `program args` with stdin closed and output captured, killed after `timeout`.
+pub fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], timeout: Duration) -> Ran {
+    let t0 = Instant::now();
+    let ms = |t0: Instant| t0.elapsed().as_secs_f64() * 1000.0;
+    let (mut out, mut err) = match (memfd("guard-out"), memfd("guard-err")) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            return Ran {
+                status: "failed",
+                ms: ms(t0),
+                stdout: Vec::new(),
+                detail: format!("memfd: {e}"),
+            };
+        }
+    };
+    let spawned = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(
+            out.try_clone()
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .stderr(
+            err.try_clone()
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            return Ran {
+                status: "failed",
+                ms: ms(t0),
+                stdout: Vec::new(),
+                detail: format!("cannot run {}: {e}", program.display()),
+            };
+        }
+    };
+    let deadline = t0 + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => break None,
+        }
+    };
+    let read_all = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        let _ = f.rewind();
+        let _ = f.read_to_end(&mut v);
+        v
+    };
+    let stdout = read_all(&mut out);
+    let stderr = read_all(&mut err);
+    let first_err = String::from_utf8_lossy(&stderr)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    match status {
+        Some(s) if s.success() => Ran {
+            status: "ok",
+            ms: ms(t0),
+            stdout,
+            detail: String::new(),
+        },
+        Some(s) => Ran {
+            status: "failed",
+            ms: ms(t0),
+            stdout,
+            detail: format!("{} exited with {s}: {first_err}", program.display()),
+        },
+        None => Ran {
+            status: "timeout",
+            ms: ms(t0),
+            stdout,
+            detail: format!(
+                "{} did not finish within {}; killed",
+                program.display(),
+                crate::units::format_duration(timeout)
+            ),
+        },
+    }
+}
+
+/// Whether `pid` runs a Python interpreter (by the executable's name).
+pub fn is_python(proc: &Path, pid: i32) -> bool {
+    let exe = std::fs::read_link(proc.join(pid.to_string()).join("exe")).ok();
+    let comm = std::fs::read_to_string(proc.join(pid.to_string()).join("comm")).unwrap_or_default();
+    let exe_name = exe
+        .as_ref()
+        .and_then(|e| e.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    exe_name.starts_with("python") || comm.trim().starts_with("python")
+}
+
+pub fn skipped(name: &str, detail: impl Into<String>) -> CollectorResult {
+    CollectorResult {
+        name: name.into(),
+        status: "skipped".into(),
+        duration_ms: 0.0,
+        detail: detail.into(),
+    }
+}
+
+/// `py-spy dump --nonblocking` for each Python process among `pids` (largest first), into
+/// `processes/<pid>/pyspy.txt`. One result per process, or one `skipped` result.
+pub fn pyspy(
+    proc: &Path,
+    pids: &[i32],
+    w: &BundleWriter,
+    locals: bool,
+) -> std::io::Result<Vec<CollectorResult>> {
+    let python: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| is_python(proc, p))
+        .take(MAX_PYSPY)
+        .collect();
+    if python.is_empty() {
+        return Ok(vec![skipped("py-spy", "no Python process in the job")]);
+    }
+    let Some(bin) = which("py-spy") else {
+        return Ok(vec![skipped(
+            "py-spy",
+            format!(
+                "py-spy is not on PATH ({} Python process(es) in the job; install it with 'pip install py-spy')",
+                python.len()
+            ),
+        )]);
+    };
+    let mut out = Vec::new();
+    for pid in python {
+        let mut args = vec![
+            "dump".to_string(),
+            "--nonblocking".into(),
+            "--pid".into(),
+            pid.to_string(),
+        ];
+        if locals {
+            args.push("--locals".into());
+        }
+        let r = run_bounded(&bin, &args, PYSPY_TIMEOUT);
+        if !r.stdout.is_empty() {
+            w.write(&format!("processes/{pid}/pyspy.txt"), &r.stdout)?;
+        }
+        out.push(CollectorResult {
+            name: format!("py-spy:{pid}"),
+            status: r.status.into(),
+            duration_ms: r.ms,
+            detail: r.detail,
+        });
+    }
+    Ok(out)
+}
+
+/// `gcore` of `pid` into `processes/<pid>/core.<pid>`. The caller has already made the process
+/// stoppable (a frozen or OOM-waiting task cannot be attached to).
+pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
+    let Some(bin) = which("gcore") else {
+        return Ok(skipped("core", "gcore is not on PATH (install gdb)"));
+    };
+    let dir = w.mkdir(&format!("processes/{pid}"))?;
+    let prefix = dir.join("core");
+    let r = run_bounded(
+        &bin,
+        &[
+            OsStr::new("-o"),
+            prefix.as_os_str(),
+            OsStr::new(&pid.to_string()),
+        ],
+        GCORE_TIMEOUT,
+    );
+    let core = dir.join(format!("core.{pid}"));
+    let ok = r.status == "ok" && core.is_file();
+    if core.exists() {
+        bundle::make_private(&core);
+        if !ok {
+            let _ = std::fs::remove_file(&core);
+        }
+    }
+    Ok(CollectorResult {
+        name: "core".into(),
+        status: if ok {
+            "ok"
+        } else if r.status == "ok" {
+            "failed"
+        } else {
+            r.status
+        }
+        .into(),
+        duration_ms: r.ms,
+        detail: if ok {
+            format!(
+                "processes/{pid}/core.{pid} ({})",
+                crate::units::format_size(std::fs::metadata(&core).map(|m| m.len()).unwrap_or(0))
+            )
+        } else if r.detail.is_empty() {
+            "gcore wrote no core file".into()
+        } else {
+            r.detail
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_run_reports_each_outcome() {
+        let sh = Path::new("/bin/sh");
+        let ok = run_bounded(sh, &["-c", "echo hi"], Duration::from_secs(5));
+        assert_eq!(ok.status, "ok");
+        assert_eq!(ok.stdout, b"hi\n");
+        let bad = run_bounded(sh, &["-c", "echo oops >&2; exit 3"], Duration::from_secs(5));
+        assert_eq!(bad.status, "failed");
+        assert!(bad.detail.contains("oops"), "{}", bad.detail);
+        let slow = run_bounded(sh, &["-c", "sleep 5"], Duration::from_millis(100));
+        assert_eq!(slow.status, "timeout");
+        assert!(slow.ms < 2000.0);
+        let missing = run_bounded(Path::new("/nonexistent/x"), &["a"], Duration::from_secs(1));
+        assert_eq!(missing.status, "failed");
+    }
+}

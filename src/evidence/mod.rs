@@ -1,0 +1,434 @@
+//! Evidence: everything guard keeps about a job so that the person on call can see what was
+//! allocating, how fast and since when — without reproducing the failure. [`Recorder`] owns the
+//! run's evidence state: the evidence directory (checked once the job has started), the memory
+//! timeline, the early-warning threshold, and the capture of a bundle (snapshot → collectors →
+//! manifest → summary → rename → retention).
+//!
+//! - [`timeline`]: the bounded sample ring behind `timeline.csv`.
+//! - [`snapshot`]: /proc, cgroup and system copies, the process tree.
+//! - [`collectors`]: py-spy and gcore, time-bounded.
+//! - [`bundle`]: temporary name → rename, permissions, leftovers, retention.
+//! - [`manifest`]: `manifest.json` (binding keys).
+//! - [`redact`]: secret environment values kept out of bundles.
+
+pub mod bundle;
+pub mod collectors;
+pub mod manifest;
+pub mod redact;
+pub mod snapshot;
+pub mod timeline;
+
+use crate::cgroup::Enforcer;
+use crate::config::{EvidenceConfig, WrapConfig};
+use bundle::BundleWriter;
+use manifest::{CgroupInfo, CollectorResult, ExitInfo, Manifest, Timings};
+use redact::Scrubber;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+use timeline::Timeline;
+
+/// Extra memory granted to a held job so that `--core` can stop its largest process (a task in
+/// the memory-limit wait handles SIGSTOP only once its allocation succeeds).
+pub const CORE_RELEASE: u64 = 16 << 20;
+/// After a warning, usage must fall below this share of the threshold before another warning.
+const WARN_REARM: f64 = 0.9;
+
+/// What caused a capture (the manifest's `trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    MemoryLimit,
+    Warning,
+    KernelOom,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::MemoryLimit => "memory-limit",
+            Trigger::Warning => "warning",
+            Trigger::KernelOom => "kernel-oom",
+        }
+    }
+}
+
+/// How a capture came about.
+#[derive(Debug, Clone, Copy)]
+pub struct Occasion {
+    pub trigger: Trigger,
+    /// The job was held (frozen / stopped) while it was read: `pre-kill`; else `post-mortem`.
+    pub pre_kill: bool,
+    /// Whether guard confirmed the hold.
+    pub held: bool,
+    pub trigger_to_frozen_ms: Option<f64>,
+    pub usage: Option<u64>,
+}
+
+/// A bundle written except for what is known only when the job is over (exit, end, peak).
+pub struct Pending {
+    writer: BundleWriter,
+    manifest: Manifest,
+}
+
+/// The evidence state of one run.
+pub struct Recorder {
+    pub cfg: EvidenceConfig,
+    job: String,
+    command: Vec<String>,
+    limit: Option<u64>,
+    proc: PathBuf,
+    /// The evidence directory, or why no bundle can be written.
+    pub dir: Result<PathBuf, String>,
+    started_at: SystemTime,
+    pub timeline: Timeline,
+    warn_armed: bool,
+    pid: i32,
+    host: String,
+    oom_kills_at_start: Option<u64>,
+}
+
+impl Recorder {
+    pub fn new(cfg: &WrapConfig, proc: &Path, start: Instant) -> Recorder {
+        Recorder {
+            cfg: cfg.evidence.clone(),
+            job: cfg.name.clone(),
+            command: cfg
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            limit: cfg.memory,
+            proc: proc.to_path_buf(),
+            dir: cfg.evidence.dir.clone(),
+            started_at: SystemTime::now(),
+            timeline: Timeline::new(start),
+            warn_armed: true,
+            pid: 0,
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            oom_kills_at_start: None,
+        }
+    }
+
+    /// Once the job runs: make sure bundles can be written (say so now, not at 3 a.m.), and remove
+    /// temporary bundles of guards that died mid-capture.
+    pub fn after_spawn(&mut self, pid: i32) {
+        self.pid = pid;
+        self.oom_kills_at_start = snapshot::vmstat_oom_kills(&self.proc);
+        if let Ok(d) = &self.dir {
+            match bundle::prepare_dir(d) {
+                Ok(()) => {
+                    for p in bundle::clean_leftovers(d, &self.proc) {
+                        log::info!(
+                            "removed an unfinished bundle of a guard that died: {}",
+                            p.display()
+                        );
+                    }
+                }
+                Err(why) => {
+                    log::warn!(
+                        "no evidence can be kept: {why}; the memory cap still applies. To keep evidence \
+                         give --evidence-dir DIR (a writable directory), or --no-evidence to silence this"
+                    );
+                    self.dir = Err(why);
+                }
+            }
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.dir.is_ok()
+    }
+
+    /// One timeline sample; returns the job's memory.
+    pub fn sample(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
+        let (total, procs) = enforcer.sample_detail();
+        let total = total?;
+        self.timeline.record(total, procs);
+        Some(total)
+    }
+
+    /// Whether `usage` makes a warning due now (once per upward crossing). Usage counts page
+    /// cache in cgroup modes: the working set (usage minus inactive file pages) decides.
+    pub fn warn_due(&mut self, usage: u64, enforcer: &Enforcer) -> bool {
+        let Some(warn) = self.cfg.warn else {
+            return false;
+        };
+        if usage < warn {
+            if (usage as f64) < warn as f64 * WARN_REARM {
+                self.warn_armed = true;
+            }
+            return false;
+        }
+        if !self.warn_armed {
+            return false;
+        }
+        let ws = enforcer.working_set().unwrap_or(usage);
+        if ws < warn {
+            return false;
+        }
+        self.warn_armed = false;
+        true
+    }
+
+    /// Write the snapshot of the job as it is now (held, for a memory-limit capture) into a new
+    /// temporary bundle. `Err` says why there is no bundle.
+    pub fn capture(&mut self, enforcer: &Enforcer, occ: Occasion) -> Result<Pending, String> {
+        let dir = self.dir.clone()?;
+        let t0 = Instant::now();
+        let light = occ.trigger == Trigger::Warning;
+        let pids = enforcer.pids();
+
+        // Secrets first (guard's own environment is the job's too), so nothing is written unscrubbed.
+        let mut scrub = Scrubber::default();
+        if let Ok(own) = std::fs::read("/proc/self/environ") {
+            scrub.learn_environ(&own, &self.cfg.redact);
+        }
+        let mut environs: HashMap<i32, String> = HashMap::new();
+        for &p in &pids {
+            if let Ok(raw) = std::fs::read(self.proc.join(p.to_string()).join("environ")) {
+                let text = redact::environ(&raw, &self.cfg.redact, &mut scrub);
+                if self.cfg.environ {
+                    environs.insert(p, text);
+                }
+            }
+        }
+        let captured = SystemTime::now();
+        // A warning and the kill that follows often fall in the same second: the warning's
+        // bundle carries a suffix, so the bundle named in the kill line has the plain name.
+        let name = format!(
+            "{}-{}-{}{}",
+            manifest::compact_utc(captured),
+            self.job,
+            self.pid,
+            if light { ".warning" } else { "" }
+        );
+        let w = BundleWriter::create(&dir, name, scrub)
+            .map_err(|e| format!("cannot create a bundle in {}: {e}", dir.display()))?;
+        match self.fill(&w, enforcer, occ, &pids, &environs, light, captured, t0) {
+            Ok(manifest) => Ok(Pending {
+                writer: w,
+                manifest,
+            }),
+            Err(e) => {
+                let where_ = w.path().display().to_string();
+                w.abandon();
+                Err(format!("writing the bundle failed: {e} ({where_} removed)"))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &self,
+        w: &BundleWriter,
+        enforcer: &Enforcer,
+        occ: Occasion,
+        pids: &[i32],
+        environs: &HashMap<i32, String>,
+        light: bool,
+        captured: SystemTime,
+        t0: Instant,
+    ) -> std::io::Result<Manifest> {
+        // Largest first: they get smaps, py-spy and the core.
+        let mut by_size: Vec<(i32, u64)> = pids
+            .iter()
+            .map(|&p| (p, snapshot::rss_of(&self.proc, p).unwrap_or(0)))
+            .collect();
+        by_size.sort_by_key(|p| std::cmp::Reverse(p.1));
+        let ordered: Vec<i32> = by_size.iter().map(|&(p, _)| p).collect();
+
+        let mut processes = Vec::new();
+        let mut counters = Default::default();
+        if light {
+            for &p in &ordered {
+                processes.push(snapshot::summary(&self.proc, p, &w.scrub));
+            }
+        } else {
+            for (i, &p) in ordered.iter().enumerate() {
+                let env = environs.get(&p).map(String::as_str);
+                processes.push(snapshot::process(
+                    &self.proc,
+                    p,
+                    w,
+                    env,
+                    i < snapshot::SMAPS_FOR,
+                )?);
+            }
+            counters = snapshot::cgroup(&enforcer.dirs(), w)?;
+            snapshot::system(&self.proc, w)?;
+        }
+        w.write("tree.txt", snapshot::tree(&processes).as_bytes())?;
+
+        let mut collectors: Vec<CollectorResult> = Vec::new();
+        if occ.pre_kill {
+            collectors.extend(collectors::pyspy(
+                &self.proc,
+                &ordered,
+                w,
+                self.cfg.pyspy_locals,
+            )?);
+        } else {
+            collectors.push(collectors::skipped(
+                "py-spy",
+                "the job was no longer running",
+            ));
+        }
+        if !light {
+            collectors.push(self.core(enforcer, occ, &by_size, w)?);
+        }
+        let capture_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let (version, path) = match enforcer.cgroup_version() {
+            Some(v) => (Some(v), enforcer.dir().map(|d| d.display().to_string())),
+            None => (None, None),
+        };
+        Ok(Manifest {
+            format: manifest::FORMAT.into(),
+            guard_version: env!("CARGO_PKG_VERSION").into(),
+            job: self.job.clone(),
+            command: self.command.iter().map(|a| w.scrub.scrub_str(a)).collect(),
+            pid: self.pid,
+            started_at: manifest::rfc3339(self.started_at),
+            captured_at: manifest::rfc3339(captured),
+            ended_at: None,
+            trigger: occ.trigger.as_str().into(),
+            capture: if occ.pre_kill {
+                "pre-kill"
+            } else {
+                "post-mortem"
+            }
+            .into(),
+            limit_bytes: self.limit,
+            warn_bytes: self.cfg.warn,
+            usage_at_trigger_bytes: occ.usage,
+            peak_bytes: None,
+            cgroup: CgroupInfo {
+                version,
+                path,
+                mode: enforcer.mode().into(),
+            },
+            processes,
+            exit: None,
+            collectors,
+            timings: Timings {
+                trigger_to_frozen_ms: occ.trigger_to_frozen_ms,
+                capture_ms: Some(capture_ms),
+            },
+            redacted_env_keys: w.scrub.keys.iter().cloned().collect(),
+            host: self.host.clone(),
+            held: occ.held,
+            trigger_after_ms: Some(self.timeline.now_ms()),
+            kernel_counters: counters,
+        })
+    }
+
+    /// `--core`: the largest process, stopped (not frozen: gcore hangs on a frozen task).
+    fn core(
+        &self,
+        enforcer: &Enforcer,
+        occ: Occasion,
+        by_size: &[(i32, u64)],
+        w: &BundleWriter,
+    ) -> std::io::Result<CollectorResult> {
+        if !self.cfg.core {
+            return Ok(collectors::skipped("core", "not requested (--core)"));
+        }
+        if !occ.pre_kill {
+            return Ok(collectors::skipped("core", "the job was no longer running"));
+        }
+        let Some(&(pid, rss)) = by_size.first() else {
+            return Ok(collectors::skipped("core", "no process left in the job"));
+        };
+        if rss > self.cfg.core_max {
+            return Ok(collectors::skipped(
+                "core",
+                format!(
+                    "the largest process ({pid}) holds {}, more than --core-max {}",
+                    crate::units::format_size(rss),
+                    crate::units::format_size(self.cfg.core_max)
+                ),
+            ));
+        }
+        if collectors::which("gcore").is_none() {
+            return Ok(collectors::skipped(
+                "core",
+                "gcore is not on PATH (install gdb)",
+            ));
+        }
+        let pids: Vec<i32> = by_size.iter().map(|&(p, _)| p).collect();
+        if let Err(e) = enforcer.release_for_core(&pids, CORE_RELEASE) {
+            return Ok(CollectorResult {
+                name: "core".into(),
+                status: "failed".into(),
+                duration_ms: 0.0,
+                detail: format!("cannot stop the process for gcore: {e}"),
+            });
+        }
+        collectors::gcore(pid, w)
+    }
+
+    /// Complete a pending bundle with what the end of the job told (exit, end time, peak),
+    /// write the manifest, timeline and summary, rename it into place and apply retention.
+    pub fn finish(
+        &self,
+        p: Pending,
+        exit: Option<ExitInfo>,
+        ended: bool,
+        peak: Option<u64>,
+    ) -> Result<PathBuf, String> {
+        let Pending {
+            writer: w,
+            mut manifest,
+        } = p;
+        manifest.exit = exit;
+        if ended {
+            manifest.ended_at = Some(manifest::rfc3339(SystemTime::now()));
+        }
+        manifest.peak_bytes = peak
+            .or(self.timeline.max_job_bytes())
+            .map(|p| p.max(manifest.usage_at_trigger_bytes.unwrap_or(0)));
+        let write_all = || -> std::io::Result<()> {
+            w.write_raw("timeline.csv", self.timeline.to_csv().as_bytes())?;
+            let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+            w.write("manifest.json", &json)?;
+            let report = crate::report::Report::load(w.path())
+                .map(|mut r| {
+                    r.bundle = w.final_path();
+                    crate::report::text(&r)
+                })
+                .map_err(std::io::Error::other)?;
+            w.write("summary.txt", report.as_bytes())
+        };
+        if let Err(e) = write_all() {
+            let where_ = w.path().display().to_string();
+            w.abandon();
+            return Err(format!("writing the bundle failed: {e} ({where_} removed)"));
+        }
+        let dir = self.dir.clone()?;
+        let path = w.finish().map_err(|e| {
+            format!(
+                "cannot move the bundle into place in {}: {e}",
+                dir.display()
+            )
+        })?;
+        for old in bundle::retain(&dir, self.cfg.keep, self.cfg.max_size, &path) {
+            log::info!(
+                "removed old bundle {} (--keep / --max-evidence-size)",
+                old.display()
+            );
+        }
+        Ok(path)
+    }
+
+    /// Whether the kernel's OOM killer killed something since the job started (global count).
+    pub fn kernel_oom_since_start(&self) -> bool {
+        match (
+            self.oom_kills_at_start,
+            snapshot::vmstat_oom_kills(&self.proc),
+        ) {
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        }
+    }
+}

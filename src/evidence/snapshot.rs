@@ -1,0 +1,434 @@
+//! The snapshot of a held job: raw copies of each process's /proc files, the cgroup's memory
+//! files and the system's memory state, written into a bundle, plus the parsed figures the
+//! manifest and the report need (RSS, PSS, swap, largest mappings). A process that exits while it
+//! is read is recorded as vanished, not an error; only failures to *write* the bundle are errors.
+
+use super::bundle::BundleWriter;
+use super::manifest::{Mapping, ProcessEntry};
+use procfs::FromBufRead;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::Path;
+
+/// Per-process files copied as the kernel shows them.
+const PROC_FILES: &[&str] = &[
+    "status",
+    "smaps_rollup",
+    "maps",
+    "stat",
+    "statm",
+    "limits",
+    "io",
+    "cmdline",
+    "wchan",
+    "stack",
+    "oom_score",
+    "oom_score_adj",
+];
+/// Processes (largest by RSS first) whose full `smaps` is copied and parsed for the largest
+/// mappings: reading smaps costs ~10 µs per MB of RSS.
+pub const SMAPS_FOR: usize = 4;
+/// Mappings listed per process in the manifest.
+const TOP_MAPPINGS: usize = 5;
+
+fn read_proc(proc: &Path, pid: i32, file: &str) -> io::Result<Vec<u8>> {
+    std::fs::read(proc.join(pid.to_string()).join(file))
+}
+
+fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+}
+
+/// RSS in bytes from /proc/PID/status, or None when the process is gone (for ordering).
+pub fn rss_of(proc: &Path, pid: i32) -> Option<u64> {
+    let raw = read_proc(proc, pid, "status").ok()?;
+    let st = procfs::process::Status::from_buf_read(&raw[..]).ok()?;
+    Some(st.vmrss.unwrap_or(0) * 1024)
+}
+
+/// The command line as one string (arguments joined by spaces).
+pub fn cmdline_text(raw: &[u8]) -> String {
+    raw.split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Copy one process into `processes/<pid>/` and return its manifest entry. `environ` is the
+/// already-read environ block (None: not readable, or `--no-environ`).
+pub fn process(
+    proc: &Path,
+    pid: i32,
+    w: &BundleWriter,
+    environ: Option<&str>,
+    with_smaps: bool,
+) -> io::Result<ProcessEntry> {
+    let dir = format!("processes/{pid}");
+    w.mkdir(&dir)?;
+    let mut e = ProcessEntry {
+        pid,
+        ..Default::default()
+    };
+    let mut raw: HashMap<&str, Vec<u8>> = HashMap::new();
+    for &f in PROC_FILES {
+        match read_proc(proc, pid, f) {
+            Ok(data) => {
+                w.write(&format!("{dir}/{f}"), &data)?;
+                raw.insert(f, data);
+            }
+            Err(err) if gone(&err) && f == "status" => {
+                e.vanished = true;
+                w.write(
+                    &format!("{dir}/vanished"),
+                    b"the process exited before it could be read\n",
+                )?;
+                return Ok(e);
+            }
+            // Permission (stack without CAP_SYS_ADMIN, io of another user) or gone mid-read.
+            Err(_) => {}
+        }
+    }
+    if let Some(env) = environ {
+        w.write(&format!("{dir}/environ.redacted"), env.as_bytes())?;
+    }
+    w.write(&format!("{dir}/fds.txt"), fds(proc, pid).as_bytes())?;
+
+    if let Some(st) = raw
+        .get("status")
+        .and_then(|b| procfs::process::Status::from_buf_read(&b[..]).ok())
+    {
+        e.comm = st.name;
+        e.ppid = st.ppid;
+        e.rss_bytes = st.vmrss.unwrap_or(0) * 1024;
+        e.swap_bytes = st.vmswap.map(|k| k * 1024);
+        e.anon_bytes = st.rssanon.map(|k| k * 1024);
+        e.file_bytes = match (st.rssfile, st.rssshmem) {
+            (Some(f), s) => Some((f + s.unwrap_or(0)) * 1024),
+            _ => None,
+        };
+        e.threads = Some(st.threads);
+        e.state = st.state.split_whitespace().next().map(str::to_string);
+    }
+    if let Some(r) = raw
+        .get("smaps_rollup")
+        .and_then(|b| procfs::process::SmapsRollup::from_buf_read(&b[..]).ok())
+    {
+        if let Some(m) = r.memory_map_rollup.0.first() {
+            e.pss_bytes = m.extension.map.get("Pss").copied();
+            if e.swap_bytes.is_none() {
+                e.swap_bytes = m.extension.map.get("Swap").copied();
+            }
+        }
+    }
+    e.cmdline = w.scrub.scrub_str(&cmdline_text(
+        raw.get("cmdline").map(|v| &v[..]).unwrap_or(b""),
+    ));
+    if with_smaps {
+        if let Ok(data) = read_proc(proc, pid, "smaps") {
+            w.write(&format!("{dir}/smaps"), &data)?;
+            e.largest_mappings = largest_mappings(&data, TOP_MAPPINGS);
+        }
+    }
+    Ok(e)
+}
+
+/// A manifest entry without copying files (light bundles): status, smaps_rollup and cmdline.
+pub fn summary(proc: &Path, pid: i32, scrub: &super::redact::Scrubber) -> ProcessEntry {
+    let mut e = ProcessEntry {
+        pid,
+        ..Default::default()
+    };
+    let Some(st) = read_proc(proc, pid, "status")
+        .ok()
+        .and_then(|b| procfs::process::Status::from_buf_read(&b[..]).ok())
+    else {
+        e.vanished = true;
+        return e;
+    };
+    e.comm = st.name;
+    e.ppid = st.ppid;
+    e.rss_bytes = st.vmrss.unwrap_or(0) * 1024;
+    e.swap_bytes = st.vmswap.map(|k| k * 1024);
+    e.anon_bytes = st.rssanon.map(|k| k * 1024);
+    e.threads = Some(st.threads);
+    e.state = st.state.split_whitespace().next().map(str::to_string);
+    if let Some(r) = read_proc(proc, pid, "smaps_rollup")
+        .ok()
+        .and_then(|b| procfs::process::SmapsRollup::from_buf_read(&b[..]).ok())
+    {
+        e.pss_bytes = r
+            .memory_map_rollup
+            .0
+            .first()
+            .and_then(|m| m.extension.map.get("Pss").copied());
+    }
+    e.cmdline = scrub.scrub_str(&cmdline_text(
+        &read_proc(proc, pid, "cmdline").unwrap_or_default(),
+    ));
+    e
+}
+
+/// `fd -> target` for every open file descriptor.
+fn fds(proc: &Path, pid: i32) -> String {
+    let dir = proc.join(pid.to_string()).join("fd");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return "(not readable)\n".into();
+    };
+    let mut v: Vec<(u32, String)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let t = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            Some((n, t))
+        })
+        .collect();
+    v.sort();
+    v.iter().map(|(n, t)| format!("{n} -> {t}\n")).collect()
+}
+
+/// The largest mappings by RSS from an smaps text, merged by name (a heap split in many VMAs, a
+/// library's segments, anonymous regions counted together as `[anon]`).
+pub fn largest_mappings(smaps: &[u8], n: usize) -> Vec<Mapping> {
+    use procfs::process::MMapPath;
+    let Ok(maps) = procfs::process::MemoryMaps::from_buf_read(smaps) else {
+        return Vec::new();
+    };
+    let mut merged: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for m in maps.0 {
+        let rss = m.extension.map.get("Rss").copied().unwrap_or(0);
+        let size = m.address.1.saturating_sub(m.address.0);
+        let (name, kind) = match &m.pathname {
+            MMapPath::Heap => ("[heap]".to_string(), "heap"),
+            MMapPath::Anonymous => ("[anon]".to_string(), "anonymous"),
+            MMapPath::Stack | MMapPath::TStack(_) => ("[stack]".to_string(), "stack"),
+            MMapPath::Path(p) => (p.display().to_string(), "file"),
+            MMapPath::Vsys(_) => ("[shm]".to_string(), "shared"),
+            MMapPath::Other(o) => (o.clone(), "other"),
+            _ => continue,
+        };
+        let ent = merged.entry((name, kind.to_string())).or_default();
+        ent.0 += rss;
+        ent.1 += size;
+    }
+    let mut v: Vec<Mapping> = merged
+        .into_iter()
+        .map(|((name, kind), (rss, size))| Mapping {
+            name,
+            kind,
+            rss_bytes: rss,
+            size_bytes: size,
+        })
+        .filter(|m| m.rss_bytes > 0)
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.rss_bytes));
+    v.truncate(n);
+    v
+}
+
+/// `tree.txt`: the job's processes as a tree (by parent pid) with RSS and PSS.
+pub fn tree(entries: &[ProcessEntry]) -> String {
+    use crate::units::format_size;
+    let pids: std::collections::HashSet<i32> = entries.iter().map(|e| e.pid).collect();
+    let mut out = String::from("PID      RSS        PSS        COMMAND\n");
+    fn walk(
+        out: &mut String,
+        entries: &[ProcessEntry],
+        e: &ProcessEntry,
+        depth: usize,
+        seen: &mut std::collections::HashSet<i32>,
+    ) {
+        if !seen.insert(e.pid) {
+            return;
+        }
+        let line = if e.vanished {
+            format!("{:<8} (exited while being read)\n", e.pid)
+        } else {
+            format!(
+                "{:<8} {:<10} {:<10} {}{} {}\n",
+                e.pid,
+                format_size(e.rss_bytes),
+                e.pss_bytes.map(format_size).unwrap_or_else(|| "?".into()),
+                "  ".repeat(depth),
+                e.comm,
+                e.cmdline
+            )
+        };
+        out.push_str(&line);
+        for c in entries.iter().filter(|c| c.ppid == e.pid && c.pid != e.pid) {
+            walk(out, entries, c, depth + 1, seen);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for e in entries.iter().filter(|e| !pids.contains(&e.ppid)) {
+        walk(&mut out, entries, e, 0, &mut seen);
+    }
+    for e in entries {
+        walk(&mut out, entries, e, 0, &mut seen);
+    }
+    out
+}
+
+/// Files of the job's cgroup directories worth keeping (memory accounting, events, members,
+/// freezer state). Write-only control files are skipped.
+fn cgroup_file_wanted(name: &str) -> bool {
+    (name.starts_with("memory.") || name.starts_with("freezer."))
+        && !matches!(name, "memory.force_empty" | "memory.reclaim")
+        || matches!(
+            name,
+            "cgroup.events" | "cgroup.procs" | "cgroup.stat" | "cgroup.freeze" | "pids.current"
+        )
+}
+
+/// Copy the cgroup files into `cgroup/` (memory leaf first; the freezer leaf adds `freezer.*`).
+/// Returns the kernel's memory event counters (v2 `memory.events`, v1 `memory.oom_control`).
+pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<BTreeMap<String, u64>> {
+    w.mkdir("cgroup")?;
+    let mut counters = BTreeMap::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| cgroup_file_wanted(n))
+            .collect();
+        names.sort();
+        for n in names {
+            let rel = format!("cgroup/{n}");
+            if i > 0 && w.path().join(&rel).exists() {
+                continue;
+            }
+            let Ok(data) = std::fs::read(d.join(&n)) else {
+                continue;
+            };
+            if matches!(n.as_str(), "memory.events" | "memory.oom_control") {
+                for line in String::from_utf8_lossy(&data).lines() {
+                    if let Some((k, v)) = line.split_once(' ') {
+                        if let Ok(v) = v.trim().parse() {
+                            counters.insert(k.to_string(), v);
+                        }
+                    }
+                }
+            }
+            w.write_raw(&rel, &data)?;
+        }
+    }
+    Ok(counters)
+}
+
+/// Copy the system's memory state into `system/`.
+pub fn system(proc: &Path, w: &BundleWriter) -> io::Result<()> {
+    w.mkdir("system")?;
+    for f in ["meminfo", "vmstat", "loadavg", "swaps", "buddyinfo"] {
+        if let Ok(data) = std::fs::read(proc.join(f)) {
+            w.write_raw(&format!("system/{f}"), &data)?;
+        }
+    }
+    if let Ok(u) = nix::sys::utsname::uname() {
+        let text = format!(
+            "{} {} {} {} {}\n",
+            u.sysname().to_string_lossy(),
+            u.nodename().to_string_lossy(),
+            u.release().to_string_lossy(),
+            u.version().to_string_lossy(),
+            u.machine().to_string_lossy()
+        );
+        w.write_raw("system/uname", text.as_bytes())?;
+    }
+    for f in ["memory", "cpu", "io"] {
+        if let Ok(data) = std::fs::read(proc.join("pressure").join(f)) {
+            w.write_raw(&format!("system/pressure/{f}"), &data)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `oom_kill` count in /proc/vmstat (the kernel's global OOM kills since boot).
+pub fn vmstat_oom_kills(proc: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc.join("vmstat")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0c0000000-55d0c8000000 rw-p 00000000 00:00 0                          [heap]
+Size:             131072 kB
+Rss:              100000 kB
+Pss:              100000 kB
+7f0000000000-7f0010000000 rw-p 00000000 00:00 0 
+Size:             262144 kB
+Rss:              200000 kB
+Pss:              200000 kB
+7f0020000000-7f0020100000 r-xp 00000000 08:01 1234                       /usr/lib/libc.so.6
+Size:               1024 kB
+Rss:                 800 kB
+Pss:                 100 kB
+7f0020100000-7f0020200000 r--p 00100000 08:01 1234                       /usr/lib/libc.so.6
+Size:               1024 kB
+Rss:                 200 kB
+Pss:                  50 kB
+";
+
+    #[test]
+    fn mappings_merged_and_ranked() {
+        let m = largest_mappings(SMAPS.as_bytes(), 5);
+        assert_eq!(m[0].name, "[anon]");
+        assert_eq!(m[0].rss_bytes, 200000 * 1024);
+        assert_eq!(m[1].kind, "heap");
+        assert_eq!(m[2].name, "/usr/lib/libc.so.6");
+        assert_eq!(m[2].rss_bytes, 1000 * 1024, "segments of one file merged");
+    }
+
+    #[test]
+    fn tree_nests_children() {
+        let e = |pid, ppid, comm: &str| ProcessEntry {
+            pid,
+            ppid,
+            comm: comm.into(),
+            rss_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let t = tree(&[
+            e(10, 1, "sh"),
+            e(12, 11, "grandchild"),
+            e(11, 10, "python3"),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].contains(" sh"));
+        assert!(lines[2].contains("   python3"));
+        assert!(lines[3].contains("     grandchild"));
+    }
+
+    #[test]
+    fn live_process_snapshot_and_vanished_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let w = BundleWriter::create(d.path(), "x".into(), Default::default()).unwrap();
+        let me = std::process::id() as i32;
+        let e = process(Path::new("/proc"), me, &w, Some("A=b\n"), true).unwrap();
+        assert!(!e.vanished);
+        assert!(e.rss_bytes > 0);
+        assert!(e.pss_bytes.is_some());
+        assert!(!e.largest_mappings.is_empty());
+        for f in [
+            "status",
+            "maps",
+            "smaps_rollup",
+            "fds.txt",
+            "environ.redacted",
+            "smaps",
+        ] {
+            assert!(w.path().join(format!("processes/{me}/{f}")).exists(), "{f}");
+        }
+        let gone = process(Path::new("/proc"), i32::MAX, &w, None, false).unwrap();
+        assert!(gone.vanished);
+    }
+}

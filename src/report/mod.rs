@@ -1,0 +1,414 @@
+//! `guard report` and `guard list`: read bundles back and explain them. One screen of text that
+//! answers what the person on call asks first (what, when, how big, how fast, which process,
+//! which line), the same as JSON, and a self-contained HTML page with an SVG plot of memory over
+//! time. The text form is also the bundle's `summary.txt`.
+
+mod html;
+
+pub use html::html;
+
+use crate::evidence::bundle;
+use crate::evidence::manifest::Manifest;
+use crate::evidence::timeline;
+use crate::units::format_size;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The window for "growth over the last seconds".
+const RECENT_MS: u64 = 5_000;
+/// Lines of each Python stack shown on the screen.
+const STACK_LINES: usize = 12;
+
+/// A bundle read back, with the figures derived from it.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub bundle: PathBuf,
+    pub manifest: Manifest,
+    /// (t_ms, job bytes) per sample.
+    #[serde(skip)]
+    pub timeline: Vec<(u64, u64)>,
+    pub growth: Growth,
+    /// py-spy output per process.
+    pub stacks: Vec<Stack>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Growth {
+    /// From the job's start to the trigger.
+    pub time_to_trigger_ms: Option<u64>,
+    pub overall_mb_per_s: Option<f64>,
+    pub recent_mb_per_s: Option<f64>,
+    pub recent_window_ms: Option<u64>,
+    /// From the first sample at or above the warning threshold to the trigger.
+    pub warn_to_trigger_ms: Option<u64>,
+    pub samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stack {
+    pub pid: i32,
+    pub text: String,
+}
+
+impl Report {
+    /// Read the bundle at `dir`.
+    pub fn load(dir: &Path) -> Result<Report, String> {
+        let mpath = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&mpath).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (is {} an evidence bundle? 'guard list' shows them)",
+                mpath.display(),
+                dir.display()
+            )
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a guard manifest: {e}", mpath.display()))?;
+        let timeline = std::fs::read_to_string(dir.join("timeline.csv"))
+            .map(|t| timeline::parse_csv(&t))
+            .unwrap_or_default();
+        let mut stacks = Vec::new();
+        for p in &manifest.processes {
+            if let Ok(t) = std::fs::read_to_string(
+                dir.join("processes")
+                    .join(p.pid.to_string())
+                    .join("pyspy.txt"),
+            ) {
+                stacks.push(Stack {
+                    pid: p.pid,
+                    text: t,
+                });
+            }
+        }
+        let growth = growth(&manifest, &timeline);
+        Ok(Report {
+            bundle: dir.to_path_buf(),
+            manifest,
+            timeline,
+            growth,
+            stacks,
+        })
+    }
+}
+
+fn mb_per_s(bytes: i128, ms: u64) -> Option<f64> {
+    (ms > 0).then(|| bytes as f64 / 1e6 / (ms as f64 / 1000.0))
+}
+
+/// Growth figures from the timeline up to the trigger (samples after it are ignored).
+pub fn growth(m: &Manifest, tl: &[(u64, u64)]) -> Growth {
+    let t_trig = m.trigger_after_ms.or(tl.last().map(|s| s.0));
+    let upto: Vec<(u64, u64)> = tl
+        .iter()
+        .copied()
+        .filter(|&(t, _)| t_trig.is_none_or(|tt| t <= tt))
+        .collect();
+    let mut g = Growth {
+        time_to_trigger_ms: t_trig,
+        samples: tl.len(),
+        ..Default::default()
+    };
+    let end_bytes = m
+        .usage_at_trigger_bytes
+        .or(upto.last().map(|s| s.1))
+        .unwrap_or(0);
+    if let (Some(first), Some(tt)) = (upto.first(), t_trig) {
+        g.overall_mb_per_s = mb_per_s(
+            end_bytes as i128 - first.1 as i128,
+            tt.saturating_sub(first.0),
+        );
+        let from = tt.saturating_sub(RECENT_MS);
+        if let Some(start) = upto.iter().find(|&&(t, _)| t >= from) {
+            let dt = tt.saturating_sub(start.0);
+            g.recent_mb_per_s = mb_per_s(end_bytes as i128 - start.1 as i128, dt);
+            g.recent_window_ms = Some(dt);
+        }
+    }
+    if let (Some(w), Some(tt)) = (m.warn_bytes, t_trig) {
+        if let Some(&(t, _)) = upto.iter().find(|&&(_, b)| b >= w) {
+            g.warn_to_trigger_ms = Some(tt.saturating_sub(t));
+        }
+    }
+    g
+}
+
+fn secs(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
+    }
+}
+
+fn opt_size(v: Option<u64>) -> String {
+    v.map(format_size).unwrap_or_else(|| "unknown".into())
+}
+
+/// The one-screen text report (also `summary.txt`).
+pub fn text(r: &Report) -> String {
+    let m = &r.manifest;
+    let mut o = String::new();
+    let what = match m.trigger.as_str() {
+        "memory-limit" => "exceeded its memory limit",
+        "warning" => "crossed its early-warning threshold",
+        "kernel-oom" => "was killed by the kernel's OOM killer",
+        "timeout" => "exceeded its time limit",
+        other => other,
+    };
+    let _ = writeln!(o, "guard evidence: {} (pid {}) {what}", m.job, m.pid);
+    let _ = writeln!(o, "  command   {}", m.command.join(" "));
+    let _ = writeln!(
+        o,
+        "  host      {}   mode {}{}",
+        if m.host.is_empty() { "?" } else { &m.host },
+        m.cgroup.mode,
+        m.cgroup
+            .path
+            .as_deref()
+            .map(|p| format!("   cgroup {p}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(o, "  started   {}", m.started_at);
+    let _ = writeln!(
+        o,
+        "  captured  {}   ({}{})",
+        m.captured_at,
+        if m.capture == "pre-kill" {
+            "pre-kill: the job was held while guard read it"
+        } else {
+            "post-mortem: the job had already died"
+        },
+        m.timings
+            .trigger_to_frozen_ms
+            .map(|t| format!("; held {t:.1} ms after the trigger"))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &m.ended_at {
+        let how = match &m.exit {
+            Some(x) if x.signal.is_some() => {
+                format!(" (killed by signal {})", x.signal.unwrap_or(0))
+            }
+            Some(x) => format!(" (exit {})", x.code.unwrap_or(0)),
+            None => String::new(),
+        };
+        let _ = writeln!(o, "  ended     {e}{how}");
+    }
+    let _ = writeln!(
+        o,
+        "  memory    limit {}   warn {}   at trigger {}   peak {}",
+        opt_size(m.limit_bytes),
+        opt_size(m.warn_bytes),
+        opt_size(m.usage_at_trigger_bytes),
+        opt_size(m.peak_bytes)
+    );
+    let g = &r.growth;
+    let mut growth = Vec::new();
+    if let Some(t) = g.time_to_trigger_ms {
+        growth.push(format!("reached the trigger {} after start", secs(t)));
+    }
+    if let Some(v) = g.overall_mb_per_s {
+        growth.push(format!("{v:.1} MB/s overall"));
+    }
+    if let (Some(v), Some(w)) = (g.recent_mb_per_s, g.recent_window_ms) {
+        growth.push(format!("{v:.1} MB/s over the last {}", secs(w)));
+    }
+    if let Some(t) = g.warn_to_trigger_ms {
+        growth.push(format!("{} from the warning to the trigger", secs(t)));
+    }
+    if growth.is_empty() {
+        growth.push("no timeline samples (the job was caught before the first sample)".into());
+    }
+    let _ = writeln!(o, "  growth    {}", growth.join("; "));
+
+    let _ = writeln!(o, "\nprocesses by PSS ({}):", m.processes.len());
+    let mut procs: Vec<_> = m.processes.iter().filter(|p| !p.vanished).collect();
+    procs.sort_by_key(|p| std::cmp::Reverse(p.pss_bytes.unwrap_or(p.rss_bytes)));
+    let _ = writeln!(
+        o,
+        "  {:<8} {:>10} {:>10} {:>10}  COMMAND",
+        "PID", "PSS", "RSS", "SWAP"
+    );
+    for p in procs.iter().take(8) {
+        let mut cmd = if p.cmdline.is_empty() {
+            p.comm.clone()
+        } else {
+            p.cmdline.clone()
+        };
+        if cmd.chars().count() > 60 {
+            cmd = cmd.chars().take(59).collect::<String>() + "…";
+        }
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>10} {:>10} {:>10}  {cmd}",
+            p.pid,
+            opt_size(p.pss_bytes),
+            format_size(p.rss_bytes),
+            opt_size(p.swap_bytes)
+        );
+        for mp in p.largest_mappings.iter().take(3) {
+            let _ = writeln!(
+                o,
+                "  {:<8} {:>10} {:>10}  ↳ {} {}",
+                "",
+                "",
+                format_size(mp.rss_bytes),
+                mp.kind,
+                if mp.kind == "file" {
+                    mp.name.as_str()
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if procs.len() > 8 {
+        let _ = writeln!(o, "  … {} more in tree.txt", procs.len() - 8);
+    }
+    let vanished = m.processes.iter().filter(|p| p.vanished).count();
+    if vanished > 0 {
+        let _ = writeln!(o, "  ({vanished} process(es) exited while being read)");
+    }
+
+    for s in &r.stacks {
+        let _ = writeln!(o, "\nPython stack of {} (py-spy, innermost first):", s.pid);
+        let lines: Vec<&str> = s
+            .text
+            .lines()
+            .skip_while(|l| !l.starts_with("Thread"))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        for l in lines.iter().take(STACK_LINES) {
+            let _ = writeln!(o, "  {l}");
+        }
+        if lines.len() > STACK_LINES {
+            let _ = writeln!(o, "  … (processes/{}/pyspy.txt)", s.pid);
+        }
+    }
+
+    let _ = writeln!(o, "\ncollectors:");
+    for c in &m.collectors {
+        let _ = writeln!(
+            o,
+            "  {:<14} {:<8} {:>7.1} ms  {}",
+            c.name, c.status, c.duration_ms, c.detail
+        );
+    }
+    if let Some(c) = m.timings.capture_ms {
+        let _ = writeln!(o, "  (capture took {c:.1} ms)");
+    }
+    if !m.kernel_counters.is_empty() {
+        let kc: Vec<String> = m
+            .kernel_counters
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(o, "\nkernel counters: {}", kc.join(", "));
+    }
+    if m.redacted_env_keys.is_empty() {
+        let _ = writeln!(o, "\nredacted environment variables: none");
+    } else {
+        let _ = writeln!(
+            o,
+            "\nredacted environment variables: {}",
+            m.redacted_env_keys.join(", ")
+        );
+    }
+    let _ = writeln!(o, "bundle: {}", r.bundle.display());
+    o
+}
+
+/// One row of `guard list`.
+#[derive(Debug, Serialize)]
+pub struct ListRow {
+    pub captured_at: String,
+    pub job: String,
+    pub trigger: String,
+    pub capture: String,
+    pub peak_bytes: Option<u64>,
+    pub path: PathBuf,
+}
+
+/// The bundles in `dir`, newest first; unreadable manifests are skipped with a note on stderr.
+pub fn list(dir: &Path) -> Vec<ListRow> {
+    let mut rows = Vec::new();
+    for b in bundle::bundles(dir).into_iter().rev() {
+        match Report::load(&b) {
+            Ok(r) => rows.push(ListRow {
+                captured_at: r.manifest.captured_at,
+                job: r.manifest.job,
+                trigger: r.manifest.trigger,
+                capture: r.manifest.capture,
+                peak_bytes: r.manifest.peak_bytes,
+                path: b,
+            }),
+            Err(e) => log::warn!("skipping {}: {e}", b.display()),
+        }
+    }
+    rows
+}
+
+pub fn list_text(rows: &[ListRow]) -> String {
+    let mut o = format!(
+        "{:<24} {:<16} {:<13} {:<11} {:>10}  PATH\n",
+        "CAPTURED (UTC)", "JOB", "TRIGGER", "CAPTURE", "PEAK"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{:<24} {:<16} {:<13} {:<11} {:>10}  {}",
+            r.captured_at,
+            r.job,
+            r.trigger,
+            r.capture,
+            opt_size(r.peak_bytes),
+            r.path.display()
+        );
+    }
+    o
+}
+
+/// The newest bundle in `dir`.
+pub fn latest(dir: &Path) -> Result<PathBuf, String> {
+    if !dir.is_dir() {
+        return Err(format!(
+            "the evidence directory {} does not exist (no bundle written yet, or give --evidence-dir DIR)",
+            dir.display()
+        ));
+    }
+    bundle::bundles(dir).pop().ok_or_else(|| {
+        format!(
+            "no bundle in {} yet (give --evidence-dir DIR if guard wrote them elsewhere)",
+            dir.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_rates() {
+        let m = Manifest {
+            trigger_after_ms: Some(10_000),
+            usage_at_trigger_bytes: Some(100_000_000),
+            warn_bytes: Some(80_000_000),
+            ..Default::default()
+        };
+        let tl: Vec<(u64, u64)> = (0..=100).map(|i| (i * 100, i * 1_000_000)).collect();
+        let g = growth(&m, &tl);
+        assert_eq!(g.time_to_trigger_ms, Some(10_000));
+        assert!((g.overall_mb_per_s.unwrap() - 10.0).abs() < 0.01);
+        assert!((g.recent_mb_per_s.unwrap() - 10.0).abs() < 0.01);
+        assert_eq!(g.recent_window_ms, Some(5_000));
+        assert_eq!(g.warn_to_trigger_ms, Some(2_000));
+    }
+
+    #[test]
+    fn growth_without_samples() {
+        let g = growth(&Manifest::default(), &[]);
+        assert!(g.overall_mb_per_s.is_none());
+    }
+}

@@ -1,0 +1,638 @@
+//! Evidence bundles, end to end through the real binary: the bundle a memory kill leaves (layout,
+//! manifest keys, permissions, redaction, the kill line naming it), warnings, retention,
+//! leftovers, failure paths (unwritable / full evidence directory), `guard report` and
+//! `guard list`, py-spy on examples/leak.py and `--core`.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The bundle path from the kill line (`...; killed; evidence: PATH`).
+fn bundle_from_kill_line(err: &str) -> PathBuf {
+    let line = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .unwrap_or_else(|| panic!("no kill line:\n{err}"));
+    let p = line
+        .split_once("; evidence: ")
+        .unwrap_or_else(|| panic!("no evidence in the kill line: {line}"))
+        .1;
+    PathBuf::from(p)
+}
+
+fn manifest(b: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(b.join("manifest.json")).expect("manifest.json"))
+        .expect("manifest is JSON")
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    guard_cmd()
+        .arg("--evidence-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .bounded()
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if e.file_type().unwrap().is_dir() {
+            walk(&p, out);
+        }
+    }
+}
+
+#[test]
+fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
+    if !privileged("a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-value-for-the-test";
+    let hog = example("hog");
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "64M", "--name", "hogjob", "--"])
+        .arg(&hog)
+        .args(["spawn", "1", "alloc", "200"])
+        .env("MY_API_TOKEN", secret)
+        .env("PLAIN_VALUE", "visible-value")
+        .stdin(Stdio::null())
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_from_kill_line(&err);
+    assert_eq!(b.parent(), Some(ev.path()));
+    // <UTC yyyymmddThhmmssZ>-<name>-<pid>
+    let name = b.file_name().unwrap().to_str().unwrap().to_string();
+    let (ts, rest) = name.split_at(16);
+    assert!(
+        ts.len() == 16 && ts.as_bytes()[8] == b'T' && ts.ends_with('Z'),
+        "{name}"
+    );
+    assert!(ts[..8].chars().all(|c| c.is_ascii_digit()), "{name}");
+    let pid: i32 = rest
+        .strip_prefix("-hogjob-")
+        .unwrap_or_else(|| panic!("{name}"))
+        .parse()
+        .unwrap();
+
+    let m = manifest(&b);
+    for k in [
+        "format",
+        "guard_version",
+        "job",
+        "command",
+        "pid",
+        "started_at",
+        "captured_at",
+        "ended_at",
+        "trigger",
+        "capture",
+        "limit_bytes",
+        "usage_at_trigger_bytes",
+        "peak_bytes",
+        "cgroup",
+        "processes",
+        "exit",
+        "collectors",
+        "timings",
+        "redacted_env_keys",
+    ] {
+        assert!(m.get(k).is_some(), "manifest lacks {k}: {m}");
+    }
+    assert_eq!(m["format"], "guard-evidence/1");
+    assert_eq!(m["job"], "hogjob");
+    assert_eq!(m["pid"], pid);
+    assert_eq!(m["trigger"], "memory-limit");
+    assert_eq!(m["capture"], "pre-kill");
+    assert_eq!(m["limit_bytes"], 64 << 20);
+    assert_eq!(m["exit"]["signal"], 9);
+    assert!(
+        m["cgroup"]["mode"]
+            .as_str()
+            .unwrap()
+            .starts_with("cgroup-v")
+    );
+    assert!(m["timings"]["trigger_to_frozen_ms"].as_f64().unwrap() >= 0.0);
+    assert!(m["timings"]["capture_ms"].as_f64().unwrap() > 0.0);
+    for t in ["started_at", "captured_at", "ended_at"] {
+        let v = m[t].as_str().unwrap();
+        assert!(v.ends_with('Z') && v.contains('T'), "{t}: {v}");
+    }
+    let procs = m["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "hog and its child: {procs:?}");
+    for p in procs {
+        for k in [
+            "pid",
+            "ppid",
+            "comm",
+            "cmdline",
+            "rss_bytes",
+            "pss_bytes",
+            "swap_bytes",
+        ] {
+            assert!(p.get(k).is_some(), "process lacks {k}: {p}");
+        }
+    }
+    let biggest = procs
+        .iter()
+        .map(|p| p["rss_bytes"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        biggest > 40 << 20,
+        "the allocating child holds most of the cap: {procs:?}"
+    );
+    assert!(
+        m["redacted_env_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "MY_API_TOKEN"),
+        "{m}"
+    );
+    let cstatus: Vec<(&str, &str)> = m["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert!(cstatus.contains(&("py-spy", "skipped")), "{cstatus:?}");
+    assert!(cstatus.contains(&("core", "skipped")), "{cstatus:?}");
+
+    // The layout the contract lists.
+    for f in ["manifest.json", "summary.txt", "timeline.csv", "tree.txt"] {
+        assert!(b.join(f).is_file(), "{f}");
+    }
+    for f in ["meminfo", "vmstat", "loadavg", "uname"] {
+        assert!(b.join("system").join(f).is_file(), "system/{f}");
+    }
+    let cg: Vec<String> = std::fs::read_dir(b.join("cgroup"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        cg.iter()
+            .any(|n| n == "memory.usage_in_bytes" || n == "memory.current"),
+        "{cg:?}"
+    );
+    for p in procs {
+        let d = b.join("processes").join(p["pid"].to_string());
+        for f in [
+            "status",
+            "smaps_rollup",
+            "maps",
+            "stat",
+            "limits",
+            "io",
+            "cmdline",
+            "wchan",
+            "environ.redacted",
+            "fds.txt",
+            "oom_score",
+        ] {
+            assert!(d.join(f).is_file(), "{}/{f}", d.display());
+        }
+    }
+    let tree = std::fs::read_to_string(b.join("tree.txt")).unwrap();
+    assert!(tree.lines().count() >= 3, "{tree}");
+    let tl = std::fs::read_to_string(b.join("timeline.csv")).unwrap();
+    assert!(tl.starts_with("t_ms,cgroup_bytes,"), "{tl}");
+
+    // Private: 0700 directories, 0600 files; no secret anywhere; no temporary left.
+    let mut all = vec![b.clone()];
+    walk(&b, &mut all);
+    for p in &all {
+        let md = std::fs::symlink_metadata(p).unwrap();
+        let want = if md.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(md.mode() & 0o777, want, "{}", p.display());
+        if md.is_file() {
+            let data = std::fs::read(p).unwrap();
+            assert!(
+                !data.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret",
+                p.display()
+            );
+        }
+    }
+    let env = std::fs::read_to_string(
+        b.join("processes")
+            .join(pid.to_string())
+            .join("environ.redacted"),
+    )
+    .unwrap();
+    assert!(env.contains("MY_API_TOKEN=<redacted>"), "{env}");
+    assert!(env.contains("PLAIN_VALUE=visible-value"), "{env}");
+    let names: Vec<String> = std::fs::read_dir(ev.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![name.clone()], "only the finished bundle");
+
+    // summary.txt is what `guard report` prints.
+    let r = guard_cmd().arg("report").arg(&b).bounded();
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let summary = std::fs::read_to_string(b.join("summary.txt")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), summary);
+    assert!(summary.contains("exceeded its memory limit"), "{summary}");
+    assert!(summary.contains("limit 64 MiB"), "{summary}");
+    assert!(summary.contains("MY_API_TOKEN"), "{summary}");
+}
+
+#[test]
+fn warning_writes_a_light_bundle_and_the_job_goes_on() {
+    if !privileged("warning_writes_a_light_bundle_and_the_job_goes_on") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = run_in(
+        ev.path(),
+        &[
+            "-m",
+            "128M",
+            "--warn",
+            "40M",
+            "--",
+            hog.to_str().unwrap(),
+            "alloc",
+            "60",
+            "--rate",
+            "100",
+            "--exit",
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("warning threshold"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one warning per upward crossing:\n{err}");
+    assert!(
+        lines[0].starts_with("guard: warning: hog (pid "),
+        "{}",
+        lines[0]
+    );
+    let b = PathBuf::from(lines[0].split_once("evidence: ").expect("evidence: PATH").1);
+    let m = manifest(&b);
+    assert_eq!(m["trigger"], "warning");
+    assert!(m.get("exit").is_none(), "the job was still running: {m}");
+    assert!(m["usage_at_trigger_bytes"].as_u64().unwrap() >= 40 << 20);
+    for f in ["manifest.json", "timeline.csv", "tree.txt", "summary.txt"] {
+        assert!(b.join(f).is_file(), "{f}");
+    }
+    assert!(!b.join("system").exists(), "a light bundle");
+}
+
+#[test]
+fn unwritable_evidence_dir_still_enforces_and_says_why() {
+    // A file where the directory should be: no root needed for this one; guard may be in poll
+    // mode here, which enforces too.
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let hog = example("hog");
+    let o = run_in(
+        &file,
+        &["-m", "64M", "--", hog.to_str().unwrap(), "alloc", "300"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let start_warning: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("no evidence can be kept"))
+        .collect();
+    assert_eq!(start_warning.len(), 1, "{err}");
+    assert!(start_warning[0].contains(file.to_str().unwrap()), "{err}");
+    let kill = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .unwrap();
+    assert!(
+        kill.contains("; killed; no evidence: cannot create"),
+        "{kill}"
+    );
+}
+
+/// Run guard inside a mount namespace with a tmpfs of `size` as its evidence directory; returns
+/// guard's output and what the tmpfs held afterwards (`ls -A`).
+fn in_tiny_tmpfs(size: &str, guard_args: &str) -> (std::process::Output, String) {
+    let mnt = tempfile::tempdir().unwrap();
+    let m = mnt.path().display();
+    let script = format!(
+        "mount --make-rprivate / 2>/dev/null; mount -t tmpfs -o size={size},mode=0700 tmpfs {m} && \
+         {g} --evidence-dir {m} {guard_args}; rc=$?; echo \"contents: $(ls -A {m})\" >&2; exit $rc",
+        g = guard().display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["-m", "sh", "-c", &script]).stdin(Stdio::null());
+    let o = c.bounded();
+    let contents = stderr(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("contents: "))
+        .unwrap_or("?")
+        .to_string();
+    (o, contents)
+}
+
+#[test]
+fn a_full_evidence_dir_leaves_no_partial_bundle_and_exit_is_still_137() {
+    if !privileged("a_full_evidence_dir_leaves_no_partial_bundle_and_exit_is_still_137") {
+        return;
+    }
+    let hog = example("hog");
+    // 64 KiB: room for the directory, not for the process files of a bundle.
+    let (o, contents) = in_tiny_tmpfs(
+        "64k",
+        &format!("-m 64M -- {} spawn 1 alloc 200", hog.display()),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let kill = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .expect(&err);
+    assert!(
+        kill.contains("; killed; no evidence: writing the bundle failed")
+            && kill.contains("No space left"),
+        "{kill}"
+    );
+    assert_eq!(contents, "", "nothing left in the full directory: {err}");
+}
+
+#[test]
+fn read_only_evidence_dir_is_reported_at_start_and_at_the_kill() {
+    if !privileged("read_only_evidence_dir_is_reported_at_start_and_at_the_kill") {
+        return;
+    }
+    let hog = example("hog");
+    let mnt = tempfile::tempdir().unwrap();
+    let m = mnt.path().display();
+    let script = format!(
+        "mount --make-rprivate / 2>/dev/null; mount -t tmpfs -o ro tmpfs {m} && exec {g} --evidence-dir {m} -m 64M -- {h} alloc 200",
+        g = guard().display(),
+        h = hog.display()
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("is not writable: Read-only file system"),
+        "{err}"
+    );
+    let kill = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .expect(&err);
+    assert!(
+        kill.contains("no evidence:") && kill.contains("Read-only"),
+        "{kill}"
+    );
+}
+
+#[test]
+fn no_evidence_says_so_in_the_kill_line() {
+    if !privileged("no_evidence_says_so_in_the_kill_line") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = run_in(
+        ev.path(),
+        &[
+            "--no-evidence",
+            "-m",
+            "64M",
+            "--",
+            hog.to_str().unwrap(),
+            "alloc",
+            "200",
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("; killed; no evidence: --no-evidence was given"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(ev.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn retention_keeps_the_newest_and_leftovers_of_dead_guards_go() {
+    if !privileged("retention_keeps_the_newest_and_leftovers_of_dead_guards_go") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    // An unfinished bundle of a guard that died (pid far beyond pid_max) and one of a live pid.
+    let dead = ev.path().join(".tmp-2147483000-20260101T000000Z-x-1");
+    let live = ev
+        .path()
+        .join(format!(".tmp-{}-20260101T000000Z-x-2", std::process::id()));
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    let hog = example("hog");
+    let mut paths = Vec::new();
+    for _ in 0..3 {
+        let o = run_in(
+            ev.path(),
+            &[
+                "--keep",
+                "2",
+                "-m",
+                "32M",
+                "--",
+                hog.to_str().unwrap(),
+                "alloc",
+                "100",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+        paths.push(bundle_from_kill_line(&stderr(&o)));
+    }
+    assert!(
+        !dead.exists(),
+        "the dead guard's temporary bundle is removed"
+    );
+    assert!(live.exists(), "a running guard's temporary bundle is not");
+    assert!(!paths[0].exists(), "the oldest goes");
+    assert!(paths[1].exists() && paths[2].exists());
+
+    let l = guard_cmd()
+        .args(["list", "--json", "--evidence-dir"])
+        .arg(ev.path())
+        .bounded();
+    assert_eq!(l.status.code(), Some(0), "{}", stderr(&l));
+    let rows: Value = serde_json::from_slice(&l.stdout).unwrap();
+    let listed: Vec<PathBuf> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| PathBuf::from(r["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![paths[2].clone(), paths[1].clone()],
+        "newest first"
+    );
+    let text = guard_cmd()
+        .args(["list", "--evidence-dir"])
+        .arg(ev.path())
+        .bounded();
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.lines().next().unwrap().starts_with("CAPTURED"), "{t}");
+    assert!(t.contains("memory-limit") && t.contains("pre-kill"), "{t}");
+
+    // report --latest / --json / --html
+    let latest = guard_cmd()
+        .args(["report", "--latest", "--json", "--evidence-dir"])
+        .arg(ev.path())
+        .bounded();
+    let j: Value = serde_json::from_slice(&latest.stdout).unwrap();
+    assert_eq!(PathBuf::from(j["bundle"].as_str().unwrap()), paths[2]);
+    assert_eq!(j["manifest"]["trigger"], "memory-limit");
+    let html = ev.path().join("r.html");
+    let h = guard_cmd()
+        .arg("report")
+        .arg(&paths[2])
+        .arg("--html")
+        .arg(&html)
+        .bounded();
+    assert_eq!(h.status.code(), Some(0), "{}", stderr(&h));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("<polyline") && page.contains("cap 32 MiB"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "self-contained, no scripts");
+}
+
+#[test]
+fn report_errors_are_one_line_and_125() {
+    let d = tempfile::tempdir().unwrap();
+    let o = guard_cmd()
+        .arg("report")
+        .arg(d.path().join("nope"))
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("guard: error: cannot read "), "{err}");
+    let o = guard_cmd()
+        .args(["report", "--latest", "--evidence-dir"])
+        .arg(d.path())
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("no bundle in"), "{}", stderr(&o));
+    let o = guard_cmd().args(["report"]).bounded();
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "a bundle or --latest is required"
+    );
+}
+
+#[test]
+fn leak_py_report_names_the_allocating_line() {
+    if !privileged("leak_py_report_names_the_allocating_line")
+        || !tool("leak_py_report_names_the_allocating_line", "python3")
+        || !tool("leak_py_report_names_the_allocating_line", "py-spy")
+    {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let leak = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/leak.py");
+    let o = run_in(
+        ev.path(),
+        &[
+            "-m",
+            "200M",
+            "--name",
+            "fix_images",
+            "--",
+            "python3",
+            leak.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_from_kill_line(&err);
+    let r = guard_cmd().arg("report").arg(&b).bounded();
+    let text = String::from_utf8_lossy(&r.stdout).into_owned();
+    // The allocating line: `self.data = bytearray(size)` in Image.__init__, under the QuerySet
+    // iteration that caches every row.
+    assert!(text.contains("Image.__init__ (leak.py:24)"), "{text}");
+    assert!(text.contains("QuerySet.__iter__ (leak.py:"), "{text}");
+    assert!(text.contains("fix_images"), "{text}");
+    let m = manifest(&b);
+    let pyspy = m["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("py-spy"))
+        .unwrap()
+        .clone();
+    assert_eq!(pyspy["status"], "ok", "{pyspy}");
+}
+
+#[test]
+fn core_of_the_largest_process_on_request() {
+    if !privileged("core_of_the_largest_process_on_request")
+        || !tool("core_of_the_largest_process_on_request", "gcore")
+    {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = run_in(
+        ev.path(),
+        &[
+            "--core",
+            "-m",
+            "48M",
+            "--",
+            hog.to_str().unwrap(),
+            "alloc",
+            "200",
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_from_kill_line(&err);
+    let m = manifest(&b);
+    let core = m["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "core")
+        .unwrap()
+        .clone();
+    assert_eq!(core["status"], "ok", "{core}");
+    let pid = m["pid"].as_i64().unwrap();
+    let f = b.join(format!("processes/{pid}/core.{pid}"));
+    let md = std::fs::metadata(&f).unwrap();
+    assert!(
+        md.len() > 30 << 20,
+        "a core of a ~48 MiB process: {} bytes",
+        md.len()
+    );
+    assert_eq!(md.mode() & 0o777, 0o600);
+}
