@@ -49,6 +49,8 @@ pub fn render() -> String {
             &[
                 ("guard [OPTIONS] -- COMMAND [ARGS]...", "Run COMMAND under guard (wrap mode)."),
                 ("guard run [OPTIONS] -- COMMAND [ARGS]...", "The same, spelled as a subcommand."),
+                ("guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]", "Explain an evidence bundle on one screen: job, command, when, limit, warning threshold, usage at the trigger and peak; how fast memory grew (MB/s overall and over the last 5 s before the trigger) and how long it took to get there; processes by PSS with their largest mappings (heap, anonymous, file); the Python stacks py-spy captured; each collector's status; the names of redacted variables. --json prints the same as JSON; --html FILE writes one self-contained page with an SVG plot of memory over time with the warning and cap lines. --latest takes the newest bundle in the evidence directory."),
+                ("guard list [--json] [--evidence-dir DIR]", "List bundles, newest first: capture time, job, trigger, capture kind, peak, path."),
                 ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it. It creates and removes a probe cgroup where that touches no other process."),
             ],
         )
@@ -70,7 +72,7 @@ pub fn render() -> String {
             &[
                 ("cgroup-v1", "The memory controller is on cgroup v1 (hybrid or legacy layout). The job runs in guard-NAME-PID, a child of guard's own memory cgroup, with memory.limit_in_bytes (and memory.memsw.limit_in_bytes = memory + swap when swap accounting exists), and in a leaf of the same name in the v1 freezer hierarchy. The kernel's OOM killer is disabled for the job (memory.oom_control = 1): at the limit its tasks wait instead of one being killed, an eventfd wakes guard, guard freezes the job (holding it) and kills it whole."),
                 ("cgroup-v2", "Pure cgroup v2. As root in the root cgroup or a non-delegated one, the job runs in /sys/fs/cgroup/guard/NAME-PID. In a delegated cgroup (systemd Delegate=yes), or at the root of a container's cgroup namespace, guard moves the cgroup's members into a 'supervisor' leaf (the no-internal-process rule) and runs the job in a sibling leaf. The cap is memory.high (above it the kernel throttles the job and never kills); memory.max sits max(5%, 16 MiB) higher; memory.oom.group=1. When memory.events reports the job at memory.high after reclaim, guard freezes it (cgroup.freeze) and kills it (cgroup.kill). A burst through memory.max is a kernel OOM kill of the whole job, confirmed by oom_kill in memory.events.local."),
-                ("poll", "No cgroup can be written (unprivileged, read-only cgroupfs). The job's memory is the sum of its processes' resident sets, sampled from /proc every 100ms; above the cap the process tree is stopped and killed. A warning says enforcement is best-effort and why; --require-cgroup makes this an error (exit 125)."),
+                ("poll", "No cgroup can be written (unprivileged, read-only cgroupfs). The job's memory is the sum of its processes' resident sets, sampled from /proc every --sample-interval (100ms); above the cap the process tree is stopped (SIGSTOP), read, and killed. A warning says enforcement is best-effort and why; --require-cgroup makes this an error (exit 125)."),
             ],
         )
         .to_roff(),
@@ -98,7 +100,23 @@ pub fn render() -> String {
     extra.push_str(
         &section(
             "MEMORY KILLS",
-            &["When the job is killed for exceeding --memory, guard prints exactly one line to stderr: 'guard: NAME (pid N) exceeded its memory limit LIMIT (peak PEAK); killed', and exits 137. The decision comes from the cgroup's own counters, never from a SIGKILL alone. guard writes nothing to stdout in wrap mode."],
+            &["When the job is killed for exceeding --memory, guard prints exactly one line to stderr: 'guard: NAME (pid N) exceeded its memory limit LIMIT (peak PEAK); killed; evidence: BUNDLE' (or 'no evidence: WHY'), and exits 137. The decision comes from the cgroup's own counters, never from a SIGKILL alone. guard writes nothing to stdout in wrap mode.",
+              "When the kernel's OOM killer kills COMMAND (no --memory, an ancestor's limit, or the host short of memory), guard says so in one line with a post-mortem bundle and exits 137 (128 + 9)."],
+        )
+        .to_roff(),
+    );
+    extra.push_str(
+        &section(
+            "EVIDENCE",
+            &[
+                "At the cap guard holds the job (v1: freezer, with the tasks already waiting in the memory-limit wait; v2: cgroup.freeze; poll: SIGSTOP), reads it, then kills it. The bundle is a directory EVIDENCE_DIR/UTC-NAME-PID (UTC as yyyymmddThhmmssZ), created as .tmp-GUARDPID-... and renamed only when complete; directories 0700, files 0600. Warning bundles end in .warning; a second bundle of one job in the same second gets .2, .3, ...",
+                "Contents: manifest.json (format guard-evidence/1: job, command, pid, started_at, captured_at, ended_at, trigger, capture pre-kill or post-mortem, limit_bytes, usage_at_trigger_bytes, peak_bytes, cgroup, processes, exit, collectors, timings trigger_to_frozen_ms and capture_ms, redacted_env_keys); summary.txt (what guard report prints); timeline.csv (t_ms,cgroup_bytes,pid,rss_bytes: one row per process per sample, the largest 8 processes); tree.txt; processes/PID/ with status, smaps_rollup, maps, stat, statm, limits, io, cmdline, wchan, stack (when readable), oom_score, oom_score_adj, environ.redacted, fds.txt, smaps (the 4 largest processes), pyspy.txt (Python processes) and core.PID (--core); cgroup/ with the job cgroup's memory.* files; system/ with meminfo, vmstat, loadavg, swaps, buddyinfo, uname and pressure/.",
+                "The timeline is sampled every --sample-interval from cheap files (the cgroup's usage, /proc/PID/statm) and kept in bounded memory: past 2048 samples the older half is thinned to every other sample. --warn (default 80% of --memory) writes a light bundle (manifest, timeline, tree, stacks; trigger warning) once per upward crossing of the threshold by the job's working set (usage minus inactive page cache), re-armed when usage falls below 90% of it; the job keeps running.",
+                "Collectors run against the held job, each bounded in time, each with its status (ok, failed, skipped and why, timeout) in the manifest: py-spy dump --nonblocking for each Python process (at most 8; py-spy must be on PATH; --pyspy-locals adds local variables), and with --core a core dump of the largest process by gcore (gdb): guard queues SIGSTOP to the job's processes, raises the limit by 16 MiB so a task waiting at the limit can finish its allocation and stop, thaws, and runs gcore (gcore hangs on a frozen task). Processes larger than --core-max are skipped.",
+                "Environment variables whose names contain PASS, SECRET, TOKEN, KEY, CREDENTIAL, AUTH, COOKIE, SESSION, PRIVATE, DSN, DATABASE_URL or CONN (case-insensitive; --redact replaces the list) have their values replaced by <redacted> in environ.redacted and everywhere else the bundle holds text (command lines, stacks, fd targets, manifest, summary); their names are listed in redacted_env_keys. --no-environ writes no environ files. Cores are opt-in because they hold secrets.",
+                "Retention: after each bundle the oldest bundles are removed until at most --keep remain and the directory stays under --max-evidence-size; the bundle just written is never removed. Temporary bundles left by a guard that died are removed by the next run.",
+                "If the evidence directory cannot be created or written, guard says so once at start and the cap is still enforced; the kill line then ends with 'no evidence:' and the reason. A bundle that cannot be completed (disk full) is removed: no partial bundle is left under a final name.",
+            ],
         )
         .to_roff(),
     );
@@ -106,7 +124,7 @@ pub fn render() -> String {
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_NAME, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET", "Defaults for the options of the same name; the command line wins. Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET", "Defaults for the options of the same name; the command line wins. Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )
@@ -118,6 +136,16 @@ pub fn render() -> String {
     ex.control("PP", []);
     ex.control("RS", ["4"]);
     ex.text([italic("guard --memory 2G -- python manage.py fix_images")]);
+    ex.control("RE", []);
+    ex.control("PP", []);
+    ex.text([roman(
+        "Explain the newest bundle, or make a page with a memory plot:",
+    )]);
+    ex.control("PP", []);
+    ex.control("RS", ["4"]);
+    ex.text([italic("guard report --latest")]);
+    ex.control("br", []);
+    ex.text([italic("guard report --latest --html /tmp/oom.html")]);
     ex.control("RE", []);
     ex.control("PP", []);
     ex.text([roman("See which enforcement mode this machine allows:")]);

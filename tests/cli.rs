@@ -62,6 +62,35 @@ fn bad_values_exit_125_with_one_line() {
         (&["-q", "-v", "--", "true"], "-q and -v"),
         (&[], "COMMAND"),
         (&["--memory", "1G"], "COMMAND"),
+        (
+            &["-m", "1G", "--warn", "lots", "--", "true"],
+            "--warn 'lots'",
+        ),
+        (
+            &["-m", "1G", "--warn", "2G", "--", "true"],
+            "not below --memory 1 GiB",
+        ),
+        (&["--warn", "50%", "--", "true"], "needs --memory"),
+        (&["--keep", "0", "--", "true"], "--keep '0'"),
+        (&["--keep", "many", "--", "true"], "--keep 'many'"),
+        (
+            &["--sample-interval", "1ms", "--", "true"],
+            "shortest interval is 10ms",
+        ),
+        (
+            &["--sample-interval", "fast", "--", "true"],
+            "--sample-interval 'fast'",
+        ),
+        (
+            &["--max-evidence-size", "10%", "--", "true"],
+            "percentage is not accepted",
+        ),
+        (&["--core-max", "big", "--", "true"], "--core-max 'big'"),
+        (&["--redact", ",", "--", "true"], "--redact ','"),
+        (
+            &["--evidence-dir", "", "--", "true"],
+            "a value is required for '--evidence-dir",
+        ),
     ];
     for (args, needle) in cases {
         let o = run(args);
@@ -116,6 +145,25 @@ fn environment_values_are_named_as_such() {
         .bounded();
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("GUARD_VERBOSE='9'"));
+    for (k, v) in [
+        ("GUARD_WARN", "x"),
+        ("GUARD_KEEP", "-1"),
+        ("GUARD_SAMPLE_INTERVAL", "x"),
+        ("GUARD_MAX_EVIDENCE_SIZE", "x"),
+        ("GUARD_CORE", "maybe"),
+        ("GUARD_NO_EVIDENCE", "maybe"),
+    ] {
+        let o = guard_cmd()
+            .env(k, v)
+            .args(["-m", "1G", "--", "true"])
+            .bounded();
+        assert_eq!(o.status.code(), Some(125), "{k}={v}");
+        assert!(
+            stderr(&o).contains(&format!("{k}='{v}'")),
+            "{k}: {}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub fn statm_rss(proc: &std::path::Path, pid: i32) -> u64 {
     statm_pages(proc, pid) * page_size()
 }
 
-fn page_size() -> u64 {
+pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     ps.max(4096) as u64

@@ -140,7 +140,8 @@ impl V1Cgroup {
         let deadline = Instant::now() + bound;
         loop {
             let frozen = cgfs::read(&state).is_ok_and(|s| s.trim() == "FROZEN");
-            if frozen || self.all_tasks_held() {
+            // Tasks in the OOM wait show as state D and stay there: held all the same.
+            if frozen || cgfs::all_tasks_held(&self.dir.join("tasks")) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -185,29 +186,6 @@ impl V1Cgroup {
     /// The kernel's verdict: did the OOM killer act inside this cgroup?
     pub fn verdict(&self) -> MemoryVerdict {
         verdict_at(&self.dir)
-    }
-
-    /// Every thread of the job is held: frozen or asleep in the OOM wait. Both show as state D
-    /// in /proc/TID/stat (the kernel reports frozen tasks as uninterruptible), as do the few in
-    /// disk waits, which the freezer catches when they wake; T and Z are held too.
-    fn all_tasks_held(&self) -> bool {
-        let tasks = cgfs::read(&self.dir.join("tasks")).unwrap_or_default();
-        let mut any = false;
-        for tid in tasks.split_whitespace() {
-            any = true;
-            let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next());
-            if !matches!(state, Some("D" | "T" | "t" | "Z" | "X") | None) {
-                log::debug!(
-                    "task {tid} is not held yet (state {})",
-                    state.unwrap_or("?")
-                );
-                return false;
-            }
-        }
-        any
     }
 
     pub fn usage(&self) -> Option<u64> {

@@ -155,9 +155,10 @@ impl V2Cgroup {
         }
     }
 
-    /// Freeze the job (`cgroup.freeze`) and wait up to `bound` for `frozen 1`. A task asleep in
-    /// a throttle sleep freezes only when it wakes, hence the bound. Returns whether the kernel
-    /// confirmed the freeze.
+    /// Freeze the job (`cgroup.freeze`) and wait up to `bound` until it is held: `frozen 1`, or
+    /// every task asleep in the kernel with the freeze pending. A task in a memory.high throttle
+    /// sleep (up to ~2 s) freezes only when it wakes, but cannot run user code before it does, so
+    /// it is held already. Returns whether the hold was confirmed.
     pub fn freeze(&self, bound: Duration) -> bool {
         if cgfs::write(&self.dir.join("cgroup.freeze"), "1").is_err() {
             return false;
@@ -165,7 +166,9 @@ impl V2Cgroup {
         let deadline = Instant::now() + bound;
         loop {
             let ev = cgfs::read(&self.dir.join("cgroup.events")).unwrap_or_default();
-            if cgfs::keyed(&ev, "frozen") == Some(1) {
+            if cgfs::keyed(&ev, "frozen") == Some(1)
+                || cgfs::all_tasks_held(&self.dir.join("cgroup.threads"))
+            {
                 return true;
             }
             if Instant::now() >= deadline {

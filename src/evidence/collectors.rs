@@ -42,7 +42,7 @@ pub struct Ran {
 /// Run `program args` with stdin closed and output captured, killed after `timeout`.
 pub fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], timeout: Duration) -> Ran {
     let t0 = Instant::now();
-    let ms = |t0: Instant| t0.elapsed().as_secs_f64() * 1000.0;
+    let ms = |t0: Instant| (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     let (mut out, mut err) = match (memfd("guard-out"), memfd("guard-err")) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {

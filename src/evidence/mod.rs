@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod collectors;
 pub mod manifest;
 pub mod redact;
+pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
 
@@ -33,6 +34,11 @@ use timeline::Timeline;
 pub const CORE_RELEASE: u64 = 16 << 20;
 /// After a warning, usage must fall below this share of the threshold before another warning.
 const WARN_REARM: f64 = 0.9;
+
+/// Milliseconds to the microsecond.
+fn round3(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
 
 /// What caused a capture (the manifest's `trigger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +91,7 @@ pub struct Recorder {
     pid: i32,
     host: String,
     oom_kills_at_start: Option<u64>,
+    sampler: Option<sampler::Sampler>,
 }
 
 impl Recorder {
@@ -108,13 +115,21 @@ impl Recorder {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             oom_kills_at_start: None,
+            sampler: None,
         }
     }
 
     /// Once the job runs: make sure bundles can be written (say so now, not at 3 a.m.), and remove
     /// temporary bundles of guards that died mid-capture.
-    pub fn after_spawn(&mut self, pid: i32) {
+    pub fn after_spawn(&mut self, pid: i32, enforcer: &Enforcer) {
         self.pid = pid;
+        if let Some(dir) = enforcer.dir() {
+            let usage = match enforcer.cgroup_version() {
+                Some(1) => "memory.usage_in_bytes",
+                _ => "memory.current",
+            };
+            self.sampler = Some(sampler::Sampler::new(dir, usage, &self.proc));
+        }
         self.oom_kills_at_start = snapshot::vmstat_oom_kills(&self.proc);
         if let Ok(d) = &self.dir {
             match bundle::prepare_dir(d) {
@@ -143,7 +158,21 @@ impl Recorder {
 
     /// One timeline sample; returns the job's memory.
     pub fn sample(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
-        let (total, procs) = enforcer.sample_detail();
+        let (total, procs) = match &mut self.sampler {
+            Some(s) => s.sample(),
+            None => enforcer.sample_detail(),
+        };
+        let total = total?;
+        self.timeline.record(total, procs);
+        Some(total)
+    }
+
+    /// A sample with every process, now (the last one, at a capture).
+    pub fn sample_all(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
+        let (total, procs) = match &mut self.sampler {
+            Some(s) => s.sample_all(),
+            None => enforcer.sample_detail(),
+        };
         let total = total?;
         self.timeline.record(total, procs);
         Some(total)
@@ -312,8 +341,8 @@ impl Recorder {
             exit: None,
             collectors,
             timings: Timings {
-                trigger_to_frozen_ms: occ.trigger_to_frozen_ms,
-                capture_ms: Some(capture_ms),
+                trigger_to_frozen_ms: occ.trigger_to_frozen_ms.map(round3),
+                capture_ms: Some(round3(capture_ms)),
             },
             redacted_env_keys: w.scrub.keys.iter().cloned().collect(),
             host: self.host.clone(),

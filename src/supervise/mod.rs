@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// After a memory event whose verdict is not in yet, re-check the counters this often, this long.
 const RECHECK_EVERY: Duration = Duration::from_millis(10);
 const RECHECK_FOR: Duration = Duration::from_millis(300);
+/// The sampler's longest interval while the job's memory is flat, and what counts as flat.
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+const FLAT_BYTES: u64 = 1 << 20;
 /// When the cleanup sentinel is started (see `sentinel`).
 const SENTINEL_AFTER: Duration = Duration::from_millis(20);
 
@@ -193,7 +196,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     );
     enforcer.arm_events();
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
-    recorder.after_spawn(child);
+    recorder.after_spawn(child, &enforcer);
     // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
     // cost would be this fork. Should guard be killed before that, the job still gets its
     // parent-death signal and the next guard run removes the cgroup.
@@ -213,7 +216,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         _ => None,
     };
     // The sampler: the evidence timeline and warnings, and poll mode's enforcement.
-    let sample_every = cfg.evidence.sample_interval;
+    let base_interval = cfg.evidence.sample_interval;
+    let mut sample_every = base_interval;
+    let mut last_usage: Option<u64> = None;
     let sampling = recorder.enabled() || poll_cap.is_some();
     let mut next_sample = Instant::now() + sample_every;
 
@@ -232,8 +237,11 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         if let Some(at) = sentinel_at {
             wait = wait.min(at.saturating_duration_since(now));
         }
-        let timeout = PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX);
+        // Rounded up: a deadline 0.4 ms away must not turn into a 0 ms poll, spinning the loop
+        // until the deadline passes.
+        let ms = wait.as_micros().div_ceil(1000);
+        let timeout =
+            PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
         let (sig_ready, ev_ready) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             if let Some((fd, flags)) = enforcer.event_fd() {
@@ -303,8 +311,20 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             }
         }
         if sampling && !memory_killed && Instant::now() >= next_sample {
-            next_sample = Instant::now() + sample_every;
             let usage = recorder.sample(&mut enforcer);
+            // While the job's memory is flat the sampler relaxes (doubling up to IDLE_INTERVAL):
+            // on a cgroup the kernel's events, not the sampler, catch the cap, and an idle
+            // job's timeline needs no 100 ms resolution. Any movement restores the interval.
+            // Poll mode enforces by sampling and never relaxes.
+            let flat =
+                matches!((usage, last_usage), (Some(u), Some(l)) if u.abs_diff(l) < FLAT_BYTES);
+            sample_every = if flat && poll_cap.is_none() {
+                (sample_every * 2).min(IDLE_INTERVAL.max(base_interval))
+            } else {
+                base_interval
+            };
+            last_usage = usage;
+            next_sample = Instant::now() + sample_every;
             match (usage, poll_cap) {
                 (Some(u), Some(cap)) if u > cap => {
                     memory_killed = true;
@@ -457,7 +477,7 @@ fn hold_capture_kill(
     }
     let result = if recorder.enabled() {
         // The last sample: the job as it stands, held at its cap.
-        let usage = recorder.sample(enforcer);
+        let usage = recorder.sample_all(enforcer);
         let r = recorder.capture(
             enforcer,
             Occasion {
