@@ -39,96 +39,122 @@ pub struct Ran {
     pub detail: String,
 }
 
+fn ms_since(t0: Instant) -> f64 {
+    (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0
+}
+
+/// A helper program started with stdin closed and its output going to memfds.
+pub struct Helper {
+    program: PathBuf,
+    child: std::process::Child,
+    out: std::fs::File,
+    err: std::fs::File,
+    t0: Instant,
+    timeout: Duration,
+}
+
+impl Helper {
+    /// Start `program args`; `Err` is the failed run to report.
+    pub fn start<S: AsRef<OsStr>>(
+        program: &Path,
+        args: &[S],
+        timeout: Duration,
+    ) -> Result<Helper, Ran> {
+        let t0 = Instant::now();
+        let failed = |detail: String| Ran {
+            status: "failed",
+            ms: ms_since(t0),
+            stdout: Vec::new(),
+            detail,
+        };
+        let (out, err) = match (memfd("guard-out"), memfd("guard-err")) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => return Err(failed(format!("memfd: {e}"))),
+        };
+        let stdio = |f: &std::fs::File| {
+            f.try_clone()
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdio(&out))
+            .stderr(stdio(&err))
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
+        Ok(Helper {
+            program: program.to_path_buf(),
+            child,
+            out,
+            err,
+            t0,
+            timeout,
+        })
+    }
+
+    /// Wait for the helper until its deadline (then kill it) and collect its output.
+    pub fn finish(mut self) -> Ran {
+        let deadline = self.t0 + self.timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break None,
+            }
+        };
+        let ms = ms_since(self.t0);
+        let read_all = |f: &mut std::fs::File| {
+            let mut v = Vec::new();
+            let _ = f.rewind();
+            let _ = f.read_to_end(&mut v);
+            v
+        };
+        let stdout = read_all(&mut self.out);
+        let stderr = read_all(&mut self.err);
+        let first_err = String::from_utf8_lossy(&stderr)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        let program = self.program.display();
+        match status {
+            Some(s) if s.success() => Ran {
+                status: "ok",
+                ms,
+                stdout,
+                detail: String::new(),
+            },
+            Some(s) => Ran {
+                status: "failed",
+                ms,
+                stdout,
+                detail: format!("{program} exited with {s}: {first_err}"),
+            },
+            None => Ran {
+                status: "timeout",
+                ms,
+                stdout,
+                detail: format!(
+                    "{program} did not finish within {}; killed",
+                    crate::units::format_duration(self.timeout)
+                ),
+            },
+        }
+    }
+}
+
 /// Run `program args` with stdin closed and output captured, killed after `timeout`.
 pub fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], timeout: Duration) -> Ran {
-    let t0 = Instant::now();
-    let ms = |t0: Instant| (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
-    let (mut out, mut err) = match (memfd("guard-out"), memfd("guard-err")) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
-            return Ran {
-                status: "failed",
-                ms: ms(t0),
-                stdout: Vec::new(),
-                detail: format!("memfd: {e}"),
-            };
-        }
-    };
-    let spawned = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(
-            out.try_clone()
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .stderr(
-            err.try_clone()
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            return Ran {
-                status: "failed",
-                ms: ms(t0),
-                stdout: Vec::new(),
-                detail: format!("cannot run {}: {e}", program.display()),
-            };
-        }
-    };
-    let deadline = t0 + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(_) => break None,
-        }
-    };
-    let read_all = |f: &mut std::fs::File| {
-        let mut v = Vec::new();
-        let _ = f.rewind();
-        let _ = f.read_to_end(&mut v);
-        v
-    };
-    let stdout = read_all(&mut out);
-    let stderr = read_all(&mut err);
-    let first_err = String::from_utf8_lossy(&stderr)
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string();
-    match status {
-        Some(s) if s.success() => Ran {
-            status: "ok",
-            ms: ms(t0),
-            stdout,
-            detail: String::new(),
-        },
-        Some(s) => Ran {
-            status: "failed",
-            ms: ms(t0),
-            stdout,
-            detail: format!("{} exited with {s}: {first_err}", program.display()),
-        },
-        None => Ran {
-            status: "timeout",
-            ms: ms(t0),
-            stdout,
-            detail: format!(
-                "{} did not finish within {}; killed",
-                program.display(),
-                crate::units::format_duration(timeout)
-            ),
-        },
+    match Helper::start(program, args, timeout) {
+        Ok(h) => h.finish(),
+        Err(ran) => ran,
     }
 }
 
@@ -179,18 +205,28 @@ pub fn pyspy(
             ),
         )]);
     };
+    // All at once: each dump takes tens of milliseconds, mostly py-spy starting up.
+    let started: Vec<(i32, Result<Helper, Ran>)> = python
+        .iter()
+        .map(|&pid| {
+            let mut args = vec![
+                "dump".to_string(),
+                "--nonblocking".into(),
+                "--pid".into(),
+                pid.to_string(),
+            ];
+            if locals {
+                args.push("--locals".into());
+            }
+            (pid, Helper::start(&bin, &args, PYSPY_TIMEOUT))
+        })
+        .collect();
     let mut out = Vec::new();
-    for pid in python {
-        let mut args = vec![
-            "dump".to_string(),
-            "--nonblocking".into(),
-            "--pid".into(),
-            pid.to_string(),
-        ];
-        if locals {
-            args.push("--locals".into());
-        }
-        let r = run_bounded(&bin, &args, PYSPY_TIMEOUT);
+    for (pid, h) in started {
+        let r = match h {
+            Ok(h) => h.finish(),
+            Err(ran) => ran,
+        };
         if !r.stdout.is_empty() {
             w.write(&format!("processes/{pid}/pyspy.txt"), &r.stdout)?;
         }
