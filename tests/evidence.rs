@@ -638,3 +638,58 @@ fn core_of_the_largest_process_on_request() {
     );
     assert_eq!(md.mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_kernel_oom_kill_without_a_cap_leaves_a_post_mortem_bundle() {
+    let test = "a_kernel_oom_kill_without_a_cap_leaves_a_post_mortem_bundle";
+    if !privileged(test) {
+        return;
+    }
+    // guard without --memory inside a v1 memory cgroup with a limit: the job (a child cgroup of
+    // guard's own) hits the ancestor's limit and the kernel's OOM killer kills it. On cgroup v2
+    // guard puts the job outside its own cgroup, so there is no such ancestor to set up.
+    let v1 = doctor()["mode"] == "cgroup-v1";
+    if !gate(
+        test,
+        (!v1).then(|| "needs cgroup v1 (the job inside guard's own memory cgroup)".into()),
+        "GUARD_TEST_REQUIRE_V1",
+    ) {
+        return;
+    }
+    let parent = job_base().join(format!("guardtest-oom-{}", std::process::id()));
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::write(
+        parent.join("memory.limit_in_bytes"),
+        (96u64 << 20).to_string(),
+    )
+    .unwrap();
+    let ev = tempfile::tempdir().unwrap();
+    let script = format!(
+        "echo $$ > {p}/cgroup.procs && exec {g} --evidence-dir {e} -- {h} alloc 400",
+        p = parent.display(),
+        g = guard().display(),
+        e = ev.path().display(),
+        h = example("hog").display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .bounded();
+    let _ = std::fs::remove_dir(&parent);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "128 + SIGKILL: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("was killed by the kernel's OOM killer"))
+        .unwrap_or_else(|| panic!("no kernel-OOM line:\n{err}"));
+    assert!(
+        !err.contains("exceeded its memory limit"),
+        "guard had no cap: {err}"
+    );
+    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
+    let m = manifest(&b);
+    assert_eq!(m["trigger"], "kernel-oom");
+    assert_eq!(m["capture"], "post-mortem");
+    assert_eq!(m["exit"]["signal"], 9);
+    assert!(b.join("cgroup").is_dir() && b.join("system/meminfo").is_file());
+}

@@ -198,8 +198,12 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "  memory    limit {}   warn {}   at trigger {}   peak {}",
-        opt_size(m.limit_bytes),
-        opt_size(m.warn_bytes),
+        m.limit_bytes
+            .map(format_size)
+            .unwrap_or_else(|| "none (monitor only)".into()),
+        m.warn_bytes
+            .map(format_size)
+            .unwrap_or_else(|| "off".into()),
         opt_size(m.usage_at_trigger_bytes),
         opt_size(m.peak_bytes)
     );
@@ -223,13 +227,21 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(o, "  growth    {}", growth.join("; "));
 
     let _ = writeln!(o, "\nprocesses by PSS ({}):", m.processes.len());
+    if m.processes.is_empty() {
+        let _ = writeln!(
+            o,
+            "  none left to read: the job had exited (see cgroup/ and the timeline)"
+        );
+    }
     let mut procs: Vec<_> = m.processes.iter().filter(|p| !p.vanished).collect();
     procs.sort_by_key(|p| std::cmp::Reverse(p.pss_bytes.unwrap_or(p.rss_bytes)));
-    let _ = writeln!(
-        o,
-        "  {:<8} {:>10} {:>10} {:>10}  COMMAND",
-        "PID", "PSS", "RSS", "SWAP"
-    );
+    if !procs.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>10} {:>10} {:>10}  COMMAND",
+            "PID", "PSS", "RSS", "SWAP"
+        );
+    }
     for p in procs.iter().take(8) {
         let mut cmd = if p.cmdline.is_empty() {
             p.comm.clone()

@@ -284,7 +284,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             recheck_until = Some(Instant::now() + RECHECK_FOR);
         }
         if let Some(until) = recheck_until {
-            if !memory_killed && enforcer.at_cap() {
+            // Without --memory there is no cap of guard's to be at: a memory event then comes
+            // from an ancestor's limit, and the kernel's OOM killer decides (see kernel_oom).
+            let capped = cfg.memory.is_some();
+            if !memory_killed && capped && enforcer.at_cap() {
                 // The kernel is holding the job at its cap: freeze it, keep the evidence, then
                 // kill it whole.
                 bundle = Some(hold_capture_kill(
@@ -295,7 +298,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 ));
                 memory_killed = true;
                 recheck_until = None;
-            } else if !memory_killed && enforcer.verdict().killed() {
+            } else if !memory_killed && capped && enforcer.verdict().killed() {
                 // The kernel's OOM killer acted (a burst through the headroom, or no hold on
                 // this kernel): keep what is left to see, and finish the job as a whole.
                 memory_killed = true;
@@ -361,15 +364,13 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
     }
 
-    if !memory_killed && enforcer.verdict().killed() {
+    if !memory_killed && cfg.memory.is_some() && enforcer.verdict().killed() {
         memory_killed = true;
-        if cfg.memory.is_some() {
-            bundle = Some(post_mortem(
-                &mut enforcer,
-                &mut recorder,
-                Trigger::MemoryLimit,
-            ));
-        }
+        bundle = Some(post_mortem(
+            &mut enforcer,
+            &mut recorder,
+            Trigger::MemoryLimit,
+        ));
     }
     // Killed by SIGKILL with the kernel's OOM killer active (no cap of guard's, or an ancestor's
     // limit, or the whole host short of memory): record what is left, as a post-mortem.
