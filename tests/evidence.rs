@@ -629,14 +629,18 @@ fn core_of_the_largest_process_on_request() {
         .clone();
     assert_eq!(core["status"], "ok", "{core}");
     let pid = m["pid"].as_i64().unwrap();
-    let f = b.join(format!("processes/{pid}/core.{pid}"));
-    let md = std::fs::metadata(&f).unwrap();
     assert!(
-        md.len() > 30 << 20,
-        "a core of a ~48 MiB process: {} bytes",
-        md.len()
+        !b.join(format!("processes/{pid}/core.{pid}")).exists(),
+        "compressed"
     );
+    let f = b.join(format!("processes/{pid}/core.{pid}.zst"));
+    let md = std::fs::metadata(&f).unwrap();
     assert_eq!(md.mode() & 0o777, 0o600);
+    assert!(core["detail"].as_str().unwrap().contains("zstd"), "{core}");
+    // A real core of a ~48 MiB process: decompressed, an ELF core file that large.
+    let raw = zstd::stream::decode_all(std::fs::File::open(&f).unwrap()).unwrap();
+    assert!(raw.starts_with(b"\x7fELF"), "an ELF core");
+    assert!(raw.len() > 30 << 20, "{} bytes", raw.len());
 }
 
 #[test]

@@ -289,9 +289,53 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
     })
 }
 
+/// Compress `path` to `<path>.zst` (zstd level 3, 0600) and remove the original. Returns the
+/// sizes before and after. On error the original stays and no `.zst` is left.
+pub fn compress_zstd(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dest = PathBuf::from(format!("{}.zst", path.display()));
+    let run = || -> std::io::Result<(u64, u64)> {
+        let mut input = std::fs::File::open(path)?;
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)?;
+        let mut enc = zstd::stream::Encoder::new(out, 3)?;
+        let n = std::io::copy(&mut input, &mut enc)?;
+        let out = enc.finish()?;
+        out.sync_all()?;
+        Ok((n, out.metadata()?.len()))
+    };
+    match run() {
+        Ok(sizes) => {
+            std::fs::remove_file(path)?;
+            Ok(sizes)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&dest);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zstd_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("core.1");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 7) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let (a, b) = compress_zstd(&p).unwrap();
+        assert_eq!(a, data.len() as u64);
+        assert!(b < a / 10);
+        assert!(!p.exists());
+        let z = std::fs::read(d.path().join("core.1.zst")).unwrap();
+        assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
+    }
 
     #[test]
     fn bounded_run_reports_each_outcome() {

@@ -411,6 +411,31 @@ impl Recorder {
             mut manifest,
         } = p;
         manifest.exit = exit;
+        // The core is compressed now, after the kill: it never lengthens the hold.
+        if let Some(c) = manifest
+            .collectors
+            .iter_mut()
+            .find(|c| c.name == "core" && c.status == "ok")
+        {
+            let rel = manifest
+                .processes
+                .iter()
+                .map(|p| format!("processes/{0}/core.{0}", p.pid))
+                .find(|r| w.path().join(r).is_file())
+                .unwrap_or_default();
+            let t0 = Instant::now();
+            match collectors::compress_zstd(&w.path().join(&rel)) {
+                Ok((a, b)) => {
+                    c.detail = format!(
+                        "{rel}.zst ({} → {} zstd in {} ms; unpack with 'zstd -d')",
+                        crate::units::format_size(a),
+                        crate::units::format_size(b),
+                        t0.elapsed().as_millis()
+                    )
+                }
+                Err(e) => c.detail.push_str(&format!(" (not compressed: {e})")),
+            }
+        }
         if ended {
             manifest.ended_at = Some(manifest::rfc3339(SystemTime::now()));
         }
