@@ -43,6 +43,18 @@ fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
     c.args(args).stdin(Stdio::null()).bounded()
 }
 
+/// `hog alloc 200` under `-m cap` and `flags`, bundles to `dir`: must be killed for memory (137).
+/// Returns guard's stderr.
+fn killed_hog(dir: &Path, flags: &[&str], cap: &str) -> String {
+    let hog = example("hog");
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["-m", cap, "--", hog.to_str().unwrap(), "alloc", "200"]);
+    let o = run_in(dir, &args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{args:?}: {err}");
+    err
+}
+
 /// Every file under `dir`, recursively.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -416,21 +428,7 @@ fn no_evidence_says_so_in_the_kill_line() {
         return;
     }
     let ev = tempfile::tempdir().unwrap();
-    let hog = example("hog");
-    let o = run_in(
-        ev.path(),
-        &[
-            "--no-evidence",
-            "-m",
-            "64M",
-            "--",
-            hog.to_str().unwrap(),
-            "alloc",
-            "200",
-        ],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(137), "{err}");
+    let err = killed_hog(ev.path(), &["--no-evidence"], "64M");
     assert!(
         err.contains("; killed; no evidence: --no-evidence was given"),
         "{err}"
@@ -603,21 +601,7 @@ fn core_of_the_largest_process_on_request() {
         return;
     }
     let ev = tempfile::tempdir().unwrap();
-    let hog = example("hog");
-    let o = run_in(
-        ev.path(),
-        &[
-            "--core",
-            "-m",
-            "48M",
-            "--",
-            hog.to_str().unwrap(),
-            "alloc",
-            "200",
-        ],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(137), "{err}");
+    let err = killed_hog(ev.path(), &["--core"], "48M");
     let b = bundle_from_kill_line(&err);
     let m = manifest(&b);
     let core = m["collectors"]

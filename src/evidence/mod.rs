@@ -158,19 +158,18 @@ impl Recorder {
 
     /// One timeline sample; returns the job's memory.
     pub fn sample(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
-        let (total, procs) = match &mut self.sampler {
-            Some(s) => s.sample(),
-            None => enforcer.sample_detail(),
-        };
-        let total = total?;
-        self.timeline.record(total, procs);
-        Some(total)
+        self.record(enforcer, false)
     }
 
     /// A sample with every process, now (the last one, at a capture).
     pub fn sample_all(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
+        self.record(enforcer, true)
+    }
+
+    fn record(&mut self, enforcer: &mut Enforcer, all: bool) -> Option<u64> {
         let (total, procs) = match &mut self.sampler {
-            Some(s) => s.sample_all(),
+            Some(s) if all => s.sample_all(),
+            Some(s) => s.sample(),
             None => enforcer.sample_detail(),
         };
         let total = total?;
