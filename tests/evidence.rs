@@ -71,12 +71,14 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     if !privileged("a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line") {
         return;
     }
-    let ev = tempfile::tempdir().unwrap();
+    let top = tempfile::tempdir().unwrap();
+    // A directory that does not exist yet: guard creates it, 0700.
+    let ev = top.path().join("state/evidence");
     let secret = "s3cr3t-value-for-the-test";
     let hog = example("hog");
     let o = guard_cmd()
         .arg("--evidence-dir")
-        .arg(ev.path())
+        .arg(&ev)
         .args(["-m", "64M", "--warn", "off", "--name", "hogjob", "--"])
         .arg(&hog)
         .args(["spawn", "1", "alloc", "200"])
@@ -87,7 +89,7 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(137), "{err}");
     let b = bundle_from_kill_line(&err);
-    assert_eq!(b.parent(), Some(ev.path()));
+    assert_eq!(b.parent(), Some(ev.as_path()));
     // <UTC yyyymmddThhmmssZ>-<name>-<pid>
     let name = b.file_name().unwrap().to_str().unwrap().to_string();
     let (ts, rest) = name.split_at(16);
@@ -250,7 +252,12 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     .unwrap();
     assert!(env.contains("MY_API_TOKEN=<redacted>"), "{env}");
     assert!(env.contains("PLAIN_VALUE=visible-value"), "{env}");
-    let names: Vec<String> = std::fs::read_dir(ev.path())
+    assert_eq!(
+        std::fs::metadata(&ev).unwrap().mode() & 0o777,
+        0o700,
+        "the evidence directory guard created"
+    );
+    let names: Vec<String> = std::fs::read_dir(&ev)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// py-spy's bound at the cap (the job is held; a stack is worth waiting for) and at a warning
+/// (the job runs, and guard watches nothing else meanwhile).
 pub const PYSPY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PYSPY_WARNING_TIMEOUT: Duration = Duration::from_secs(2);
 pub const GCORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// At most this many Python processes get a stack dump (the largest first).
 pub const MAX_PYSPY: usize = 8;
@@ -186,6 +189,7 @@ pub fn pyspy(
     pids: &[i32],
     w: &BundleWriter,
     locals: bool,
+    timeout: Duration,
 ) -> std::io::Result<Vec<CollectorResult>> {
     let python: Vec<i32> = pids
         .iter()
@@ -218,7 +222,7 @@ pub fn pyspy(
             if locals {
                 args.push("--locals".into());
             }
-            (pid, Helper::start(&bin, &args, PYSPY_TIMEOUT))
+            (pid, Helper::start(&bin, &args, timeout))
         })
         .collect();
     let mut out = Vec::new();

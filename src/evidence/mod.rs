@@ -291,11 +291,17 @@ impl Recorder {
 
         let mut collectors: Vec<CollectorResult> = Vec::new();
         if occ.pre_kill {
+            let bound = if light {
+                collectors::PYSPY_WARNING_TIMEOUT
+            } else {
+                collectors::PYSPY_TIMEOUT
+            };
             collectors.extend(collectors::pyspy(
                 &self.proc,
                 &ordered,
                 w,
                 self.cfg.pyspy_locals,
+                bound,
             )?);
         } else {
             collectors.push(collectors::skipped(
