@@ -32,6 +32,8 @@ pub struct Report {
     pub fix: Option<String>,
     pub probe: String,
     pub capabilities: Vec<Capability>,
+    /// Where bundles would go and the collectors' tools (not kernel capabilities).
+    pub evidence: Vec<Capability>,
 }
 
 fn cap(name: &'static str, ok: bool, detail: impl Into<String>, fix: Option<&str>) -> Capability {
@@ -157,6 +159,52 @@ fn v2_caps(dir: &Path) -> Vec<Capability> {
             "kernel 5.19 or newer (guard reports sampled peaks)",
         ),
     ]
+}
+
+/// Where bundles would go and whether guard could write there, and the collectors' tools.
+/// Nothing is created: a missing directory is judged by its nearest existing ancestor.
+fn evidence_caps() -> Vec<Capability> {
+    use nix::unistd::{AccessFlags, access};
+    let dir = std::env::var_os("GUARD_EVIDENCE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .ok_or(())
+        .or_else(|_| crate::config::default_evidence_dir());
+    let mut caps = Vec::new();
+    let fix = "give --evidence-dir DIR (or GUARD_EVIDENCE_DIR) a writable directory";
+    match dir {
+        Ok(d) => {
+            let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+            let writable = existing.is_dir()
+                && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+            let detail = if existing == d {
+                d.display().to_string()
+            } else {
+                format!("{} (created on first use, 0700)", d.display())
+            };
+            caps.push(cap("evidence directory", writable, detail, Some(fix)));
+        }
+        Err(e) => caps.push(cap("evidence directory", false, e, Some(fix))),
+    }
+    let tool = |name: &'static str, what: &str, fix: &str| {
+        let found = crate::evidence::collectors::which(name);
+        cap(
+            name,
+            found.is_some(),
+            match found {
+                Some(p) => format!("{} ({what})", p.display()),
+                None => format!("not on PATH ({what})"),
+            },
+            Some(fix),
+        )
+    };
+    caps.push(tool(
+        "py-spy",
+        "Python stacks in bundles",
+        "pip install py-spy",
+    ));
+    caps.push(tool("gcore", "cores with --core", "apt-get install gdb"));
+    caps
 }
 
 /// Build the report (may create and remove a probe cgroup).
@@ -288,6 +336,7 @@ pub fn report() -> Report {
         }
     };
     Report {
+        evidence: evidence_caps(),
         kernel: kernel(),
         euid: sys.euid,
         layout: layout_err.unwrap_or_else(|| layout.describe()),
@@ -326,12 +375,19 @@ pub fn print(r: &Report) {
         println!("to enforce:  {f}");
     }
     println!("probe:       {}", r.probe);
-    println!("capabilities:");
-    for c in &r.capabilities {
-        let mark = if c.ok { "ok     " } else { "missing" };
-        match &c.fix {
-            Some(fix) => println!("  {mark}  {:<42} {} — fix: {fix}", c.name, c.detail),
-            None => println!("  {mark}  {:<42} {}", c.name, c.detail),
+    for (title, caps) in [
+        ("capabilities:", &r.capabilities),
+        ("evidence:", &r.evidence),
+    ] {
+        println!("{title}");
+        for c in caps {
+            let mark = if c.ok { "ok     " } else { "missing" };
+            match &c.fix {
+                Some(fix) if !c.ok => {
+                    println!("  {mark}  {:<42} {} — fix: {fix}", c.name, c.detail)
+                }
+                _ => println!("  {mark}  {:<42} {}", c.name, c.detail),
+            }
         }
     }
 }

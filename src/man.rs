@@ -51,7 +51,7 @@ pub fn render() -> String {
                 ("guard run [OPTIONS] -- COMMAND [ARGS]...", "The same, spelled as a subcommand."),
                 ("guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]", "Explain an evidence bundle on one screen: job, command, when, limit, warning threshold, usage at the trigger and peak; how fast memory grew (MB/s overall and over the last 5 s before the trigger) and how long it took to get there; processes by PSS with their largest mappings (heap, anonymous, file); the Python stacks py-spy captured; each collector's status; the names of redacted variables. --json prints the same as JSON; --html FILE writes one self-contained page with an SVG plot of memory over time with the warning and cap lines. --latest takes the newest bundle in the evidence directory."),
                 ("guard list [--json] [--evidence-dir DIR]", "List bundles, newest first: capture time, job, trigger, capture kind, peak, path."),
-                ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it. It creates and removes a probe cgroup where that touches no other process."),
+                ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it; then where evidence bundles would go (and whether guard can write there) and whether py-spy and gcore are on PATH. It creates and removes a probe cgroup where that touches no other process."),
             ],
         )
         .to_roff(),

@@ -306,3 +306,37 @@ fn doctor_names_the_mode_and_reason() {
     assert!(["cgroup-v1", "cgroup-v2", "poll"].contains(&d["mode"].as_str().unwrap()));
     assert!(!d["reason"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn doctor_says_where_evidence_goes_and_which_collectors_exist() {
+    let d = tempfile::tempdir().unwrap();
+    let evidence = |dir: &std::path::Path| -> serde_json::Value {
+        let o = guard_cmd()
+            .args(["doctor", "--json"])
+            .env("GUARD_EVIDENCE_DIR", dir)
+            .bounded();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["evidence"].clone()
+    };
+    let ev = evidence(&d.path().join("new/dir"));
+    let names: Vec<&str> = ev
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["evidence directory", "py-spy", "gcore"]);
+    assert_eq!(ev[0]["ok"], true, "{ev}");
+    assert!(
+        ev[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created on first use")
+    );
+    assert!(!d.path().join("new").exists(), "doctor creates nothing");
+    // Under a regular file: cannot be created, even by root.
+    std::fs::write(d.path().join("file"), "x").unwrap();
+    let ev = evidence(&d.path().join("file/evidence"));
+    assert_eq!(ev[0]["ok"], false, "{ev}");
+    assert!(ev[0]["fix"].as_str().unwrap().contains("--evidence-dir"));
+}
