@@ -210,7 +210,6 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let mut held_peak: Option<u64> = None;
     let mut kill_deadline: Option<Instant> = None;
     let mut recheck_until: Option<Instant> = None;
-    let mut event_at: Option<Instant> = None;
     let poll_cap = match &enforcer {
         Enforcer::Poll(_) => cfg.memory,
         _ => None,
@@ -280,20 +279,23 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if ev_ready {
             enforcer.drain_event();
-            event_at = Some(Instant::now());
             recheck_until = Some(Instant::now() + RECHECK_FOR);
         }
         if let Some(until) = recheck_until {
             // Without --memory there is no cap of guard's to be at: a memory event then comes
             // from an ancestor's limit, and the kernel's OOM killer decides (see kernel_oom).
             let capped = cfg.memory.is_some();
+            // The trigger: the memory event whose check finds the job at its cap. (On v2 a
+            // `high` event also fires when reclaim brings usage back under memory.high; the
+            // job reaches its cap at a later event or re-check, and that is when it counts.)
+            let checked_at = Instant::now();
             if !memory_killed && capped && enforcer.at_cap() {
                 // The kernel is holding the job at its cap: freeze it, keep the evidence, then
                 // kill it whole.
                 bundle = Some(hold_capture_kill(
                     &mut enforcer,
                     &mut recorder,
-                    event_at.unwrap_or_else(Instant::now),
+                    checked_at,
                     &mut held_peak,
                 ));
                 memory_killed = true;
