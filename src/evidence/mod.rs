@@ -92,6 +92,7 @@ pub struct Recorder {
     host: String,
     oom_kills_at_start: Option<u64>,
     sampler: Option<sampler::Sampler>,
+    prepared: bool,
 }
 
 impl Recorder {
@@ -116,13 +117,25 @@ impl Recorder {
                 .unwrap_or_default(),
             oom_kills_at_start: None,
             sampler: None,
+            prepared: false,
         }
     }
 
     /// Once the job runs: make sure bundles can be written (say so now, not at 3 a.m.), and remove
     /// temporary bundles of guards that died mid-capture.
-    pub fn after_spawn(&mut self, pid: i32, enforcer: &Enforcer) {
+    pub fn after_spawn(&mut self, pid: i32) {
         self.pid = pid;
+    }
+
+    /// Once the job has run a moment (a short job never pays for it), or before the first
+    /// sample or capture: open the sampler's files, note the kernel's OOM-kill count, make sure
+    /// bundles can be written (and say so now, not at 3 a.m.), and remove temporary bundles of
+    /// guards that died mid-capture. Idempotent.
+    pub fn prepare(&mut self, enforcer: &Enforcer) {
+        if self.prepared {
+            return;
+        }
+        self.prepared = true;
         if let Some(dir) = enforcer.dir() {
             let usage = match enforcer.cgroup_version() {
                 Some(1) => "memory.usage_in_bytes",
@@ -167,6 +180,7 @@ impl Recorder {
     }
 
     fn record(&mut self, enforcer: &mut Enforcer, all: bool) -> Option<u64> {
+        self.prepare(enforcer);
         let (total, procs) = match &mut self.sampler {
             Some(s) if all => s.sample_all(),
             Some(s) => s.sample(),
@@ -203,6 +217,7 @@ impl Recorder {
     /// Write the snapshot of the job as it is now (held, for a memory-limit capture) into a new
     /// temporary bundle. `Err` says why there is no bundle.
     pub fn capture(&mut self, enforcer: &Enforcer, occ: Occasion) -> Result<Pending, String> {
+        self.prepare(enforcer);
         let dir = self.dir.clone()?;
         let t0 = Instant::now();
         let light = occ.trigger == Trigger::Warning;

@@ -196,7 +196,8 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     );
     enforcer.arm_events();
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
-    recorder.after_spawn(child, &enforcer);
+    recorder.after_spawn(child);
+    let mut prepare_at = Some(Instant::now() + SENTINEL_AFTER);
     // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
     // cost would be this fork. Should guard be killed before that, the job still gets its
     // parent-death signal and the next guard run removes the cgroup.
@@ -234,6 +235,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             wait = wait.min(RECHECK_EVERY);
         }
         if let Some(at) = sentinel_at {
+            wait = wait.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = prepare_at {
             wait = wait.min(at.saturating_duration_since(now));
         }
         // Rounded up: a deadline 0.4 ms away must not turn into a 0 ms poll, spinning the loop
@@ -346,6 +350,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 _ => {}
             }
         }
+        if prepare_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
+            prepare_at = None;
+            recorder.prepare(&enforcer);
+        }
         if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             sentinel_at = None;
             if cfg.memory.is_some() {
@@ -386,7 +394,12 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             Trigger::KernelOom,
         ));
     }
-    let peak = held_peak.or_else(|| enforcer.peak());
+    // Read only when something will report it (one file read less on a short job's path).
+    let peak = if memory_killed || bundle.is_some() {
+        held_peak.or_else(|| enforcer.peak())
+    } else {
+        None
+    };
     if memory_killed {
         enforcer.kill_all();
     } else {
