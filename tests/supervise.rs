@@ -252,16 +252,20 @@ fn terminal_ctrl_c_reaches_the_job_once() {
     let mut cmd = guard_cmd();
     cmd.args(["-vv", "--"]).arg(example("sigprint"));
     let mut g = Reaper(Some(pty.spawn(&mut cmd)));
-    let text = pty.read_until("ready", |t| t.lines().any(|l| l.starts_with("ready ")));
+    // The whole line, newline included: ^C flushes the terminal's pending output, and a newline
+    // still queued would be lost, gluing the job's next line to this one.
+    let text = pty.read_until("ready", |t| {
+        t.find("ready ").is_some_and(|i| t[i..].contains('\n'))
+    });
     let job: u32 = text
         .lines()
         .find_map(|l| l.strip_prefix("ready ").and_then(|p| p.trim().parse().ok()))
         .expect("ready PID");
     pty.master.write_all(&[3]).unwrap(); // ^C through the line discipline: SIGINT to the foreground group
-    // The terminal echoes ^C in front of the job's next output.
+    // The terminal echoes ^C in front of the job's next output: what counts is after it.
     let lines = |t: &str| {
         t.lines()
-            .map(|l| l.trim().trim_start_matches("^C").to_string())
+            .map(|l| l.rsplit("^C").next().unwrap_or("").trim().to_string())
             .collect::<Vec<_>>()
     };
     pty.read_until("SIGINT", |t| lines(t).iter().any(|l| l == "SIGINT"));
