@@ -29,7 +29,7 @@ which mode would be used here and why.";
     long_about = LONG_ABOUT,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard doctor [--json]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,12 +49,34 @@ pub enum Sub {
     List(ListArgs),
     /// Show which enforcement mode guard would use here, and why
     Doctor(DoctorArgs),
+    /// Check configuration files
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the configuration (FILE, or the files guard would read) and print the effective
+    /// settings of [defaults] and of every [jobs.NAME], with where each value comes from
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    /// The file to check [default: the files guard would read]
+    #[arg(value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Options of wrap mode. Every option is also read from the `GUARD_<NAME>` environment variable; the
 /// command line wins.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct WrapArgs {
+    /// Read settings from this TOML file instead of /etc/guard/guard.toml and
+    /// ~/.config/guard/guard.toml ([defaults] and [jobs.NAME] tables; see guard.toml(5))
+    #[arg(long, env = "GUARD_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Hard memory cap for COMMAND and all its descendants (SIZE: 512M, 2G, 1GiB, 500MB, 50%).
     /// Without it guard only monitors.
     #[arg(short = 'm', long, env = "GUARD_MEMORY", value_name = "SIZE")]

@@ -3,6 +3,7 @@
 //! or environment variable) and the accepted forms; the caller exits 125.
 
 use crate::cli::WrapArgs;
+use crate::config_file::Layers;
 use crate::units::{self, DUR_FORMS, SIZE_FORMS, Size};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -102,12 +103,100 @@ pub fn default_evidence_dir() -> Result<PathBuf, String> {
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
 const MAX_NAME: usize = 64;
 
-/// "--memory '12X'" or "GUARD_MEMORY='12X'", depending on where the value came from.
-fn origin(m: &ArgMatches, id: &str, flag: &str, env: &str, value: &str) -> String {
-    match m.value_source(id) {
+/// Where each setting came from: the command line / environment (clap's matches) or a config
+/// file (`key` → `FILE:LINE:COLUMN`).
+pub struct Src<'a> {
+    pub m: &'a ArgMatches,
+    pub file: std::collections::HashMap<&'static str, String>,
+    pub layers: &'a Layers,
+    pub job: Option<String>,
+}
+
+/// "--memory '12X'", "GUARD_MEMORY='12X'" or "memory = '12X' (FILE:LINE:COL)", depending on
+/// where the value came from.
+fn origin(src: &Src, id: &str, flag: &str, env: &str, value: &str) -> String {
+    if let Some(place) = src.file.get(id) {
+        return format!("{id} = '{value}' ({place})");
+    }
+    match src.m.value_source(id) {
         Some(ValueSource::EnvVariable) => format!("{env}='{value}'"),
         _ => format!("{flag} '{value}'"),
     }
+}
+
+/// The wrap options that take a value, as clap ids = file keys.
+const VALUE_KEYS: &[&str] = &[
+    "memory",
+    "swap",
+    "warn",
+    "evidence_dir",
+    "core_max",
+    "kill_after",
+    "sample_interval",
+    "keep",
+    "max_evidence_size",
+    "redact",
+];
+
+/// Fill the options neither the command line nor the environment set from the config files
+/// (the job's table, then [defaults]); remember where each came from.
+pub fn apply_files<'a>(
+    args: &WrapArgs,
+    m: &'a ArgMatches,
+    layers: &'a Layers,
+) -> (WrapArgs, Src<'a>) {
+    let mut a = args.clone();
+    let job = args.name.clone();
+    let mut src = Src {
+        m,
+        file: Default::default(),
+        layers,
+        job: job.clone(),
+    };
+    for &key in VALUE_KEYS {
+        let slot: &mut Option<String> = match key {
+            "memory" => &mut a.memory,
+            "swap" => &mut a.swap,
+            "warn" => &mut a.warn,
+            "core_max" => &mut a.core_max,
+            "kill_after" => &mut a.kill_after,
+            "sample_interval" => &mut a.sample_interval,
+            "keep" => &mut a.keep,
+            "max_evidence_size" => &mut a.max_evidence_size,
+            "redact" => &mut a.redact,
+            _ => {
+                if a.evidence_dir.is_none() {
+                    if let Some(v) = layers.get(job.as_deref(), key) {
+                        a.evidence_dir = Some(PathBuf::from(&v.text));
+                        src.file.insert(key, v.place);
+                    }
+                }
+                continue;
+            }
+        };
+        if slot.is_none() {
+            if let Some(v) = layers.get(job.as_deref(), key) {
+                *slot = Some(v.text);
+                src.file.insert(key, v.place);
+            }
+        }
+    }
+    (a, src)
+}
+
+/// A boolean option: the flag, else its `GUARD_*` variable (when set and not empty), else the
+/// config files, else false.
+fn flag(src: &Src, cli: bool, key: &str, env: &str) -> Result<bool, UsageError> {
+    if cli {
+        return Ok(true);
+    }
+    if std::env::var(env).is_ok_and(|v| !v.trim().is_empty()) {
+        return env_flag(env);
+    }
+    Ok(src
+        .layers
+        .get(src.job.as_deref(), key)
+        .is_some_and(|v| v.text == "true"))
 }
 
 /// Check a job name given by the user: it ends up in cgroup and file names.
@@ -172,8 +261,8 @@ fn env_flag(name: &str) -> Result<bool, UsageError> {
     }
 }
 
-/// Verbosity from -v/-q and GUARD_VERBOSE / GUARD_QUIET.
-fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
+/// Verbosity from -v/-q, GUARD_VERBOSE / GUARD_QUIET, then the config files.
+fn verbosity(args: &WrapArgs, src: &Src) -> Result<Verbosity, UsageError> {
     let mut v = args.verbose;
     if v == 0 {
         if let Ok(s) = std::env::var("GUARD_VERBOSE") {
@@ -189,7 +278,22 @@ fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
             };
         }
     }
-    let quiet = args.quiet || (v == 0 && env_flag("GUARD_QUIET")?);
+    if v == 0 && std::env::var("GUARD_VERBOSE").is_err() {
+        if let Some(f) = src.layers.get(src.job.as_deref(), "verbose") {
+            v = match f.text.as_str() {
+                "0" => 0,
+                "1" => 1,
+                "2" => 2,
+                other => {
+                    return Err(UsageError(format!(
+                        "verbose = {other} ({}) is not valid: expected 0, 1 or 2",
+                        f.place
+                    )));
+                }
+            };
+        }
+    }
+    let quiet = args.quiet || (v == 0 && flag(src, false, "quiet", "GUARD_QUIET")?);
     Ok(match (quiet, v) {
         (true, 0) => Verbosity::Quiet,
         (true, _) => {
@@ -207,13 +311,13 @@ fn verbosity(args: &WrapArgs) -> Result<Verbosity, UsageError> {
 /// only when a percentage is used.
 pub fn wrap_config(
     args: &WrapArgs,
-    m: &ArgMatches,
+    src: &Src,
     available: impl FnOnce() -> Option<u64>,
 ) -> Result<WrapConfig, UsageError> {
     let size_err = |id: &str, flag: &str, env: &str, v: &str, e: units::UnitError| {
         UsageError(format!(
             "invalid {}: {e}; expected {SIZE_FORMS}",
-            origin(m, id, flag, env, v)
+            origin(src, id, flag, env, v)
         ))
     };
     let mut available = Some(available);
@@ -227,7 +331,7 @@ pub fn wrap_config(
                 let base = available.take().and_then(|f| f()).ok_or_else(|| {
                     UsageError(format!(
                         "cannot resolve {}: the memory available to guard is unknown; give a size like 2G",
-                        origin(m, "memory", "--memory", "GUARD_MEMORY", text)
+                        origin(src, "memory", "--memory", "GUARD_MEMORY", text)
                     ))
                 })?;
                 size.resolve(base)
@@ -237,7 +341,7 @@ pub fn wrap_config(
         if bytes < 1 << 20 {
             return Err(UsageError(format!(
                 "invalid {}: {} is too small for a memory cap (minimum 1 MiB); did you mean {}M?",
-                origin(m, "memory", "--memory", "GUARD_MEMORY", text),
+                origin(src, "memory", "--memory", "GUARD_MEMORY", text),
                 units::format_size(bytes),
                 text.trim()
             )));
@@ -260,7 +364,7 @@ pub fn wrap_config(
         return Err(UsageError(format!(
             "{} needs --memory: swap is allowed on top of the memory cap",
             origin(
-                m,
+                src,
                 "swap",
                 "--swap",
                 "GUARD_SWAP",
@@ -273,7 +377,7 @@ pub fn wrap_config(
         Some(text) => units::parse_duration(text).map_err(|e| {
             UsageError(format!(
                 "invalid {}: {e}; expected {DUR_FORMS}",
-                origin(m, "kill_after", "--kill-after", "GUARD_KILL_AFTER", text)
+                origin(src, "kill_after", "--kill-after", "GUARD_KILL_AFTER", text)
             ))
         })?,
     };
@@ -290,14 +394,14 @@ pub fn wrap_config(
             validate_name(n).map_err(|e| {
                 UsageError(format!(
                     "invalid {}: {e}",
-                    origin(m, "name", "--name", "GUARD_NAME", n)
+                    origin(src, "name", "--name", "GUARD_NAME", n)
                 ))
             })?;
             n.clone()
         }
         None => default_name(first),
     };
-    let evidence = evidence_config(args, m, memory)?;
+    let evidence = evidence_config(args, src, memory)?;
     Ok(WrapConfig {
         evidence,
         memory,
@@ -305,16 +409,75 @@ pub fn wrap_config(
         swap,
         name,
         kill_after,
-        require_cgroup: args.require_cgroup || env_flag("GUARD_REQUIRE_CGROUP")?,
-        verbosity: verbosity(args)?,
+        require_cgroup: flag(
+            src,
+            args.require_cgroup,
+            "require_cgroup",
+            "GUARD_REQUIRE_CGROUP",
+        )?,
+        verbosity: verbosity(args, src)?,
         command: args.command.clone(),
     })
+}
+
+/// The effective settings, one per line, with where each came from (`guard config check`).
+pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
+    use std::fmt::Write as _;
+    let from = |key: &str| {
+        src.file
+            .get(key)
+            .cloned()
+            .or_else(|| src.layers.get(src.job.as_deref(), key).map(|v| v.place))
+            .unwrap_or_else(|| "built-in".into())
+    };
+    let e = &cfg.evidence;
+    let size =
+        |v: Option<u64>, none: &str| v.map(units::format_size).unwrap_or_else(|| none.into());
+    let rows: Vec<(&str, String)> = vec![
+        ("memory", size(cfg.memory, "none (monitor only)")),
+        ("swap", units::format_size(cfg.swap)),
+        ("warn", size(e.warn, "off")),
+        (
+            "evidence_dir",
+            match &e.dir {
+                Ok(d) => d.display().to_string(),
+                Err(why) => format!("none ({why})"),
+            },
+        ),
+        ("core", e.core.to_string()),
+        ("core_max", units::format_size(e.core_max)),
+        ("kill_after", units::format_duration(cfg.kill_after)),
+        ("sample_interval", units::format_duration(e.sample_interval)),
+        ("keep", e.keep.to_string()),
+        ("max_evidence_size", units::format_size(e.max_size)),
+        ("redact", e.redact.join(",")),
+        ("no_environ", (!e.environ).to_string()),
+        ("pyspy_locals", e.pyspy_locals.to_string()),
+        ("require_cgroup", cfg.require_cgroup.to_string()),
+        ("verbosity", format!("{:?}", cfg.verbosity).to_lowercase()),
+    ];
+    let mut o = String::new();
+    for (k, v) in rows {
+        let key = match k {
+            "verbosity" => "verbose",
+            "evidence_dir" if !src.file.contains_key("evidence_dir") => {
+                if src.layers.get(src.job.as_deref(), "no_evidence").is_some() {
+                    "no_evidence"
+                } else {
+                    k
+                }
+            }
+            other => other,
+        };
+        let _ = writeln!(o, "  {k:<18} {v:<28} {}", from(key));
+    }
+    o
 }
 
 /// The evidence options, validated.
 fn evidence_config(
     args: &WrapArgs,
-    m: &ArgMatches,
+    src: &Src,
     memory: Option<u64>,
 ) -> Result<EvidenceConfig, UsageError> {
     let size = |id: &str, flag: &str, env: &str, text: &str| -> Result<u64, UsageError> {
@@ -322,11 +485,11 @@ fn evidence_config(
             Ok(Size::Bytes(b)) => Ok(b),
             Ok(Size::Percent(_)) => Err(UsageError(format!(
                 "invalid {}: a percentage is not accepted here; give a size like 2G",
-                origin(m, id, flag, env, text)
+                origin(src, id, flag, env, text)
             ))),
             Err(e) => Err(UsageError(format!(
                 "invalid {}: {e}; expected {SIZE_FORMS}",
-                origin(m, id, flag, env, text)
+                origin(src, id, flag, env, text)
             ))),
         }
     };
@@ -335,7 +498,7 @@ fn evidence_config(
         (None, Some(mem)) => Some(Size::Percent(DEFAULT_WARN_PERCENT).resolve(mem)),
         (None, None) => None,
         (Some(t), mem) => {
-            let o = || origin(m, "warn", "--warn", "GUARD_WARN", t);
+            let o = || origin(src, "warn", "--warn", "GUARD_WARN", t);
             let bytes = match (units::parse_size(t), mem) {
                 (Ok(Size::Bytes(b)), _) => b,
                 (Ok(p @ Size::Percent(_)), Some(mem)) => p.resolve(mem),
@@ -382,7 +545,7 @@ fn evidence_config(
         Some(t) => {
             let o = || {
                 origin(
-                    m,
+                    src,
                     "sample_interval",
                     "--sample-interval",
                     "GUARD_SAMPLE_INTERVAL",
@@ -411,7 +574,7 @@ fn evidence_config(
             .ok_or_else(|| {
                 UsageError(format!(
                     "invalid {}: expected a whole number of bundles, 1 or more",
-                    origin(m, "keep", "--keep", "GUARD_KEEP", t)
+                    origin(src, "keep", "--keep", "GUARD_KEEP", t)
                 ))
             })?,
     };
@@ -426,15 +589,26 @@ fn evidence_config(
             if words.is_empty() {
                 return Err(UsageError(format!(
                     "invalid {}: expected comma-separated words like TOKEN,PASS",
-                    origin(m, "redact", "--redact", "GUARD_REDACT", t)
+                    origin(src, "redact", "--redact", "GUARD_REDACT", t)
                 )));
             }
             words
         }
     };
-    let no_evidence = args.no_evidence || env_flag("GUARD_NO_EVIDENCE")?;
+    let no_evidence = flag(src, args.no_evidence, "no_evidence", "GUARD_NO_EVIDENCE")?;
     let dir = if no_evidence {
-        Err("--no-evidence was given".to_string())
+        Err(if args.no_evidence {
+            "--no-evidence was given".to_string()
+        } else if std::env::var("GUARD_NO_EVIDENCE").is_ok_and(|v| !v.trim().is_empty()) {
+            "GUARD_NO_EVIDENCE is set".to_string()
+        } else {
+            let place = src
+                .layers
+                .get(src.job.as_deref(), "no_evidence")
+                .map(|v| v.place)
+                .unwrap_or_default();
+            format!("no_evidence = true ({place})")
+        })
     } else {
         match &args.evidence_dir {
             Some(d) if d.as_os_str().is_empty() => {
@@ -449,14 +623,14 @@ fn evidence_config(
     Ok(EvidenceConfig {
         dir,
         warn,
-        core: args.core || env_flag("GUARD_CORE")?,
+        core: flag(src, args.core, "core", "GUARD_CORE")?,
         core_max,
         sample_interval,
         keep,
         max_size,
         redact,
-        environ: !(args.no_environ || env_flag("GUARD_NO_ENVIRON")?),
-        pyspy_locals: args.pyspy_locals || env_flag("GUARD_PYSPY_LOCALS")?,
+        environ: !flag(src, args.no_environ, "no_environ", "GUARD_NO_ENVIRON")?,
+        pyspy_locals: flag(src, args.pyspy_locals, "pyspy_locals", "GUARD_PYSPY_LOCALS")?,
     })
 }
 

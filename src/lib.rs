@@ -3,6 +3,7 @@
 //! Module map (the data path runs top to bottom):
 //! - [`cli`]: the clap definition (flags, `GUARD_*` environment variables, subcommands).
 //! - [`config`]: flags + environment → validated [`config::WrapConfig`]; bad input → exit 125.
+//! - [`config_file`]: the TOML file (`[defaults]`, `[jobs.NAME]`), with `file:line:column` errors.
 //! - [`units`]: SIZE and DUR parsing and formatting.
 //! - [`exit`]: the exit-status table used by code, man page and tests.
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
@@ -15,6 +16,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod doctor;
 pub mod evidence;
 pub mod exit;
@@ -103,6 +105,21 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             return exit::GUARD_FAILED;
         }
     };
+    if parsed
+        .sub
+        .as_ref()
+        .is_some_and(|s| !matches!(s, cli::Sub::Run(_)))
+    {
+        // Commands that print (report, list, doctor, config check) end quietly when their
+        // reader goes away (`guard list | head`), as Unix tools do, instead of failing on EPIPE.
+        // SAFETY: SIG_DFL is a valid disposition, set before any thread exists.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     match parsed.sub {
         Some(cli::Sub::Doctor(d)) => {
             let r = doctor::report();
@@ -126,6 +143,15 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
         Some(cli::Sub::List(l)) => {
             init_logging(Verbosity::Normal);
             list_cmd(&l)
+        }
+        Some(cli::Sub::Config(cli::ConfigCmd::Check(c))) => {
+            init_logging(Verbosity::Normal);
+            let sub = matches
+                .subcommand_matches("config")
+                .and_then(|c| c.subcommand_matches("check"))
+                .cloned()
+                .unwrap_or_default();
+            config_check(&c, &sub)
         }
         Some(cli::Sub::Run(w)) => {
             let sub = matches
@@ -211,12 +237,15 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
 }
 
 fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
-    let cfg = match config::wrap_config(args, m, || {
-        let sys = cgroup::detect::Sys::live();
-        cgroup::detect::Layout::read(&sys)
-            .ok()
-            .and_then(|l| cgroup::detect::available_memory(&sys, &l))
-    }) {
+    let layers = match config_file::Layers::load(args.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            error_line(&e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    let (args, src) = config::apply_files(args, m, &layers);
+    let cfg = match config::wrap_config(&args, &src, available_memory) {
         Ok(c) => c,
         Err(e) => {
             error_line(&e.0);
@@ -231,4 +260,66 @@ fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
             f.status
         }
     }
+}
+
+/// The memory available to guard (for `N%` sizes).
+fn available_memory() -> Option<u64> {
+    let sys = cgroup::detect::Sys::live();
+    cgroup::detect::Layout::read(&sys)
+        .ok()
+        .and_then(|l| cgroup::detect::available_memory(&sys, &l))
+}
+
+/// `guard config check [FILE]`: validate, then print the effective settings of [defaults] and of
+/// every job, each with where it came from.
+fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
+    let files = config_file::locate(a.file.as_deref());
+    if files.is_empty() {
+        println!(
+            "no configuration file: neither /etc/guard/guard.toml nor the user's \
+             $XDG_CONFIG_HOME/guard/guard.toml (~/.config/guard/guard.toml) exists; built-in defaults apply"
+        );
+        return 0;
+    }
+    let layers = match config_file::Layers::load(a.file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            error_line(&e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    for f in &layers.files {
+        println!("{}: ok", f.path.display());
+    }
+    let mut jobs: Vec<Option<String>> = vec![None];
+    for f in &layers.files {
+        for j in f.job_names() {
+            if !jobs.contains(&Some(j.clone())) {
+                jobs.push(Some(j));
+            }
+        }
+    }
+    let mut status = 0;
+    for job in jobs {
+        let base = cli::WrapArgs {
+            name: job.clone(),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        let (args, src) = config::apply_files(&base, m, &layers);
+        match config::wrap_config(&args, &src, available_memory) {
+            Ok(cfg) => {
+                match &job {
+                    None => println!("\n[defaults] (and any job without a table of its own):"),
+                    Some(j) => println!("\n[jobs.{j}] (guard --name {j}):"),
+                }
+                print!("{}", config::describe(&cfg, &src));
+            }
+            Err(e) => {
+                error_line(&e.0);
+                status = exit::GUARD_FAILED;
+            }
+        }
+    }
+    status
 }

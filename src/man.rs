@@ -1,4 +1,4 @@
-//! The guard(1) man page, rendered from the clap definition plus the sections clap does not know
+//! The guard(1) man page (and guard.toml(5), from the config keys), rendered from the clap definition plus the sections clap does not know
 //! (exit status from `exit::TABLE`, enforcement modes, environment, signals). `man/guard.1` is this
 //! output, committed; `tests/docs.rs` fails when it is stale (regenerate: `GUARD_REGEN_MAN=1 cargo test --test docs`).
 
@@ -28,6 +28,46 @@ fn tagged(title: &str, rows: &[(&str, &str)]) -> Roff {
     r
 }
 
+/// guard.toml(5), rendered from `config_file::KEYS`.
+pub fn render_toml5() -> String {
+    let mut r = Roff::new();
+    r.control(
+        "TH",
+        [
+            "guard.toml",
+            "5",
+            "2026-11-27",
+            &format!("guard {}", env!("CARGO_PKG_VERSION")),
+            "guard manual",
+        ],
+    );
+    r.control("SH", ["NAME"]);
+    r.text([roman("guard.toml \\- configuration file for guard(1)")]);
+    r.control("SH", ["SYNOPSIS"]);
+    r.text([roman("/etc/guard/guard.toml, $XDG_CONFIG_HOME/guard/guard.toml (~/.config/guard/guard.toml), or the file given by --config FILE / GUARD_CONFIG.")]);
+    r.control("SH", ["DESCRIPTION"]);
+    r.text([roman("A TOML file with a [defaults] table and [jobs.NAME] tables. Every wrap option of guard(1) has a key of the same name with '-' written '_'. A job's table applies when guard runs with --name NAME (or GUARD_NAME=NAME).")]);
+    r.control("PP", []);
+    r.text([roman("Precedence, first found wins: the command line, the GUARD_* environment variables, the job's table, [defaults], guard's built-in defaults. Without --config guard reads the system file and the user's file, the user's winning; a job's table in either file beats [defaults] in both. --config FILE reads FILE alone; --config /dev/null reads no configuration at all.")]);
+    r.control("PP", []);
+    r.text([roman("An unknown key, a value of the wrong type, a bad value (a size that does not parse, a warning threshold above the cap) or a file that cannot be read is one line 'guard: error: FILE:LINE:COLUMN: ...' and exit status 125 before anything runs. guard config check [FILE] validates the file and prints the effective settings of [defaults] and of every job, each with the place it comes from.")]);
+    r.control("SH", ["KEYS"]);
+    for (key, ty, meaning) in crate::config_file::KEYS {
+        r.control("TP", []);
+        r.text([bold(*key), roman(" = "), italic(*ty)]);
+        r.text([roman(*meaning)]);
+    }
+    r.control("SH", ["VALUES"]);
+    r.text([roman("SIZE: a string with the units of guard(1) (\"512M\", \"2G\", \"1GiB\", \"500MB\", \"50%\") or an integer number of bytes. DUR: a string (\"500ms\", \"30s\", \"5m\", \"1h\") or an integer number of seconds. BOOL: true or false (a flag given on the command line or in the environment wins). N: a non-negative integer.")]);
+    r.control("SH", ["EXAMPLE"]);
+    r.control("nf", []);
+    r.text([roman(include_str!("../examples/guard.toml"))]);
+    r.control("fi", []);
+    r.control("SH", ["SEE ALSO"]);
+    r.text([roman("guard(1)")]);
+    r.to_roff()
+}
+
 /// Render the whole page.
 pub fn render() -> String {
     let cmd = crate::cli::command();
@@ -51,6 +91,7 @@ pub fn render() -> String {
                 ("guard run [OPTIONS] -- COMMAND [ARGS]...", "The same, spelled as a subcommand."),
                 ("guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]", "Explain an evidence bundle on one screen: job, command, when, limit, warning threshold, usage at the trigger and peak; how fast memory grew (MB/s overall and over the last 5 s before the trigger) and how long it took to get there; processes by PSS with their largest mappings (heap, anonymous, file); the Python stacks py-spy captured; each collector's status; the names of redacted variables. --json prints the same as JSON; --html FILE writes one self-contained page with an SVG plot of memory over time with the warning and cap lines. --latest takes the newest bundle in the evidence directory."),
                 ("guard list [--json] [--evidence-dir DIR]", "List bundles, newest first: capture time, job, trigger, capture kind, peak, path."),
+                ("guard config check [FILE]", "Validate the configuration (FILE, or the files guard would read) and print the effective settings of [defaults] and of every [jobs.NAME], each with the FILE:LINE:COLUMN it comes from (or built-in). Exit 125 with one line naming the place when something is wrong. See guard.toml(5)."),
                 ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it; then where evidence bundles would go (and whether guard can write there) and whether py-spy and gcore are on PATH. It creates and removes a probe cgroup where that touches no other process."),
             ],
         )
@@ -124,7 +165,7 @@ pub fn render() -> String {
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET", "Defaults for the options of the same name; the command line wins. Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET, GUARD_CONFIG", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

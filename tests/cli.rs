@@ -340,3 +340,31 @@ fn doctor_says_where_evidence_goes_and_which_collectors_exist() {
     assert_eq!(ev[0]["ok"], false, "{ev}");
     assert!(ev[0]["fix"].as_str().unwrap().contains("--evidence-dir"));
 }
+
+#[test]
+fn printing_commands_end_quietly_when_the_reader_goes_away() {
+    // `guard config check FILE | head -1`: no panic, no error line.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/guard.toml");
+    for args in [
+        vec![
+            "config".to_string(),
+            "check".into(),
+            example.display().to_string(),
+        ],
+        vec!["doctor".to_string()],
+    ] {
+        let mut child = guard_cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before guard writes
+        let o = wait_output_within(child, RUN_LIMIT, "guard");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -18,6 +18,30 @@ fn man_page_is_current() {
 }
 
 #[test]
+fn guard_toml_5_is_current_and_documents_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/guard.toml.5");
+    let rendered = guard::man::render_toml5();
+    if std::env::var("GUARD_REGEN_MAN").as_deref() == Ok("1") {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "man/guard.toml.5 is stale: run GUARD_REGEN_MAN=1 cargo test --test docs and commit it"
+    );
+    for (key, _, _) in guard::config_file::KEYS {
+        assert!(rendered.contains(*key), "guard.toml(5) lacks {key}");
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/guard.toml");
+    let f = guard::config_file::ConfigFile::load(&path).expect("examples/guard.toml parses");
+    assert!(f.job_names().contains(&"fix_images".to_string()));
+}
+
+#[test]
 fn man_page_documents_the_exit_table_and_every_option() {
     let page = guard::man::render();
     for row in guard::exit::TABLE {

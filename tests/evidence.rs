@@ -361,7 +361,9 @@ fn in_tiny_tmpfs(size: &str, guard_args: &str) -> (std::process::Output, String)
         g = guard().display()
     );
     let mut c = Command::new("unshare");
-    c.args(["-m", "sh", "-c", &script]).stdin(Stdio::null());
+    c.args(["-m", "sh", "-c", &script])
+        .env("GUARD_CONFIG", "/dev/null")
+        .stdin(Stdio::null());
     let o = c.bounded();
     let contents = stderr(&o)
         .lines()
@@ -411,6 +413,7 @@ fn read_only_evidence_dir_is_reported_at_start_and_at_the_kill() {
     );
     let o = Command::new("unshare")
         .args(["-m", "sh", "-c", &script])
+        .env("GUARD_CONFIG", "/dev/null")
         .stdin(Stdio::null())
         .bounded();
     let err = stderr(&o);
@@ -668,6 +671,7 @@ fn a_kernel_oom_kill_without_a_cap_leaves_a_post_mortem_bundle() {
     );
     let o = Command::new("sh")
         .args(["-c", &script])
+        .env("GUARD_CONFIG", "/dev/null")
         .stdin(Stdio::null())
         .bounded();
     let _ = std::fs::remove_dir(&parent);

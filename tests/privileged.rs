@@ -395,7 +395,7 @@ fn in_read_only_cgroupfs(guard_args: &str) -> std::process::Output {
 /// The same with environment assignments (`K=V ...`) for guard.
 fn in_read_only_cgroupfs_with(env: &str, guard_args: &str) -> std::process::Output {
     let script = format!(
-        "{} && exec env GUARD_EVIDENCE_DIR={} {env} {} {guard_args}",
+        "{} && exec env GUARD_CONFIG=/dev/null GUARD_EVIDENCE_DIR={} {env} {} {guard_args}",
         read_only_cgroupfs_prefix(),
         common::scratch_evidence_dir().display(),
         guard().display()

@@ -43,6 +43,9 @@ pub fn guard_cmd() -> Command {
     // Bundles of tests that do not look at them go to a scratch directory, not to the machine's
     // /var/lib/guard/evidence (tests that do look pass --evidence-dir).
     c.env("GUARD_EVIDENCE_DIR", scratch_evidence_dir());
+    // Nor the machine's or the developer's config files: an empty config (tests of the config
+    // files themselves remove this).
+    c.env("GUARD_CONFIG", "/dev/null");
     c
 }
 

@@ -1,0 +1,470 @@
+//! The TOML configuration file: `[defaults]` and `[jobs.<name>]` tables whose keys are the wrap
+//! options (`-` written `_`). Files: `--config FILE` (or `GUARD_CONFIG`) alone; otherwise
+//! `/etc/guard/guard.toml` and then the user's `$XDG_CONFIG_HOME/guard/guard.toml`
+//! (`~/.config/guard/guard.toml`), the user's file winning. Precedence for a setting: command
+//! line > `GUARD_*` environment > the job's table > `[defaults]` > built-in. Unknown keys and
+//! wrong types are errors that name `file:line:column`; values are checked by `config.rs`, which
+//! names the same place when a value is bad.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use toml::Value;
+
+/// Every key of a `[defaults]` / `[jobs.NAME]` table: name, value type, meaning (guard.toml(5) is
+/// rendered from this; a test checks it against the wrap options and the parser).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "memory",
+        "SIZE",
+        "Hard cap for the command and all its descendants (\"512M\", \"2G\", \"50%\", or bytes). Without it guard only monitors.",
+    ),
+    ("swap", "SIZE", "Swap allowed on top of memory (default 0)."),
+    (
+        "warn",
+        "SIZE|PCT",
+        "Early-warning threshold, a size or a percentage of memory (default \"80%\"); \"off\" disables it.",
+    ),
+    (
+        "evidence_dir",
+        "PATH",
+        "Where evidence bundles go (default /var/lib/guard/evidence as root, else $XDG_STATE_HOME/guard/evidence).",
+    ),
+    ("no_evidence", "BOOL", "Enforce only: no evidence bundles."),
+    (
+        "core",
+        "BOOL",
+        "Also write a core dump of the largest process (contains secrets).",
+    ),
+    (
+        "core_max",
+        "SIZE",
+        "Skip the core when the largest process is bigger than this (default \"4G\").",
+    ),
+    (
+        "kill_after",
+        "DUR",
+        "Grace period after a forwarded terminating signal before the whole job is killed (\"10s\", or seconds).",
+    ),
+    (
+        "sample_interval",
+        "DUR",
+        "Memory timeline sampling period (default \"100ms\").",
+    ),
+    (
+        "keep",
+        "N",
+        "Bundles kept in the evidence directory, oldest removed first (default 50).",
+    ),
+    (
+        "max_evidence_size",
+        "SIZE",
+        "Size the evidence directory is kept under (default \"1GiB\").",
+    ),
+    (
+        "redact",
+        "WORDS",
+        "Variables whose names contain one of these words are redacted: a list [\"TOKEN\", \"PASS\"] or one comma-separated string.",
+    ),
+    ("no_environ", "BOOL", "No environ files in bundles."),
+    (
+        "pyspy_locals",
+        "BOOL",
+        "Python stacks with local variables (may contain secrets).",
+    ),
+    (
+        "require_cgroup",
+        "BOOL",
+        "Exit 125 instead of falling back to poll mode when no cgroup can be used.",
+    ),
+    (
+        "quiet",
+        "BOOL",
+        "Only errors and the memory-kill line on stderr.",
+    ),
+    (
+        "verbose",
+        "0|1|2",
+        "More of guard's own messages (1: mode and cgroup; 2: debug).",
+    ),
+];
+
+/// One table of settings (`[defaults]` or `[jobs.NAME]`): raw values with their places.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    memory: Option<Spanned<Value>>,
+    swap: Option<Spanned<Value>>,
+    warn: Option<Spanned<Value>>,
+    evidence_dir: Option<Spanned<Value>>,
+    no_evidence: Option<Spanned<Value>>,
+    core: Option<Spanned<Value>>,
+    core_max: Option<Spanned<Value>>,
+    kill_after: Option<Spanned<Value>>,
+    sample_interval: Option<Spanned<Value>>,
+    keep: Option<Spanned<Value>>,
+    max_evidence_size: Option<Spanned<Value>>,
+    redact: Option<Spanned<Value>>,
+    no_environ: Option<Spanned<Value>>,
+    pyspy_locals: Option<Spanned<Value>>,
+    require_cgroup: Option<Spanned<Value>>,
+    quiet: Option<Spanned<Value>>,
+    verbose: Option<Spanned<Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShape {
+    #[serde(default)]
+    defaults: Table,
+    #[serde(default)]
+    jobs: BTreeMap<String, Table>,
+}
+
+/// What kind of value a key takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// SIZE: a string ("512M", "80%") or an integer number of bytes.
+    Size,
+    /// DUR: a string ("30s") or an integer number of seconds.
+    Duration,
+    Path,
+    Bool,
+    /// A whole number (keep, verbose).
+    Count,
+    /// A list of words or one comma-separated string.
+    Words,
+}
+
+/// A setting taken from a file: its value as the option would have it on the command line, and
+/// where it came from (`FILE:LINE:COLUMN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileValue {
+    pub text: String,
+    pub place: String,
+}
+
+/// A loaded, parsed file.
+#[derive(Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    source: String,
+    shape: FileShape,
+}
+
+/// `line:column` (1-based) of byte offset `at` in `src`.
+fn line_col(src: &str, at: usize) -> (usize, usize) {
+    let before = &src[..at.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl ConfigFile {
+    /// Read and parse `path`. The error is one line: `FILE:LINE:COL: what is wrong`.
+    pub fn load(path: &Path) -> Result<ConfigFile, String> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        Self::parse(path, source)
+    }
+
+    pub fn parse(path: &Path, source: String) -> Result<ConfigFile, String> {
+        let shape: FileShape = toml::from_str(&source).map_err(|e| {
+            let (l, c) = e.span().map_or((1, 1), |s| line_col(&source, s.start));
+            let msg = e.message().replace('\n', " ");
+            format!("{}:{l}:{c}: {msg}", path.display())
+        })?;
+        let f = ConfigFile {
+            path: path.to_path_buf(),
+            source,
+            shape,
+        };
+        f.check_types()?;
+        Ok(f)
+    }
+
+    fn place(&self, span: std::ops::Range<usize>) -> String {
+        let (l, c) = line_col(&self.source, span.start);
+        format!("{}:{l}:{c}", self.path.display())
+    }
+
+    fn tables(&self) -> impl Iterator<Item = (String, &Table)> {
+        std::iter::once(("[defaults]".to_string(), &self.shape.defaults)).chain(
+            self.shape
+                .jobs
+                .iter()
+                .map(|(n, t)| (format!("[jobs.{n}]"), t)),
+        )
+    }
+
+    /// Job names (the `[jobs.NAME]` tables), in order.
+    pub fn job_names(&self) -> Vec<String> {
+        self.shape.jobs.keys().cloned().collect()
+    }
+
+    /// Every value has the type its key takes; job names are valid.
+    fn check_types(&self) -> Result<(), String> {
+        for name in self.shape.jobs.keys() {
+            if let Err(e) = crate::config::validate_name(name) {
+                let at = self.source.find(&format!("jobs.{name}")).unwrap_or(0);
+                return Err(format!(
+                    "{}: invalid job name '{name}': {e}",
+                    self.place(at..at)
+                ));
+            }
+        }
+        for (_, t) in self.tables() {
+            for (key, kind, v) in t.entries() {
+                to_text(kind, v.get_ref())
+                    .map_err(|e| format!("{}: {key}: {e}", self.place(v.span())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of `key` in `[jobs.JOB]` (job given) or in `[defaults]` (None).
+    pub fn get(&self, job: Option<&str>, key: &str) -> Option<FileValue> {
+        let t = match job {
+            Some(j) => self.shape.jobs.get(j)?,
+            None => &self.shape.defaults,
+        };
+        let (_, kind, v) = t.entries().into_iter().find(|(k, _, _)| *k == key)?;
+        // Types were checked at load.
+        let text = to_text(kind, v.get_ref()).ok()?;
+        Some(FileValue {
+            text,
+            place: self.place(v.span()),
+        })
+    }
+}
+
+impl Table {
+    fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
+        use Kind::*;
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 17] = [
+            ("memory", Size, &self.memory),
+            ("swap", Size, &self.swap),
+            ("warn", Size, &self.warn),
+            ("evidence_dir", Path, &self.evidence_dir),
+            ("no_evidence", Bool, &self.no_evidence),
+            ("core", Bool, &self.core),
+            ("core_max", Size, &self.core_max),
+            ("kill_after", Duration, &self.kill_after),
+            ("sample_interval", Duration, &self.sample_interval),
+            ("keep", Count, &self.keep),
+            ("max_evidence_size", Size, &self.max_evidence_size),
+            ("redact", Words, &self.redact),
+            ("no_environ", Bool, &self.no_environ),
+            ("pyspy_locals", Bool, &self.pyspy_locals),
+            ("require_cgroup", Bool, &self.require_cgroup),
+            ("quiet", Bool, &self.quiet),
+            ("verbose", Count, &self.verbose),
+        ];
+        all.into_iter()
+            .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))
+            .collect()
+    }
+}
+
+/// A file value as the command line would spell it (booleans as "true"/"false").
+fn to_text(kind: Kind, v: &Value) -> Result<String, String> {
+    match (kind, v) {
+        (Kind::Size | Kind::Duration | Kind::Path | Kind::Words, Value::String(s)) => Ok(s.clone()),
+        (Kind::Size | Kind::Duration | Kind::Count, Value::Integer(i)) if *i >= 0 => {
+            Ok(i.to_string())
+        }
+        (Kind::Size | Kind::Duration | Kind::Count, Value::Integer(_)) => {
+            Err("must not be negative".into())
+        }
+        (Kind::Bool, Value::Boolean(b)) => Ok(b.to_string()),
+        (Kind::Words, Value::Array(a)) => a
+            .iter()
+            .map(|w| {
+                w.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "expected a list of strings".to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|w| w.join(",")),
+        (Kind::Size, other) => Err(format!(
+            "expected a size as a string (\"512M\", \"80%\") or an integer number of bytes, found {}",
+            other.type_str()
+        )),
+        (Kind::Duration, other) => Err(format!(
+            "expected a duration as a string (\"30s\") or an integer number of seconds, found {}",
+            other.type_str()
+        )),
+        (Kind::Path, other) => Err(format!(
+            "expected a path string, found {}",
+            other.type_str()
+        )),
+        (Kind::Bool, other) => Err(format!(
+            "expected true or false, found {}",
+            other.type_str()
+        )),
+        (Kind::Count, other) => Err(format!(
+            "expected a whole number, found {}",
+            other.type_str()
+        )),
+        (Kind::Words, other) => Err(format!(
+            "expected a list of strings like [\"TOKEN\", \"PASS\"], found {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// The files to read, most important first: `--config FILE` alone, else the user's file and
+/// then the system's (each only if it exists).
+pub fn locate(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    let mut v = Vec::new();
+    let user_dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".config"))
+        });
+    if let Some(d) = user_dir {
+        let p = d.join("guard/guard.toml");
+        if p.is_file() {
+            v.push(p);
+        }
+    }
+    let sys = PathBuf::from("/etc/guard/guard.toml");
+    if sys.is_file() {
+        v.push(sys);
+    }
+    v
+}
+
+/// The loaded files, most important first.
+#[derive(Debug, Default)]
+pub struct Layers {
+    pub files: Vec<ConfigFile>,
+}
+
+impl Layers {
+    pub fn load(explicit: Option<&Path>) -> Result<Layers, String> {
+        let files = locate(explicit)
+            .iter()
+            .map(|p| ConfigFile::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Layers { files })
+    }
+
+    /// `key` for `job`: the job's table in any file beats `[defaults]` in any file; between
+    /// files, the more important one wins.
+    pub fn get(&self, job: Option<&str>, key: &str) -> Option<FileValue> {
+        let from_job = job.and_then(|j| self.files.iter().find_map(|f| f.get(Some(j), key)));
+        from_job.or_else(|| self.files.iter().find_map(|f| f.get(None, key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<ConfigFile, String> {
+        ConfigFile::parse(Path::new("g.toml"), src.to_string())
+    }
+
+    #[test]
+    fn job_beats_defaults_and_places_are_named() {
+        let f = parse(
+            "[defaults]\nmemory = \"512M\"\nkeep = 10\n\n[jobs.fix_images]\nmemory = \"2G\"\nwarn = \"70%\"\n",
+        )
+        .unwrap();
+        let l = Layers { files: vec![f] };
+        assert_eq!(
+            l.get(Some("fix_images"), "memory"),
+            Some(FileValue {
+                text: "2G".into(),
+                place: "g.toml:6:10".into()
+            })
+        );
+        assert_eq!(l.get(None, "memory").unwrap().text, "512M");
+        assert_eq!(l.get(Some("other"), "memory").unwrap().text, "512M");
+        assert_eq!(l.get(Some("fix_images"), "keep").unwrap().text, "10");
+        assert_eq!(l.get(None, "warn"), None);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_place() {
+        let e = parse("[defaults]\nmemroy = \"1G\"\n").unwrap_err();
+        assert!(e.starts_with("g.toml:2:1: unknown field `memroy`"), "{e}");
+        let e = parse("[defaults]\nmemory = true\n").unwrap_err();
+        assert_eq!(
+            e,
+            "g.toml:2:10: memory: expected a size as a string (\"512M\", \"80%\") or an integer number of bytes, found boolean"
+        );
+        let e = parse("[jobs.x]\ncore = \"yes\"\n").unwrap_err();
+        assert!(
+            e.starts_with("g.toml:2:8: core: expected true or false"),
+            "{e}"
+        );
+        let e = parse("[defaults\nmemory = 1\n").unwrap_err();
+        assert!(e.starts_with("g.toml:1:"), "{e}");
+        let e = parse("[jobs.\"a/b\"]\nmemory = 1\n").unwrap_err();
+        assert!(e.contains("invalid job name 'a/b'"), "{e}");
+        let e = parse("[other]\n").unwrap_err();
+        assert!(e.contains("unknown field `other`"), "{e}");
+    }
+
+    #[test]
+    fn the_more_important_file_wins_but_a_job_beats_defaults() {
+        let user = parse("[defaults]\nmemory = \"1G\"\n").unwrap();
+        let system =
+            parse("[defaults]\nmemory = \"4G\"\nswap = \"1G\"\n[jobs.j]\nmemory = \"3G\"\n")
+                .unwrap();
+        let l = Layers {
+            files: vec![user, system],
+        };
+        assert_eq!(l.get(None, "memory").unwrap().text, "1G");
+        assert_eq!(l.get(None, "swap").unwrap().text, "1G");
+        assert_eq!(l.get(Some("j"), "memory").unwrap().text, "3G");
+    }
+
+    #[test]
+    fn every_key_is_documented_and_parsed() {
+        let t: Table = toml::from_str(
+            &KEYS
+                .iter()
+                .map(|(k, _, _)| format!("{k} = 1\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        assert_eq!(t.entries().len(), KEYS.len(), "parser and KEYS agree");
+        // Every wrap option has a key ('-' written '_'), except those that choose the file,
+        // the job and the command.
+        let cmd = crate::cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        for a in run.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "config" | "name" | "command" | "help" | "version") {
+                continue;
+            }
+            assert!(
+                KEYS.iter().any(|(k, _, _)| *k == id),
+                "no config key for --{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn lists_and_integers_become_option_text() {
+        let f = parse(
+            "[defaults]\nredact = [\"TOKEN\", \"PASS\"]\nkill_after = 30\nmemory = 1048576\n",
+        )
+        .unwrap();
+        let l = Layers { files: vec![f] };
+        assert_eq!(l.get(None, "redact").unwrap().text, "TOKEN,PASS");
+        assert_eq!(l.get(None, "kill_after").unwrap().text, "30");
+        assert_eq!(l.get(None, "memory").unwrap().text, "1048576");
+    }
+}
