@@ -148,6 +148,11 @@ pub struct WrapArgs {
     #[arg(long)]
     pub pyspy_locals: bool,
 
+    /// Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH
+    /// in the node_exporter textfile format; several jobs can share one file
+    #[arg(long, env = "GUARD_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+
     /// Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be
     /// created [env: GUARD_REQUIRE_CGROUP=1]
     #[arg(long)]

@@ -38,6 +38,7 @@ pub struct WrapConfig {
     pub verbosity: Verbosity,
     pub command: Vec<OsString>,
     pub evidence: EvidenceConfig,
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// What guard keeps as evidence, and where.
@@ -136,6 +137,7 @@ const VALUE_KEYS: &[&str] = &[
     "keep",
     "max_evidence_size",
     "redact",
+    "metrics_file",
 ];
 
 /// Fill the options neither the command line nor the environment set from the config files
@@ -164,6 +166,15 @@ pub fn apply_files<'a>(
             "keep" => &mut a.keep,
             "max_evidence_size" => &mut a.max_evidence_size,
             "redact" => &mut a.redact,
+            "metrics_file" => {
+                if a.metrics_file.is_none() {
+                    if let Some(v) = layers.get(job.as_deref(), key) {
+                        a.metrics_file = Some(PathBuf::from(&v.text));
+                        src.file.insert(key, v.place);
+                    }
+                }
+                continue;
+            }
             _ => {
                 if a.evidence_dir.is_none() {
                     if let Some(v) = layers.get(job.as_deref(), key) {
@@ -402,7 +413,17 @@ pub fn wrap_config(
         None => default_name(first),
     };
     let evidence = evidence_config(args, src, memory)?;
+    let metrics_file = match &args.metrics_file {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(UsageError(
+                "the metrics file is an empty string: give --metrics-file PATH".into(),
+            ));
+        }
+        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => None,
+    };
     Ok(WrapConfig {
+        metrics_file,
         evidence,
         memory,
         memory_text: args.memory.clone(),
@@ -455,6 +476,13 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
         ("pyspy_locals", e.pyspy_locals.to_string()),
         ("require_cgroup", cfg.require_cgroup.to_string()),
         ("verbosity", format!("{:?}", cfg.verbosity).to_lowercase()),
+        (
+            "metrics_file",
+            cfg.metrics_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+        ),
     ];
     let mut o = String::new();
     for (k, v) in rows {

@@ -88,6 +88,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "0|1|2",
         "More of guard's own messages (1: mode and cgroup; 2: debug).",
     ),
+    (
+        "metrics_file",
+        "PATH",
+        "Write the job's outcome to PATH in the node_exporter textfile format (several jobs can share one file).",
+    ),
 ];
 
 /// One table of settings (`[defaults]` or `[jobs.NAME]`): raw values with their places.
@@ -111,6 +116,7 @@ pub struct Table {
     require_cgroup: Option<Spanned<Value>>,
     quiet: Option<Spanned<Value>>,
     verbose: Option<Spanned<Value>>,
+    metrics_file: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,7 +248,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 17] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 18] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -260,6 +266,7 @@ impl Table {
             ("require_cgroup", Bool, &self.require_cgroup),
             ("quiet", Bool, &self.quiet),
             ("verbose", Count, &self.verbose),
+            ("metrics_file", Path, &self.metrics_file),
         ];
         all.into_iter()
             .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))

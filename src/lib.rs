@@ -10,6 +10,7 @@
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
+//! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`doctor`]: `guard doctor`.
 //! - [`man`]: the guard(1) man page, rendered from the CLI definition.
 
@@ -21,6 +22,7 @@ pub mod doctor;
 pub mod evidence;
 pub mod exit;
 pub mod man;
+pub mod metrics;
 pub mod report;
 pub mod supervise;
 pub mod units;

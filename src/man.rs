@@ -162,10 +162,17 @@ pub fn render() -> String {
         .to_roff(),
     );
     extra.push_str(
+        &section(
+            "METRICS",
+            &["--metrics-file PATH writes the job's outcome in the node_exporter textfile format (point node_exporter's --collector.textfile.directory at PATH's directory; PATH must end in .prom): guard_job_last_run_timestamp_seconds, guard_job_last_exit_code (guard's exit status), guard_job_duration_seconds, guard_job_peak_memory_bytes, guard_job_memory_limit_bytes (when capped) and the counter guard_job_memory_kills_total, each with the labels job and host. The file is replaced atomically (a temporary file, then rename) under a lock on PATH.lock, so several jobs can share it: each run rewrites its own series and keeps the others', and the kill counter carries over between runs. A metrics file that cannot be written is one warning line; the job's exit status never changes because of it."],
+        )
+        .to_roff(),
+    );
+    extra.push_str(
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET, GUARD_CONFIG", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET, GUARD_CONFIG, GUARD_METRICS_FILE", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

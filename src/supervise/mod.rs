@@ -167,7 +167,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         );
     }
 
-    let mut recorder = Recorder::new(cfg, &sys.proc, Instant::now());
+    let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
+    let mut recorder = Recorder::new(cfg, &sys.proc, started);
     let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds()) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
@@ -197,6 +199,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     enforcer.arm_events();
     crate::cgroup::cleanup_stale(&plan, &sys.proc);
     recorder.after_spawn(child);
+    if let Some(path) = &cfg.metrics_file {
+        if let Err(e) = crate::metrics::check(path) {
+            log::warn!(
+                "--metrics-file {}: {e}; the job runs, but its metrics will not be written",
+                path.display()
+            );
+        }
+    }
     let mut prepare_at = Some(Instant::now() + SENTINEL_AFTER);
     // The sentinel is forked only once the job has run for SENTINEL_AFTER: most of a short job's
     // cost would be this fork. Should guard be killed before that, the job still gets its
@@ -395,11 +405,12 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         ));
     }
     // Read only when something will report it (one file read less on a short job's path).
-    let peak = if memory_killed || bundle.is_some() {
+    let peak = if memory_killed || bundle.is_some() || cfg.metrics_file.is_some() {
         held_peak.or_else(|| enforcer.peak())
     } else {
         None
     };
+    let metrics_peak = peak.or_else(|| recorder.timeline.max_job_bytes());
     if memory_killed {
         enforcer.kill_all();
     } else {
@@ -434,25 +445,47 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         Ok(p) => format!("evidence: {}", p.display()),
         Err(why) => format!("no evidence: {why}"),
     };
-    if memory_killed {
+    let status = if memory_killed {
         let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
         eprintln!(
             "guard: {} (pid {child}) exceeded its memory limit {limit_text} (peak {peak}); killed; {evidence_text}",
             cfg.name
         );
-        return Ok(exit::MEMORY_KILL);
+        exit::MEMORY_KILL
+    } else {
+        if kernel_oom {
+            eprintln!(
+                "guard: {} (pid {child}) was killed by the kernel's OOM killer (not by guard's cap); {evidence_text}",
+                cfg.name
+            );
+        }
+        match ended {
+            Some(Ended::Code(c)) => exit::from_child(Some(c), None),
+            Some(Ended::Signal(s)) => exit::from_child(None, Some(s)),
+            None => exit::GUARD_FAILED,
+        }
+    };
+    if let Some(path) = &cfg.metrics_file {
+        let outcome = crate::metrics::Outcome {
+            job: cfg.name.clone(),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            started_unix: started_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            duration_s: started.elapsed().as_secs_f64(),
+            exit_code: status,
+            peak_bytes: metrics_peak,
+            limit_bytes: cfg.memory,
+            memory_killed,
+        };
+        if let Err(e) = crate::metrics::write(path, &outcome) {
+            log::warn!("metrics not written: {e}; the job's result is unchanged");
+        }
     }
-    if kernel_oom {
-        eprintln!(
-            "guard: {} (pid {child}) was killed by the kernel's OOM killer (not by guard's cap); {evidence_text}",
-            cfg.name
-        );
-    }
-    Ok(match ended {
-        Some(Ended::Code(c)) => exit::from_child(Some(c), None),
-        Some(Ended::Signal(s)) => exit::from_child(None, Some(s)),
-        None => exit::GUARD_FAILED,
-    })
+    Ok(status)
 }
 
 /// Keep guard (and the sentinel forked next) working while a job is held at its cap and the host

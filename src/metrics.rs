@@ -1,0 +1,317 @@
+//! `--metrics-file PATH`: the job's outcome in the node_exporter textfile format, written
+//! atomically (a temporary file in the same directory, then rename) under an exclusive lock on
+//! `PATH.lock`, so several jobs can share one file: each run replaces its own job's series
+//! (labels `job`, `host`) and keeps every other job's. `guard_job_memory_kills_total` is carried
+//! over from the previous file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// One run's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub job: String,
+    pub host: String,
+    pub started_unix: f64,
+    pub duration_s: f64,
+    pub exit_code: i32,
+    pub peak_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
+    pub memory_killed: bool,
+}
+
+const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "guard_job_last_run_timestamp_seconds",
+        "gauge",
+        "When the job's last run under guard started (Unix time).",
+    ),
+    (
+        "guard_job_last_exit_code",
+        "gauge",
+        "guard's exit status for the job's last run (137: killed for exceeding its memory limit).",
+    ),
+    (
+        "guard_job_duration_seconds",
+        "gauge",
+        "How long the job's last run took.",
+    ),
+    (
+        "guard_job_peak_memory_bytes",
+        "gauge",
+        "The job's peak memory in its last run (cgroup peak, or sampled RSS in poll mode).",
+    ),
+    (
+        "guard_job_memory_limit_bytes",
+        "gauge",
+        "The job's memory limit in its last run.",
+    ),
+    (
+        "guard_job_memory_kills_total",
+        "counter",
+        "Runs guard killed for exceeding the memory limit.",
+    ),
+];
+
+/// `name{job="..",host=".."}` → value, for every series in a file this module wrote.
+type Series = BTreeMap<(String, String, String), String>;
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some('n') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parse the series lines of a file written by `render` (comments and foreign lines skipped).
+fn parse(text: &str) -> Series {
+    let mut s = Series::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let mut job = None;
+        let mut host = None;
+        // labels: job="...",host="..." (values escaped, no unescaped quotes inside)
+        let mut rest = labels;
+        while let Some((k, after)) = rest.split_once("=\"") {
+            let mut end = None;
+            let bytes = after.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if bytes[i] == b'"' {
+                    end = Some(i);
+                    break;
+                }
+                i += 1;
+            }
+            let Some(e) = end else { break };
+            let v = unescape(&after[..e]);
+            match k.trim_start_matches(',') {
+                "job" => job = Some(v),
+                "host" => host = Some(v),
+                _ => {}
+            }
+            rest = &after[e + 1..];
+        }
+        if let (Some(j), Some(h)) = (job, host) {
+            s.insert((name.to_string(), j, h), value.trim().to_string());
+        }
+    }
+    s
+}
+
+fn render(s: &Series) -> String {
+    let mut o = String::new();
+    for (name, ty, help) in METRICS {
+        let rows: Vec<_> = s.iter().filter(|((n, _, _), _)| n == name).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {ty}");
+        for ((_, job, host), v) in rows {
+            let _ = writeln!(
+                o,
+                "{name}{{job=\"{}\",host=\"{}\"}} {v}",
+                escape(job),
+                escape(host)
+            );
+        }
+    }
+    o
+}
+
+/// Update `s` with this run.
+fn update(s: &mut Series, r: &Outcome) {
+    let key = |n: &str| (n.to_string(), r.job.clone(), r.host.clone());
+    let kills: u64 = s
+        .get(&key("guard_job_memory_kills_total"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        + u64::from(r.memory_killed);
+    s.insert(
+        key("guard_job_last_run_timestamp_seconds"),
+        format!("{:.3}", r.started_unix),
+    );
+    s.insert(key("guard_job_last_exit_code"), r.exit_code.to_string());
+    s.insert(
+        key("guard_job_duration_seconds"),
+        format!("{:.3}", r.duration_s),
+    );
+    match r.peak_bytes {
+        Some(p) => s.insert(key("guard_job_peak_memory_bytes"), p.to_string()),
+        None => s.remove(&key("guard_job_peak_memory_bytes")),
+    };
+    match r.limit_bytes {
+        Some(l) => s.insert(key("guard_job_memory_limit_bytes"), l.to_string()),
+        None => s.remove(&key("guard_job_memory_limit_bytes")),
+    };
+    s.insert(key("guard_job_memory_kills_total"), kills.to_string());
+}
+
+/// Check at start that the metrics file can be written (its directory exists and is writable).
+pub fn check(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!("the directory {} does not exist", dir.display()));
+    }
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| format!("{} is not writable: {}", dir.display(), e.desc()))
+}
+
+/// Write this run into `path`: lock, read, update, write a temporary file, rename.
+pub fn write(path: &Path, r: &Outcome) -> Result<(), String> {
+    let err = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .open(&lock_path)
+        .map_err(|e| err("cannot open", &lock_path, e))?;
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {}: {}", lock_path.display(), e.desc()))?;
+    let mut series = match std::fs::read_to_string(path) {
+        Ok(t) => parse(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Series::new(),
+        Err(e) => return Err(err("cannot read", path, e)),
+    };
+    update(&mut series, r);
+    let tmp = PathBuf::from(format!("{}.tmp.{}", path.display(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(render(&series).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    drop(lock);
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err("cannot write", path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(job: &str, code: i32, killed: bool) -> Outcome {
+        Outcome {
+            job: job.into(),
+            host: "h1".into(),
+            started_unix: 1_795_000_000.5,
+            duration_s: 2.25,
+            exit_code: code,
+            peak_bytes: Some(100),
+            limit_bytes: Some(200),
+            memory_killed: killed,
+        }
+    }
+
+    #[test]
+    fn jobs_share_a_file_and_kills_accumulate() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("guard.prom");
+        write(&p, &run("a", 137, true)).unwrap();
+        write(&p, &run("b", 0, false)).unwrap();
+        write(&p, &run("a", 137, true)).unwrap();
+        write(&p, &run("a", 0, false)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("guard_job_memory_kills_total{job=\"a\",host=\"h1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("guard_job_memory_kills_total{job=\"b\",host=\"h1\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("guard_job_last_exit_code{job=\"a\",host=\"h1\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "guard_job_last_run_timestamp_seconds{job=\"b\",host=\"h1\"} 1795000000.500\n"
+        ));
+        assert!(text.contains("# TYPE guard_job_memory_kills_total counter\n"));
+        assert_eq!(
+            text.matches("# TYPE guard_job_duration_seconds gauge")
+                .count(),
+            1
+        );
+        // no temporary file left
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}"); // the file and its lock
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        let mut s = Series::new();
+        s.insert(
+            (
+                "guard_job_last_exit_code".into(),
+                "we\"ird\\job".into(),
+                "h".into(),
+            ),
+            "1".into(),
+        );
+        assert_eq!(parse(&render(&s)), s);
+    }
+
+    #[test]
+    fn check_names_the_problem() {
+        assert!(
+            check(Path::new("/nonexistent/dir/x.prom"))
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        let d = tempfile::tempdir().unwrap();
+        assert!(check(&d.path().join("x.prom")).is_ok());
+    }
+}
