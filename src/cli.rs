@@ -148,6 +148,13 @@ pub struct WrapArgs {
     #[arg(long)]
     pub pyspy_locals: bool,
 
+    /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
+    /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
+    /// file:/path. Repeatable; added to the [[alerts]] of the config file
+    /// [env: GUARD_ALERT, space-separated]
+    #[arg(long = "alert", value_name = "KIND:TARGET", action = clap::ArgAction::Append)]
+    pub alert: Vec<String>,
+
     /// Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH
     /// in the node_exporter textfile format; several jobs can share one file
     #[arg(long, env = "GUARD_METRICS_FILE", value_name = "PATH")]

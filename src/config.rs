@@ -39,6 +39,7 @@ pub struct WrapConfig {
     pub command: Vec<OsString>,
     pub evidence: EvidenceConfig,
     pub metrics_file: Option<PathBuf>,
+    pub alerts: Vec<crate::alert::Sink>,
 }
 
 /// What guard keeps as evidence, and where.
@@ -422,7 +423,36 @@ pub fn wrap_config(
         Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         None => None,
     };
+    let mut alerts: Vec<crate::alert::Sink> =
+        src.layers.alerts().into_iter().map(|(s, _)| s).collect();
+    let mut specs: Vec<(String, String)> = args
+        .alert
+        .iter()
+        .map(|a| {
+            (
+                a.clone(),
+                format!("--alert '{}'", crate::alert::spec::redact_url(a)),
+            )
+        })
+        .collect();
+    if args.alert.is_empty() {
+        if let Ok(v) = std::env::var("GUARD_ALERT") {
+            specs.extend(v.split_whitespace().map(|a| {
+                (
+                    a.to_string(),
+                    format!("GUARD_ALERT='{}'", crate::alert::spec::redact_url(a)),
+                )
+            }));
+        }
+    }
+    for (spec, shown) in specs {
+        alerts.push(
+            crate::alert::Sink::from_cli(&spec)
+                .map_err(|e| UsageError(format!("invalid {shown}: {e}")))?,
+        );
+    }
     Ok(WrapConfig {
+        alerts,
         metrics_file,
         evidence,
         memory,

@@ -126,6 +126,21 @@ struct FileShape {
     defaults: Table,
     #[serde(default)]
     jobs: BTreeMap<String, Table>,
+    #[serde(default)]
+    alerts: Vec<Spanned<AlertTable>>,
+}
+
+/// One `[[alerts]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertTable {
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    events: Option<Spanned<Vec<String>>>,
+    headers: Option<Spanned<BTreeMap<String, String>>>,
+    timeout: Option<Spanned<Value>>,
 }
 
 /// What kind of value a key takes.
@@ -178,7 +193,11 @@ impl ConfigFile {
     pub fn parse(path: &Path, source: String) -> Result<ConfigFile, String> {
         let shape: FileShape = toml::from_str(&source).map_err(|e| {
             let (l, c) = e.span().map_or((1, 1), |s| line_col(&source, s.start));
-            let msg = e.message().replace('\n', " ");
+            let mut msg = e.message().replace('\n', " ");
+            let line = source.lines().nth(l.saturating_sub(1)).unwrap_or("").trim();
+            if line == "[alerts]" {
+                msg.push_str(" (write [[alerts]]: each sink is one [[alerts]] table)");
+            }
             format!("{}:{l}:{c}: {msg}", path.display())
         })?;
         let f = ConfigFile {
@@ -187,7 +206,80 @@ impl ConfigFile {
             shape,
         };
         f.check_types()?;
+        f.alerts()?;
         Ok(f)
+    }
+
+    /// The `[[alerts]]` sinks, validated; errors name the key's place.
+    pub fn alerts(&self) -> Result<Vec<(crate::alert::Sink, String)>, String> {
+        use crate::alert::spec::{Sink, SinkKind};
+        let mut out = Vec::new();
+        for a in &self.shape.alerts {
+            let t = a.get_ref();
+            let at = |span: std::ops::Range<usize>, e: String| format!("{}: {e}", self.place(span));
+            let kind = SinkKind::parse(t.kind.get_ref()).map_err(|e| at(t.kind.span(), e))?;
+            let table_place = self.place(a.span());
+            let (target, args, span) = match kind {
+                SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
+                    let u = t.url.as_ref().ok_or_else(|| {
+                        at(
+                            a.span(),
+                            format!("alerts: kind = \"{}\" needs url = \"...\"", kind.name()),
+                        )
+                    })?;
+                    (u.get_ref().clone(), Vec::new(), u.span())
+                }
+                SinkKind::Exec => {
+                    let c = t.command.as_ref().ok_or_else(|| {
+                        at(a.span(), "alerts: kind = \"exec\" needs command = [\"/abs/program\", \"arg\", ...]".into())
+                    })?;
+                    let mut v = c.get_ref().clone();
+                    if v.is_empty() {
+                        return Err(at(c.span(), "alerts: command is empty".into()));
+                    }
+                    let prog = v.remove(0);
+                    (prog, v, c.span())
+                }
+                SinkKind::Log => match &t.target {
+                    Some(tg) => (tg.get_ref().clone(), Vec::new(), tg.span()),
+                    None => ("stderr".to_string(), Vec::new(), a.span()),
+                },
+            };
+            let timeout = match &t.timeout {
+                None => None,
+                Some(v) => {
+                    let text = to_text(Kind::Duration, v.get_ref())
+                        .map_err(|e| at(v.span(), format!("alerts: timeout: {e}")))?;
+                    Some(
+                        crate::units::parse_duration(&text)
+                            .map_err(|e| at(v.span(), format!("alerts: timeout '{text}': {e}")))?,
+                    )
+                }
+            };
+            let events = t.events.as_ref().map(|e| e.get_ref().clone());
+            let headers: Vec<(String, String)> = t
+                .headers
+                .as_ref()
+                .map(|h| {
+                    h.get_ref()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let sink = Sink::new(kind, &target, args, events, headers, timeout).map_err(|e| {
+                let span = match (
+                    &t.events,
+                    e.starts_with("unknown event") || e.starts_with("events"),
+                ) {
+                    (Some(ev), true) => ev.span(),
+                    _ => span.clone(),
+                };
+                at(span, format!("alerts: {e}"))
+            })?;
+            out.push((sink, table_place));
+        }
+        Ok(out)
     }
 
     fn place(&self, span: std::ops::Range<usize>) -> String {
@@ -365,6 +457,16 @@ impl Layers {
         Ok(Layers { files })
     }
 
+    /// The alert sinks of the most important file that has `[[alerts]]` (files are not merged:
+    /// a user's list replaces the system's), each with its table's place.
+    pub fn alerts(&self) -> Vec<(crate::alert::Sink, String)> {
+        self.files
+            .iter()
+            .map(|f| f.alerts().unwrap_or_default())
+            .find(|a| !a.is_empty())
+            .unwrap_or_default()
+    }
+
     /// `key` for `job`: the job's table in any file beats `[defaults]` in any file; between
     /// files, the more important one wins.
     pub fn get(&self, job: Option<&str>, key: &str) -> Option<FileValue> {
@@ -453,7 +555,11 @@ mod tests {
         let run = cmd.find_subcommand("run").unwrap();
         for a in run.get_arguments() {
             let id = a.get_id().as_str();
-            if matches!(id, "config" | "name" | "command" | "help" | "version") {
+            // --alert's key is the [[alerts]] array of tables.
+            if matches!(
+                id,
+                "config" | "name" | "command" | "help" | "version" | "alert"
+            ) {
                 continue;
             }
             assert!(

@@ -10,10 +10,12 @@
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
+//! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`doctor`]: `guard doctor`.
 //! - [`man`]: the guard(1) man page, rendered from the CLI definition.
 
+pub mod alert;
 pub mod cgroup;
 pub mod cli;
 pub mod config;
@@ -292,6 +294,20 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
     };
     for f in &layers.files {
         println!("{}: ok", f.path.display());
+    }
+    let alerts = layers.alerts();
+    if alerts.is_empty() {
+        println!("\nalerts: none (add [[alerts]] tables, or --alert KIND:TARGET)");
+    } else {
+        println!("\nalerts (every job):");
+        for (sink, place) in &alerts {
+            println!(
+                "  {:<44} events {}; timeout {}   {place}",
+                sink.label(),
+                sink.events.join(","),
+                units::format_duration(sink.timeout)
+            );
+        }
     }
     let mut jobs: Vec<Option<String>> = vec![None];
     for f in &layers.files {

@@ -57,6 +57,45 @@ pub fn render_toml5() -> String {
         r.text([bold(*key), roman(" = "), italic(*ty)]);
         r.text([roman(*meaning)]);
     }
+    r.control("SH", ["ALERTS"]);
+    r.text([roman("Each [[alerts]] table is one sink (see ALERTS in guard(1)); they apply to every job. Without --config the alerts of the user's file replace the system's (the lists are not merged). --alert on the command line adds to them.")]);
+    for (key, ty, meaning) in [
+        (
+            "kind",
+            "STRING",
+            "webhook, slack, alertmanager, exec or log.",
+        ),
+        (
+            "url",
+            "STRING",
+            "For webhook and slack the URL to post to; for alertmanager its base URL (guard posts to URL/api/v2/alerts). May be env:NAME or file:/path.",
+        ),
+        (
+            "command",
+            "ARRAY",
+            "For exec: an absolute program path and its arguments, run without a shell.",
+        ),
+        (
+            "target",
+            "STRING",
+            "For log: stderr (the default) or syslog.",
+        ),
+        (
+            "events",
+            "ARRAY",
+            "The events this sink gets: memory-limit, warning, kernel-oom, failed, timeout, drill (default: all but failed).",
+        ),
+        (
+            "headers",
+            "TABLE",
+            "Extra HTTP headers, e.g. { Authorization = \"env:HOOK_TOKEN\" }; values may be env:NAME or file:/path.",
+        ),
+        ("timeout", "DUR", "Per attempt (default \"5s\")."),
+    ] {
+        r.control("TP", []);
+        r.text([bold(key), roman(" = "), italic(ty)]);
+        r.text([roman(meaning)]);
+    }
     r.control("SH", ["VALUES"]);
     r.text([roman("SIZE: a string with the units of guard(1) (\"512M\", \"2G\", \"1GiB\", \"500MB\", \"50%\") or an integer number of bytes. DUR: a string (\"500ms\", \"30s\", \"5m\", \"1h\") or an integer number of seconds. BOOL: true or false (a flag given on the command line or in the environment wins). N: a non-negative integer.")]);
     r.control("SH", ["EXAMPLE"]);
@@ -163,6 +202,17 @@ pub fn render() -> String {
     );
     extra.push_str(
         &section(
+            "ALERTS",
+            &[
+                "Events: memory-limit (guard killed the job at its cap), warning (the early-warning threshold), kernel-oom (the kernel's OOM killer killed the job), failed (a non-zero exit or a signal; opt-in), timeout and drill (later). Each event goes to every sink that wants it: --alert KIND:TARGET (repeatable; GUARD_ALERT takes several separated by spaces) and the [[alerts]] tables of the config file (guard.toml(5)). A sink wants every event but failed unless its events say otherwise.",
+                "webhook:URL posts a JSON body: event, job, host, pid, command, limit_bytes, peak_bytes, trigger, capture, bundle, summary (one paragraph), exit_code, guard_version, time. slack:URL posts an incoming-webhook message (text and blocks). alertmanager:URL posts to URL/api/v2/alerts with the labels alertname (GuardMemoryLimit, GuardMemoryWarning, GuardKernelOOM, GuardJobFailed, GuardTimeout, GuardDrill), job, instance (the host name) and severity (critical, or warning for warnings and drills, which end by themselves after 15 minutes), and the annotations summary and bundle. exec:/abs/program runs the program without a shell with GUARD_EVENT, GUARD_JOB, GUARD_PID, GUARD_BUNDLE, GUARD_LIMIT_BYTES, GUARD_PEAK_BYTES, GUARD_HOST and GUARD_SUMMARY in its environment. log:stderr writes one logfmt line 'guard: alert event=... job=... ...' to stderr, log:syslog the same to syslog.",
+                "URLs and header values may be written env:NAME or file:/path: they are read when an alert is sent and never printed (messages show a URL's scheme, host and port only). Delivery happens after the kill (warnings: on a thread of their own while the job runs): it never delays enforcement. All sinks are tried in parallel; each attempt is bounded by the sink's timeout (default 5s); connection errors, timeouts, HTTP 429 and 5xx are retried after 0.5 s and 1 s, at most 3 attempts; exec and log are tried once. Each result (sink, status, attempts, ms, detail) goes into the bundle's manifest (alerts) and summary; a failed delivery is one warning line and never changes the exit status.",
+            ],
+        )
+        .to_roff(),
+    );
+    extra.push_str(
+        &section(
             "METRICS",
             &["--metrics-file PATH writes the job's outcome in the node_exporter textfile format (point node_exporter's --collector.textfile.directory at PATH's directory; PATH must end in .prom): guard_job_last_run_timestamp_seconds, guard_job_last_exit_code (guard's exit status), guard_job_duration_seconds, guard_job_peak_memory_bytes, guard_job_memory_limit_bytes (when capped) and the counter guard_job_memory_kills_total, each with the labels job and host. The file is replaced atomically (a temporary file, then rename) under a lock on PATH.lock, so several jobs can share it: each run rewrites its own series and keeps the others', and the kill counter carries over between runs. A metrics file that cannot be written is one warning line; the job's exit status never changes because of it."],
         )
@@ -172,7 +222,7 @@ pub fn render() -> String {
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET, GUARD_CONFIG, GUARD_METRICS_FILE", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_QUIET, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

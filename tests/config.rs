@@ -147,7 +147,18 @@ fn bad_files_stop_guard_before_anything_runs() {
         ("[defaults]\nmemory = \"12X\"\n", "memory = '12X' ("),
         ("[defaults]\nwarn = \"90%\"\n", "warn = '90%' ("),
         ("[defaults]\nverbose = 7\n", "verbose = 7 ("),
-        ("[alerts]\n", "unknown field `alerts`"),
+        (
+            "[alerts]\n",
+            ":1:1: invalid type: map, expected a sequence (write [[alerts]]",
+        ),
+        (
+            "[[alerts]]\nkind = \"pager\"\n",
+            ":2:8: unknown alert kind 'pager'",
+        ),
+        (
+            "[[alerts]]\nkind = \"webhook\"\n",
+            "alerts: kind = \"webhook\" needs url",
+        ),
     ];
     for (text, needle) in cases {
         let f = write(d.path(), "bad.toml", text);

@@ -63,6 +63,16 @@ impl Helper {
         args: &[S],
         timeout: Duration,
     ) -> Result<Helper, Ran> {
+        Self::start_env(program, args, &[], timeout)
+    }
+
+    /// The same, with extra environment variables.
+    pub fn start_env<S: AsRef<OsStr>>(
+        program: &Path,
+        args: &[S],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Helper, Ran> {
         let t0 = Instant::now();
         let failed = |detail: String| Ran {
             status: "failed",
@@ -81,6 +91,7 @@ impl Helper {
         };
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdio(&out))
             .stderr(stdio(&err))
@@ -156,6 +167,19 @@ impl Helper {
 /// Run `program args` with stdin closed and output captured, killed after `timeout`.
 pub fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], timeout: Duration) -> Ran {
     match Helper::start(program, args, timeout) {
+        Ok(h) => h.finish(),
+        Err(ran) => ran,
+    }
+}
+
+/// `run_bounded` with extra environment variables.
+pub fn run_bounded_env<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Ran {
+    match Helper::start_env(program, args, env, timeout) {
         Ok(h) => h.finish(),
         Err(ran) => ran,
     }

@@ -45,6 +45,9 @@ pub struct Manifest {
     pub trigger_after_ms: Option<u64>,
     #[serde(default)]
     pub kernel_counters: BTreeMap<String, u64>,
+    /// Added: each alert sink's delivery (sink, status, attempts, ms, detail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alert::Delivery>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

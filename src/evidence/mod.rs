@@ -369,6 +369,7 @@ impl Recorder {
             held: occ.held,
             trigger_after_ms: Some(self.timeline.now_ms()),
             kernel_counters: counters,
+            alerts: Vec::new(),
         })
     }
 
@@ -505,4 +506,34 @@ impl Recorder {
             _ => false,
         }
     }
+}
+
+/// Record the alert deliveries in a finished bundle: manifest.json (and summary.txt) rewritten
+/// through a temporary file and a rename, so a reader sees the old or the new one, never half.
+pub fn record_alerts(bundle: &Path, deliveries: &[crate::alert::Delivery]) -> Result<(), String> {
+    let mpath = bundle.join("manifest.json");
+    let mut m: Manifest = std::fs::read(&mpath)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot read {}: {e}", mpath.display()))?;
+    m.alerts = deliveries.to_vec();
+    let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = bundle.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        std::fs::rename(&tmp, bundle.join(name))
+    };
+    let json = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
+    write("manifest.json", &json).map_err(|e| format!("cannot update {}: {e}", mpath.display()))?;
+    if let Ok(r) = crate::report::Report::load(bundle) {
+        let _ = write("summary.txt", crate::report::text(&r).as_bytes());
+    }
+    Ok(())
 }

@@ -310,6 +310,16 @@ pub fn text(r: &Report) -> String {
     if let Some(c) = m.timings.capture_ms {
         let _ = writeln!(o, "  (capture took {c:.1} ms)");
     }
+    if !m.alerts.is_empty() {
+        let _ = writeln!(o, "\nalerts:");
+        for a in &m.alerts {
+            let _ = writeln!(
+                o,
+                "  {:<40} {:<7} {} attempt(s), {:.0} ms  {}",
+                a.sink, a.status, a.attempts, a.ms, a.detail
+            );
+        }
+    }
     if !m.kernel_counters.is_empty() {
         let kc: Vec<String> = m
             .kernel_counters

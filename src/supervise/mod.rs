@@ -7,6 +7,7 @@ pub mod sentinel;
 pub mod signals;
 pub mod spawn;
 
+use crate::alert;
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
 use crate::cgroup::{Enforcer, Limits};
 use crate::config::WrapConfig;
@@ -219,6 +220,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let mut memory_killed = false;
     let mut bundle: Option<Result<evidence::Pending, String>> = None;
     let mut held_peak: Option<u64> = None;
+    let mut pending_alerts: Vec<PendingAlert> = Vec::new();
     let mut kill_deadline: Option<Instant> = None;
     let mut recheck_until: Option<Instant> = None;
     let poll_cap = match &enforcer {
@@ -355,7 +357,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                     ));
                 }
                 (Some(u), _) if recorder.enabled() && recorder.warn_due(u, &enforcer) => {
-                    warn_capture(cfg, &enforcer, &mut recorder, child, u);
+                    warn_capture(cfg, &enforcer, &mut recorder, child, u, &mut pending_alerts);
                 }
                 _ => {}
             }
@@ -465,6 +467,26 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             None => exit::GUARD_FAILED,
         }
     };
+    // Tell people: the event this run ended with (its bundle named), then the warnings still
+    // on their way. All after the kill: delivery never delays enforcement.
+    let bundle_path = evidence.as_ref().ok().map(|p| p.as_path());
+    let ending = if memory_killed {
+        Some("memory-limit")
+    } else if kernel_oom {
+        Some("kernel-oom")
+    } else if status != 0 {
+        Some("failed")
+    } else {
+        None
+    };
+    if let Some(name) = ending {
+        let ev = alert_event(cfg, child, name, bundle_path, peak, Some(status));
+        send_alert(cfg, &ev, bundle_path);
+    }
+    for p in pending_alerts {
+        let results = p.handle.join().unwrap_or_default();
+        finish_alert(&p.event, p.bundle.as_deref(), &results);
+    }
     if let Some(path) = &cfg.metrics_file {
         let outcome = crate::metrics::Outcome {
             job: cfg.name.clone(),
@@ -579,6 +601,7 @@ fn warn_capture(
     recorder: &mut Recorder,
     child: i32,
     usage: u64,
+    alerts: &mut Vec<PendingAlert>,
 ) {
     let occ = Occasion {
         trigger: Trigger::Warning,
@@ -594,7 +617,7 @@ fn warn_capture(
         .memory
         .map(|m| format!(" of its {} limit", format_size(m)))
         .unwrap_or_default();
-    match r {
+    match &r {
         Ok(p) => log::warn!(
             "{} (pid {child}) uses {}{of_cap}, past its warning threshold {}; evidence: {}",
             cfg.name,
@@ -607,6 +630,84 @@ fn warn_capture(
             cfg.name,
             format_size(usage)
         ),
+    }
+    // The job keeps running and guard keeps watching it: the warning is delivered on a thread
+    // of its own, joined (bounded by the sinks' timeouts) when the job is over.
+    if cfg.alerts.iter().any(|s| s.wants("warning")) {
+        let bundle = r.ok();
+        let ev = alert_event(cfg, child, "warning", bundle.as_deref(), Some(usage), None);
+        let sinks = cfg.alerts.clone();
+        let ev2 = ev.clone();
+        let handle = std::thread::spawn(move || alert::deliver(&sinks, &ev2));
+        alerts.push(PendingAlert {
+            event: ev,
+            bundle,
+            handle,
+        });
+    }
+}
+
+/// A warning alert on its way.
+struct PendingAlert {
+    event: alert::Event,
+    bundle: Option<std::path::PathBuf>,
+    handle: std::thread::JoinHandle<Vec<alert::Delivery>>,
+}
+
+/// The event the alert sinks get.
+fn alert_event(
+    cfg: &WrapConfig,
+    child: i32,
+    event: &str,
+    bundle: Option<&std::path::Path>,
+    peak: Option<u64>,
+    exit_code: Option<i32>,
+) -> alert::Event {
+    let m = bundle
+        .and_then(|b| crate::report::Report::load(b).ok())
+        .map(|r| r.manifest);
+    let mut ev = alert::Event {
+        event: event.to_string(),
+        job: cfg.name.clone(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pid: child,
+        command: m.as_ref().map(|m| m.command.clone()).unwrap_or_else(|| {
+            cfg.command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        }),
+        limit_bytes: cfg.memory,
+        peak_bytes: peak.or(m.as_ref().and_then(|m| m.peak_bytes)),
+        trigger: m.as_ref().map(|m| m.trigger.clone()),
+        capture: m.as_ref().map(|m| m.capture.clone()),
+        bundle: bundle.map(|b| b.display().to_string()),
+        summary: String::new(),
+        exit_code,
+        guard_version: env!("CARGO_PKG_VERSION").into(),
+        time: crate::evidence::manifest::rfc3339(std::time::SystemTime::now()),
+    };
+    ev.summary = alert::sinks::summary(&ev);
+    ev
+}
+
+/// Deliver `ev` now (the job is over), record the results in its bundle, say what failed.
+fn send_alert(cfg: &WrapConfig, ev: &alert::Event, bundle: Option<&std::path::Path>) {
+    if !cfg.alerts.iter().any(|s| s.wants(&ev.event)) {
+        return;
+    }
+    let results = alert::deliver(&cfg.alerts, ev);
+    finish_alert(ev, bundle, &results);
+}
+
+fn finish_alert(ev: &alert::Event, bundle: Option<&std::path::Path>, results: &[alert::Delivery]) {
+    alert::report_failures(results, ev);
+    if let Some(b) = bundle {
+        if let Err(e) = crate::evidence::record_alerts(b, results) {
+            log::warn!("{e}");
+        }
     }
 }
 

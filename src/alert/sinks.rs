@@ -1,0 +1,300 @@
+//! One attempt at one sink. HTTP sinks use ureq (rustls for HTTPS) with the sink's timeout for
+//! the whole request; 2xx is success, 429 / 5xx / connection and timeout errors are retriable,
+//! other statuses are final. exec runs an absolute program without a shell, the event in its
+//! environment; log writes one logfmt line to stderr or to syslog.
+
+use super::spec::{Secret, Sink, SinkKind};
+use super::{AttemptError, Event};
+use crate::units::format_size;
+use serde_json::json;
+
+/// Send `ev` to `s` once.
+pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
+    match s.kind {
+        SinkKind::Webhook => post(s, &s.target, serde_json::to_value(ev).unwrap_or_default()),
+        SinkKind::Slack => post(s, &s.target, slack_body(ev)),
+        SinkKind::Alertmanager => {
+            let base = s.target.resolve().map_err(AttemptError::Final)?;
+            let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+            post(s, &Secret::Plain(url), alertmanager_body(ev))
+        }
+        SinkKind::Exec => exec(s, ev),
+        SinkKind::Log => {
+            log_line(s, ev);
+            Ok(())
+        }
+    }
+}
+
+fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
+    let url = url.resolve().map_err(AttemptError::Final)?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(s.timeout)
+        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut req = agent.post(&url).set("Content-Type", "application/json");
+    for (k, v) in &s.headers {
+        let v = v
+            .resolve()
+            .map_err(|e| AttemptError::Final(format!("header {k}: {e}")))?;
+        req = req.set(k, &v);
+    }
+    match req.send_string(&body.to_string()) {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => {
+            Err(AttemptError::Retriable(format!("HTTP {code}")))
+        }
+        Err(ureq::Error::Status(code, _)) => Err(AttemptError::Final(format!("HTTP {code}"))),
+        Err(ureq::Error::Transport(t)) => Err(AttemptError::Retriable(
+            // the transport error may quote the URL: keep secrets out of messages
+            t.kind().to_string(),
+        )),
+    }
+}
+
+fn size(v: Option<u64>) -> String {
+    v.map(format_size).unwrap_or_else(|| "unknown".into())
+}
+
+/// The one-paragraph summary every sink carries.
+pub fn summary(ev: &Event) -> String {
+    let what = match ev.event.as_str() {
+        "memory-limit" => format!(
+            "{} exceeded its memory limit {} (peak {}) and was killed",
+            ev.job,
+            size(ev.limit_bytes),
+            size(ev.peak_bytes)
+        ),
+        "warning" => format!(
+            "{} crossed its early-warning threshold (peak so far {} of a {} limit); it keeps running",
+            ev.job,
+            size(ev.peak_bytes),
+            size(ev.limit_bytes)
+        ),
+        "kernel-oom" => format!("{} was killed by the kernel's OOM killer", ev.job),
+        "failed" => format!(
+            "{} failed (exit status {})",
+            ev.job,
+            ev.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "?".into())
+        ),
+        "timeout" => format!("{} exceeded its time limit and was killed", ev.job),
+        _ => format!(
+            "guard drill for {}: this is a test of the alert path",
+            ev.job
+        ),
+    };
+    let bundle = ev
+        .bundle
+        .as_deref()
+        .map(|b| format!(" Evidence: {b} (guard report {b})."))
+        .unwrap_or_default();
+    format!(
+        "{what} on {} (pid {}, command: {}).{bundle}",
+        ev.host,
+        ev.pid,
+        ev.command.join(" ")
+    )
+}
+
+fn slack_body(ev: &Event) -> serde_json::Value {
+    let title = match ev.event.as_str() {
+        "memory-limit" => format!(":rotating_light: {} killed at its memory limit", ev.job),
+        "warning" => format!(":warning: {} near its memory limit", ev.job),
+        "kernel-oom" => format!(
+            ":rotating_light: {} killed by the kernel OOM killer",
+            ev.job
+        ),
+        "failed" => format!(":x: {} failed", ev.job),
+        "timeout" => format!(":hourglass: {} timed out", ev.job),
+        _ => format!(":test_tube: guard drill for {}", ev.job),
+    };
+    let mut context = vec![format!("host *{}*", ev.host), format!("pid {}", ev.pid)];
+    if let Some(l) = ev.limit_bytes {
+        context.push(format!("limit {}", format_size(l)));
+    }
+    if let Some(p) = ev.peak_bytes {
+        context.push(format!("peak {}", format_size(p)));
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": ev.summary}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context.join(" · ")}]}),
+    ];
+    if let Some(b) = &ev.bundle {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}`\nRun `guard report {b}` on {}", ev.host)}}));
+    }
+    json!({"text": format!("{title}: {}", ev.summary), "blocks": blocks})
+}
+
+fn alertmanager_body(ev: &Event) -> serde_json::Value {
+    let now = std::time::SystemTime::now();
+    let mut alert = json!({
+        "labels": {
+            "alertname": ev.alertname(),
+            "job": ev.job,
+            "instance": ev.host,
+            "severity": ev.severity(),
+        },
+        "annotations": {
+            "summary": ev.summary,
+        },
+        "startsAt": humantime::format_rfc3339_millis(now).to_string(),
+    });
+    if let Some(b) = &ev.bundle {
+        alert["annotations"]["bundle"] = json!(b);
+    }
+    // A warning is a moment, not a state: it resolves itself.
+    if ev.event == "warning" || ev.event == "drill" {
+        alert["endsAt"] = json!(
+            humantime::format_rfc3339_millis(now + std::time::Duration::from_secs(15 * 60))
+                .to_string()
+        );
+    }
+    json!([alert])
+}
+
+fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
+    let program = s.target.resolve().map_err(AttemptError::Final)?;
+    let env: Vec<(String, String)> = vec![
+        ("GUARD_EVENT".into(), ev.event.clone()),
+        ("GUARD_JOB".into(), ev.job.clone()),
+        ("GUARD_PID".into(), ev.pid.to_string()),
+        ("GUARD_BUNDLE".into(), ev.bundle.clone().unwrap_or_default()),
+        (
+            "GUARD_LIMIT_BYTES".into(),
+            ev.limit_bytes.map(|v| v.to_string()).unwrap_or_default(),
+        ),
+        (
+            "GUARD_PEAK_BYTES".into(),
+            ev.peak_bytes.map(|v| v.to_string()).unwrap_or_default(),
+        ),
+        ("GUARD_HOST".into(), ev.host.clone()),
+        ("GUARD_SUMMARY".into(), ev.summary.clone()),
+    ];
+    let ran = crate::evidence::collectors::run_bounded_env(
+        std::path::Path::new(&program),
+        &s.args,
+        &env,
+        s.timeout,
+    );
+    match ran.status {
+        "ok" => Ok(()),
+        _ => Err(AttemptError::Final(ran.detail)),
+    }
+}
+
+fn logfmt_value(v: &str) -> String {
+    if v.is_empty() || v.contains([' ', '"', '=']) {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// `event=... job=... host=... pid=... limit_bytes=... peak_bytes=... bundle=... summary="..."`
+pub fn logfmt(ev: &Event) -> String {
+    let mut parts = vec![
+        ("event", ev.event.clone()),
+        ("job", ev.job.clone()),
+        ("host", ev.host.clone()),
+        ("pid", ev.pid.to_string()),
+    ];
+    if let Some(l) = ev.limit_bytes {
+        parts.push(("limit_bytes", l.to_string()));
+    }
+    if let Some(p) = ev.peak_bytes {
+        parts.push(("peak_bytes", p.to_string()));
+    }
+    if let Some(b) = &ev.bundle {
+        parts.push(("bundle", b.clone()));
+    }
+    parts.push(("summary", ev.summary.clone()));
+    parts
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", logfmt_value(&v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn log_line(s: &Sink, ev: &Event) {
+    let line = logfmt(ev);
+    match &s.target {
+        Secret::Plain(t) if t == "syslog" => {
+            let msg = std::ffi::CString::new(format!("guard: {line}")).unwrap_or_default();
+            let ident = c"guard";
+            let priority = if ev.severity() == "critical" {
+                libc::LOG_CRIT
+            } else {
+                libc::LOG_WARNING
+            };
+            // SAFETY: the C strings live across the calls; "%s" with one string argument.
+            unsafe {
+                libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_USER);
+                libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr());
+                libc::closelog();
+            }
+        }
+        _ => eprintln!("guard: alert {line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev() -> Event {
+        let mut e = Event {
+            event: "memory-limit".into(),
+            job: "fix_images".into(),
+            host: "web1".into(),
+            pid: 42,
+            command: vec!["python".into(), "manage.py".into()],
+            limit_bytes: Some(2 << 30),
+            peak_bytes: Some(2 << 30),
+            bundle: Some("/var/lib/guard/evidence/x".into()),
+            guard_version: "0.1.0".into(),
+            ..Default::default()
+        };
+        e.summary = summary(&e);
+        e
+    }
+
+    #[test]
+    fn bodies() {
+        let e = ev();
+        assert!(
+            e.summary
+                .starts_with("fix_images exceeded its memory limit 2 GiB"),
+            "{}",
+            e.summary
+        );
+        let am = alertmanager_body(&e);
+        assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryLimit");
+        assert_eq!(am[0]["labels"]["severity"], "critical");
+        assert_eq!(am[0]["labels"]["instance"], "web1");
+        assert!(am[0].get("endsAt").is_none());
+        let sl = slack_body(&e);
+        assert!(sl["text"].as_str().unwrap().contains("fix_images"));
+        assert!(sl["blocks"].as_array().unwrap().len() >= 3);
+        let l = logfmt(&e);
+        assert!(
+            l.starts_with(
+                "event=memory-limit job=fix_images host=web1 pid=42 limit_bytes=2147483648"
+            ),
+            "{l}"
+        );
+        assert!(l.contains("summary=\"fix_images exceeded"), "{l}");
+    }
+
+    #[test]
+    fn warnings_resolve_themselves() {
+        let mut e = ev();
+        e.event = "warning".into();
+        let am = alertmanager_body(&e);
+        assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryWarning");
+        assert_eq!(am[0]["labels"]["severity"], "warning");
+        assert!(am[0]["endsAt"].is_string());
+    }
+}

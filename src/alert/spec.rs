@@ -1,0 +1,288 @@
+//! Sink specifications: from `--alert KIND:TARGET` (split at the first colon) and from
+//! `[[alerts]]` tables, validated up front so that a typo is exit 125 before anything runs.
+//! Values that are secrets — URLs (a Slack webhook URL is a credential) and header values — may
+//! be written `env:NAME` or `file:/path`; they are resolved only when an alert is sent, and a
+//! sink's label never shows more of a URL than its scheme, host and port.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    Webhook,
+    Slack,
+    Alertmanager,
+    Exec,
+    Log,
+}
+
+impl SinkKind {
+    pub fn parse(s: &str) -> Result<SinkKind, String> {
+        Ok(match s {
+            "webhook" => SinkKind::Webhook,
+            "slack" => SinkKind::Slack,
+            "alertmanager" => SinkKind::Alertmanager,
+            "exec" => SinkKind::Exec,
+            "log" => SinkKind::Log,
+            other => {
+                return Err(format!(
+                    "unknown alert kind '{other}': expected webhook, slack, alertmanager, exec or log"
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Webhook => "webhook",
+            SinkKind::Slack => "slack",
+            SinkKind::Alertmanager => "alertmanager",
+            SinkKind::Exec => "exec",
+            SinkKind::Log => "log",
+        }
+    }
+}
+
+/// A value that may be a secret: as written, or from an environment variable or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Plain(String),
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn parse(s: &str) -> Secret {
+        if let Some(n) = s.strip_prefix("env:") {
+            Secret::Env(n.to_string())
+        } else if let Some(p) = s.strip_prefix("file:") {
+            Secret::File(PathBuf::from(p))
+        } else {
+            Secret::Plain(s.to_string())
+        }
+    }
+
+    /// The value (read now; a file's trailing newline is dropped).
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            Secret::Plain(s) => Ok(s.clone()),
+            Secret::Env(n) => {
+                std::env::var(n).map_err(|_| format!("the environment variable {n} is not set"))
+            }
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        }
+    }
+
+    /// How to show it: never the value of a secret.
+    pub fn shown(&self) -> String {
+        match self {
+            Secret::Plain(s) => redact_url(s),
+            Secret::Env(n) => format!("env:{n}"),
+            Secret::File(p) => format!("file:{}", p.display()),
+        }
+    }
+}
+
+/// `scheme://host:port/…`: the path and query of a URL can be a credential (Slack, tokens).
+pub fn redact_url(u: &str) -> String {
+    match u.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            let host = host.rsplit('@').next().unwrap_or(host); // user:pass@ too
+            if rest.len() > host.len() {
+                format!("{scheme}://{host}/…")
+            } else {
+                format!("{scheme}://{host}")
+            }
+        }
+        None => u.to_string(),
+    }
+}
+
+/// A validated sink.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub kind: SinkKind,
+    /// URL (webhook, slack, alertmanager), program (exec), or "stderr" / "syslog" (log).
+    pub target: Secret,
+    /// Extra arguments for exec.
+    pub args: Vec<String>,
+    pub events: Vec<String>,
+    pub headers: Vec<(String, Secret)>,
+    pub timeout: Duration,
+}
+
+/// Events a sink gets when it names none: all but `failed` (opt-in).
+pub fn default_events() -> Vec<String> {
+    super::EVENTS
+        .iter()
+        .filter(|e| **e != "failed")
+        .map(|e| e.to_string())
+        .collect()
+}
+
+impl Sink {
+    /// Validate a sink. `target` is the URL / program / log destination as written.
+    pub fn new(
+        kind: SinkKind,
+        target: &str,
+        args: Vec<String>,
+        events: Option<Vec<String>>,
+        headers: Vec<(String, String)>,
+        timeout: Option<Duration>,
+    ) -> Result<Sink, String> {
+        let target_secret = Secret::parse(target);
+        match kind {
+            SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
+                if let Secret::Plain(u) = &target_secret {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(format!(
+                            "{} needs an http:// or https:// URL (or env:NAME / file:/path holding one), not '{}'",
+                            kind.name(),
+                            redact_url(u)
+                        ));
+                    }
+                }
+            }
+            SinkKind::Exec => {
+                if !target.starts_with('/') {
+                    return Err(format!(
+                        "exec needs an absolute program path (it runs without a shell), not '{target}'"
+                    ));
+                }
+            }
+            SinkKind::Log => {
+                if !matches!(target, "stderr" | "syslog") {
+                    return Err(format!("log goes to stderr or syslog, not '{target}'"));
+                }
+            }
+        }
+        let events = match events {
+            None => default_events(),
+            Some(v) => {
+                if let Some(bad) = v.iter().find(|e| !super::EVENTS.contains(&e.as_str())) {
+                    return Err(format!(
+                        "unknown event '{bad}': expected {}",
+                        super::EVENTS.join(", ")
+                    ));
+                }
+                if v.is_empty() {
+                    return Err("events is empty: name at least one event".into());
+                }
+                v
+            }
+        };
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err("timeout must be more than 0".into());
+        }
+        Ok(Sink {
+            kind,
+            target: target_secret,
+            args,
+            events,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k, Secret::parse(&v)))
+                .collect(),
+            timeout: timeout.unwrap_or(super::DEFAULT_TIMEOUT),
+        })
+    }
+
+    /// `--alert KIND:TARGET`.
+    pub fn from_cli(spec: &str) -> Result<Sink, String> {
+        let Some((kind, target)) = spec.split_once(':') else {
+            return Err(format!(
+                "'{}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog)",
+                redact_url(spec)
+            ));
+        };
+        Sink::new(
+            SinkKind::parse(kind)?,
+            target,
+            Vec::new(),
+            None,
+            Vec::new(),
+            None,
+        )
+    }
+
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+
+    /// For messages and the manifest: kind and where, without secrets.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind.name(), self.target.shown())
+    }
+
+    /// HTTP sinks retry; exec and log do not.
+    pub fn retries(&self) -> bool {
+        matches!(
+            self.kind,
+            SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_specs() {
+        let s = Sink::from_cli("alertmanager:http://127.0.0.1:9093").unwrap();
+        assert_eq!(s.kind, SinkKind::Alertmanager);
+        assert!(!s.wants("failed") && s.wants("memory-limit") && s.wants("warning"));
+        let s = Sink::from_cli("slack:https://hooks.slack.com/services/T0/B0/secret").unwrap();
+        assert_eq!(s.label(), "slack https://hooks.slack.com/…");
+        let s = Sink::from_cli("webhook:env:HOOK_URL").unwrap();
+        assert_eq!(s.target, Secret::Env("HOOK_URL".into()));
+        assert_eq!(s.label(), "webhook env:HOOK_URL");
+        assert!(Sink::from_cli("exec:/usr/local/bin/page").is_ok());
+        assert!(Sink::from_cli("log:syslog").is_ok());
+        for bad in [
+            "exec:page",
+            "log:file",
+            "pager:x",
+            "webhook:ftp://x",
+            "nocolon",
+        ] {
+            assert!(Sink::from_cli(bad).is_err(), "{bad}");
+        }
+        assert_eq!(redact_url("https://u:p@h:1/x?y"), "https://h:1/…");
+    }
+
+    #[test]
+    fn events_are_checked() {
+        let e = Sink::new(
+            SinkKind::Log,
+            "stderr",
+            vec![],
+            Some(vec!["oom".into()]),
+            vec![],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown event 'oom'"), "{e}");
+    }
+
+    #[test]
+    fn secrets_resolve_late() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tok");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(
+            Secret::parse(&format!("file:{}", f.display()))
+                .resolve()
+                .unwrap(),
+            "s3cret"
+        );
+        assert!(
+            Secret::parse("env:GUARD_TEST_SURELY_UNSET_VAR")
+                .resolve()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! Alert sinks against real components on loopback: a local HTTP receiver (webhook and Slack
+//! bodies, custom headers, a 500, a slow endpoint), a dead endpoint, an exec hook, and a real
+//! Alertmanager (Debian package `prometheus-alertmanager`, installed by scripts/test) that lists
+//! guard's alert through its own API. Delivery is bounded in time and never changes guard's exit
+//! status.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A tiny HTTP server: answers every request with `status` after `delay`, records it.
+struct Receiver {
+    port: u16,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Receiver {
+    fn start(status: u16, delay: Duration) -> Receiver {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let s3 = s2.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if r.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.push((k.trim().to_string(), v.trim().to_string()));
+                        }
+                    }
+                    let len = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    let _ = r.read_exact(&mut body);
+                    s3.lock().unwrap().push(Request {
+                        path,
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    std::thread::sleep(delay);
+                    let mut c = conn;
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                });
+            }
+        });
+        Receiver { port, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("guard.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn webhook_and_slack_get_the_documented_bodies_with_headers() {
+    let r = Receiver::start(200, Duration::ZERO);
+    let d = tempfile::tempdir().unwrap();
+    let token = d.path().join("token");
+    std::fs::write(&token, "Bearer t0k3n\n").unwrap();
+    let f = config(
+        d.path(),
+        &format!(
+            r#"[[alerts]]
+kind = "webhook"
+url = "{}"
+events = ["failed"]
+headers = {{ Authorization = "file:{}", X-Team = "env:GUARD_TEST_TEAM" }}
+
+[[alerts]]
+kind = "slack"
+url = "env:GUARD_TEST_SLACK_URL"
+events = ["failed"]
+"#,
+            r.url("/hook"),
+            token.display()
+        ),
+    );
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .env("GUARD_TEST_TEAM", "ops")
+        .env("GUARD_TEST_SLACK_URL", r.url("/slack"))
+        .args(["--name", "nightly", "--", "sh", "-c", "exit 3"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "every delivery worked: {}", stderr(&o));
+    let reqs = r.requests();
+    let hook = reqs
+        .iter()
+        .find(|q| q.path == "/hook")
+        .expect("webhook request");
+    assert_eq!(hook.header("Authorization"), Some("Bearer t0k3n"));
+    assert_eq!(hook.header("X-Team"), Some("ops"));
+    assert!(hook.header("User-Agent").unwrap().starts_with("guard/"));
+    let b = hook.json();
+    for k in [
+        "event",
+        "job",
+        "host",
+        "pid",
+        "command",
+        "limit_bytes",
+        "peak_bytes",
+        "trigger",
+        "capture",
+        "bundle",
+        "summary",
+        "guard_version",
+    ] {
+        assert!(b.get(k).is_some(), "webhook body lacks {k}: {b}");
+    }
+    assert_eq!(b["event"], "failed");
+    assert_eq!(b["job"], "nightly");
+    assert_eq!(b["exit_code"], 3);
+    let slack = reqs
+        .iter()
+        .find(|q| q.path == "/slack")
+        .expect("slack request")
+        .json();
+    assert!(
+        slack["text"].as_str().unwrap().contains("nightly"),
+        "{slack}"
+    );
+    assert_eq!(slack["blocks"][0]["type"], "header");
+}
+
+#[test]
+fn failed_deliveries_are_bounded_retried_and_change_nothing() {
+    let five = Receiver::start(500, Duration::ZERO);
+    let slow = Receiver::start(200, Duration::from_secs(5));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed when dropped
+    let d = tempfile::tempdir().unwrap();
+    let f = config(
+        d.path(),
+        &format!(
+            r#"[[alerts]]
+kind = "webhook"
+url = "{}"
+events = ["failed"]
+timeout = "1s"
+
+[[alerts]]
+kind = "webhook"
+url = "{}"
+events = ["failed"]
+timeout = "1s"
+
+[[alerts]]
+kind = "webhook"
+url = "http://127.0.0.1:{dead}/x"
+events = ["failed"]
+timeout = "1s"
+"#,
+            five.url("/500"),
+            slow.url("/slow")
+        ),
+    );
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .args(["--name", "j", "--", "sh", "-c", "exit 4"])
+        .bounded();
+    let took = t0.elapsed();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    // 3 attempts of at most 1 s each plus 0.5 + 1 s of backoff, all sinks in parallel
+    assert!(took < Duration::from_secs(9), "took {took:?}");
+    assert_eq!(five.requests().len(), 3, "500 is retried: 3 attempts");
+    assert_eq!(slow.requests().len(), 3, "a timeout is retried: 3 attempts");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("could not send"))
+        .collect();
+    assert_eq!(warnings.len(), 3, "one line per failed sink: {err}");
+    assert!(warnings.iter().any(|l| l.contains("HTTP 500")), "{err}");
+    assert!(
+        warnings.iter().all(|l| l.contains("after 3 attempt(s)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_4xx_is_not_retried() {
+    let r = Receiver::start(404, Duration::ZERO);
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", "/dev/null")
+        .args(["--alert", &format!("webhook:{}", r.url("/nope"))])
+        .args(["--config", "/dev/null", "--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        r.requests().is_empty(),
+        "exit 0 sends nothing: 'failed' is opt-in"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let f = config(
+        d.path(),
+        &format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nevents = [\"failed\"]\n",
+            r.url("/nope")
+        ),
+    );
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .args(["--", "false"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(r.requests().len(), 1, "a 404 is final");
+    assert!(stderr(&o).contains("HTTP 404"), "{}", stderr(&o));
+}
+
+#[test]
+fn exec_hook_gets_the_event_in_its_environment_and_bad_alerts_are_125() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("env.txt");
+    let hook = d.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nenv | grep ^GUARD_ > {}\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = config(
+        d.path(),
+        &format!(
+            "[[alerts]]\nkind = \"exec\"\ncommand = [\"{}\"]\nevents = [\"failed\"]\n",
+            hook.display()
+        ),
+    );
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .args(["--name", "hooked", "--", "sh", "-c", "exit 9"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    let env = std::fs::read_to_string(&out).unwrap();
+    for k in [
+        "GUARD_EVENT=failed",
+        "GUARD_JOB=hooked",
+        "GUARD_PID=",
+        "GUARD_BUNDLE=",
+        "GUARD_LIMIT_BYTES=",
+        "GUARD_PEAK_BYTES=",
+        "GUARD_HOST=",
+    ] {
+        assert!(env.contains(k), "{k} missing: {env}");
+    }
+    for (args, needle) in [
+        (vec!["--alert", "pager:x"], "unknown alert kind 'pager'"),
+        (
+            vec!["--alert", "exec:relative/hook"],
+            "absolute program path",
+        ),
+        (vec!["--alert", "webhook:ftp://x"], "http:// or https://"),
+    ] {
+        let o = guard_cmd().args(&args).args(["--", "true"]).bounded();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    let f = config(
+        d.path(),
+        "[[alerts]]\nkind = \"webhook\"\nevents = [\"oom\"]\nurl = \"http://x\"\n",
+    );
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .args(["--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("guard.toml:3:10: alerts: unknown event 'oom'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_memory_kill_alert_names_the_bundle_and_lands_in_the_manifest() {
+    if !privileged("a_memory_kill_alert_names_the_bundle_and_lands_in_the_manifest") {
+        return;
+    }
+    let r = Receiver::start(200, Duration::ZERO);
+    let ev = tempfile::tempdir().unwrap();
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args([
+            "--alert",
+            &format!("webhook:{}", r.url("/hook")),
+            "--warn",
+            "off",
+            "-m",
+            "48M",
+            "--",
+        ])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = err
+        .lines()
+        .find_map(|l| l.split_once("; evidence: ").map(|x| x.1.to_string()))
+        .expect(&err);
+    let body = r.requests().first().expect("an alert").json();
+    assert_eq!(body["event"], "memory-limit");
+    assert_eq!(body["bundle"], b.as_str());
+    assert_eq!(body["capture"], "pre-kill");
+    assert_eq!(body["limit_bytes"], 48u64 << 20);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&b).join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["alerts"][0]["status"], "ok", "{m}");
+    assert_eq!(m["alerts"][0]["attempts"], 1);
+    let summary = std::fs::read_to_string(Path::new(&b).join("summary.txt")).unwrap();
+    assert!(summary.contains("alerts:"), "{summary}");
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn a_real_alertmanager_lists_guards_alert() {
+    let test = "a_real_alertmanager_lists_guards_alert";
+    let am = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|n| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
+        });
+    let Some(am) = am else {
+        gate(
+            test,
+            Some("prometheus-alertmanager is not installed".into()),
+            "GUARD_TEST_REQUIRE_TOOLS",
+        );
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("am.yml"),
+        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(am)
+        .arg(format!(
+            "--config.file={}",
+            d.path().join("am.yml").display()
+        ))
+        .arg(format!(
+            "--storage.path={}",
+            d.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = wait_until(Duration::from_secs(20), || {
+        http_get(port, "/-/ready")
+            .is_some_and(|b| b.starts_with("HTTP/1.0 200") || b.starts_with("HTTP/1.1 200"))
+    });
+    let f = config(
+        d.path(),
+        &format!(
+            "[[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:{port}/\"\nevents = [\"failed\", \"memory-limit\"]\n"
+        ),
+    );
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .args(["--name", "nightly_export", "--", "sh", "-c", "exit 2"])
+        .bounded();
+    let listed = http_get(port, "/api/v2/alerts");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "alertmanager did not become ready");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    let body = listed.expect("GET /api/v2/alerts");
+    let json = body.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    let alerts: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let a = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["job"] == "nightly_export")
+        .unwrap_or_else(|| panic!("{alerts}"));
+    assert_eq!(a["labels"]["alertname"], "GuardJobFailed");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert!(
+        a["labels"]["instance"]
+            .as_str()
+            .is_some_and(|i| !i.is_empty())
+    );
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 2"),
+        "{a}"
+    );
+}
