@@ -470,3 +470,145 @@ fn a_real_alertmanager_lists_guards_alert() {
         "{a}"
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl).
+fn make_certs(dir: &Path) -> bool {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=guard test CA",
+        "-days",
+        "2",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ])
+}
+
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        with open(sys.argv[2], "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1] + "/srv.pem", sys.argv[1] + "/srv.key")
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn https_works_with_the_systems_roots_and_refuses_an_unknown_ca() {
+    let test = "https_works_with_the_systems_roots_and_refuses_an_unknown_ca";
+    if !tool(test, "openssl") || !tool(test, "python3") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    assert!(
+        make_certs(d.path()),
+        "openssl could not make the test certificates"
+    );
+    let got = d.path().join("got");
+    let mut server = Command::new("python3")
+        .args(["-c", HTTPS_SERVER])
+        .arg(d.path())
+        .arg(&got)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("port");
+    // failed is opt-in; a config makes this sink want it
+    let f = config(
+        d.path(),
+        &format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"https://127.0.0.1:{port}/hook\"\nevents = [\"failed\"]\ntimeout = \"2s\"\n"
+        ),
+    );
+    let with_ca = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .env("SSL_CERT_FILE", d.path().join("ca.pem"))
+        .args(["--", "sh", "-c", "exit 5"])
+        .bounded();
+    let without = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .env("SSL_CERT_FILE", d.path().join("nonexistent.pem"))
+        .args(["--", "sh", "-c", "exit 5"])
+        .bounded();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(with_ca.status.code(), Some(5));
+    assert!(
+        with_ca.stderr.is_empty(),
+        "HTTPS with the CA in SSL_CERT_FILE: {}",
+        stderr(&with_ca)
+    );
+    let body = std::fs::read_to_string(&got).unwrap_or_default();
+    assert!(body.contains("\"event\":\"failed\""), "{body}");
+    assert_eq!(without.status.code(), Some(5));
+    assert!(
+        stderr(&without).contains("could not send the failed alert"),
+        "an unknown CA is refused: {}",
+        stderr(&without)
+    );
+}

@@ -29,6 +29,7 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
 fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
     let url = url.resolve().map_err(AttemptError::Final)?;
     let agent = ureq::AgentBuilder::new()
+        .tls_config(tls_config())
         .timeout(s.timeout)
         .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
         .build();
@@ -50,6 +51,38 @@ fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptEr
             t.kind().to_string(),
         )),
     }
+}
+
+/// TLS roots: Mozilla's (built in, so HTTPS to Slack works in a container without a CA store)
+/// plus the system's (`/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), so an internal CA
+/// in front of Alertmanager works too. Built once, when the first alert goes out.
+fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            match rustls_native_certs::load_native_certs() {
+                Ok(certs) => {
+                    let (added, ignored) = roots.add_parsable_certificates(certs);
+                    log::debug!("TLS: {added} system root certificates ({ignored} ignored)");
+                }
+                Err(e) => log::debug!("TLS: no system root certificates ({e})"),
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = match rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
+                Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+                // ring supports the default versions; this arm is for a future provider change.
+                Err(_) => rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            };
+            std::sync::Arc::new(config)
+        })
+        .clone()
 }
 
 fn size(v: Option<u64>) -> String {
