@@ -515,10 +515,18 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
 /// when root. Done once the job has run a moment (not on a short job's path); the job itself
 /// started before, with the oom_score_adj it had. Failures only cost the protection.
 fn protect_self() {
-    if let Err(e) = nix::sys::mman::mlockall(
-        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
-    ) {
-        log::debug!("mlockall: {e} (guard's pages stay swappable)");
+    // MCL_ONFAULT: lock the pages guard has touched and every page it touches from now on, but
+    // do not fault in the rest of its 5 MB binary (TLS, compression and report code that a run
+    // may never use): that kept 5.6 MiB resident and locked for every guard.
+    // SAFETY: mlockall takes flags only; it does not touch memory we own.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if rc != 0 {
+        // Kernels before 4.4 have no MCL_ONFAULT (EINVAL): lock everything instead.
+        if let Err(e) = nix::sys::mman::mlockall(
+            nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
+        ) {
+            log::debug!("mlockall: {e} (guard's pages stay swappable)");
+        }
     }
     if nix::unistd::geteuid().is_root() {
         if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
