@@ -148,6 +148,19 @@ pub struct WrapArgs {
     #[arg(long)]
     pub pyspy_locals: bool,
 
+    /// Time limit: past DUR the job gets SIGTERM (after its evidence is captured), and the whole
+    /// job is killed --kill-after later; guard exits 124
+    #[arg(long, env = "GUARD_TIMEOUT", value_name = "DUR")]
+    pub timeout: Option<String>,
+
+    /// Run only if no other guard holds FILE (flock); a second run exits 75 with one line
+    #[arg(long, env = "GUARD_LOCK", value_name = "FILE")]
+    pub lock: Option<std::path::PathBuf>,
+
+    /// With --lock: wait up to DUR for the lock instead of exiting 75 at once
+    #[arg(long, env = "GUARD_LOCK_WAIT", value_name = "DUR")]
+    pub lock_wait: Option<String>,
+
     /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
     /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
     /// file:/path. Repeatable; added to the [[alerts]] of the config file

@@ -40,6 +40,9 @@ pub struct WrapConfig {
     pub evidence: EvidenceConfig,
     pub metrics_file: Option<PathBuf>,
     pub alerts: Vec<crate::alert::Sink>,
+    pub timeout: Option<Duration>,
+    pub lock: Option<PathBuf>,
+    pub lock_wait: Option<Duration>,
 }
 
 /// What guard keeps as evidence, and where.
@@ -139,6 +142,9 @@ const VALUE_KEYS: &[&str] = &[
     "max_evidence_size",
     "redact",
     "metrics_file",
+    "timeout",
+    "lock",
+    "lock_wait",
 ];
 
 /// Fill the options neither the command line nor the environment set from the config files
@@ -167,6 +173,17 @@ pub fn apply_files<'a>(
             "keep" => &mut a.keep,
             "max_evidence_size" => &mut a.max_evidence_size,
             "redact" => &mut a.redact,
+            "timeout" => &mut a.timeout,
+            "lock_wait" => &mut a.lock_wait,
+            "lock" => {
+                if a.lock.is_none() {
+                    if let Some(v) = layers.get(job.as_deref(), key) {
+                        a.lock = Some(PathBuf::from(&v.text));
+                        src.file.insert(key, v.place);
+                    }
+                }
+                continue;
+            }
             "metrics_file" => {
                 if a.metrics_file.is_none() {
                     if let Some(v) = layers.get(job.as_deref(), key) {
@@ -451,7 +468,55 @@ pub fn wrap_config(
                 .map_err(|e| UsageError(format!("invalid {shown}: {e}")))?,
         );
     }
+    let dur = |id: &str,
+               flag: &str,
+               env: &str,
+               v: &Option<String>|
+     -> Result<Option<Duration>, UsageError> {
+        match v {
+            None => Ok(None),
+            Some(t) => {
+                let d = units::parse_duration(t).map_err(|e| {
+                    UsageError(format!(
+                        "invalid {}: {e}; expected {DUR_FORMS}",
+                        origin(src, id, flag, env, t)
+                    ))
+                })?;
+                if d.is_zero() {
+                    return Err(UsageError(format!(
+                        "invalid {}: must be more than 0",
+                        origin(src, id, flag, env, t)
+                    )));
+                }
+                Ok(Some(d))
+            }
+        }
+    };
+    let timeout = dur("timeout", "--timeout", "GUARD_TIMEOUT", &args.timeout)?;
+    let lock_wait = dur(
+        "lock_wait",
+        "--lock-wait",
+        "GUARD_LOCK_WAIT",
+        &args.lock_wait,
+    )?;
+    if lock_wait.is_some() && args.lock.is_none() {
+        return Err(UsageError(
+            "--lock-wait needs --lock FILE: it is how long to wait for that lock".into(),
+        ));
+    }
+    let lock = match &args.lock {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(UsageError(
+                "the lock file is an empty string: give --lock FILE".into(),
+            ));
+        }
+        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => None,
+    };
     Ok(WrapConfig {
+        timeout,
+        lock,
+        lock_wait,
         alerts,
         metrics_file,
         evidence,
@@ -498,6 +563,19 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
         ("core", e.core.to_string()),
         ("core_max", units::format_size(e.core_max)),
         ("kill_after", units::format_duration(cfg.kill_after)),
+        (
+            "timeout",
+            cfg.timeout
+                .map(units::format_duration)
+                .unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "lock",
+            cfg.lock
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+        ),
         ("sample_interval", units::format_duration(e.sample_interval)),
         ("keep", e.keep.to_string()),
         ("max_evidence_size", units::format_size(e.max_size)),

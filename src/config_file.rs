@@ -89,6 +89,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "More of guard's own messages (1: mode and cgroup; 2: debug).",
     ),
     (
+        "timeout",
+        "DUR",
+        "Time limit: past it the job's evidence is captured, it gets SIGTERM, and the whole job is killed kill_after later; guard exits 124.",
+    ),
+    (
+        "lock",
+        "PATH",
+        "Run only if no other guard holds this lock file (flock); otherwise exit 75.",
+    ),
+    (
+        "lock_wait",
+        "DUR",
+        "With lock: wait this long for the lock before exiting 75.",
+    ),
+    (
         "metrics_file",
         "PATH",
         "Write the job's outcome to PATH in the node_exporter textfile format (several jobs can share one file).",
@@ -117,6 +132,9 @@ pub struct Table {
     quiet: Option<Spanned<Value>>,
     verbose: Option<Spanned<Value>>,
     metrics_file: Option<Spanned<Value>>,
+    timeout: Option<Spanned<Value>>,
+    lock: Option<Spanned<Value>>,
+    lock_wait: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,7 +358,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 18] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 21] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -359,6 +377,9 @@ impl Table {
             ("quiet", Bool, &self.quiet),
             ("verbose", Count, &self.verbose),
             ("metrics_file", Path, &self.metrics_file),
+            ("timeout", Duration, &self.timeout),
+            ("lock", Path, &self.lock),
+            ("lock_wait", Duration, &self.lock_wait),
         ];
         all.into_iter()
             .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))

@@ -5,6 +5,8 @@
 pub const MEMORY_KILL: i32 = 137;
 /// The job exceeded `--timeout` (cron mode).
 pub const TIMEOUT: i32 = 124;
+/// `--lock`: another run holds the lock (EX_TEMPFAIL: try again later).
+pub const LOCK_BUSY: i32 = 75;
 /// guard itself failed: bad option, bad config, cgroup setup impossible with `--require-cgroup`.
 pub const GUARD_FAILED: i32 = 125;
 /// COMMAND was found but could not be executed.
@@ -37,6 +39,10 @@ pub const TABLE: &[ExitRow] = &[
     ExitRow {
         status: "124",
         meaning: "the job exceeded --timeout",
+    },
+    ExitRow {
+        status: "75",
+        meaning: "--lock: another run holds the lock (not started)",
     },
     ExitRow {
         status: "125",

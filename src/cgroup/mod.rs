@@ -264,6 +264,23 @@ impl Enforcer {
         }
     }
 
+    /// Let a held job run again (after a capture that is not followed by a kill: --timeout).
+    pub fn unhold(&self) {
+        match self {
+            Enforcer::V1(c) => {
+                if let Some((fdir, _)) = &c.freezer {
+                    let _ = fs::write(&fdir.join("freezer.state"), "THAWED");
+                }
+            }
+            Enforcer::V2(c) => {
+                let _ = fs::write(&c.dir.join("cgroup.freeze"), "0");
+            }
+            Enforcer::Poll(t) => {
+                t.signal_all(Signal::SIGCONT);
+            }
+        }
+    }
+
     /// An fd that becomes ready when the kernel reports a memory event, and the poll flags to wait for.
     pub fn event_fd(&self) -> Option<(BorrowedFd<'_>, nix::poll::PollFlags)> {
         use nix::poll::PollFlags;

@@ -46,6 +46,7 @@ pub enum Trigger {
     MemoryLimit,
     Warning,
     KernelOom,
+    Timeout,
 }
 
 impl Trigger {
@@ -54,6 +55,7 @@ impl Trigger {
             Trigger::MemoryLimit => "memory-limit",
             Trigger::Warning => "warning",
             Trigger::KernelOom => "kernel-oom",
+            Trigger::Timeout => "timeout",
         }
     }
 }

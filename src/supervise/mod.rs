@@ -146,6 +146,29 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         log::debug!("PR_SET_CHILD_SUBREAPER: {e}");
     }
 
+    // --lock: taken before anything else, held (an open fd) until guard exits.
+    let _lock = match &cfg.lock {
+        Some(path) => match take_lock(path, cfg.lock_wait)? {
+            Some(f) => Some(f),
+            None => {
+                let holder = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                    .map(|p| format!(" (guard pid {p})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "guard: {}: another run holds the lock {}{holder}{}; not started",
+                    cfg.name,
+                    path.display(),
+                    cfg.lock_wait
+                        .map(|w| format!(" (waited {})", format_duration(w)))
+                        .unwrap_or_default()
+                );
+                return Ok(exit::LOCK_BUSY);
+            }
+        },
+        None => None,
+    };
     let sys = Sys::live();
     let (mut enforcer, plan) = enforce(cfg, &sys)?;
     let limit_text = cfg
@@ -220,6 +243,8 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let mut memory_killed = false;
     let mut bundle: Option<Result<evidence::Pending, String>> = None;
     let mut held_peak: Option<u64> = None;
+    let mut timeout_at = cfg.timeout.map(|t| started + t);
+    let mut timed_out = false;
     let mut pending_alerts: Vec<PendingAlert> = Vec::new();
     let mut kill_deadline: Option<Instant> = None;
     let mut recheck_until: Option<Instant> = None;
@@ -250,6 +275,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             wait = wait.min(at.saturating_duration_since(now));
         }
         if let Some(at) = prepare_at {
+            wait = wait.min(at.saturating_duration_since(now));
+        }
+        if let Some(at) = timeout_at {
             wait = wait.min(at.saturating_duration_since(now));
         }
         // Rounded up: a deadline 0.4 ms away must not turn into a 0 ms poll, spinning the loop
@@ -373,6 +401,18 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             }
             sentinel = sentinel::start(enforcer.dirs());
         }
+        if timeout_at.is_some_and(|at| ended.is_none() && !memory_killed && Instant::now() >= at) {
+            // Out of time: keep the evidence of the (possibly hung) job first, then SIGTERM it
+            // and kill the whole job --kill-after later.
+            timeout_at = None;
+            timed_out = true;
+            bundle = Some(timeout_capture(&mut enforcer, &mut recorder));
+            log::debug!("{} (pid {child}) out of time; sending SIGTERM", cfg.name);
+            let _ = kill(Pid::from_raw(child), Signal::SIGTERM);
+            if kill_deadline.is_none() {
+                kill_deadline = Some(Instant::now() + cfg.kill_after);
+            }
+        }
         if let Some(d) = kill_deadline {
             if ended.is_none() && Instant::now() >= d {
                 log::warn!(
@@ -447,7 +487,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         Ok(p) => format!("evidence: {}", p.display()),
         Err(why) => format!("no evidence: {why}"),
     };
-    let status = if memory_killed {
+    let status = if timed_out && !memory_killed {
+        eprintln!(
+            "guard: {} (pid {child}) exceeded its time limit {}; terminated; {evidence_text}",
+            cfg.name,
+            cfg.timeout.map(format_duration).unwrap_or_default()
+        );
+        exit::TIMEOUT
+    } else if memory_killed {
         let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
         eprintln!(
             "guard: {} (pid {child}) exceeded its memory limit {limit_text} (peak {peak}); killed; {evidence_text}",
@@ -472,6 +519,8 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let bundle_path = evidence.as_ref().ok().map(|p| p.as_path());
     let ending = if memory_killed {
         Some("memory-limit")
+    } else if timed_out {
+        Some("timeout")
     } else if kernel_oom {
         Some("kernel-oom")
     } else if status != 0 {
@@ -652,6 +701,83 @@ fn warn_capture(
             bundle,
             handle,
         });
+    }
+}
+
+/// `--timeout`: hold the job, capture its evidence (trigger `timeout`), let it run again.
+fn timeout_capture(
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+) -> Result<evidence::Pending, String> {
+    let t0 = Instant::now();
+    let held = enforcer.hold();
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let result = if recorder.enabled() {
+        let usage = recorder.sample_all(enforcer);
+        recorder.capture(
+            enforcer,
+            Occasion {
+                trigger: Trigger::Timeout,
+                pre_kill: true,
+                held,
+                trigger_to_frozen_ms: Some(ms),
+                usage,
+            },
+        )
+    } else {
+        Err(recorder.dir.clone().err().unwrap_or_default())
+    };
+    enforcer.unhold();
+    result
+}
+
+/// Take the `--lock` file (flock, exclusive), waiting up to `wait`. `Ok(None)`: another run
+/// holds it. The file records the holder's pid (for people; the lock itself is the flock).
+fn take_lock(
+    path: &std::path::Path,
+    wait: Option<Duration>,
+) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, Fatal> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = wait.map(|w| Instant::now() + w);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            fatal(
+                exit::GUARD_FAILED,
+                format!(
+                    "cannot open the lock file {}: {e} (give --lock a path in a writable directory)",
+                    path.display()
+                ),
+            )
+        })?;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut l) => {
+                let _ = l.set_len(0);
+                let _ = writeln!(&mut *l, "{}", std::process::id());
+                return Ok(Some(l));
+            }
+            Err((f, Errno::EWOULDBLOCK)) => {
+                if deadline.is_none_or(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, e)) => {
+                return Err(fatal(
+                    exit::GUARD_FAILED,
+                    format!("cannot lock {}: {}", path.display(), e.desc()),
+                ));
+            }
+        }
     }
 }
 

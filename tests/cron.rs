@@ -1,0 +1,156 @@
+//! The cron wrapper through the real binary: --timeout (evidence first, then SIGTERM, then the
+//! whole job killed after --kill-after; exit 124) and --lock / --lock-wait (exit 75).
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn timeout_keeps_the_evidence_then_terminates_the_job_with_124() {
+    let ev = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    // The job ignores SIGTERM and has a child: both must be gone, --kill-after after the timeout.
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args([
+            "--timeout",
+            "1s",
+            "--kill-after",
+            "1s",
+            "--name",
+            "hung",
+            "--",
+        ])
+        .args(["sh", "-c", "trap '' TERM; sleep 60 & sleep 60; wait"])
+        .stdin(Stdio::null())
+        .bounded();
+    let took = t0.elapsed();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("exceeded its time limit 1s"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.starts_with("guard: hung (pid "), "{line}");
+    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["trigger"], "timeout");
+    assert_eq!(m["capture"], "pre-kill");
+    assert!(
+        m["processes"].as_array().unwrap().len() >= 2,
+        "the job and its child: {m}"
+    );
+
+    // A job that honours SIGTERM ends at once: no --kill-after wait.
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .args([
+            "--timeout",
+            "500ms",
+            "--kill-after",
+            "30s",
+            "--no-evidence",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .bounded();
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Within the limit nothing changes.
+    let o = guard_cmd()
+        .args(["--timeout", "30s", "--", "sh", "-c", "exit 3"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_second_run_is_refused_with_75_or_waits_for_the_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let lock = d.path().join("job.lock");
+    let first = guard_cmd()
+        .arg("--lock")
+        .arg(&lock)
+        .args(["--", "sleep", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&lock)
+            .is_ok_and(|t| !t.trim().is_empty())),
+        "the first run took the lock"
+    );
+    let marker = d.path().join("ran");
+    let o = guard_cmd()
+        .arg("--lock")
+        .arg(&lock)
+        .args(["--name", "nightly", "--", "touch"])
+        .arg(&marker)
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("guard: nightly: another run holds the lock "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("(guard pid {})", first.id())),
+        "{err}"
+    );
+    assert!(!marker.exists(), "not started");
+    // --lock-wait: runs once the first one is done
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .arg("--lock")
+        .arg(&lock)
+        .args(["--lock-wait", "20s", "--", "touch"])
+        .arg(&marker)
+        .bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(marker.exists());
+    assert!(t0.elapsed() >= Duration::from_millis(500), "it waited");
+    let o = wait_output_within(first, RUN_LIMIT, "first guard");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn lock_mistakes_are_125() {
+    let o = guard_cmd()
+        .args(["--lock-wait", "5s", "--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("--lock-wait needs --lock"),
+        "{}",
+        stderr(&o)
+    );
+    let o = guard_cmd()
+        .args(["--lock", "/nonexistent-dir/x.lock", "--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("cannot open the lock file /nonexistent-dir/x.lock"),
+        "{}",
+        stderr(&o)
+    );
+    let o = guard_cmd().args(["--timeout", "0", "--", "true"]).bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--timeout '0'"), "{}", stderr(&o));
+}
