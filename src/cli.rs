@@ -183,8 +183,15 @@ pub struct WrapArgs {
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Less of guard's own messages: errors and the memory-kill line only [env: GUARD_QUIET=1]
-    #[arg(short, long)]
+    /// Less of guard's own messages: errors and the final line (memory kill, timeout) only
+    /// [env: GUARD_BRIEF=1]
+    #[arg(short = 'q', long)]
+    pub brief: bool,
+
+    /// Cron mode: collect the job's stdout and stderr and print them only if it fails (non-zero
+    /// exit, signal, memory kill, timeout), as chronic does; the last 64 KiB also go into the
+    /// bundle (output.tail) and the alerts [env: GUARD_QUIET=1]
+    #[arg(long)]
     pub quiet: bool,
 
     /// The command to run, with its arguments (put it after '--')

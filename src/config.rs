@@ -41,6 +41,8 @@ pub struct WrapConfig {
     pub metrics_file: Option<PathBuf>,
     pub alerts: Vec<crate::alert::Sink>,
     pub timeout: Option<Duration>,
+    /// --quiet: collect the job's output, print it only on failure.
+    pub quiet: bool,
     pub lock: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
 }
@@ -322,12 +324,12 @@ fn verbosity(args: &WrapArgs, src: &Src) -> Result<Verbosity, UsageError> {
             };
         }
     }
-    let quiet = args.quiet || (v == 0 && flag(src, false, "quiet", "GUARD_QUIET")?);
+    let quiet = args.brief || (v == 0 && flag(src, false, "brief", "GUARD_BRIEF")?);
     Ok(match (quiet, v) {
         (true, 0) => Verbosity::Quiet,
         (true, _) => {
             return Err(UsageError(
-                "-q and -v contradict each other: use one".into(),
+                "-q (--brief) and -v contradict each other: use one".into(),
             ));
         }
         (false, 0) => Verbosity::Normal,
@@ -514,6 +516,7 @@ pub fn wrap_config(
         None => None,
     };
     Ok(WrapConfig {
+        quiet: flag(src, args.quiet, "quiet", "GUARD_QUIET")?,
         timeout,
         lock,
         lock_wait,
@@ -584,6 +587,7 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
         ("pyspy_locals", e.pyspy_locals.to_string()),
         ("require_cgroup", cfg.require_cgroup.to_string()),
         ("verbosity", format!("{:?}", cfg.verbosity).to_lowercase()),
+        ("quiet", cfg.quiet.to_string()),
         (
             "metrics_file",
             cfg.metrics_file
@@ -595,6 +599,7 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
     let mut o = String::new();
     for (k, v) in rows {
         let key = match k {
+            "verbosity" if src.layers.get(src.job.as_deref(), "brief").is_some() => "brief",
             "verbosity" => "verbose",
             "evidence_dir" if !src.file.contains_key("evidence_dir") => {
                 if src.layers.get(src.job.as_deref(), "no_evidence").is_some() {

@@ -79,9 +79,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Exit 125 instead of falling back to poll mode when no cgroup can be used.",
     ),
     (
+        "brief",
+        "BOOL",
+        "Only errors and the final line (memory kill, timeout) on stderr (-q).",
+    ),
+    (
         "quiet",
         "BOOL",
-        "Only errors and the memory-kill line on stderr.",
+        "Cron mode: the job's output is printed only if it fails (chronic); its last 64 KiB go into the bundle and the alerts.",
     ),
     (
         "verbose",
@@ -130,6 +135,7 @@ pub struct Table {
     pyspy_locals: Option<Spanned<Value>>,
     require_cgroup: Option<Spanned<Value>>,
     quiet: Option<Spanned<Value>>,
+    brief: Option<Spanned<Value>>,
     verbose: Option<Spanned<Value>>,
     metrics_file: Option<Spanned<Value>>,
     timeout: Option<Spanned<Value>>,
@@ -358,7 +364,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 21] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 22] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -375,6 +381,7 @@ impl Table {
             ("pyspy_locals", Bool, &self.pyspy_locals),
             ("require_cgroup", Bool, &self.require_cgroup),
             ("quiet", Bool, &self.quiet),
+            ("brief", Bool, &self.brief),
             ("verbose", Count, &self.verbose),
             ("metrics_file", Path, &self.metrics_file),
             ("timeout", Duration, &self.timeout),

@@ -59,7 +59,7 @@ fn bad_values_exit_125_with_one_line() {
         ),
         (&["--name", "a/b", "--", "true"], "--name 'a/b'"),
         (&["--bogus", "--", "true"], "--bogus"),
-        (&["-q", "-v", "--", "true"], "-q and -v"),
+        (&["-q", "-v", "--", "true"], "-q (--brief) and -v"),
         (&[], "COMMAND"),
         (&["--memory", "1G"], "COMMAND"),
         (
@@ -186,8 +186,8 @@ fn boolean_environment_variables() {
     // tests/privileged.rs, read-only cgroupfs).
     let o = with("GUARD_REQUIRE_CGROUP", "", &["--", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // GUARD_QUIET=1 silences -v-level lines only when -v is not given: the command line wins.
-    let o = with("GUARD_QUIET", "1", &["-v", "--", "true"]);
+    // GUARD_BRIEF=1 silences -v-level lines only when -v is not given: the command line wins.
+    let o = with("GUARD_BRIEF", "1", &["-v", "--", "true"]);
     assert!(stderr(&o).contains("guard: mode "), "{}", stderr(&o));
     let o = with("GUARD_VERBOSE", "1", &["--", "true"]);
     assert!(stderr(&o).contains("guard: mode "), "{}", stderr(&o));

@@ -196,15 +196,15 @@ fn booleans_and_lists_from_the_file() {
     let f = write(
         d.path(),
         "g.toml",
-        "[defaults]\nno_evidence = true\nredact = [\"FOO\", \"BAR\"]\nquiet = true\n",
+        "[defaults]\nno_evidence = true\nredact = [\"FOO\", \"BAR\"]\nbrief = true\n",
     );
     let o = guard_cmd().args(["config", "check"]).arg(&f).bounded();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(out.contains("no_evidence = true"), "{out}");
     assert!(out.contains("FOO,BAR"), "{out}");
-    assert!(out.contains("quiet"), "{out}");
-    // quiet from the file: guard says nothing of its own, -v on the command line wins
+    assert!(out.contains("verbosity          quiet"), "{out}");
+    // brief from the file: guard says nothing of its own, -v on the command line wins
     let o = guard_cmd()
         .env("GUARD_CONFIG", &f)
         .args(["--", "true"])

@@ -154,3 +154,67 @@ fn lock_mistakes_are_125() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--timeout '0'"), "{}", stderr(&o));
 }
+
+#[test]
+fn quiet_prints_the_jobs_output_only_when_it_fails() {
+    // success: nothing at all
+    let o = guard_cmd()
+        .args(["--quiet", "--", "sh", "-c", "echo out; echo err >&2"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
+    // failure: each stream where it belongs, the status kept
+    let o = guard_cmd()
+        .args([
+            "--quiet",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 6",
+        ])
+        .bounded();
+    assert_eq!(o.status.code(), Some(6));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    // more than the 4 MiB kept in memory: all of it, in order
+    let o = guard_cmd()
+        .args([
+            "--quiet",
+            "--",
+            "sh",
+            "-c",
+            "head -c 6000000 /dev/zero | tr '\\0' x; echo; echo END; exit 1",
+        ])
+        .bounded();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        o.stdout.len(),
+        6_000_000 + 1 + 4,
+        "spilled output replayed whole"
+    );
+    assert!(o.stdout.ends_with(b"x\nEND\n"));
+    // a killed job: its output first, guard's line last, and the tail in the bundle
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["--quiet", "--warn", "off", "-m", "32M", "--", "sh", "-c"])
+        .arg(format!(
+            "echo step one; echo warn >&2; exec {} alloc 200",
+            hog.display()
+        ))
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "step one\n");
+    assert!(err.starts_with("warn\n"), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.contains("exceeded its memory limit"),
+        "guard's line comes last: {err}"
+    );
+    let b = PathBuf::from(last.split_once("; evidence: ").expect("evidence").1);
+    let tail = std::fs::read_to_string(b.join("output.tail")).unwrap();
+    assert_eq!(tail, "step one\nwarn\n");
+}

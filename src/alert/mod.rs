@@ -51,6 +51,9 @@ pub struct Event {
     pub guard_version: String,
     /// RFC 3339 UTC.
     pub time: String,
+    /// The last 64 KiB of the job's output (--quiet only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
 }
 
 impl Event {

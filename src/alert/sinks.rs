@@ -85,6 +85,12 @@ fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// The last `n` characters of `t` (output tails shown in chat and alert annotations).
+fn last_chars(t: &str, n: usize) -> String {
+    let count = t.chars().count();
+    t.chars().skip(count.saturating_sub(n)).collect()
+}
+
 fn size(v: Option<u64>) -> String {
     v.map(format_size).unwrap_or_else(|| "unknown".into())
 }
@@ -158,6 +164,9 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     if let Some(b) = &ev.bundle {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}`\nRun `guard report {b}` on {}", ev.host)}}));
     }
+    if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Last output:\n```{}```", last_chars(t, 1500))}}));
+    }
     json!({"text": format!("{title}: {}", ev.summary), "blocks": blocks})
 }
 
@@ -177,6 +186,9 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
     });
     if let Some(b) = &ev.bundle {
         alert["annotations"]["bundle"] = json!(b);
+    }
+    if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
+        alert["annotations"]["output"] = json!(last_chars(t, 1000));
     }
     // A warning is a moment, not a state: it resolves itself.
     if ev.event == "warning" || ev.event == "drill" {

@@ -428,6 +428,7 @@ impl Recorder {
         exit: Option<ExitInfo>,
         ended: bool,
         peak: Option<u64>,
+        output_tail: Option<&[u8]>,
     ) -> Result<PathBuf, String> {
         let Pending {
             writer: w,
@@ -467,6 +468,9 @@ impl Recorder {
             .map(|p| p.max(manifest.usage_at_trigger_bytes.unwrap_or(0)));
         let write_all = || -> std::io::Result<()> {
             w.write_raw("timeline.csv", self.timeline.to_csv().as_bytes())?;
+            if let Some(t) = output_tail {
+                w.write("output.tail", t)?;
+            }
             let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
             w.write("manifest.json", &json)?;
             let report = crate::report::Report::load(w.path())

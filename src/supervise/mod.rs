@@ -3,6 +3,7 @@
 //! event fd, the poll-mode sampler, the kill-after deadline) until COMMAND exits; then clean up and
 //! return the exit status from the table in `exit.rs`.
 
+pub mod output;
 pub mod sentinel;
 pub mod signals;
 pub mod spawn;
@@ -194,7 +195,20 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let mut recorder = Recorder::new(cfg, &sys.proc, started);
-    let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds()) {
+    // --quiet: the job writes into pipes guard reads (printed only if the job fails).
+    let (mut capture, capture_w) = if cfg.quiet {
+        let (c, w_out, w_err) = output::Capture::new().map_err(|e| {
+            fatal(
+                exit::GUARD_FAILED,
+                format!("--quiet: cannot create pipes: {e}"),
+            )
+        })?;
+        (Some(c), Some((w_out, w_err)))
+    } else {
+        (None, None)
+    };
+    let stdio = capture_w.as_ref().map(|(o, e)| (o, e));
+    let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
             let dir = enforcer
@@ -209,13 +223,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 sys.proc.clone(),
                 std::process::id() as i32,
             ));
-            spawn::spawn(&cfg.command, &[]).map_err(|e| spawn_fatal(cfg, e))?
+            spawn::spawn(&cfg.command, &[], stdio).map_err(|e| spawn_fatal(cfg, e))?
         }
         Err(e) => {
             let _ = enforcer.remove();
             return Err(spawn_fatal(cfg, e));
         }
     };
+    drop(capture_w); // the job holds the write ends now: EOF when it and its children are gone
     log::debug!(
         "started {} as pid {child}",
         cfg.command[0].to_string_lossy()
@@ -285,10 +300,19 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         let ms = wait.as_micros().div_ceil(1000);
         let timeout =
             PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
-        let (sig_ready, ev_ready) = {
+        let (sig_ready, ev_ready, out_ready) = {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            if let Some((fd, flags)) = enforcer.event_fd() {
+            let ev_idx = enforcer.event_fd().map(|(fd, flags)| {
                 fds.push(PollFd::new(fd, flags));
+                fds.len() - 1
+            });
+            let out_from = fds.len();
+            if let Some(c) = &capture {
+                fds.extend(
+                    c.fds()
+                        .into_iter()
+                        .map(|f| PollFd::new(f, PollFlags::POLLIN)),
+                );
             }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -300,8 +324,17 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            (ready(0), ready(1))
+            (
+                ready(0),
+                ev_idx.is_some_and(ready),
+                (out_from..fds.len()).any(ready),
+            )
         };
+        if out_ready {
+            if let Some(c) = &mut capture {
+                c.read_ready();
+            }
+        }
 
         if sig_ready {
             while let Ok(Some(si)) = sfd.read_signal() {
@@ -461,6 +494,15 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     if let Err(e) = enforcer.remove() {
         log::warn!("{e}; the next guard run removes it");
     }
+    // Every process of the job is gone: read what is left in the pipes (a writer that escaped
+    // the job, e.g. with setsid into another cgroup in poll mode, gets a moment, not forever).
+    if let Some(c) = &mut capture {
+        c.drain(Instant::now() + Duration::from_secs(1));
+        if let Some(lost) = c.lost() {
+            log::warn!("--quiet: output past 4 MiB could not be kept ({lost})");
+        }
+    }
+    let output_tail = capture.as_ref().map(|c| c.tail());
     drop(sentinel);
 
     let exit_info = match ended {
@@ -475,7 +517,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         None => None,
     };
     let evidence = match bundle {
-        Some(Ok(p)) => recorder.finish(p, exit_info, true, peak),
+        Some(Ok(p)) => recorder.finish(p, exit_info, true, peak, output_tail.as_deref()),
         Some(Err(e)) => Err(e),
         None => Err(recorder
             .dir
@@ -487,6 +529,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         Ok(p) => format!("evidence: {}", p.display()),
         Err(why) => format!("no evidence: {why}"),
     };
+    // --quiet: the job's output is printed only when it failed (before guard's own line, so
+    // that line ends the mail cron sends).
+    let failed = memory_killed || timed_out || kernel_oom || !matches!(ended, Some(Ended::Code(0)));
+    if failed {
+        if let Some(c) = &mut capture {
+            c.replay();
+        }
+    }
     let status = if timed_out && !memory_killed {
         eprintln!(
             "guard: {} (pid {child}) exceeded its time limit {}; terminated; {evidence_text}",
@@ -529,7 +579,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         None
     };
     if let Some(name) = ending {
-        let ev = alert_event(cfg, child, name, bundle_path, peak, Some(status));
+        let mut ev = alert_event(cfg, child, name, bundle_path, peak, Some(status));
+        ev.output_tail = output_tail
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t).into_owned());
         send_alert(cfg, &ev, bundle_path);
     }
     for p in pending_alerts {
@@ -669,7 +722,7 @@ fn warn_capture(
     };
     let r = recorder
         .capture(enforcer, occ)
-        .and_then(|p| recorder.finish(p, None, false, None));
+        .and_then(|p| recorder.finish(p, None, false, None, None));
     let of_cap = cfg
         .memory
         .map(|m| format!(" of its {} limit", format_size(m)))
@@ -822,6 +875,7 @@ fn alert_event(
         exit_code,
         guard_version: env!("CARGO_PKG_VERSION").into(),
         time: crate::evidence::manifest::rfc3339(std::time::SystemTime::now()),
+        output_tail: None,
     };
     ev.summary = alert::sinks::summary(&ev);
     ev

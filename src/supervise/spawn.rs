@@ -5,7 +5,7 @@
 use nix::fcntl::OFlag;
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -22,7 +22,13 @@ pub enum SpawnError {
 
 /// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and after writing "0"
 /// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
-pub fn spawn(argv: &[OsString], attach: &[BorrowedFd<'_>]) -> Result<i32, SpawnError> {
+/// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet); duplicated here,
+/// so the caller closes its copies after the spawn.
+pub fn spawn(
+    argv: &[OsString],
+    attach: &[BorrowedFd<'_>],
+    stdio: Option<(&OwnedFd, &OwnedFd)>,
+) -> Result<i32, SpawnError> {
     let (err_r, err_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Os(e.into()))?;
     // At most two hierarchies (v1 memory + freezer): a fixed array, nothing to allocate after fork.
@@ -34,6 +40,11 @@ pub fn spawn(argv: &[OsString], attach: &[BorrowedFd<'_>]) -> Result<i32, SpawnE
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+    if let Some((out, err)) = stdio {
+        let dup = |f: &OwnedFd| f.try_clone().map(std::process::Stdio::from);
+        cmd.stdout(dup(out).map_err(SpawnError::Os)?);
+        cmd.stderr(dup(err).map_err(SpawnError::Os)?);
+    }
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // system calls (sigprocmask, signal, prctl, getppid, write) on integers, a stack sigset and
     // static buffers; it allocates nothing.

@@ -1,0 +1,209 @@
+//! `--quiet`: the job's stdout and stderr go to pipes that guard reads while the job runs — up
+//! to 4 MiB of each in memory, the rest spilled to an unlinked temporary file — and are printed
+//! (stdout to stdout, stderr to stderr) only if the job failed, as chronic(1) does, so cron mails
+//! only failures. The last 64 KiB of both, in arrival order, are kept for the bundle
+//! (`output.tail`) and the alerts.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+pub const MEM_LIMIT: usize = 4 << 20;
+pub const TAIL: usize = 64 << 10;
+
+struct Stream {
+    fd: Option<File>,
+    mem: Vec<u8>,
+    spill: Option<File>,
+    spill_err: Option<String>,
+}
+
+impl Stream {
+    fn push(&mut self, data: &[u8]) {
+        if self.spill.is_none() && self.mem.len() + data.len() <= MEM_LIMIT {
+            self.mem.extend_from_slice(data);
+            return;
+        }
+        if self.spill.is_none() && self.spill_err.is_none() {
+            match spill_file() {
+                Ok(f) => self.spill = Some(f),
+                Err(e) => self.spill_err = Some(e.to_string()),
+            }
+        }
+        // Without a temporary file the first MEM_LIMIT bytes are kept and `lost` says why.
+        if let Some(f) = &mut self.spill {
+            if let Err(e) = f.write_all(data) {
+                self.spill_err.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
+/// An unlinked temporary file (O_TMPFILE) in the temporary directory.
+fn spill_file() -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(std::env::temp_dir())
+}
+
+pub struct Capture {
+    streams: [Stream; 2],
+    tail: VecDeque<u8>,
+}
+
+fn pipe() -> io::Result<(File, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(io::Error::from)?;
+    // The job's end must block as a normal stdout would.
+    let fl =
+        nix::fcntl::fcntl(w.as_fd(), nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let mut flags = nix::fcntl::OFlag::from_bits_retain(fl);
+    flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+    nix::fcntl::fcntl(w.as_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok((File::from(r), w))
+}
+
+impl Capture {
+    /// The capture and the write ends for the job's stdout and stderr.
+    pub fn new() -> io::Result<(Capture, OwnedFd, OwnedFd)> {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stream = |fd| Stream {
+            fd: Some(fd),
+            mem: Vec::new(),
+            spill: None,
+            spill_err: None,
+        };
+        Ok((
+            Capture {
+                streams: [stream(out_r), stream(err_r)],
+                tail: VecDeque::new(),
+            },
+            out_w,
+            err_w,
+        ))
+    }
+
+    /// The read ends still open (for poll).
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.streams
+            .iter()
+            .filter_map(|s| s.fd.as_ref().map(|f| f.as_fd()))
+            .collect()
+    }
+
+    /// Read whatever is available now; close a stream at end of file.
+    pub fn read_ready(&mut self) {
+        let mut buf = [0u8; 65536];
+        for s in &mut self.streams {
+            while let Some(f) = &mut s.fd {
+                match f.read(&mut buf) {
+                    Ok(0) => {
+                        s.fd = None;
+                        break;
+                    }
+                    Ok(n) => {
+                        s.push(&buf[..n]);
+                        self.tail.extend(&buf[..n]);
+                        let excess = self.tail.len().saturating_sub(TAIL);
+                        self.tail.drain(..excess);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        s.fd = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the job: read until every writer is gone, or `until`.
+    pub fn drain(&mut self, until: Instant) {
+        while !self.fds().is_empty() {
+            self.read_ready();
+            let now = Instant::now();
+            if now >= until || self.fds().is_empty() {
+                break;
+            }
+            let mut pfds: Vec<nix::poll::PollFd> = self
+                .fds()
+                .into_iter()
+                .map(|f| nix::poll::PollFd::new(f, nix::poll::PollFlags::POLLIN))
+                .collect();
+            let wait = (until - now).min(Duration::from_millis(100)).as_millis() as u16;
+            let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(wait.max(1)));
+        }
+    }
+
+    /// Print what the job wrote: its stdout to guard's stdout, its stderr to guard's stderr.
+    pub fn replay(&mut self) {
+        let [out, err] = &mut self.streams;
+        let _ = write_stream(out, &mut io::stdout().lock());
+        let _ = write_stream(err, &mut io::stderr().lock());
+    }
+
+    /// The last 64 KiB of the job's output, both streams in arrival order.
+    pub fn tail(&self) -> Vec<u8> {
+        self.tail.iter().copied().collect()
+    }
+
+    /// A note when some output could not be kept (no temporary file).
+    pub fn lost(&self) -> Option<String> {
+        self.streams.iter().find_map(|s| s.spill_err.clone())
+    }
+}
+
+fn write_stream(s: &mut Stream, to: &mut dyn Write) -> io::Result<()> {
+    to.write_all(&s.mem)?;
+    if let Some(f) = &mut s.spill {
+        f.rewind()?;
+        io::copy(f, to)?;
+    }
+    to.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_tail_and_spills_past_the_memory_limit() {
+        let (mut c, out_w, err_w) = Capture::new().unwrap();
+        let mut out = File::from(out_w);
+        let mut err = File::from(err_w);
+        out.write_all(b"hello ").unwrap();
+        err.write_all(b"oops ").unwrap();
+        c.read_ready();
+        let big = vec![b'x'; MEM_LIMIT + 1000];
+        let writer = std::thread::spawn(move || {
+            out.write_all(&big).unwrap();
+            out.write_all(b"END").unwrap();
+        });
+        let until = Instant::now() + Duration::from_secs(20);
+        while !writer.is_finished() {
+            c.read_ready();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        writer.join().unwrap();
+        drop(err);
+        c.drain(until);
+        assert!(c.fds().is_empty(), "both writers gone: EOF");
+        assert!(c.streams[0].spill.is_some(), "spilled past {MEM_LIMIT}");
+        let t = c.tail();
+        assert_eq!(t.len(), TAIL);
+        assert!(t.ends_with(b"END"));
+        let mut replayed = Vec::new();
+        write_stream(&mut c.streams[0], &mut replayed).unwrap();
+        assert_eq!(replayed.len(), 6 + MEM_LIMIT + 1000 + 3);
+        assert!(replayed.starts_with(b"hello x"));
+        assert_eq!(c.streams[1].mem, b"oops ");
+    }
+}
