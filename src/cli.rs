@@ -161,6 +161,12 @@ pub struct WrapArgs {
     #[arg(long, env = "GUARD_LOCK_WAIT", value_name = "DUR")]
     pub lock_wait: Option<String>,
 
+    /// healthchecks-compatible pings: URL/start when the job starts, URL when it succeeds,
+    /// URL/fail (with the end of its output) when it fails; bounded and retried, never failing
+    /// the job. URL may be env:NAME or file:/path
+    #[arg(long, env = "GUARD_PING", value_name = "URL")]
+    pub ping: Option<String>,
+
     /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
     /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
     /// file:/path. Repeatable; added to the [[alerts]] of the config file

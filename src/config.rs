@@ -41,6 +41,7 @@ pub struct WrapConfig {
     pub metrics_file: Option<PathBuf>,
     pub alerts: Vec<crate::alert::Sink>,
     pub timeout: Option<Duration>,
+    pub ping: Option<crate::alert::spec::Secret>,
     /// --quiet: collect the job's output, print it only on failure.
     pub quiet: bool,
     pub lock: Option<PathBuf>,
@@ -147,6 +148,7 @@ const VALUE_KEYS: &[&str] = &[
     "timeout",
     "lock",
     "lock_wait",
+    "ping",
 ];
 
 /// Fill the options neither the command line nor the environment set from the config files
@@ -177,6 +179,7 @@ pub fn apply_files<'a>(
             "redact" => &mut a.redact,
             "timeout" => &mut a.timeout,
             "lock_wait" => &mut a.lock_wait,
+            "ping" => &mut a.ping,
             "lock" => {
                 if a.lock.is_none() {
                     if let Some(v) = layers.get(job.as_deref(), key) {
@@ -515,7 +518,29 @@ pub fn wrap_config(
         Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         None => None,
     };
+    let ping = match &args.ping {
+        None => None,
+        Some(u) => {
+            let sec = crate::alert::spec::Secret::parse(u);
+            if let crate::alert::spec::Secret::Plain(p) = &sec {
+                if !(p.starts_with("http://") || p.starts_with("https://")) {
+                    return Err(UsageError(format!(
+                        "invalid {}: expected an http:// or https:// URL (or env:NAME / file:/path)",
+                        origin(
+                            src,
+                            "ping",
+                            "--ping",
+                            "GUARD_PING",
+                            &crate::alert::spec::redact_url(p)
+                        )
+                    )));
+                }
+            }
+            Some(sec)
+        }
+    };
     Ok(WrapConfig {
+        ping,
         quiet: flag(src, args.quiet, "quiet", "GUARD_QUIET")?,
         timeout,
         lock,

@@ -109,6 +109,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "With lock: wait this long for the lock before exiting 75.",
     ),
     (
+        "ping",
+        "URL",
+        "healthchecks-compatible pings: URL/start, URL on success, URL/fail with the output tail on failure (may be env:NAME or file:/path).",
+    ),
+    (
         "metrics_file",
         "PATH",
         "Write the job's outcome to PATH in the node_exporter textfile format (several jobs can share one file).",
@@ -141,6 +146,7 @@ pub struct Table {
     timeout: Option<Spanned<Value>>,
     lock: Option<Spanned<Value>>,
     lock_wait: Option<Spanned<Value>>,
+    ping: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,7 +370,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 22] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 23] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -387,6 +393,7 @@ impl Table {
             ("timeout", Duration, &self.timeout),
             ("lock", Path, &self.lock),
             ("lock_wait", Duration, &self.lock_wait),
+            ("ping", Path, &self.ping),
         ];
         all.into_iter()
             .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))

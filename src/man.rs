@@ -206,6 +206,8 @@ pub fn render() -> String {
             &[
                 "--timeout DUR: when the job has run for DUR, guard holds it, writes a bundle (trigger timeout: the stacks of a hung job), lets it run again, sends COMMAND SIGTERM and kills the whole job --kill-after later; one line 'NAME (pid N) exceeded its time limit DUR; terminated; evidence: BUNDLE'; exit 124; the timeout alert event.",
                 "--quiet: the job's stdout and stderr go to pipes guard reads (4 MiB of each in memory, the rest in an unlinked temporary file) and are printed — stdout to stdout, stderr to stderr — only if the job failed (non-zero exit, signal, memory kill, timeout), before guard's own line, as chronic(1) does; cron then mails only failures. The last 64 KiB of both, in arrival order, go into the bundle (output.tail) and the alerts. Without --quiet the job's output is not touched. (-q, --brief is something else: fewer of guard's own messages.)",
+                "--ping URL: healthchecks-compatible pings — URL/start when the job starts (on a thread of its own: a slow endpoint never delays the job), URL when it succeeds, URL/fail when it fails with guard's summary and the last 9000 characters of the job's output (with --quiet) as the body. Each ping is bounded (5 s) and retried like the alert sinks; a failed ping is one warning line and never changes the exit status. URL may be env:NAME or file:/path.",
+                "examples/crontab shows the intended lines.",
                 "--lock FILE: guard takes an exclusive flock on FILE (created if missing; it records the holder's pid) before anything else; if another run holds it, one line names the lock and the holder and guard exits 75 (EX_TEMPFAIL) without starting COMMAND. --lock-wait DUR waits for the lock up to DUR first.",
             ],
         )
@@ -233,7 +235,7 @@ pub fn render() -> String {
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_BRIEF, GUARD_QUIET, GUARD_TIMEOUT, GUARD_LOCK, GUARD_LOCK_WAIT, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_BRIEF, GUARD_QUIET, GUARD_TIMEOUT, GUARD_LOCK, GUARD_LOCK_WAIT, GUARD_PING, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

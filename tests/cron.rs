@@ -218,3 +218,128 @@ fn quiet_prints_the_jobs_output_only_when_it_fails() {
     let tail = std::fs::read_to_string(b.join("output.tail")).unwrap();
     assert_eq!(tail, "step one\nwarn\n");
 }
+
+#[test]
+fn pings_start_success_and_failure_with_the_output_tail() {
+    let r = Receiver::start(200, Duration::ZERO);
+    let url = r.url("/ping/abc");
+    let o = guard_cmd().args(["--ping", &url, "--", "true"]).bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let paths: Vec<String> = r.requests().iter().map(|q| q.path.clone()).collect();
+    assert!(paths.contains(&"/ping/abc/start".to_string()), "{paths:?}");
+    assert!(paths.contains(&"/ping/abc".to_string()), "{paths:?}");
+    let o = guard_cmd()
+        .args(["--ping", &url, "--quiet", "--name", "backup", "--"])
+        .args(["sh", "-c", "echo disk full >&2; exit 2"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(2));
+    let fail = r
+        .requests()
+        .into_iter()
+        .find(|q| q.path == "/ping/abc/fail")
+        .expect("a /fail ping");
+    assert!(
+        fail.body.contains("backup exited with status 2"),
+        "{}",
+        fail.body
+    );
+    assert!(
+        fail.body.contains("disk full"),
+        "the output tail: {}",
+        fail.body
+    );
+
+    // A dead endpoint: bounded, one warning, the job's result unchanged.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .args([
+            "--ping",
+            &format!("http://127.0.0.1:{dead}/x"),
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .bounded();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    let err = stderr(&o);
+    assert!(err.contains("ping http://127.0.0.1:"), "{err}");
+    assert!(err.contains("the job's result is unchanged"), "{err}");
+    let o = guard_cmd()
+        .args(["--ping", "ftp://x", "--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+}
+
+/// Debian's run-parts (debianutils), as cron runs /etc/cron.daily: `--report` prints a script's
+/// name and output only when it wrote something — what cron would mail.
+fn debian_run_parts() -> Option<String> {
+    let o = std::process::Command::new("run-parts")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&o.stdout).into_owned();
+    (o.status.success() && v.contains("Debian")).then_some(v)
+}
+
+#[test]
+fn under_run_parts_like_cron_only_failures_make_output() {
+    let test = "under_run_parts_like_cron_only_failures_make_output";
+    if !gate(
+        test,
+        debian_run_parts()
+            .is_none()
+            .then(|| "Debian's run-parts is not installed".into()),
+        "GUARD_TEST_REQUIRE_TOOLS",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let jobs = d.path().join("cron.daily");
+    std::fs::create_dir(&jobs).unwrap();
+    let script = |name: &str, code: i32| {
+        let p = jobs.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nexec {} --quiet --name {name} -- sh -c 'echo noise from {name}; exit {code}'\n",
+                guard().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    // cron's environment: next to nothing
+    let run = || {
+        std::process::Command::new("env")
+            .args(["-i", "PATH=/usr/bin:/bin", "SHELL=/bin/sh", "HOME=/"])
+            .arg("GUARD_CONFIG=/dev/null")
+            .arg(format!(
+                "GUARD_EVIDENCE_DIR={}",
+                d.path().join("ev").display()
+            ))
+            .args(["run-parts", "--report"])
+            .arg(&jobs)
+            .stdin(Stdio::null())
+            .bounded()
+    };
+    script("good-job", 0);
+    let o = run();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "a good run mails nothing: {o:?}"
+    );
+    script("bad-job", 3);
+    let o = run();
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(all.contains("bad-job"), "{all}");
+    assert!(all.contains("noise from bad-job"), "{all}");
+    assert!(!all.contains("noise from good-job"), "{all}");
+}

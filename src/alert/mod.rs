@@ -121,24 +121,34 @@ pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
 }
 
 fn deliver_one(s: &Sink, ev: &Event) -> Delivery {
+    let tries = if s.retries() { MAX_TRIES } else { 1 };
+    with_retries(&s.label(), tries, || sinks::send(s, ev))
+}
+
+/// Run `attempt` up to `tries` times, backing off between retriable failures.
+pub fn with_retries(
+    label: &str,
+    tries: u32,
+    mut attempt: impl FnMut() -> Result<(), AttemptError>,
+) -> Delivery {
     let t0 = Instant::now();
+    let ms = |t0: Instant| (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     let mut backoff = FIRST_BACKOFF;
     let mut attempts = 0;
-    let tries = if s.retries() { MAX_TRIES } else { 1 };
     let detail = loop {
         attempts += 1;
-        match sinks::send(s, ev) {
+        match attempt() {
             Ok(()) => {
                 return Delivery {
-                    sink: s.label(),
+                    sink: label.to_string(),
                     status: "ok".into(),
                     attempts,
-                    ms: (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
+                    ms: ms(t0),
                     detail: String::new(),
                 };
             }
             Err(AttemptError::Retriable(e)) if attempts < tries => {
-                log::debug!("{}: attempt {attempts} failed: {e}; retrying", s.label());
+                log::debug!("{label}: attempt {attempts} failed: {e}; retrying");
                 std::thread::sleep(backoff);
                 backoff *= 2;
             }
@@ -146,12 +156,21 @@ fn deliver_one(s: &Sink, ev: &Event) -> Delivery {
         }
     };
     Delivery {
-        sink: s.label(),
+        sink: label.to_string(),
         status: "failed".into(),
         attempts,
-        ms: (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
+        ms: ms(t0),
         detail,
     }
+}
+
+/// `--ping URL`: a healthchecks-compatible ping to `URL` + `suffix` ("/start", "", "/fail") with
+/// `body` (the output tail on failure), bounded and retried like the alert sinks.
+pub fn ping(url: &spec::Secret, suffix: &str, body: &str) -> Delivery {
+    let label = format!("ping {}{suffix}", url.shown());
+    with_retries(&label, MAX_TRIES, || {
+        sinks::post_text(url, suffix, body, DEFAULT_TIMEOUT)
+    })
 }
 
 /// One warning line per failed delivery.

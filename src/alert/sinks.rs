@@ -26,6 +26,42 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
     }
 }
 
+/// POST a plain-text body to `url` + `suffix` (healthchecks pings).
+pub fn post_text(
+    url: &Secret,
+    suffix: &str,
+    body: &str,
+    timeout: std::time::Duration,
+) -> Result<(), AttemptError> {
+    let base = url.resolve().map_err(AttemptError::Final)?;
+    let full = format!("{}{suffix}", base.trim_end_matches('/'));
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(tls_config())
+        .timeout(timeout)
+        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
+        .build();
+    classify(
+        agent
+            .post(&full)
+            .set("Content-Type", "text/plain; charset=utf-8")
+            .send_string(body),
+    )
+}
+
+fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => {
+            Err(AttemptError::Retriable(format!("HTTP {code}")))
+        }
+        Err(ureq::Error::Status(code, _)) => Err(AttemptError::Final(format!("HTTP {code}"))),
+        Err(ureq::Error::Transport(t)) => Err(AttemptError::Retriable(
+            // the transport error may quote the URL: keep secrets out of messages
+            t.kind().to_string(),
+        )),
+    }
+}
+
 fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
     let url = url.resolve().map_err(AttemptError::Final)?;
     let agent = ureq::AgentBuilder::new()
@@ -40,17 +76,7 @@ fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptEr
             .map_err(|e| AttemptError::Final(format!("header {k}: {e}")))?;
         req = req.set(k, &v);
     }
-    match req.send_string(&body.to_string()) {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => {
-            Err(AttemptError::Retriable(format!("HTTP {code}")))
-        }
-        Err(ureq::Error::Status(code, _)) => Err(AttemptError::Final(format!("HTTP {code}"))),
-        Err(ureq::Error::Transport(t)) => Err(AttemptError::Retriable(
-            // the transport error may quote the URL: keep secrets out of messages
-            t.kind().to_string(),
-        )),
-    }
+    classify(req.send_string(&body.to_string()))
 }
 
 /// TLS roots: Mozilla's (built in, so HTTPS to Slack works in a container without a CA store)

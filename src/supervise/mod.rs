@@ -231,6 +231,11 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
     };
     drop(capture_w); // the job holds the write ends now: EOF when it and its children are gone
+    // --ping URL/start on a thread of its own: a slow or dead endpoint never delays the job.
+    let start_ping = cfg
+        .ping
+        .clone()
+        .map(|url| std::thread::spawn(move || alert::ping(&url, "/start", "")));
     log::debug!(
         "started {} as pid {child}",
         cfg.command[0].to_string_lossy()
@@ -588,6 +593,41 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     for p in pending_alerts {
         let results = p.handle.join().unwrap_or_default();
         finish_alert(&p.event, p.bundle.as_deref(), &results);
+    }
+    if let Some(url) = &cfg.ping {
+        let mut results = Vec::new();
+        if let Some(h) = start_ping {
+            results.extend(h.join().ok());
+        }
+        let (suffix, body) = if status == 0 {
+            ("", String::new())
+        } else {
+            // healthchecks keeps the first 10 KB of a ping body: the end of the output matters.
+            let tail = output_tail
+                .as_deref()
+                .map(|t| {
+                    let t = String::from_utf8_lossy(t);
+                    let n = t.chars().count();
+                    t.chars().skip(n.saturating_sub(9000)).collect::<String>()
+                })
+                .unwrap_or_default();
+            (
+                "/fail",
+                format!(
+                    "guard: {} exited with status {status}; {evidence_text}\n{tail}",
+                    cfg.name
+                ),
+            )
+        };
+        results.push(alert::ping(url, suffix, &body));
+        for r in results.iter().filter(|r| r.status != "ok") {
+            log::warn!(
+                "{} failed after {} attempt(s): {}; the job's result is unchanged",
+                r.sink,
+                r.attempts,
+                r.detail
+            );
+        }
     }
     if let Some(path) = &cfg.metrics_file {
         let outcome = crate::metrics::Outcome {
