@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -98,11 +98,7 @@ events = ["failed"]
 fn failed_deliveries_are_bounded_retried_and_change_nothing() {
     let five = Receiver::start(500, Duration::ZERO);
     let slow = Receiver::start(200, Duration::from_secs(5));
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // closed when dropped
+    let dead = free_port(); // closed when dropped
     let d = tempfile::tempdir().unwrap();
     let f = config(
         d.path(),
@@ -288,24 +284,10 @@ fn a_memory_kill_alert_names_the_bundle_and_lands_in_the_manifest() {
     assert!(summary.contains("alerts:"), "{summary}");
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn a_real_alertmanager_lists_guards_alert() {
     let test = "a_real_alertmanager_lists_guards_alert";
-    let am = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|n| {
-            std::env::var_os("PATH")
-                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
-        });
+    let am = on_path(&["prometheus-alertmanager", "alertmanager"]);
     let Some(am) = am else {
         gate(
             test,
@@ -320,11 +302,7 @@ fn a_real_alertmanager_lists_guards_alert() {
         "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(am)
         .arg(format!(
             "--config.file={}",

@@ -250,11 +250,7 @@ fn pings_start_success_and_failure_with_the_output_tail() {
     );
 
     // A dead endpoint: bounded, one warning, the job's result unchanged.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = free_port();
     let t0 = Instant::now();
     let o = guard_cmd()
         .args([

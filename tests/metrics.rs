@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -129,32 +128,9 @@ fn an_unwritable_metrics_file_never_changes_the_result() {
     assert!(err.contains("metrics not written"), "{err}");
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn node_exporter_serves_guards_metrics() {
-    let exporter = ["prometheus-node-exporter", "node_exporter"]
-        .into_iter()
-        .find(|n| {
-            std::env::var_os("PATH")
-                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
-        });
+    let exporter = on_path(&["prometheus-node-exporter", "node_exporter"]);
     let test = "node_exporter_serves_guards_metrics";
     let Some(exporter) = exporter else {
         gate(
