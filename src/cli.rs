@@ -167,6 +167,17 @@ pub struct WrapArgs {
     #[arg(long, env = "GUARD_PING", value_name = "URL")]
     pub ping: Option<String>,
 
+    /// Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard
+    /// always tries; as PID 1 it reaps them anyway) [env: GUARD_SUBREAPER=1]
+    #[arg(long)]
+    pub subreaper: bool,
+
+    /// Run the job in a process group of its own and forward signals to the whole group (for
+    /// containers; with a terminal, keys then reach guard, which forwards them)
+    /// [env: GUARD_PGROUP=1]
+    #[arg(long)]
+    pub pgroup: bool,
+
     /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
     /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
     /// file:/path. Repeatable; added to the [[alerts]] of the config file

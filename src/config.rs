@@ -44,6 +44,8 @@ pub struct WrapConfig {
     pub ping: Option<crate::alert::spec::Secret>,
     /// --quiet: collect the job's output, print it only on failure.
     pub quiet: bool,
+    pub subreaper: bool,
+    pub pgroup: bool,
     pub lock: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
 }
@@ -540,6 +542,8 @@ pub fn wrap_config(
         }
     };
     Ok(WrapConfig {
+        subreaper: flag(src, args.subreaper, "subreaper", "GUARD_SUBREAPER")?,
+        pgroup: flag(src, args.pgroup, "pgroup", "GUARD_PGROUP")?,
         ping,
         quiet: flag(src, args.quiet, "quiet", "GUARD_QUIET")?,
         timeout,

@@ -109,6 +109,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "With lock: wait this long for the lock before exiting 75.",
     ),
     (
+        "subreaper",
+        "BOOL",
+        "Fail (exit 125) if guard cannot become a child subreaper.",
+    ),
+    (
+        "pgroup",
+        "BOOL",
+        "The job runs in a process group of its own; signals are forwarded to the whole group.",
+    ),
+    (
         "ping",
         "URL",
         "healthchecks-compatible pings: URL/start, URL on success, URL/fail with the output tail on failure (may be env:NAME or file:/path).",
@@ -147,6 +157,8 @@ pub struct Table {
     lock: Option<Spanned<Value>>,
     lock_wait: Option<Spanned<Value>>,
     ping: Option<Spanned<Value>>,
+    subreaper: Option<Spanned<Value>>,
+    pgroup: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,7 +382,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 23] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 25] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -394,6 +406,8 @@ impl Table {
             ("lock", Path, &self.lock),
             ("lock_wait", Duration, &self.lock_wait),
             ("ping", Path, &self.ping),
+            ("subreaper", Bool, &self.subreaper),
+            ("pgroup", Bool, &self.pgroup),
         ];
         all.into_iter()
             .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))

@@ -143,7 +143,16 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| fatal(exit::GUARD_FAILED, format!("cannot create a signalfd: {e}")))?;
     // Orphaned descendants are re-parented to guard (reaped here; tracked by poll mode).
+    // As PID 1 the kernel makes guard the reaper anyway; elsewhere --subreaper insists on it.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        if cfg.subreaper {
+            return Err(fatal(
+                exit::GUARD_FAILED,
+                format!(
+                    "--subreaper: cannot become a child subreaper (PR_SET_CHILD_SUBREAPER): {e}"
+                ),
+            ));
+        }
         log::debug!("PR_SET_CHILD_SUBREAPER: {e}");
     }
 
@@ -208,7 +217,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         (None, None)
     };
     let stdio = capture_w.as_ref().map(|(o, e)| (o, e));
-    let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio) {
+    let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
             let dir = enforcer
@@ -223,7 +232,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 sys.proc.clone(),
                 std::process::id() as i32,
             ));
-            spawn::spawn(&cfg.command, &[], stdio).map_err(|e| spawn_fatal(cfg, e))?
+            spawn::spawn(&cfg.command, &[], stdio, cfg.pgroup).map_err(|e| spawn_fatal(cfg, e))?
         }
         Err(e) => {
             let _ = enforcer.remove();
@@ -343,11 +352,18 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
 
         if sig_ready {
             while let Ok(Some(si)) = sfd.read_signal() {
-                match signals::classify(si.ssi_signo as i32, si.ssi_code, session_leader) {
+                match signals::classify(
+                    si.ssi_signo as i32,
+                    si.ssi_code,
+                    session_leader,
+                    cfg.pgroup,
+                ) {
                     Action::Reap => reap(child, &mut ended),
                     Action::Forward(sig) => {
-                        log::debug!("forwarding {sig:?} to {child}");
-                        let _ = kill(Pid::from_raw(child), sig);
+                        // --pgroup: to the job's whole process group (-pgid), as tini -g does.
+                        let target = if cfg.pgroup { -child } else { child };
+                        log::debug!("forwarding {sig:?} to {target}");
+                        let _ = kill(Pid::from_raw(target), sig);
                         if signals::TERMINATING.contains(&sig) && kill_deadline.is_none() {
                             kill_deadline = Some(Instant::now() + cfg.kill_after);
                         }

@@ -69,8 +69,9 @@ const SI_KERNEL: i32 = 0x80;
 
 /// Classify a signal by number and si_code. `session_leader`: guard leads its session, so a
 /// terminal hangup's SIGHUP was sent to guard alone (the kernel signals only the controlling
-/// process) and must be passed on.
-pub fn classify(signo: i32, code: i32, session_leader: bool) -> Action {
+/// process) and must be passed on. `own_group`: the job runs in a process group of its own
+/// (--pgroup), so nothing the terminal sends to guard's group reaches it: forward everything.
+pub fn classify(signo: i32, code: i32, session_leader: bool, own_group: bool) -> Action {
     let Ok(sig) = Signal::try_from(signo) else {
         return Action::Ignore;
     };
@@ -80,7 +81,11 @@ pub fn classify(signo: i32, code: i32, session_leader: bool) -> Action {
     if !FORWARDED.contains(&sig) {
         return Action::Ignore;
     }
-    if code == SI_KERNEL && sig != Signal::SIGCONT && !(sig == Signal::SIGHUP && session_leader) {
+    if code == SI_KERNEL
+        && !own_group
+        && sig != Signal::SIGCONT
+        && !(sig == Signal::SIGHUP && session_leader)
+    {
         // SIGCONT from the kernel reaches guard only together with the process group (shell fg).
         // Forwarding it again is harmless and covers a child stopped on its own.
         return Action::AlreadyDelivered(sig);
@@ -97,7 +102,7 @@ mod tests {
     #[test]
     fn sent_signals_are_forwarded_terminal_ones_are_not() {
         use Action::*;
-        let c = |sig, code| classify(sig, code, false);
+        let c = |sig, code| classify(sig, code, false, false);
         assert_eq!(c(libc::SIGTERM, SI_USER), Forward(Signal::SIGTERM));
         assert_eq!(c(libc::SIGUSR1, -6), Forward(Signal::SIGUSR1)); // SI_TKILL
         assert_eq!(c(libc::SIGINT, SI_KERNEL), AlreadyDelivered(Signal::SIGINT));
@@ -111,11 +116,16 @@ mod tests {
         assert_eq!(c(libc::SIGPIPE, SI_USER), Ignore);
         // Hangup: the kernel signals only the session leader.
         assert_eq!(c(libc::SIGHUP, SI_KERNEL), AlreadyDelivered(Signal::SIGHUP));
-        let leader = |sig, code| classify(sig, code, true);
+        let leader = |sig, code| classify(sig, code, true, false);
         assert_eq!(leader(libc::SIGHUP, SI_KERNEL), Forward(Signal::SIGHUP));
         assert_eq!(
             leader(libc::SIGINT, SI_KERNEL),
             AlreadyDelivered(Signal::SIGINT)
+        );
+        // --pgroup: the terminal's copy never reached the job's group
+        assert_eq!(
+            classify(libc::SIGINT, SI_KERNEL, false, true),
+            Forward(Signal::SIGINT)
         );
     }
 

@@ -24,10 +24,12 @@ pub enum SpawnError {
 /// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
 /// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet); duplicated here,
 /// so the caller closes its copies after the spawn.
+/// `own_group`: the job leads a process group of its own (--pgroup).
 pub fn spawn(
     argv: &[OsString],
     attach: &[BorrowedFd<'_>],
     stdio: Option<(&OwnedFd, &OwnedFd)>,
+    own_group: bool,
 ) -> Result<i32, SpawnError> {
     let (err_r, err_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::Os(e.into()))?;
@@ -58,6 +60,9 @@ pub fn spawn(
                 return Err(io::Error::last_os_error());
             }
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if own_group && libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
