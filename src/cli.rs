@@ -178,6 +178,12 @@ pub struct WrapArgs {
     #[arg(long)]
     pub pgroup: bool,
 
+    /// Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle
+    /// when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM
+    /// killer [default: 95%]
+    #[arg(long, env = "GUARD_CAPTURE_AT", value_name = "PCT")]
+    pub capture_at: Option<String>,
+
     /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
     /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
     /// file:/path. Repeatable; added to the [[alerts]] of the config file

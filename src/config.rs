@@ -46,6 +46,8 @@ pub struct WrapConfig {
     pub quiet: bool,
     pub subreaper: bool,
     pub pgroup: bool,
+    /// Observe mode: percent of the container's limit at which to capture.
+    pub capture_at: u8,
     pub lock: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
 }
@@ -151,6 +153,7 @@ const VALUE_KEYS: &[&str] = &[
     "lock",
     "lock_wait",
     "ping",
+    "capture_at",
 ];
 
 /// Fill the options neither the command line nor the environment set from the config files
@@ -182,6 +185,7 @@ pub fn apply_files<'a>(
             "timeout" => &mut a.timeout,
             "lock_wait" => &mut a.lock_wait,
             "ping" => &mut a.ping,
+            "capture_at" => &mut a.capture_at,
             "lock" => {
                 if a.lock.is_none() {
                     if let Some(v) = layers.get(job.as_deref(), key) {
@@ -541,7 +545,20 @@ pub fn wrap_config(
             Some(sec)
         }
     };
+    let capture_at = match &args.capture_at {
+        None => 95,
+        Some(t) => {
+            let n = t.trim().trim_end_matches('%').trim();
+            n.parse::<u8>().ok().filter(|p| (1..=100).contains(p)).ok_or_else(|| {
+                UsageError(format!(
+                    "invalid {}: expected a percentage of the container's memory limit, 1% to 100%",
+                    origin(src, "capture_at", "--capture-at", "GUARD_CAPTURE_AT", t)
+                ))
+            })?
+        }
+    };
     Ok(WrapConfig {
+        capture_at,
         subreaper: flag(src, args.subreaper, "subreaper", "GUARD_SUBREAPER")?,
         pgroup: flag(src, args.pgroup, "pgroup", "GUARD_PGROUP")?,
         ping,

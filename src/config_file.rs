@@ -119,6 +119,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "The job runs in a process group of its own; signals are forwarded to the whole group.",
     ),
     (
+        "capture_at",
+        "PCT",
+        "Observe mode: capture a bundle when the container's own cgroup reaches this share of its limit (default \"95%\").",
+    ),
+    (
         "ping",
         "URL",
         "healthchecks-compatible pings: URL/start, URL on success, URL/fail with the output tail on failure (may be env:NAME or file:/path).",
@@ -159,6 +164,7 @@ pub struct Table {
     ping: Option<Spanned<Value>>,
     subreaper: Option<Spanned<Value>>,
     pgroup: Option<Spanned<Value>>,
+    capture_at: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,7 +388,7 @@ impl ConfigFile {
 impl Table {
     fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
         use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 25] = [
+        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 26] = [
             ("memory", Size, &self.memory),
             ("swap", Size, &self.swap),
             ("warn", Size, &self.warn),
@@ -408,6 +414,7 @@ impl Table {
             ("ping", Path, &self.ping),
             ("subreaper", Bool, &self.subreaper),
             ("pgroup", Bool, &self.pgroup),
+            ("capture_at", Size, &self.capture_at),
         ];
         all.into_iter()
             .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))

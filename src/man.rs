@@ -205,6 +205,7 @@ pub fn render() -> String {
             "CONTAINER ENTRYPOINT",
             &[
                 "As a container's PID 1 (or anywhere: guard always makes itself a child subreaper) guard reaps every zombie, including orphans re-parented to it, forwards signals to COMMAND and exits with COMMAND's status once it exits, giving the processes COMMAND left behind --kill-after before killing them. --subreaper makes a failure to become a subreaper an error (exit 125) instead of a debug note. --pgroup runs COMMAND in a process group of its own and forwards signals to the whole group (as tini -g does); with a terminal, keys then reach guard, which forwards them.",
+                "In a container whose cgroupfs is read-only guard cannot make a cgroup of its own: it enforces --memory in poll mode (SIGSTOP hold, then kill), and in observe mode reads the container's own cgroup (guard's) — its limit and usage — and when usage reaches --capture-at (default 95%) of that limit it stops the job, writes a full bundle (trigger warning), lets it run again and says so in one line, so the evidence exists before the runtime's OOM killer acts; a kernel OOM kill that follows gets its own post-mortem bundle. Keep --memory below the container's limit so that guard, not the runtime, ends the job. Bundles should go to a mounted volume; guard's lines reach docker logs / kubectl logs.",
                 "The tests run guard as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc): 1000 orphans are reaped, and the same signal scenario (SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGWINCH, SIGTERM to PID 1) gives the same result under guard, guard --pgroup, tini and dumb-init.",
             ],
         )
@@ -245,7 +246,7 @@ pub fn render() -> String {
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_BRIEF, GUARD_QUIET, GUARD_TIMEOUT, GUARD_LOCK, GUARD_LOCK_WAIT, GUARD_PING, GUARD_SUBREAPER, GUARD_PGROUP, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_BRIEF, GUARD_QUIET, GUARD_TIMEOUT, GUARD_LOCK, GUARD_LOCK_WAIT, GUARD_PING, GUARD_SUBREAPER, GUARD_PGROUP, GUARD_CAPTURE_AT, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

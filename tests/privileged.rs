@@ -582,3 +582,81 @@ fn guard_protects_itself_but_not_the_job() {
         "the job inherited guard's protection: {job_adj:?}"
     );
 }
+
+#[test]
+fn observe_mode_captures_before_the_containers_own_limit() {
+    if !privileged("observe_mode_captures_before_the_containers_own_limit") {
+        return;
+    }
+    // A "container": a memory cgroup with a 128 MiB limit holding guard, whose cgroupfs is
+    // read-only (a mount namespace), so guard cannot make a cgroup of its own.
+    let v1 = doctor()["mode"] == "cgroup-v1";
+    let parent = if v1 {
+        job_base().join(format!("guardtest-obs-{}", std::process::id()))
+    } else {
+        PathBuf::from(format!(
+            "/sys/fs/cgroup/guardtest-obs-{}",
+            std::process::id()
+        ))
+    };
+    std::fs::create_dir(&parent).unwrap();
+    let limit_file = if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    std::fs::write(parent.join(limit_file), (128u64 << 20).to_string()).unwrap();
+    let ev = tempfile::tempdir().unwrap();
+    let script = format!(
+        "echo $$ > {p}/cgroup.procs && {ro} && exec env GUARD_CONFIG=/dev/null {g} --evidence-dir {e} -- {h} alloc 200 --rate 40",
+        p = parent.display(),
+        ro = read_only_cgroupfs_prefix(),
+        g = guard().display(),
+        e = ev.path().display(),
+        h = example("hog").display()
+    );
+    let o = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .bounded();
+    let _ = std::fs::remove_dir(&parent);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "the container's OOM killer: {err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("is in a container at"))
+        .unwrap_or_else(|| panic!("no observe-mode line: {err}"));
+    assert!(
+        line.contains("of its 128 MiB memory limit (--capture-at 95%)"),
+        "{line}"
+    );
+    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["trigger"], "warning");
+    assert_eq!(m["capture"], "pre-kill");
+    assert_eq!(m["cgroup"]["mode"], "poll");
+    let biggest = m["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rss_bytes"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        biggest > 100 << 20,
+        "the allocator, read before the kill: {m}"
+    );
+    assert!(
+        b.join("cgroup").join(limit_file).is_file(),
+        "the container's cgroup files"
+    );
+    assert!(
+        err.contains("was killed by the kernel's OOM killer"),
+        "{err}"
+    );
+}

@@ -56,6 +56,24 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// guard's own memory cgroup (the container's, inside a container) and its limit, when it
+    /// has one: (directory, usage file, limit bytes). For observe mode, which only reads.
+    pub fn own_memory_limit(&self) -> Option<(PathBuf, &'static str, u64)> {
+        if let Some(h) = &self.v1_memory {
+            let limit = super::fs::read_u64(&h.own_dir.join("memory.limit_in_bytes"))
+                .ok()
+                .flatten()?;
+            // v1 says "no limit" with a page-rounded i64::MAX.
+            return (limit < (1u64 << 60))
+                .then(|| (h.own_dir.clone(), "memory.usage_in_bytes", limit));
+        }
+        let h = self.v2.as_ref()?;
+        let limit = super::fs::read_u64(&h.own_dir.join("memory.max"))
+            .ok()
+            .flatten()?;
+        Some((h.own_dir.clone(), "memory.current", limit))
+    }
+
     /// Read /proc/self/cgroup and /proc/self/mountinfo (relative to `sys`).
     pub fn read(sys: &Sys) -> Result<Layout, String> {
         let cg_path = sys.proc.join("self/cgroup");

@@ -47,6 +47,9 @@ pub enum Trigger {
     Warning,
     KernelOom,
     Timeout,
+    /// Observe mode: the container (guard's own cgroup) reached --capture-at of its limit. A
+    /// full snapshot, recorded as a warning (the job keeps running).
+    ContainerLimit,
 }
 
 impl Trigger {
@@ -56,6 +59,7 @@ impl Trigger {
             Trigger::Warning => "warning",
             Trigger::KernelOom => "kernel-oom",
             Trigger::Timeout => "timeout",
+            Trigger::ContainerLimit => "warning",
         }
     }
 }
@@ -95,6 +99,48 @@ pub struct Recorder {
     oom_kills_at_start: Option<u64>,
     sampler: Option<sampler::Sampler>,
     prepared: bool,
+    /// Observe mode: the container's own cgroup (read only), its usage file, the capture point.
+    pub observe: Option<Observe>,
+}
+
+/// Observe mode state.
+#[derive(Debug, Clone)]
+pub struct Observe {
+    pub dir: PathBuf,
+    pub usage_file: &'static str,
+    pub limit: u64,
+    pub at: u64,
+    armed: bool,
+}
+
+impl Observe {
+    pub fn new(dir: PathBuf, usage_file: &'static str, limit: u64, pct: u8) -> Observe {
+        Observe {
+            dir,
+            usage_file,
+            limit,
+            at: (limit as u128 * pct as u128 / 100) as u64,
+            armed: true,
+        }
+    }
+
+    /// The container's usage when it has just crossed the capture point (once per crossing).
+    pub fn due(&mut self) -> Option<u64> {
+        let usage = crate::cgroup::fs::read_u64(&self.dir.join(self.usage_file))
+            .ok()
+            .flatten()?;
+        if usage < self.at {
+            if (usage as f64) < self.at as f64 * WARN_REARM {
+                self.armed = true;
+            }
+            return None;
+        }
+        if !self.armed {
+            return None;
+        }
+        self.armed = false;
+        Some(usage)
+    }
 }
 
 impl Recorder {
@@ -120,6 +166,7 @@ impl Recorder {
             oom_kills_at_start: None,
             sampler: None,
             prepared: false,
+            observe: None,
         }
     }
 
@@ -301,7 +348,11 @@ impl Recorder {
                     i < snapshot::SMAPS_FOR,
                 )?);
             }
-            counters = snapshot::cgroup(&enforcer.dirs(), w)?;
+            let mut dirs = enforcer.dirs();
+            if let (true, Some(o)) = (dirs.is_empty(), &self.observe) {
+                dirs.push(o.dir.clone()); // observe mode: the container's cgroup
+            }
+            counters = snapshot::cgroup(&dirs, w)?;
             snapshot::system(&self.proc, w)?;
         }
         w.write("tree.txt", snapshot::tree(&processes).as_bytes())?;

@@ -181,6 +181,24 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     };
     let sys = Sys::live();
     let (mut enforcer, plan) = enforce(cfg, &sys)?;
+    // Observe mode: no cgroup of our own, but the container's (guard's own cgroup) has a limit
+    // we can read: capture before the runtime's OOM killer acts.
+    let observe = match &enforcer {
+        Enforcer::Poll(_) => Layout::read(&sys)
+            .ok()
+            .and_then(|l| l.own_memory_limit())
+            .map(|(dir, file, limit)| evidence::Observe::new(dir, file, limit, cfg.capture_at)),
+        _ => None,
+    };
+    if let Some(o) = &observe {
+        log::info!(
+            "observe mode: {} has a memory limit of {}; a bundle at {} ({}%)",
+            o.dir.display(),
+            format_size(o.limit),
+            format_size(o.at),
+            cfg.capture_at
+        );
+    }
     let limit_text = cfg
         .memory
         .map(format_size)
@@ -204,6 +222,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let mut recorder = Recorder::new(cfg, &sys.proc, started);
+    recorder.observe = observe;
     // --quiet: the job writes into pipes guard reads (printed only if the job fails).
     let (mut capture, capture_w) = if cfg.quiet {
         let (c, w_out, w_err) = output::Capture::new().map_err(|e| {
@@ -414,6 +433,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             }
         }
         if sampling && !memory_killed && Instant::now() >= next_sample {
+            let mut observe_usage: Option<u64> = None;
             let usage = recorder.sample(&mut enforcer);
             // While the job's memory is flat the sampler relaxes (doubling up to IDLE_INTERVAL):
             // on a cgroup the kernel's events, not the sampler, catch the cap, and an idle
@@ -437,6 +457,15 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                         Instant::now(),
                         &mut held_peak,
                     ));
+                }
+                _ if recorder.enabled()
+                    && recorder.observe.as_mut().is_some_and(|o| {
+                        observe_usage = o.due();
+                        observe_usage.is_some()
+                    }) =>
+                {
+                    let u = observe_usage.unwrap_or_default();
+                    observe_capture(cfg, &enforcer, &mut recorder, child, u, &mut pending_alerts);
                 }
                 (Some(u), _) if recorder.enabled() && recorder.warn_due(u, &enforcer) => {
                     warn_capture(cfg, &enforcer, &mut recorder, child, u, &mut pending_alerts);
@@ -783,19 +812,64 @@ fn warn_capture(
         .memory
         .map(|m| format!(" of its {} limit", format_size(m)))
         .unwrap_or_default();
+    let what = format!(
+        "uses {}{of_cap}, past its warning threshold {}",
+        format_size(usage),
+        recorder.cfg.warn.map(format_size).unwrap_or_default()
+    );
+    announce_warning(cfg, child, usage, &what, r, alerts);
+}
+
+/// Observe mode: the container reached --capture-at of its own limit. Stop the job for the
+/// snapshot (a full one: the runtime's OOM killer may come next), let it run again, say so.
+fn observe_capture(
+    cfg: &WrapConfig,
+    enforcer: &Enforcer,
+    recorder: &mut Recorder,
+    child: i32,
+    usage: u64,
+    alerts: &mut Vec<PendingAlert>,
+) {
+    let t0 = Instant::now();
+    let held = enforcer.hold();
+    let occ = Occasion {
+        trigger: Trigger::ContainerLimit,
+        pre_kill: true,
+        held,
+        trigger_to_frozen_ms: Some(t0.elapsed().as_secs_f64() * 1000.0),
+        usage: Some(usage),
+    };
+    let r = recorder.capture(enforcer, occ);
+    enforcer.unhold();
+    let r = r.and_then(|p| recorder.finish(p, None, false, None, None));
+    let what = match &recorder.observe {
+        Some(o) => format!(
+            "is in a container at {} of its {} memory limit (--capture-at {}%): the runtime's OOM killer may be next",
+            format_size(usage),
+            format_size(o.limit),
+            cfg.capture_at
+        ),
+        None => format!("uses {}", format_size(usage)),
+    };
+    announce_warning(cfg, child, usage, &what, r, alerts);
+}
+
+/// One warning line naming the bundle, and the warning alert on its own thread.
+fn announce_warning(
+    cfg: &WrapConfig,
+    child: i32,
+    usage: u64,
+    what: &str,
+    r: Result<std::path::PathBuf, String>,
+    alerts: &mut Vec<PendingAlert>,
+) {
     match &r {
         Ok(p) => log::warn!(
-            "{} (pid {child}) uses {}{of_cap}, past its warning threshold {}; evidence: {}",
+            "{} (pid {child}) {what}; evidence: {}",
             cfg.name,
-            format_size(usage),
-            recorder.cfg.warn.map(format_size).unwrap_or_default(),
             p.display()
         ),
-        Err(e) => log::warn!(
-            "{} (pid {child}) uses {}{of_cap}, past its warning threshold; no evidence: {e}",
-            cfg.name,
-            format_size(usage)
-        ),
+        Err(e) => log::warn!("{} (pid {child}) {what}; no evidence: {e}", cfg.name),
     }
     // The job keeps running and guard keeps watching it: the warning is delivered on a thread
     // of its own, joined (bounded by the sinks' timeouts) when the job is over.
