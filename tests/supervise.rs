@@ -153,6 +153,16 @@ impl Pty {
             .write(true)
             .open(std::str::from_utf8(self.slave_path.to_bytes()).unwrap())
             .unwrap();
+        // NOFLSH: a ^C must not discard output already queued (guard's own line, a newline),
+        // or what the tests read depends on who wrote first.
+        // SAFETY: tcgetattr/tcsetattr on an open terminal fd with a zeroed termios we own.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut t), 0);
+            t.c_lflag |= libc::NOFLSH;
+            assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t), 0);
+        }
         cmd.stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
             .stderr(slave);
