@@ -339,3 +339,52 @@ fn under_run_parts_like_cron_only_failures_make_output() {
     assert!(all.contains("noise from bad-job"), "{all}");
     assert!(!all.contains("noise from good-job"), "{all}");
 }
+
+#[test]
+fn without_quiet_piped_output_passes_through_and_its_tail_is_kept() {
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["--warn", "off", "-m", "32M", "--", "sh", "-c"])
+        .arg(format!(
+            "echo before the leak; exec {} alloc 200",
+            hog.display()
+        ))
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "before the leak\n",
+        "passed through"
+    );
+    let b = PathBuf::from(
+        err.lines()
+            .find_map(|l| l.split_once("; evidence: ").map(|x| x.1.to_string()))
+            .expect(&err),
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("output.tail")).unwrap(),
+        "before the leak\n"
+    );
+    // The reader goes away: the job still gets SIGPIPE, as without guard.
+    let mut child = guard_cmd()
+        .args(["--", "sh", "-c", "while :; do echo y; done"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    drop(out);
+    let st = wait_output_within(child, RUN_LIMIT, "guard").status;
+    assert_eq!(
+        st.code(),
+        Some(128 + libc::SIGPIPE),
+        "the job died of SIGPIPE"
+    );
+}

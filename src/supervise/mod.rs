@@ -235,7 +235,22 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     } else {
         (None, None)
     };
-    let stdio = capture_w.as_ref().map(|(o, e)| (o, e));
+    // Without --quiet: the output tail of streams that are pipes already, passed through as is.
+    let (tee, tee_out, tee_err) = if cfg.quiet {
+        (None, None, None)
+    } else {
+        match output::Tee::start() {
+            Ok((t, o, e)) => (Some(t), o, e),
+            Err(e) => {
+                log::debug!("no output tail: {e}");
+                (None, None, None)
+            }
+        }
+    };
+    let stdio = match &capture_w {
+        Some((o, e)) => (Some(o), Some(e)),
+        None => (tee_out.as_ref(), tee_err.as_ref()),
+    };
     let child = match spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup) {
         Ok(pid) => pid,
         Err(spawn::SpawnError::Attach(e)) if !cfg.require_cgroup => {
@@ -259,6 +274,8 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
     };
     drop(capture_w); // the job holds the write ends now: EOF when it and its children are gone
+    drop(tee_out);
+    drop(tee_err);
     // --ping URL/start on a thread of its own: a slow or dead endpoint never delays the job.
     let start_ping = cfg
         .ping
@@ -552,7 +569,13 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             log::warn!("--quiet: output past 4 MiB could not be kept ({lost})");
         }
     }
-    let output_tail = capture.as_ref().map(|c| c.tail());
+    let output_tail = match (&capture, tee) {
+        (Some(c), _) => Some(c.tail()),
+        (None, Some(t)) => {
+            Some(t.finish(Instant::now() + Duration::from_secs(1))).filter(|t| !t.is_empty())
+        }
+        (None, None) => None,
+    };
     drop(sentinel);
 
     let exit_info = match ended {

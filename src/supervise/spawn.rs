@@ -22,13 +22,13 @@ pub enum SpawnError {
 
 /// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and after writing "0"
 /// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
-/// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet); duplicated here,
-/// so the caller closes its copies after the spawn.
+/// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet, or the tee that
+/// keeps the output tail); duplicated here, so the caller closes its copies after the spawn.
 /// `own_group`: the job leads a process group of its own (--pgroup).
 pub fn spawn(
     argv: &[OsString],
     attach: &[BorrowedFd<'_>],
-    stdio: Option<(&OwnedFd, &OwnedFd)>,
+    stdio: (Option<&OwnedFd>, Option<&OwnedFd>),
     own_group: bool,
 ) -> Result<i32, SpawnError> {
     let (err_r, err_w) =
@@ -42,9 +42,11 @@ pub fn spawn(
     let parent = std::process::id() as libc::pid_t;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    if let Some((out, err)) = stdio {
-        let dup = |f: &OwnedFd| f.try_clone().map(std::process::Stdio::from);
+    let dup = |f: &OwnedFd| f.try_clone().map(std::process::Stdio::from);
+    if let Some(out) = stdio.0 {
         cmd.stdout(dup(out).map_err(SpawnError::Os)?);
+    }
+    if let Some(err) = stdio.1 {
         cmd.stderr(dup(err).map_err(SpawnError::Os)?);
     }
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
