@@ -482,7 +482,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                     }) =>
                 {
                     let u = observe_usage.unwrap_or_default();
-                    observe_capture(cfg, &enforcer, &mut recorder, child, u, &mut pending_alerts);
+                    observe_capture(
+                        cfg,
+                        &mut enforcer,
+                        &mut recorder,
+                        child,
+                        u,
+                        &mut pending_alerts,
+                    );
                 }
                 (Some(u), _) if recorder.enabled() && recorder.warn_due(u, &enforcer) => {
                     warn_capture(cfg, &enforcer, &mut recorder, child, u, &mut pending_alerts);
@@ -753,40 +760,66 @@ fn hold_capture_kill(
     trigger: Instant,
     peak: &mut Option<u64>,
 ) -> Result<evidence::Pending, String> {
-    let held = enforcer.hold();
-    // The peak as the job reached it (--core raises the limit a little for gcore afterwards).
-    *peak = enforcer.peak();
-    let ms = trigger.elapsed().as_secs_f64() * 1000.0;
-    if held {
-        log::debug!("held the job at its cap {ms:.1} ms after the memory event");
-    } else {
-        log::debug!(
-            "could not confirm the hold at its cap within its bound ({ms:.1} ms); capturing anyway"
-        );
-    }
-    let result = if recorder.enabled() {
-        // The last sample: the job as it stands, held at its cap.
-        let usage = recorder.sample_all(enforcer);
-        let r = recorder.capture(
-            enforcer,
-            Occasion {
-                trigger: Trigger::MemoryLimit,
-                pre_kill: true,
-                held,
-                trigger_to_frozen_ms: Some(ms),
-                usage,
-            },
-        );
-        log::debug!(
-            "captured the evidence in {:.1} ms; killing the job",
-            trigger.elapsed().as_secs_f64() * 1000.0 - ms
-        );
-        r
-    } else {
-        Err(recorder.dir.clone().err().unwrap_or_default())
-    };
+    let result = held_capture(
+        enforcer,
+        recorder,
+        Trigger::MemoryLimit,
+        trigger,
+        None,
+        |e| {
+            // The peak as the job reached it (--core raises the limit a little for gcore afterwards).
+            *peak = e.peak();
+        },
+    );
+    log::debug!(
+        "captured the evidence {:.1} ms after the memory event; killing the job",
+        trigger.elapsed().as_secs_f64() * 1000.0
+    );
     enforcer.kill_all();
     result
+}
+
+/// Hold the job (freeze / stop), run `after_hold`, and capture a full bundle for `trigger`
+/// (`since`: when guard learnt of it; `usage`: the figure to record, else the job's own sample).
+/// The caller decides what follows: kill, or let the job run again.
+fn held_capture(
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+    trigger: Trigger,
+    since: Instant,
+    usage: Option<u64>,
+    after_hold: impl FnOnce(&Enforcer),
+) -> Result<evidence::Pending, String> {
+    let held = enforcer.hold();
+    after_hold(enforcer);
+    let ms = since.elapsed().as_secs_f64() * 1000.0;
+    // The memory-limit wording is the one -vv has always printed (tests and people read it).
+    let (at, event) = match trigger {
+        Trigger::MemoryLimit => ("at its cap ", "memory"),
+        other => ("", other.as_str()),
+    };
+    if held {
+        log::debug!("held the job {at}{ms:.1} ms after the {event} event");
+    } else {
+        log::debug!(
+            "could not confirm the hold {at}within its bound ({ms:.1} ms); capturing anyway"
+        );
+    }
+    if !recorder.enabled() {
+        return Err(recorder.dir.clone().err().unwrap_or_default());
+    }
+    // The last sample: the job as it stands, held.
+    let sampled = recorder.sample_all(enforcer);
+    recorder.capture(
+        enforcer,
+        Occasion {
+            trigger,
+            pre_kill: true,
+            held,
+            trigger_to_frozen_ms: Some(ms),
+            usage: usage.or(sampled),
+        },
+    )
 }
 
 /// The job died before guard could hold it: keep what is left (cgroup counters, timeline, system).
@@ -847,22 +880,20 @@ fn warn_capture(
 /// snapshot (a full one: the runtime's OOM killer may come next), let it run again, say so.
 fn observe_capture(
     cfg: &WrapConfig,
-    enforcer: &Enforcer,
+    enforcer: &mut Enforcer,
     recorder: &mut Recorder,
     child: i32,
     usage: u64,
     alerts: &mut Vec<PendingAlert>,
 ) {
-    let t0 = Instant::now();
-    let held = enforcer.hold();
-    let occ = Occasion {
-        trigger: Trigger::ContainerLimit,
-        pre_kill: true,
-        held,
-        trigger_to_frozen_ms: Some(t0.elapsed().as_secs_f64() * 1000.0),
-        usage: Some(usage),
-    };
-    let r = recorder.capture(enforcer, occ);
+    let r = held_capture(
+        enforcer,
+        recorder,
+        Trigger::ContainerLimit,
+        Instant::now(),
+        Some(usage),
+        |_| {},
+    );
     enforcer.unhold();
     let r = r.and_then(|p| recorder.finish(p, None, false, None, None));
     let what = match &recorder.observe {
@@ -915,24 +946,14 @@ fn timeout_capture(
     enforcer: &mut Enforcer,
     recorder: &mut Recorder,
 ) -> Result<evidence::Pending, String> {
-    let t0 = Instant::now();
-    let held = enforcer.hold();
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let result = if recorder.enabled() {
-        let usage = recorder.sample_all(enforcer);
-        recorder.capture(
-            enforcer,
-            Occasion {
-                trigger: Trigger::Timeout,
-                pre_kill: true,
-                held,
-                trigger_to_frozen_ms: Some(ms),
-                usage,
-            },
-        )
-    } else {
-        Err(recorder.dir.clone().err().unwrap_or_default())
-    };
+    let result = held_capture(
+        enforcer,
+        recorder,
+        Trigger::Timeout,
+        Instant::now(),
+        None,
+        |_| {},
+    );
     enforcer.unhold();
     result
 }
