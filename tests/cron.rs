@@ -132,27 +132,19 @@ fn a_second_run_is_refused_with_75_or_waits_for_the_lock() {
 
 #[test]
 fn lock_mistakes_are_125() {
-    let o = guard_cmd()
-        .args(["--lock-wait", "5s", "--", "true"])
-        .bounded();
-    assert_eq!(o.status.code(), Some(125));
-    assert!(
-        stderr(&o).contains("--lock-wait needs --lock"),
-        "{}",
-        stderr(&o)
-    );
-    let o = guard_cmd()
-        .args(["--lock", "/nonexistent-dir/x.lock", "--", "true"])
-        .bounded();
-    assert_eq!(o.status.code(), Some(125));
-    assert!(
-        stderr(&o).contains("cannot open the lock file /nonexistent-dir/x.lock"),
-        "{}",
-        stderr(&o)
-    );
-    let o = guard_cmd().args(["--timeout", "0", "--", "true"]).bounded();
-    assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("--timeout '0'"), "{}", stderr(&o));
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lock-wait", "5s"], "--lock-wait needs --lock"),
+        (
+            &["--lock", "/nonexistent-dir/x.lock"],
+            "cannot open the lock file /nonexistent-dir/x.lock",
+        ),
+        (&["--timeout", "0"], "--timeout '0'"),
+    ];
+    for (args, needle) in cases {
+        let o = guard_cmd().args(*args).args(["--", "true"]).bounded();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]

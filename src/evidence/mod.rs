@@ -95,7 +95,6 @@ pub struct Recorder {
     pub timeline: Timeline,
     warn_armed: bool,
     pid: i32,
-    host: String,
     oom_kills_at_start: Option<u64>,
     sampler: Option<sampler::Sampler>,
     prepared: bool,
@@ -160,9 +159,6 @@ impl Recorder {
             timeline: Timeline::new(start),
             warn_armed: true,
             pid: 0,
-            host: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
             oom_kills_at_start: None,
             sampler: None,
             prepared: false,
@@ -418,7 +414,10 @@ impl Recorder {
                 capture_ms: Some(round3(capture_ms)),
             },
             redacted_env_keys: w.scrub.keys.iter().cloned().collect(),
-            host: self.host.clone(),
+            // Read here, not at start: a short job never pays for the call.
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             held: occ.held,
             trigger_after_ms: Some(self.timeline.now_ms()),
             kernel_counters: counters,
