@@ -607,7 +607,7 @@ mod tests {
         assert_eq!(t.entries().len(), KEYS.len(), "parser and KEYS agree");
         // Every wrap option has a key ('-' written '_'), except those that choose the file,
         // the job and the command.
-        let cmd = crate::cli::command();
+        let cmd = crate::cli::command_built();
         let run = cmd.find_subcommand("run").unwrap();
         for a in run.get_arguments() {
             let id = a.get_id().as_str();

@@ -80,6 +80,44 @@ fn clap_error_line(e: &clap::Error) -> String {
     format!("{}; see 'guard --help'", parts.join("; "))
 }
 
+/// What the Rust runtime's start-up would have done that guard relies on (the binary starts
+/// from C's `main`, see src/main.rs): SIGPIPE ignored, so a closed reader is an EPIPE error and
+/// not guard's death; and descriptors 0, 1 and 2 open (on /dev/null if they were closed), so no
+/// file guard opens — a cgroup's `tasks`, a bundle file — can become its stdout or stderr.
+pub fn startup() {
+    // SAFETY: SIG_IGN is a valid disposition, set before any thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes only the three pollfd entries passed.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+    for p in &fds {
+        let closed = if polled >= 0 {
+            p.revents & libc::POLLNVAL != 0
+        } else {
+            // SAFETY: F_GETFD on an integer fd has no memory effects.
+            (unsafe { libc::fcntl(p.fd, libc::F_GETFD) }) == -1
+        };
+        if closed {
+            // The lowest free descriptor is the closed one.
+            // SAFETY: open with a static NUL-terminated path.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if fd != p.fd && fd >= 0 {
+                // SAFETY: closes the descriptor just opened, which nothing else uses.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
 /// Run guard with `args` (including argv[0]); returns the exit status.
 pub fn main_with(args: Vec<OsString>) -> i32 {
     let matches = match cli::command().try_get_matches_from(args) {
@@ -109,11 +147,8 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             return exit::GUARD_FAILED;
         }
     };
-    if parsed
-        .sub
-        .as_ref()
-        .is_some_and(|s| !matches!(s, cli::Sub::Run(_)))
-    {
+    let sub = parsed.sub.map(|s| s.0);
+    if sub.as_ref().is_some_and(|s| !matches!(s, cli::Sub::Run(_))) {
         // Commands that print (report, list, doctor, config check) end quietly when their
         // reader goes away (`guard list | head`), as Unix tools do, instead of failing on EPIPE.
         // SAFETY: SIG_DFL is a valid disposition, set before any thread exists.
@@ -124,7 +159,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             )
         };
     }
-    match parsed.sub {
+    match sub {
         Some(cli::Sub::Doctor(d)) => {
             let r = doctor::report();
             if d.json {

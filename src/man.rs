@@ -109,7 +109,7 @@ pub fn render_toml5() -> String {
 
 /// Render the whole page.
 pub fn render() -> String {
-    let cmd = crate::cli::command();
+    let cmd = crate::cli::command_built();
     let man = clap_mangen::Man::new(cmd)
         .date("2026-11-27")
         .manual("guard manual");

@@ -257,6 +257,89 @@ fn not_found_is_127_and_not_executable_is_126() {
     assert_eq!(o.status.code(), Some(127));
 }
 
+/// guard starts the job itself (a vfork-style clone, not std's Command): what execvp and a
+/// plain shell would give the job must still hold.
+#[test]
+fn the_job_starts_as_execvp_would_start_it() {
+    // PATH search, and a script without #! runs through /bin/sh.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("no-shebang");
+    std::fs::write(&script, "echo \"plain script $#\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = guard_cmd()
+        .env("PATH", &path)
+        .args(["--", "no-shebang", "a", "b"])
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "plain script 2\n");
+
+    // The signal mask and the ignored signals 1-31 are those the job would have without guard
+    // (which blocks the signals it reads and ignores SIGPIPE). Real-time signals 32 and 33
+    // belong to the C library, which gives them handlers of its own (reset by exec).
+    let sig = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"];
+    let low = |o: &std::process::Output| -> Vec<(String, u64)> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(":\t"))
+            .map(|(k, v)| {
+                let bits = u64::from_str_radix(v.trim(), 16).unwrap();
+                (k.to_string(), bits & 0x7fff_ffff)
+            })
+            .collect()
+    };
+    let bare = std::process::Command::new(sig[0])
+        .args(&sig[1..])
+        .stdin(Stdio::null())
+        .bounded();
+    let o = guard_cmd()
+        .arg("--")
+        .args(sig)
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(low(&o), low(&bare));
+    assert_eq!(low(&o)[0], ("SigBlk".to_string(), 0));
+
+    // A long command line (the child's stack is sized for it).
+    let many: Vec<String> = (0..20_000).map(|i| format!("arg{i}")).collect();
+    let o = guard_cmd()
+        .args(["--", "sh", "-c", "echo $#", "sh"])
+        .args(&many)
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "20000\n",
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Started with stdin and stdout closed (a careless init script), guard still runs the job, and
+/// none of the files it opens becomes descriptor 0-2: they are /dev/null, as for a Rust program.
+#[test]
+fn closed_standard_descriptors_become_dev_null() {
+    let guard = guard_cmd().get_program().to_owned();
+    let o = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "exec 0<&- 1>&-; \"$0\" -- sh -c \
+             'a=$(readlink /proc/$$/fd/0); b=$(readlink /proc/$$/fd/1); echo \"$a $b\" >&2'",
+        ])
+        .arg(&guard)
+        .env("GUARD_CONFIG", "/dev/null")
+        .env("GUARD_EVIDENCE_DIR", std::env::temp_dir())
+        .bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "/dev/null /dev/null\n");
+}
+
 #[test]
 fn stdio_belongs_to_the_child() {
     let mut child = guard_cmd()
