@@ -356,8 +356,9 @@ fn the_next_run_removes_cgroups_of_dead_guards() {
         std::fs::create_dir(&stale).unwrap();
         let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
         std::fs::write(stale.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+        // Housekeeping runs 20 ms into the job: a job that lives longer than that.
         let o = guard_cmd()
-            .args(["-v", "--", "true"])
+            .args(["-v", "--", "sleep", "0.2"])
             .stdin(Stdio::null())
             .bounded();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

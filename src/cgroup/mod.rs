@@ -134,7 +134,8 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
 }
 
 /// Remove the cgroups that dead guards left next to where `plan` puts the job's (housekeeping:
-/// the supervisor runs it after the job has started, off the start-up path).
+/// the supervisor runs it 20 ms into the job with the rest, so a shorter job never pays for the
+/// directory scans; a guard dies that way rarely, and the next longer job cleans up).
 pub fn cleanup_stale(plan: &Plan, proc: &Path) {
     let bases: Vec<(&Path, bool)> = match plan {
         // The freezer leaves first: killing there also thaws what a dead guard left frozen.
@@ -479,10 +480,21 @@ impl Enforcer {
                 Ok(())
             }
             _ => {
-                self.kill_all();
                 let dirs = self.dirs();
                 drop(self); // close cgroup.procs and the event fds before rmdir
-                dirs.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
+                // Usually the job is gone by now: one rmdir each, without reading cgroup.procs
+                // first. A leaf that is still busy gets its processes killed, then retries.
+                let busy: Vec<&PathBuf> = dirs
+                    .iter()
+                    .filter(|d| match std::fs::remove_dir(d) {
+                        Ok(()) => false,
+                        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+                    })
+                    .collect();
+                for d in &busy {
+                    kill_cgroup(d, Duration::from_secs(5));
+                }
+                busy.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
             }
         }
     }

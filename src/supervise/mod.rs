@@ -286,7 +286,6 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         cfg.command[0].to_string_lossy()
     );
     enforcer.arm_events();
-    crate::cgroup::cleanup_stale(&plan, &sys.proc);
     recorder.after_spawn(child);
     if let Some(path) = &cfg.metrics_file {
         if let Err(e) = crate::metrics::check(path) {
@@ -500,6 +499,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         if prepare_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             prepare_at = None;
             recorder.prepare(&enforcer);
+            crate::cgroup::cleanup_stale(&plan, &sys.proc);
         }
         if sentinel_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             sentinel_at = None;
