@@ -185,6 +185,13 @@ impl V1Cgroup {
 
     /// The kernel's verdict: did the OOM killer act inside this cgroup?
     pub fn verdict(&self) -> MemoryVerdict {
+        // The file kept open for the OOM eventfd: one pread instead of open, read and close.
+        if let Some((_, ctl)) = &self.oom_event {
+            let mut buf = [0u8; 512];
+            if let Ok(n) = std::os::unix::fs::FileExt::read_at(ctl, &mut buf, 0) {
+                return verdict_of(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
         verdict_at(&self.dir)
     }
 
@@ -203,9 +210,13 @@ impl V1Cgroup {
 
 /// The verdict from `memory.oom_control` of the v1 cgroup `dir`.
 pub fn verdict_at(dir: &Path) -> MemoryVerdict {
-    let oc = cgfs::read(&dir.join("memory.oom_control")).unwrap_or_default();
-    let under_oom = cgfs::keyed(&oc, "under_oom") == Some(1);
-    match cgfs::keyed(&oc, "oom_kill") {
+    verdict_of(&cgfs::read(&dir.join("memory.oom_control")).unwrap_or_default())
+}
+
+/// The verdict from the text of `memory.oom_control`.
+fn verdict_of(oc: &str) -> MemoryVerdict {
+    let under_oom = cgfs::keyed(oc, "under_oom") == Some(1);
+    match cgfs::keyed(oc, "oom_kill") {
         Some(n) => MemoryVerdict {
             oom_kills: n,
             under_oom,
