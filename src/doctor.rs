@@ -244,6 +244,8 @@ pub fn report() -> Report {
             let probe =
                 match v1::V1Cgroup::create(base, freezer_base.as_deref(), &probe_name, &limits) {
                     Ok(cg) => {
+                        // The freezer leaf too (a job gets it 20 ms in).
+                        cg.join_freezer();
                         let caps = v1_caps(&cg.dir, &layout);
                         let _ = crate::cgroup::Enforcer::V1(cg).remove();
                         (

@@ -110,6 +110,44 @@ fn cap_kills_an_allocator_within_seconds() {
     );
 }
 
+/// A job at its cap in its first milliseconds, before guard's housekeeping (20 ms in) has made
+/// the v1 freezer leaf: the hold makes it then, the job is frozen, and the bundle is pre-kill.
+#[test]
+fn a_job_at_its_cap_within_milliseconds_is_still_frozen_first() {
+    if !privileged("a_job_at_its_cap_within_milliseconds_is_still_frozen_first") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let g = guard_cmd()
+        .args(["-vv", "--warn", "off", "--memory", "6M", "--evidence-dir"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(&hog)
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = stderr(&g);
+    assert_eq!(g.status.code(), Some(137), "{err}");
+    assert!(!err.contains("could not confirm the hold"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let bundle = PathBuf::from(line.split_once("; evidence: ").unwrap().1);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["capture"], "pre-kill", "{m}");
+    if m["cgroup"]["mode"] == "cgroup-v1" {
+        let state = std::fs::read_to_string(bundle.join("cgroup/freezer.state"))
+            .unwrap_or_else(|e| panic!("no freezer state in the bundle ({e}):\n{err}"));
+        assert!(
+            matches!(state.trim(), "FROZEN" | "FREEZING"),
+            "freezer.state {state}"
+        );
+    }
+}
+
 #[test]
 fn a_grandchild_past_the_cap_kills_the_job() {
     if !privileged("a_grandchild_past_the_cap_kills_the_job") {

@@ -233,9 +233,9 @@ impl Enforcer {
     pub fn dirs(&self) -> Vec<PathBuf> {
         match self {
             Enforcer::V1(c) => c
-                .freezer
-                .iter()
-                .map(|(d, _)| d.clone())
+                .freezer_dir()
+                .map(Path::to_path_buf)
+                .into_iter()
                 .chain([c.dir.clone()])
                 .collect(),
             Enforcer::V2(c) => vec![c.dir.clone()],
@@ -265,11 +265,19 @@ impl Enforcer {
         }
     }
 
+    /// Make ready to hold the job later (v1: make the freezer leaf and move the job into it).
+    /// Housekeeping, 20 ms into the job; `hold` does it itself if it comes first.
+    pub fn prepare_hold(&self) {
+        if let Enforcer::V1(c) = self {
+            c.join_freezer();
+        }
+    }
+
     /// Let a held job run again (after a capture that is not followed by a kill: --timeout).
     pub fn unhold(&self) {
         match self {
             Enforcer::V1(c) => {
-                if let Some((fdir, _)) = &c.freezer {
+                if let Some(fdir) = c.freezer_dir() {
                     let _ = fs::write(&fdir.join("freezer.state"), "THAWED");
                 }
             }

@@ -4,10 +4,15 @@
 //! one, an eventfd registered through `cgroup.event_control` wakes guard (~2 ms), guard freezes
 //! the job in its v1 freezer cgroup and kills it. The kernel's `oom_kill` counter still speaks
 //! where guard could not hold the job.
+//!
+//! The freezer leaf is made when first needed — 20 ms into the job with the other housekeeping,
+//! or at a hold that comes sooner — and the job's processes are moved into it then: a job shorter
+//! than that never pays its mkdir, rmdir and join (~60 us, a twentieth of a short job's run).
 
 use super::fs::{self as cgfs, CgError};
 use super::{Limits, MemoryVerdict};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::cell::{Cell, OnceCell};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -18,8 +23,13 @@ use std::time::{Duration, Instant};
 pub struct V1Cgroup {
     pub dir: PathBuf,
     procs: File,
-    /// The job's leaf in the v1 freezer hierarchy, and its `tasks` file (joined before exec).
-    pub freezer: Option<(PathBuf, File)>,
+    /// Where the job's leaf in the v1 freezer hierarchy goes (`<freezer base>/<leaf>`), if there
+    /// is a freezer hierarchy.
+    freezer_at: Option<PathBuf>,
+    /// That leaf, once made and joined (see `join_freezer`).
+    freezer: OnceCell<PathBuf>,
+    /// Making or joining it failed once: not tried again.
+    freezer_failed: Cell<bool>,
     /// eventfd that fires when the cgroup hits its limit (OOM). Kept with the control file it
     /// watches: closing that file would unregister the event.
     oom_event: Option<(EventFd, File)>,
@@ -27,8 +37,8 @@ pub struct V1Cgroup {
 }
 
 impl V1Cgroup {
-    /// Create `<base>/<leaf>` (and `<freezer_base>/<leaf>`) and apply the limits. On error
-    /// nothing is left behind.
+    /// Create `<base>/<leaf>` and apply the limits (the freezer leaf `<freezer_base>/<leaf>`
+    /// comes later, see `join_freezer`). On error nothing is left behind.
     pub fn create(
         base: &Path,
         freezer_base: Option<&Path>,
@@ -36,19 +46,77 @@ impl V1Cgroup {
         limits: &Limits,
     ) -> Result<V1Cgroup, CgError> {
         let mut cg = cgfs::create_leaf(base.join(leaf), |d| Self::setup(d, limits))?;
-        if let Some(fb) = freezer_base {
-            let made = cgfs::create_leaf(fb.join(leaf), |d| {
-                let tasks = cgfs::open_write(&d.join("tasks"))?;
-                Ok((d, tasks))
-            });
-            match made {
-                Ok(f) => cg.freezer = Some(f),
-                Err(e) => {
-                    log::info!("no freezer cgroup ({e}): the job is held by the OOM wait alone")
+        cg.freezer_at = freezer_base.map(|fb| fb.join(leaf));
+        Ok(cg)
+    }
+
+    /// The job's freezer leaf, made and joined by every process of the job on the first call
+    /// (later ones return it). None without a freezer hierarchy, or when that failed (logged
+    /// once: the job is then held by the OOM wait alone). A process forked while the others
+    /// move follows its parent, or is caught by the next round.
+    pub fn join_freezer(&self) -> Option<&Path> {
+        if let Some(d) = self.freezer.get() {
+            return Some(d);
+        }
+        let dir = self.freezer_at.as_ref()?;
+        if self.freezer_failed.get() {
+            return None;
+        }
+        match Self::make_and_join(&self.dir, dir) {
+            Ok(()) => {
+                let _ = self.freezer.set(dir.clone());
+                self.freezer.get().map(PathBuf::as_path)
+            }
+            Err(e) => {
+                self.freezer_failed.set(true);
+                log::info!("no freezer cgroup ({e}): the job is held by the OOM wait alone");
+                if dir.exists() && cgfs::procs(dir).is_empty() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                None
+            }
+        }
+    }
+
+    fn make_and_join(memory_leaf: &Path, dir: &Path) -> Result<(), CgError> {
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgError::Mkdir {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        let procs = dir.join("cgroup.procs");
+        for _ in 0..20 {
+            let there = cgfs::procs(dir);
+            let missing: Vec<i32> = cgfs::procs(memory_leaf)
+                .into_iter()
+                .filter(|p| !there.contains(p))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            for pid in missing {
+                match cgfs::write(&procs, &pid.to_string()) {
+                    Ok(()) => {}
+                    // Exited since the listing.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(cg)
+        Err(CgError::Other(format!(
+            "the job's processes kept forking faster than they could be moved into {}",
+            dir.display()
+        )))
+    }
+
+    /// The freezer leaf, if the job has joined one.
+    pub fn freezer_dir(&self) -> Option<&Path> {
+        self.freezer.get().map(PathBuf::as_path)
     }
 
     fn setup(dir: PathBuf, limits: &Limits) -> Result<V1Cgroup, CgError> {
@@ -73,7 +141,9 @@ impl V1Cgroup {
         Ok(V1Cgroup {
             dir,
             procs,
-            freezer: None,
+            freezer_at: None,
+            freezer: OnceCell::new(),
+            freezer_failed: Cell::new(false),
             oom_event: None,
             swap_limited,
         })
@@ -112,13 +182,9 @@ impl V1Cgroup {
         Ok((efd, ctl))
     }
 
-    /// The fds the child writes "0" to before exec: memory `tasks`, and freezer `tasks`.
+    /// The fd the child writes "0" to before exec: the memory leaf's `tasks`.
     pub fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
-        let mut v = vec![self.procs.as_fd()];
-        if let Some((_, f)) = &self.freezer {
-            v.push(f.as_fd());
-        }
-        v
+        vec![self.procs.as_fd()]
     }
 
     /// After a memory event: the kernel is holding the job at its limit (`under_oom 1`).
@@ -130,7 +196,7 @@ impl V1Cgroup {
     /// or asleep in the memcg OOM wait (those never report FROZEN — the freezer stays FREEZING —
     /// but are held all the same). Returns whether that was confirmed.
     pub fn freeze(&self, bound: Duration) -> bool {
-        let Some((fdir, _)) = &self.freezer else {
+        let Some(fdir) = self.join_freezer() else {
             return false;
         };
         let state = fdir.join("freezer.state");
@@ -166,7 +232,7 @@ impl V1Cgroup {
             raise("memory.memsw.limit_in_bytes")?;
         }
         raise("memory.limit_in_bytes")?;
-        if let Some((fdir, _)) = &self.freezer {
+        if let Some(fdir) = self.freezer_dir() {
             cgfs::write(&fdir.join("freezer.state"), "THAWED")?;
         }
         Ok(())

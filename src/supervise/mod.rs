@@ -498,6 +498,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
         if prepare_at.is_some_and(|at| ended.is_none() && Instant::now() >= at) {
             prepare_at = None;
+            enforcer.prepare_hold();
             recorder.prepare(&enforcer);
             crate::cgroup::cleanup_stale(&plan, &sys.proc);
         }

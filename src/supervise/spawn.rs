@@ -75,7 +75,7 @@ pub fn spawn(
     };
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    // At most two hierarchies (v1 memory + freezer).
+    // One cgroup file today (v1 memory `tasks`, v2 `cgroup.procs`); room for a second hierarchy.
     let mut attach_fds: [RawFd; 2] = [-1; 2];
     for (slot, fd) in attach_fds.iter_mut().zip(attach) {
         *slot = fd.as_raw_fd();
