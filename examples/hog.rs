@@ -3,6 +3,8 @@
 //!     hog alloc MB [--rate MB_PER_SEC] [--exit]
 //!                                    allocate MB mebibytes (touching every page), optionally paced,
 //!                                    then sleep until killed (or exit 0 with --exit)
+//!     hog burst MB [--threads N]     map MB mebibytes populated (MAP_POPULATE), split over N
+//!                                    threads that start together, then sleep until killed
 //!     hog spawn N ARGS...            run N copies of `hog ARGS...` as children and wait for them
 //!     hog sleep SECS                 sleep (a process that uses no memory)
 //!     hog raise SIGNUM               die of signal SIGNUM (its default action restored first)
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog spawn N ARGS... | hog sleep SECS | hog raise SIGNUM"
+        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog burst MB [--threads N] | hog spawn N ARGS... | hog sleep SECS | hog raise SIGNUM"
     );
     std::process::exit(2)
 }
@@ -58,6 +60,51 @@ fn main() {
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
                 std::hint::black_box(&keep);
+            }
+        }
+        Some("burst") => {
+            let total = (num(args.get(1)) as usize) << 20;
+            let threads = args
+                .iter()
+                .position(|a| a == "--threads")
+                .map_or(1, |i| num(args.get(i + 1)).max(1) as usize);
+            let each = total / threads;
+            // All threads map at once: each may charge a batch past memory.high before the
+            // kernel throttles it, so together they can pass memory.max.
+            let start = std::sync::Arc::new(std::sync::Barrier::new(threads));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let start = start.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+                        let p = unsafe {
+                            libc::mmap(
+                                std::ptr::null_mut(),
+                                each,
+                                libc::PROT_READ | libc::PROT_WRITE,
+                                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                                -1,
+                                0,
+                            )
+                        };
+                        p != libc::MAP_FAILED
+                    })
+                })
+                .collect();
+            let failed = workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or(false))
+                .filter(|ok| !ok)
+                .count();
+            if failed > 0 {
+                eprintln!("hog: {failed} of {threads} mappings failed");
+                std::process::exit(1)
+            }
+            println!("burst of {} MiB mapped", total >> 20);
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
             }
         }
         Some("spawn") => {

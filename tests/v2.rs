@@ -376,6 +376,53 @@ fn swap_is_capped_at_zero_by_default_and_group_oom_is_on() {
     assert!(wait_until(Duration::from_secs(2), || !dir.exists()));
 }
 
+/// 128 threads populating memory at once (MAP_POPULATE): each may charge a batch past
+/// `memory.high` before the kernel throttles it — asleep inside the page fault, out of the
+/// freezer's reach, holding the memory-map lock that reading `smaps`, `maps` or `cmdline` needs —
+/// and when they wake they may go on past `memory.max` (16 MiB above), so the kernel's OOM killer
+/// races guard's kill (in the guest it won 5 of 9 runs). Either way: the kill is reported, the
+/// capture is bounded (before reads were bounded it waited 27-42 s on the map lock), and a bundle
+/// that says `pre-kill` was taken before any kernel OOM kill — one taken across it says
+/// `post-mortem`.
+#[test]
+fn threads_asleep_in_the_kernel_cannot_stall_the_capture() {
+    if !v2_here("threads_asleep_in_the_kernel_cannot_stall_the_capture") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = guard_cmd()
+        .args(["--warn", "off", "--memory", "32M", "--evidence-dir"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(example("hog"))
+        .args(["burst", "256", "--threads", "128"])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_capped(o.status.code(), &err, "hog");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("mapped"),
+        "the burst got through: {err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .unwrap();
+    let bundle = PathBuf::from(line.split_once("; evidence: ").unwrap().1);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["trigger"], "memory-limit", "{m}");
+    // The hold (3 s for tasks asleep in the kernel) and the reads (2 s in all) are bounded.
+    let capture_ms = m["timings"]["capture_ms"].as_f64().unwrap();
+    assert!(capture_ms < 8000.0, "capture took {capture_ms} ms: {m}");
+    let kernel_kills = m["kernel_counters"]["oom_kill"].as_u64().unwrap_or(0);
+    match m["capture"].as_str() {
+        Some("pre-kill") => assert_eq!(kernel_kills, 0, "{m}"),
+        Some("post-mortem") => {}
+        other => panic!("capture {other:?}: {m}"),
+    }
+}
+
 /// Cleanup through `cgroup.kill`: a job of many processes, some ignoring SIGTERM, is gone at once
 /// when guard is killed (the sentinel writes cgroup.kill), and its cgroup is removed.
 #[test]

@@ -82,6 +82,14 @@ pub struct Pending {
     manifest: Manifest,
 }
 
+impl Pending {
+    /// The kernel's OOM killer acted while guard held and read the job (a task asleep inside the
+    /// kernel is beyond the freezer until it wakes): the snapshot may be partly after the kill.
+    pub fn mark_post_mortem(&mut self) {
+        self.manifest.capture = "post-mortem".into();
+    }
+}
+
 /// The evidence state of one run.
 pub struct Recorder {
     pub cfg: EvidenceConfig,
@@ -273,9 +281,15 @@ impl Recorder {
         if let Ok(own) = std::fs::read("/proc/self/environ") {
             scrub.learn_environ(&own, &self.cfg.redact);
         }
+        // Every /proc read of this capture is bounded (see ProcReader): 500 ms each, 2 s in all.
+        let mut reader = snapshot::ProcReader::new(
+            &self.proc,
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(2),
+        );
         let mut environs: HashMap<i32, String> = HashMap::new();
         for &p in &pids {
-            if let Ok(raw) = std::fs::read(self.proc.join(p.to_string()).join("environ")) {
+            if let Ok(raw) = reader.read(p, "environ") {
                 let text = redact::environ(&raw, &self.cfg.redact, &mut scrub);
                 if self.cfg.environ {
                     environs.insert(p, text);
@@ -294,7 +308,17 @@ impl Recorder {
         );
         let w = BundleWriter::create(&dir, name, scrub)
             .map_err(|e| format!("cannot create a bundle in {}: {e}", dir.display()))?;
-        match self.fill(&w, enforcer, occ, &pids, &environs, light, captured, t0) {
+        match self.fill(
+            &w,
+            enforcer,
+            occ,
+            &pids,
+            &environs,
+            light,
+            captured,
+            t0,
+            &mut reader,
+        ) {
             Ok(manifest) => Ok(Pending {
                 writer: w,
                 manifest,
@@ -318,6 +342,7 @@ impl Recorder {
         light: bool,
         captured: SystemTime,
         t0: Instant,
+        reader: &mut snapshot::ProcReader,
     ) -> std::io::Result<Manifest> {
         // Largest first: they get smaps, py-spy and the core.
         let mut by_size: Vec<(i32, u64)> = pids
@@ -331,13 +356,13 @@ impl Recorder {
         let mut counters = Default::default();
         if light {
             for &p in &ordered {
-                processes.push(snapshot::summary(&self.proc, p, &w.scrub));
+                processes.push(snapshot::summary(reader, p, &w.scrub));
             }
         } else {
             for (i, &p) in ordered.iter().enumerate() {
                 let env = environs.get(&p).map(String::as_str);
                 processes.push(snapshot::process(
-                    &self.proc,
+                    reader,
                     p,
                     w,
                     env,

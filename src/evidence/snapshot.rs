@@ -2,13 +2,17 @@
 //! files and the system's memory state, written into a bundle, plus the parsed figures the
 //! manifest and the report need (RSS, PSS, swap, largest mappings). A process that exits while it
 //! is read is recorded as vanished, not an error; only failures to *write* the bundle are errors.
+//! Reads go through [`ProcReader`], which bounds each one: a file that does not answer in time is
+//! noted in the process's `not-read.txt` and the capture goes on.
 
 use super::bundle::BundleWriter;
 use super::manifest::{Mapping, ProcessEntry};
 use procfs::FromBufRead;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
 
 /// Per-process files copied as the kernel shows them.
 const PROC_FILES: &[&str] = &[
@@ -35,6 +39,122 @@ fn read_proc(proc: &Path, pid: i32, file: &str) -> io::Result<Vec<u8>> {
     std::fs::read(proc.join(pid.to_string()).join(file))
 }
 
+/// Files whose read takes the process's memory-map lock (mmap_lock).
+const MAP_LOCKED: &[&str] = &["smaps_rollup", "smaps", "maps", "cmdline", "environ"];
+
+/// The reader thread's ends: paths to read go in, contents come out.
+type Worker = (Sender<PathBuf>, Receiver<io::Result<Vec<u8>>>);
+
+/// Reads /proc files of the job on a thread of its own, each read within a time bound. Reading
+/// `smaps`, `maps`, `cmdline` or `environ` takes the process's memory-map lock, and a task asleep
+/// in the kernel can hold it for seconds — a thread throttled at `memory.high` in the middle of a
+/// page fault holds it, and a thread waiting to map memory then queues every reader behind it
+/// (measured in the v2 guest: a 128-thread allocator stalled an unbounded capture for 27-42 s).
+/// A read that does not answer in time is given up (its thread is left to finish on its own once
+/// the job is killed), the process's other map-locked files are skipped, and the capture goes on.
+pub struct ProcReader {
+    proc: PathBuf,
+    worker: Option<Worker>,
+    /// Per read.
+    bound: Duration,
+    /// For all the reads of one capture that time out together.
+    budget_until: Instant,
+    stuck: HashSet<i32>,
+    /// pid -> files given up, in order.
+    pub not_read: HashMap<i32, Vec<String>>,
+}
+
+impl ProcReader {
+    /// Reads under `proc`, each bounded by `bound`, all waits together by `budget`.
+    pub fn new(proc: &Path, bound: Duration, budget: Duration) -> ProcReader {
+        ProcReader {
+            proc: proc.to_path_buf(),
+            worker: None,
+            bound,
+            budget_until: Instant::now() + budget,
+            stuck: HashSet::new(),
+            not_read: HashMap::new(),
+        }
+    }
+
+    /// The content of /proc/`pid`/`file`; `ErrorKind::TimedOut` when it did not answer in time
+    /// (or the process already had a read time out and `file` takes the same lock).
+    pub fn read(&mut self, pid: i32, file: &str) -> io::Result<Vec<u8>> {
+        let locked = MAP_LOCKED.contains(&file);
+        if locked && self.stuck.contains(&pid) {
+            return Err(self.gave_up(pid, file));
+        }
+        let path = self.proc.join(pid.to_string()).join(file);
+        let wait = self
+            .bound
+            .min(self.budget_until.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(20));
+        let Some((tx, rx)) = self.worker() else {
+            return std::fs::read(&path); // no thread to be had: read unbounded
+        };
+        if tx.send(path).is_err() {
+            self.worker = None;
+            return Err(io::Error::other("the /proc reader thread is gone"));
+        }
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                // That thread stays blocked in the kernel: the next read gets a new one.
+                self.worker = None;
+                self.stuck.insert(pid);
+                log::warn!(
+                    "/proc/{pid}/{file} did not answer within {} ms (the process holds its \
+                     memory map in the kernel); its map files are left out of the bundle",
+                    wait.as_millis()
+                );
+                Err(self.gave_up(pid, file))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.worker = None;
+                Err(io::Error::other("the /proc reader thread is gone"))
+            }
+        }
+    }
+
+    fn gave_up(&mut self, pid: i32, file: &str) -> io::Error {
+        self.not_read.entry(pid).or_default().push(file.to_string());
+        io::Error::new(io::ErrorKind::TimedOut, "did not answer in time")
+    }
+
+    fn worker(&mut self) -> Option<&Worker> {
+        if self.worker.is_none() {
+            let (req_tx, req_rx) = channel::<PathBuf>();
+            let (resp_tx, resp_rx) = channel();
+            let spawned = std::thread::Builder::new()
+                .name("proc-reader".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    for path in req_rx {
+                        if resp_tx.send(std::fs::read(path)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                return None;
+            }
+            self.worker = Some((req_tx, resp_rx));
+        }
+        self.worker.as_ref()
+    }
+
+    /// What `not-read.txt` says for `pid`, if anything was given up.
+    pub fn not_read_note(&self, pid: i32) -> Option<String> {
+        self.not_read.get(&pid).map(|files| {
+            format!(
+                "not read: {} (the read did not answer in time: the process held its memory map \
+                 lock in the kernel)\n",
+                files.join(", ")
+            )
+        })
+    }
+}
+
 fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
@@ -58,12 +178,14 @@ pub fn cmdline_text(raw: &[u8]) -> String {
 /// Copy one process into `processes/<pid>/` and return its manifest entry. `environ` is the
 /// already-read environ block (None: not readable, or `--no-environ`).
 pub fn process(
-    proc: &Path,
+    reader: &mut ProcReader,
     pid: i32,
     w: &BundleWriter,
     environ: Option<&str>,
     with_smaps: bool,
 ) -> io::Result<ProcessEntry> {
+    let proc = reader.proc.clone();
+    let proc = proc.as_path();
     let dir = format!("processes/{pid}");
     w.mkdir(&dir)?;
     let mut e = ProcessEntry {
@@ -72,7 +194,7 @@ pub fn process(
     };
     let mut raw: HashMap<&str, Vec<u8>> = HashMap::new();
     for &f in PROC_FILES {
-        match read_proc(proc, pid, f) {
+        match reader.read(pid, f) {
             Ok(data) => {
                 w.write(&format!("{dir}/{f}"), &data)?;
                 raw.insert(f, data);
@@ -125,21 +247,25 @@ pub fn process(
         raw.get("cmdline").map(|v| &v[..]).unwrap_or(b""),
     ));
     if with_smaps {
-        if let Ok(data) = read_proc(proc, pid, "smaps") {
+        if let Ok(data) = reader.read(pid, "smaps") {
             w.write(&format!("{dir}/smaps"), &data)?;
             e.largest_mappings = largest_mappings(&data, TOP_MAPPINGS);
         }
+    }
+    if let Some(note) = reader.not_read_note(pid) {
+        w.write(&format!("{dir}/not-read.txt"), note.as_bytes())?;
     }
     Ok(e)
 }
 
 /// A manifest entry without copying files (light bundles): status, smaps_rollup and cmdline.
-pub fn summary(proc: &Path, pid: i32, scrub: &super::redact::Scrubber) -> ProcessEntry {
+pub fn summary(reader: &mut ProcReader, pid: i32, scrub: &super::redact::Scrubber) -> ProcessEntry {
     let mut e = ProcessEntry {
         pid,
         ..Default::default()
     };
-    let Some(st) = read_proc(proc, pid, "status")
+    let Some(st) = reader
+        .read(pid, "status")
         .ok()
         .and_then(|b| procfs::process::Status::from_buf_read(&b[..]).ok())
     else {
@@ -153,7 +279,8 @@ pub fn summary(proc: &Path, pid: i32, scrub: &super::redact::Scrubber) -> Proces
     e.anon_bytes = st.rssanon.map(|k| k * 1024);
     e.threads = Some(st.threads);
     e.state = st.state.split_whitespace().next().map(str::to_string);
-    if let Some(r) = read_proc(proc, pid, "smaps_rollup")
+    if let Some(r) = reader
+        .read(pid, "smaps_rollup")
         .ok()
         .and_then(|b| procfs::process::SmapsRollup::from_buf_read(&b[..]).ok())
     {
@@ -164,7 +291,7 @@ pub fn summary(proc: &Path, pid: i32, scrub: &super::redact::Scrubber) -> Proces
             .and_then(|m| m.extension.map.get("Pss").copied());
     }
     e.cmdline = scrub.scrub_str(&cmdline_text(
-        &read_proc(proc, pid, "cmdline").unwrap_or_default(),
+        &reader.read(pid, "cmdline").unwrap_or_default(),
     ));
     e
 }
@@ -413,7 +540,12 @@ Pss:                  50 kB
         let d = tempfile::tempdir().unwrap();
         let w = BundleWriter::create(d.path(), "x".into(), Default::default()).unwrap();
         let me = std::process::id() as i32;
-        let e = process(Path::new("/proc"), me, &w, Some("A=b\n"), true).unwrap();
+        let mut r = ProcReader::new(
+            Path::new("/proc"),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
+        let e = process(&mut r, me, &w, Some("A=b\n"), true).unwrap();
         assert!(!e.vanished);
         assert!(e.rss_bytes > 0);
         assert!(e.pss_bytes.is_some());
@@ -428,7 +560,59 @@ Pss:                  50 kB
         ] {
             assert!(w.path().join(format!("processes/{me}/{f}")).exists(), "{f}");
         }
-        let gone = process(Path::new("/proc"), i32::MAX, &w, None, false).unwrap();
+        let gone = process(&mut r, i32::MAX, &w, None, false).unwrap();
         assert!(gone.vanished);
+        assert!(r.not_read.is_empty());
+    }
+
+    /// A /proc file that never answers (here a FIFO without a writer, as a map file behind a
+    /// held mmap_lock): the read gives up within its bound, the process's other map files are
+    /// skipped at once, its other files are still read, and the bundle says what is missing.
+    #[test]
+    fn a_read_that_does_not_answer_is_given_up_in_time() {
+        let proc = tempfile::tempdir().unwrap();
+        let pdir = proc.path().join("42");
+        std::fs::create_dir(&pdir).unwrap();
+        // A real status (the parser wants every field), renamed.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let status: String = status
+            .lines()
+            .map(|l| match l.split_once(':') {
+                Some(("Name", _)) => "Name:\thog\n".to_string(),
+                Some(("Threads", _)) => "Threads:\t128\n".to_string(),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(pdir.join("status"), status).unwrap();
+        let fifo = pdir.join("smaps_rollup");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let w = BundleWriter::create(d.path(), "x".into(), Default::default()).unwrap();
+        let mut r = ProcReader::new(
+            proc.path(),
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        );
+        let t0 = Instant::now();
+        let e = process(&mut r, 42, &w, None, true).unwrap();
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(!e.vanished);
+        assert_eq!(e.comm, "hog");
+        assert_eq!(e.threads, Some(128));
+        // smaps_rollup timed out; maps, cmdline and smaps were skipped without waiting.
+        assert_eq!(
+            r.not_read[&42],
+            ["smaps_rollup", "maps", "cmdline", "smaps"]
+        );
+        let note = std::fs::read_to_string(w.path().join("processes/42/not-read.txt")).unwrap();
+        assert!(
+            note.starts_with("not read: smaps_rollup, maps, cmdline, smaps"),
+            "{note}"
+        );
+        // The next read of another file gets a fresh thread.
+        assert!(r.read(42, "status").is_ok());
+        // Let the abandoned thread finish.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
     }
 }

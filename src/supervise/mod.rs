@@ -811,16 +811,30 @@ fn held_capture(
     }
     // The last sample: the job as it stands, held.
     let sampled = recorder.sample_all(enforcer);
-    recorder.capture(
+    // The kernel's OOM killer can still act on a job guard holds: tasks asleep inside the kernel
+    // (a memory.high throttle in the middle of a page fault) go on charging when they wake, past
+    // memory.max. Then the bundle is a post-mortem one, whatever guard meant it to be.
+    let kills_before = enforcer.verdict().oom_kills;
+    let pre_kill = kills_before == 0;
+    let mut result = recorder.capture(
         enforcer,
         Occasion {
             trigger,
-            pre_kill: true,
+            pre_kill,
             held,
             trigger_to_frozen_ms: Some(ms),
             usage: usage.or(sampled),
         },
-    )
+    );
+    if pre_kill && enforcer.verdict().oom_kills > kills_before {
+        log::info!(
+            "the kernel's OOM killer acted while guard held the job; the bundle is post-mortem"
+        );
+        if let Ok(p) = &mut result {
+            p.mark_post_mortem();
+        }
+    }
+    result
 }
 
 /// The job died before guard could hold it: keep what is left (cgroup counters, timeline, system).
