@@ -31,6 +31,9 @@ pub struct Report {
     pub growth: Growth,
     /// py-spy output per process.
     pub stacks: Vec<Stack>,
+    /// Processes whose map files could not be read in time (`not-read.txt`): pid, the note.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_read: Vec<(i32, String)>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -68,16 +71,17 @@ impl Report {
             .map(|t| timeline::parse_csv(&t))
             .unwrap_or_default();
         let mut stacks = Vec::new();
+        let mut not_read = Vec::new();
         for p in &manifest.processes {
-            if let Ok(t) = std::fs::read_to_string(
-                dir.join("processes")
-                    .join(p.pid.to_string())
-                    .join("pyspy.txt"),
-            ) {
+            let pdir = dir.join("processes").join(p.pid.to_string());
+            if let Ok(t) = std::fs::read_to_string(pdir.join("pyspy.txt")) {
                 stacks.push(Stack {
                     pid: p.pid,
                     text: t,
                 });
+            }
+            if let Ok(t) = std::fs::read_to_string(pdir.join("not-read.txt")) {
+                not_read.push((p.pid, t.trim().to_string()));
             }
         }
         let growth = growth(&manifest, &timeline);
@@ -87,6 +91,7 @@ impl Report {
             timeline,
             growth,
             stacks,
+            not_read,
         })
     }
 }
@@ -282,6 +287,9 @@ pub fn text(r: &Report) -> String {
     if vanished > 0 {
         let _ = writeln!(o, "  ({vanished} process(es) exited while being read)");
     }
+    for (pid, note) in &r.not_read {
+        let _ = writeln!(o, "  pid {pid}: {note}");
+    }
 
     for s in &r.stacks {
         let _ = writeln!(o, "\nPython stack of {} (py-spy, innermost first):", s.pid);
@@ -432,5 +440,35 @@ mod tests {
     fn growth_without_samples() {
         let g = growth(&Manifest::default(), &[]);
         assert!(g.overall_mb_per_s.is_none());
+    }
+
+    #[test]
+    fn files_left_unread_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            processes: vec![crate::evidence::manifest::ProcessEntry {
+                pid: 42,
+                comm: "hog".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        std::fs::write(
+            d.path().join("manifest.json"),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.path().join("processes/42")).unwrap();
+        std::fs::write(
+            d.path().join("processes/42/not-read.txt"),
+            "not read: smaps_rollup, maps (the read did not answer in time)\n",
+        )
+        .unwrap();
+        let r = Report::load(d.path()).unwrap();
+        let t = text(&r);
+        assert!(
+            t.contains("pid 42: not read: smaps_rollup, maps (the read did not answer in time)"),
+            "{t}"
+        );
     }
 }
