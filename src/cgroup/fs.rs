@@ -138,6 +138,42 @@ pub fn rmdir_retry(dir: &Path, attempts: u32) -> Result<(), CgError> {
     })
 }
 
+/// Create the cgroup directory `dir`; one that exists already is fine.
+pub fn ensure_dir(dir: &Path) -> Result<(), CgError> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CgError::Mkdir {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Move processes into the cgroup whose `cgroup.procs` is `procs_file`: each round writes every
+/// pid `pending()` lists (one that exited meanwhile is skipped) until it lists none; a process
+/// forked meanwhile is caught by the next round. False if some were still pending after `rounds`.
+pub fn move_procs(
+    procs_file: &Path,
+    rounds: usize,
+    mut pending: impl FnMut() -> Vec<i32>,
+) -> Result<bool, CgError> {
+    for _ in 0..rounds {
+        let pids = pending();
+        if pids.is_empty() {
+            return Ok(true);
+        }
+        for pid in pids {
+            match write(procs_file, &pid.to_string()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Create the cgroup directory `dir` and run `setup` on it; if setup fails the directory is
 /// removed again, so a failed creation leaves nothing behind.
 pub fn create_leaf<T>(

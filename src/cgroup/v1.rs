@@ -79,34 +79,16 @@ impl V1Cgroup {
     }
 
     fn make_and_join(memory_leaf: &Path, dir: &Path) -> Result<(), CgError> {
-        match std::fs::create_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(CgError::Mkdir {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-        let procs = dir.join("cgroup.procs");
-        for _ in 0..20 {
+        cgfs::ensure_dir(dir)?;
+        let missing = || {
             let there = cgfs::procs(dir);
-            let missing: Vec<i32> = cgfs::procs(memory_leaf)
+            cgfs::procs(memory_leaf)
                 .into_iter()
                 .filter(|p| !there.contains(p))
-                .collect();
-            if missing.is_empty() {
-                return Ok(());
-            }
-            for pid in missing {
-                match cgfs::write(&procs, &pid.to_string()) {
-                    Ok(()) => {}
-                    // Exited since the listing.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+                .collect()
+        };
+        if cgfs::move_procs(&dir.join("cgroup.procs"), 20, missing)? {
+            return Ok(());
         }
         Err(CgError::Other(format!(
             "the job's processes kept forking faster than they could be moved into {}",

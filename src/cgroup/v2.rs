@@ -38,25 +38,9 @@ fn enable_memory(dir: &Path) -> Result<(), CgError> {
 /// for its children. Loops because members can fork while we move them.
 fn move_members_to_supervisor(group: &Path) -> Result<(), CgError> {
     let sup = group.join("supervisor");
-    match std::fs::create_dir(&sup) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(source) => return Err(CgError::Mkdir { path: sup, source }),
-    }
-    let target = sup.join("cgroup.procs");
-    for _ in 0..100 {
-        let pids = cgfs::procs(group);
-        if pids.is_empty() {
-            return Ok(());
-        }
-        for pid in pids {
-            match cgfs::write(&target, &pid.to_string()) {
-                Ok(()) => {}
-                // The process exited meanwhile.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => return Err(e),
-            }
-        }
+    cgfs::ensure_dir(&sup)?;
+    if cgfs::move_procs(&sup.join("cgroup.procs"), 100, || cgfs::procs(group))? {
+        return Ok(());
     }
     Err(CgError::Other(format!(
         "{} keeps gaining members; cannot empty it",
