@@ -52,8 +52,9 @@ impl V1Cgroup {
 
     /// The job's freezer leaf, made and joined by every process of the job on the first call
     /// (later ones return it). None without a freezer hierarchy, or when that failed (logged
-    /// once: the job is then held by the OOM wait alone). A process forked while the others
-    /// move follows its parent, or is caught by the next round.
+    /// once: the job is then held by the OOM wait alone; a leaf only part of the job could join
+    /// is kept and used). A process forked while the others move follows its parent, or is
+    /// caught by the next round.
     pub fn join_freezer(&self) -> Option<&Path> {
         if let Some(d) = self.freezer.get() {
             return Some(d);
@@ -69,10 +70,15 @@ impl V1Cgroup {
             }
             Err(e) => {
                 self.freezer_failed.set(true);
-                log::info!("no freezer cgroup ({e}): the job is held by the OOM wait alone");
-                if dir.exists() && cgfs::procs(dir).is_empty() {
-                    let _ = std::fs::remove_dir(dir);
+                if !cgfs::procs(dir).is_empty() {
+                    // Some processes moved: freeze those (the rest wait at the cap or run on),
+                    // and keep the leaf among the job's cgroups so it is removed with them.
+                    log::info!("the freezer cgroup holds only part of the job ({e})");
+                    let _ = self.freezer.set(dir.clone());
+                    return self.freezer.get().map(PathBuf::as_path);
                 }
+                log::info!("no freezer cgroup ({e}): the job is held by the OOM wait alone");
+                let _ = std::fs::remove_dir(dir);
                 None
             }
         }

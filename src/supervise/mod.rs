@@ -791,6 +791,10 @@ fn held_capture(
     usage: Option<u64>,
     after_hold: impl FnOnce(&Enforcer),
 ) -> Result<evidence::Pending, String> {
+    // The kernel's OOM killer can still act on a job guard holds: tasks asleep inside the kernel
+    // (a memory.high throttle in the middle of a page fault) go on charging when they wake, past
+    // memory.max. Its kill counter, from before the hold, tells whether it did.
+    let kills_at_hold = enforcer.verdict().oom_kills;
     let held = enforcer.hold();
     after_hold(enforcer);
     let ms = since.elapsed().as_secs_f64() * 1000.0;
@@ -811,11 +815,8 @@ fn held_capture(
     }
     // The last sample: the job as it stands, held.
     let sampled = recorder.sample_all(enforcer);
-    // The kernel's OOM killer can still act on a job guard holds: tasks asleep inside the kernel
-    // (a memory.high throttle in the middle of a page fault) go on charging when they wake, past
-    // memory.max. Then the bundle is a post-mortem one, whatever guard meant it to be.
-    let kills_before = enforcer.verdict().oom_kills;
-    let pre_kill = kills_before == 0;
+    // Killed during the hold or the capture: the bundle is a post-mortem one.
+    let pre_kill = enforcer.verdict().oom_kills == kills_at_hold;
     let mut result = recorder.capture(
         enforcer,
         Occasion {
@@ -826,7 +827,7 @@ fn held_capture(
             usage: usage.or(sampled),
         },
     );
-    if pre_kill && enforcer.verdict().oom_kills > kills_before {
+    if pre_kill && enforcer.verdict().oom_kills > kills_at_hold {
         log::info!(
             "the kernel's OOM killer acted while guard held the job; the bundle is post-mortem"
         );
