@@ -171,55 +171,45 @@ pub fn apply_files<'a>(
         layers,
         job: job.clone(),
     };
+    // Most options are kept as text until validated; the paths are paths already.
+    enum Slot<'s> {
+        Text(&'s mut Option<String>),
+        Path(&'s mut Option<PathBuf>),
+    }
     for &key in VALUE_KEYS {
-        let slot: &mut Option<String> = match key {
-            "memory" => &mut a.memory,
-            "swap" => &mut a.swap,
-            "warn" => &mut a.warn,
-            "core_max" => &mut a.core_max,
-            "kill_after" => &mut a.kill_after,
-            "sample_interval" => &mut a.sample_interval,
-            "keep" => &mut a.keep,
-            "max_evidence_size" => &mut a.max_evidence_size,
-            "redact" => &mut a.redact,
-            "timeout" => &mut a.timeout,
-            "lock_wait" => &mut a.lock_wait,
-            "ping" => &mut a.ping,
-            "capture_at" => &mut a.capture_at,
-            "lock" => {
-                if a.lock.is_none() {
-                    if let Some(v) = layers.get(job.as_deref(), key) {
-                        a.lock = Some(PathBuf::from(&v.text));
-                        src.file.insert(key, v.place);
-                    }
-                }
-                continue;
-            }
-            "metrics_file" => {
-                if a.metrics_file.is_none() {
-                    if let Some(v) = layers.get(job.as_deref(), key) {
-                        a.metrics_file = Some(PathBuf::from(&v.text));
-                        src.file.insert(key, v.place);
-                    }
-                }
-                continue;
-            }
-            _ => {
-                if a.evidence_dir.is_none() {
-                    if let Some(v) = layers.get(job.as_deref(), key) {
-                        a.evidence_dir = Some(PathBuf::from(&v.text));
-                        src.file.insert(key, v.place);
-                    }
-                }
-                continue;
-            }
+        let slot = match key {
+            "memory" => Slot::Text(&mut a.memory),
+            "swap" => Slot::Text(&mut a.swap),
+            "warn" => Slot::Text(&mut a.warn),
+            "core_max" => Slot::Text(&mut a.core_max),
+            "kill_after" => Slot::Text(&mut a.kill_after),
+            "sample_interval" => Slot::Text(&mut a.sample_interval),
+            "keep" => Slot::Text(&mut a.keep),
+            "max_evidence_size" => Slot::Text(&mut a.max_evidence_size),
+            "redact" => Slot::Text(&mut a.redact),
+            "timeout" => Slot::Text(&mut a.timeout),
+            "lock_wait" => Slot::Text(&mut a.lock_wait),
+            "ping" => Slot::Text(&mut a.ping),
+            "capture_at" => Slot::Text(&mut a.capture_at),
+            "lock" => Slot::Path(&mut a.lock),
+            "metrics_file" => Slot::Path(&mut a.metrics_file),
+            _ => Slot::Path(&mut a.evidence_dir),
         };
-        if slot.is_none() {
-            if let Some(v) = layers.get(job.as_deref(), key) {
-                *slot = Some(v.text);
-                src.file.insert(key, v.place);
-            }
+        let unset = match &slot {
+            Slot::Text(t) => t.is_none(),
+            Slot::Path(p) => p.is_none(),
+        };
+        if !unset {
+            continue;
         }
+        let Some(v) = layers.get(job.as_deref(), key) else {
+            continue;
+        };
+        match slot {
+            Slot::Text(t) => *t = Some(v.text),
+            Slot::Path(p) => *p = Some(PathBuf::from(&v.text)),
+        }
+        src.file.insert(key, v.place);
     }
     (a, src)
 }

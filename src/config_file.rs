@@ -442,30 +442,21 @@ fn to_text(kind: Kind, v: &Value) -> Result<String, String> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|w| w.join(",")),
-        (Kind::Size, other) => Err(format!(
-            "expected a size as a string (\"512M\", \"80%\") or an integer number of bytes, found {}",
-            other.type_str()
-        )),
-        (Kind::Duration, other) => Err(format!(
-            "expected a duration as a string (\"30s\") or an integer number of seconds, found {}",
-            other.type_str()
-        )),
-        (Kind::Path, other) => Err(format!(
-            "expected a path string, found {}",
-            other.type_str()
-        )),
-        (Kind::Bool, other) => Err(format!(
-            "expected true or false, found {}",
-            other.type_str()
-        )),
-        (Kind::Count, other) => Err(format!(
-            "expected a whole number, found {}",
-            other.type_str()
-        )),
-        (Kind::Words, other) => Err(format!(
-            "expected a list of strings like [\"TOKEN\", \"PASS\"], found {}",
-            other.type_str()
-        )),
+        (kind, other) => {
+            let want = match kind {
+                Kind::Size => {
+                    "a size as a string (\"512M\", \"80%\") or an integer number of bytes"
+                }
+                Kind::Duration => {
+                    "a duration as a string (\"30s\") or an integer number of seconds"
+                }
+                Kind::Path => "a path string",
+                Kind::Bool => "true or false",
+                Kind::Count => "a whole number",
+                Kind::Words => "a list of strings like [\"TOKEN\", \"PASS\"]",
+            };
+            Err(format!("expected {want}, found {}", other.type_str()))
+        }
     }
 }
 
