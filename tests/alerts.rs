@@ -266,18 +266,13 @@ fn a_memory_kill_alert_names_the_bundle_and_lands_in_the_manifest() {
         .bounded();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(137), "{err}");
-    let b = err
-        .lines()
-        .find_map(|l| l.split_once("; evidence: ").map(|x| x.1.to_string()))
-        .expect(&err);
+    let b = bundle_named(&err, "; evidence: ");
     let body = r.requests().first().expect("an alert").json();
     assert_eq!(body["event"], "memory-limit");
-    assert_eq!(body["bundle"], b.as_str());
+    assert_eq!(body["bundle"], b.to_str().unwrap());
     assert_eq!(body["capture"], "pre-kill");
     assert_eq!(body["limit_bytes"], 48u64 << 20);
-    let m: Value =
-        serde_json::from_slice(&std::fs::read(Path::new(&b).join("manifest.json")).unwrap())
-            .unwrap();
+    let m = manifest(&b);
     assert_eq!(m["alerts"][0]["status"], "ok", "{m}");
     assert_eq!(m["alerts"][0]["attempts"], 1);
     let summary = std::fs::read_to_string(Path::new(&b).join("summary.txt")).unwrap();

@@ -3,8 +3,6 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -44,9 +42,7 @@ fn timeout_keeps_the_evidence_then_terminates_the_job_with_124() {
         .find(|l| l.contains("exceeded its time limit 1s"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.starts_with("guard: hung (pid "), "{line}");
-    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
-    let m: Value =
-        serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    let m = manifest(&evidence_of(line));
     assert_eq!(m["trigger"], "timeout");
     assert_eq!(m["capture"], "pre-kill");
     assert!(
@@ -206,7 +202,7 @@ fn quiet_prints_the_jobs_output_only_when_it_fails() {
         last.contains("exceeded its memory limit"),
         "guard's line comes last: {err}"
     );
-    let b = PathBuf::from(last.split_once("; evidence: ").expect("evidence").1);
+    let b = evidence_of(last);
     let tail = std::fs::read_to_string(b.join("output.tail")).unwrap();
     assert_eq!(tail, "step one\nwarn\n");
 }
@@ -352,11 +348,7 @@ fn without_quiet_piped_output_passes_through_and_its_tail_is_kept() {
         "before the leak\n",
         "passed through"
     );
-    let b = PathBuf::from(
-        err.lines()
-            .find_map(|l| l.split_once("; evidence: ").map(|x| x.1.to_string()))
-            .expect(&err),
-    );
+    let b = bundle_named(&err, "; evidence: ");
     assert_eq!(
         std::fs::read_to_string(b.join("output.tail")).unwrap(),
         "before the leak\n"

@@ -16,20 +16,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 /// The bundle path from the kill line (`...; killed; evidence: PATH`).
 fn bundle_from_kill_line(err: &str) -> PathBuf {
-    let line = err
-        .lines()
-        .find(|l| l.contains("exceeded its memory limit"))
-        .unwrap_or_else(|| panic!("no kill line:\n{err}"));
-    let p = line
-        .split_once("; evidence: ")
-        .unwrap_or_else(|| panic!("no evidence in the kill line: {line}"))
-        .1;
-    PathBuf::from(p)
-}
-
-fn manifest(b: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(b.join("manifest.json")).expect("manifest.json"))
-        .expect("manifest is JSON")
+    bundle_named(err, "exceeded its memory limit")
 }
 
 /// guard with `--evidence-dir dir` and `args`; warnings off unless `args` set `--warn` (a slow
@@ -685,7 +672,7 @@ fn a_kernel_oom_kill_without_a_cap_leaves_a_post_mortem_bundle() {
         !err.contains("exceeded its memory limit"),
         "guard had no cap: {err}"
     );
-    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
+    let b = evidence_of(line);
     let m = manifest(&b);
     assert_eq!(m["trigger"], "kernel-oom");
     assert_eq!(m["capture"], "post-mortem");

@@ -130,13 +130,8 @@ fn a_job_at_its_cap_within_milliseconds_is_still_frozen_first() {
     let err = stderr(&g);
     assert_eq!(g.status.code(), Some(137), "{err}");
     assert!(!err.contains("could not confirm the hold"), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains("exceeded its memory limit"))
-        .unwrap_or_else(|| panic!("{err}"));
-    let bundle = PathBuf::from(line.split_once("; evidence: ").unwrap().1);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    let m = manifest(&bundle);
     assert_eq!(m["capture"], "pre-kill", "{m}");
     if m["cgroup"]["mode"] == "cgroup-v1" {
         let state = std::fs::read_to_string(bundle.join("cgroup/freezer.state"))
@@ -684,9 +679,8 @@ fn observe_mode_captures_before_the_containers_own_limit() {
         line.contains("of its 64 MiB memory limit (--capture-at 95%)"),
         "{line}"
     );
-    let b = PathBuf::from(line.split_once("; evidence: ").expect("evidence").1);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    let b = evidence_of(line);
+    let m = manifest(&b);
     assert_eq!(m["trigger"], "warning");
     assert_eq!(m["capture"], "pre-kill");
     assert_eq!(m["cgroup"]["mode"], "poll");

@@ -404,13 +404,7 @@ fn threads_asleep_in_the_kernel_cannot_stall_the_capture() {
         !String::from_utf8_lossy(&o.stdout).contains("mapped"),
         "the burst got through: {err}"
     );
-    let line = err
-        .lines()
-        .find(|l| l.contains("exceeded its memory limit"))
-        .unwrap();
-    let bundle = PathBuf::from(line.split_once("; evidence: ").unwrap().1);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let m = manifest(&bundle_named(&err, "exceeded its memory limit"));
     assert_eq!(m["trigger"], "memory-limit", "{m}");
     // The hold (3 s for tasks asleep in the kernel) and the reads (2 s in all) are bounded.
     let capture_ms = m["timings"]["capture_ms"].as_f64().unwrap();

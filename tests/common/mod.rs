@@ -378,3 +378,28 @@ pub fn on_path<'a>(names: &[&'a str]) -> Option<&'a str> {
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(n).is_file()))
     })
 }
+
+/// The bundle path on one of guard's lines (`...; evidence: PATH`).
+pub fn evidence_of(line: &str) -> PathBuf {
+    let p = line
+        .split_once("; evidence: ")
+        .unwrap_or_else(|| panic!("no evidence on the line: {line}"))
+        .1;
+    PathBuf::from(p)
+}
+
+/// The bundle named on the line of guard's stderr `err` that contains `marker` (e.g. "exceeded
+/// its memory limit").
+pub fn bundle_named(err: &str, marker: &str) -> PathBuf {
+    let line = err
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker:?}:\n{err}"));
+    evidence_of(line)
+}
+
+/// A bundle's manifest.json.
+pub fn manifest(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("manifest.json"))
+        .expect("manifest is JSON")
+}
