@@ -187,7 +187,7 @@ fn evidence_caps() -> Vec<Capability> {
         Err(e) => caps.push(cap("evidence directory", false, e, Some(fix))),
     }
     let tool = |name: &'static str, what: &str, fix: &str| {
-        let found = crate::evidence::collectors::which(name);
+        let found = crate::runner::which(name);
         cap(
             name,
             found.is_some(),

@@ -6,6 +6,8 @@
 //! - [`config_file`]: the TOML file (`[defaults]`, `[jobs.NAME]`), with `file:line:column` errors.
 //! - [`units`]: SIZE and DUR parsing and formatting.
 //! - [`exit`]: the exit-status table used by code, man page and tests.
+//! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
+//! - [`runner`]: helper programs run with a bound (py-spy, gcore, exec hooks).
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
@@ -23,9 +25,11 @@ pub mod config_file;
 pub mod doctor;
 pub mod evidence;
 pub mod exit;
+pub mod format;
 pub mod man;
 pub mod metrics;
 pub mod report;
+pub mod runner;
 pub mod supervise;
 pub mod units;
 
@@ -339,7 +343,11 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
             println!(
                 "  {:<44} events {}; timeout {}   {place}",
                 sink.label(),
-                sink.events.join(","),
+                sink.events
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 units::format_duration(sink.timeout)
             );
         }

@@ -20,7 +20,8 @@ pub struct Outcome {
     pub exit_code: i32,
     pub peak_bytes: Option<u64>,
     pub limit_bytes: Option<u64>,
-    pub memory_killed: bool,
+    /// The event the run ended with (None: it succeeded).
+    pub ending: Option<crate::format::EventKind>,
 }
 
 const METRICS: &[(&str, &str, &str)] = &[
@@ -159,7 +160,7 @@ fn update(s: &mut Series, r: &Outcome) {
         .get(&key("guard_job_memory_kills_total"))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-        + u64::from(r.memory_killed);
+        + u64::from(r.ending == Some(crate::format::EventKind::MemoryLimit));
     s.insert(
         key("guard_job_last_run_timestamp_seconds"),
         format!("{:.3}", r.started_unix),
@@ -247,7 +248,7 @@ mod tests {
             exit_code: code,
             peak_bytes: Some(100),
             limit_bytes: Some(200),
-            memory_killed: killed,
+            ending: killed.then_some(crate::format::EventKind::MemoryLimit),
         }
     }
 

@@ -11,9 +11,11 @@
 pub mod sinks;
 pub mod spec;
 
+use crate::format::{Capture, EventKind, Status};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+pub use crate::format::Delivery;
 pub use spec::{Sink, SinkKind};
 
 /// Attempts per sink (the first and two retries).
@@ -22,28 +24,18 @@ pub const MAX_TRIES: u32 = 3;
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Event names (the contract's).
-pub const EVENTS: &[&str] = &[
-    "memory-limit",
-    "warning",
-    "kernel-oom",
-    "failed",
-    "timeout",
-    "drill",
-];
-
 /// What happened, as every sink reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
-    pub event: String,
+    pub event: EventKind,
     pub job: String,
     pub host: String,
     pub pid: i32,
     pub command: Vec<String>,
     pub limit_bytes: Option<u64>,
     pub peak_bytes: Option<u64>,
-    pub trigger: Option<String>,
-    pub capture: Option<String>,
+    pub trigger: Option<EventKind>,
+    pub capture: Option<Capture>,
     pub bundle: Option<String>,
     /// One paragraph for people.
     pub summary: String,
@@ -58,34 +50,25 @@ pub struct Event {
 
 impl Event {
     pub fn severity(&self) -> &'static str {
-        match self.event.as_str() {
-            "warning" | "drill" => "warning",
+        match self.event {
+            EventKind::Warning | EventKind::Drill => "warning",
             _ => "critical",
         }
     }
 
     pub fn alertname(&self) -> &'static str {
-        match self.event.as_str() {
-            "memory-limit" => "GuardMemoryLimit",
-            "warning" => "GuardMemoryWarning",
-            "kernel-oom" => "GuardKernelOOM",
-            "failed" => "GuardJobFailed",
-            "timeout" => "GuardTimeout",
-            _ => "GuardDrill",
+        match self.event {
+            EventKind::MemoryLimit => "GuardMemoryLimit",
+            EventKind::Warning => "GuardMemoryWarning",
+            EventKind::KernelOom => "GuardKernelOOM",
+            EventKind::Failed => "GuardJobFailed",
+            EventKind::Timeout => "GuardTimeout",
+            EventKind::Drill => "GuardDrill",
+            // Not alert events: named after what they are.
+            EventKind::Signal => "GuardSignal",
+            EventKind::Unknown => "GuardEvent",
         }
     }
-}
-
-/// One sink's delivery result (the manifest's `alerts`).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Delivery {
-    pub sink: String,
-    /// ok | failed
-    pub status: String,
-    pub attempts: u32,
-    pub ms: f64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
 }
 
 /// How one attempt failed.
@@ -98,7 +81,7 @@ pub enum AttemptError {
 /// Deliver `ev` to each of `sinks` that wants it, all in parallel; returns when every one has
 /// succeeded or given up (at most MAX_TRIES attempts of `timeout` each plus the backoff).
 pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
-    let chosen: Vec<&Sink> = sinks.iter().filter(|s| s.wants(&ev.event)).collect();
+    let chosen: Vec<&Sink> = sinks.iter().filter(|s| s.wants(ev.event)).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = chosen
             .iter()
@@ -110,7 +93,7 @@ pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
             .map(|(h, s)| {
                 h.join().unwrap_or_else(|_| Delivery {
                     sink: s.label(),
-                    status: "failed".into(),
+                    status: Status::Failed,
                     attempts: 0,
                     ms: 0.0,
                     detail: "the delivery thread panicked".into(),
@@ -141,7 +124,7 @@ pub fn with_retries(
             Ok(()) => {
                 return Delivery {
                     sink: label.to_string(),
-                    status: "ok".into(),
+                    status: Status::Ok,
                     attempts,
                     ms: ms(t0),
                     detail: String::new(),
@@ -157,7 +140,7 @@ pub fn with_retries(
     };
     Delivery {
         sink: label.to_string(),
-        status: "failed".into(),
+        status: Status::Failed,
         attempts,
         ms: ms(t0),
         detail,
@@ -175,7 +158,7 @@ pub fn ping(url: &spec::Secret, suffix: &str, body: &str) -> Delivery {
 
 /// One warning line per failed delivery.
 pub fn report_failures(results: &[Delivery], ev: &Event) {
-    for r in results.iter().filter(|r| r.status != "ok") {
+    for r in results.iter().filter(|r| r.status != Status::Ok) {
         log::warn!(
             "could not send the {} alert to {} after {} attempt(s): {}; the job's result is unchanged",
             ev.event,

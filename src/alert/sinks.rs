@@ -5,6 +5,7 @@
 
 use super::spec::{Secret, Sink, SinkKind};
 use super::{AttemptError, Event};
+use crate::format::{EventKind, Status};
 use crate::units::format_size;
 use serde_json::json;
 
@@ -123,32 +124,33 @@ fn size(v: Option<u64>) -> String {
 
 /// The one-paragraph summary every sink carries.
 pub fn summary(ev: &Event) -> String {
-    let what = match ev.event.as_str() {
-        "memory-limit" => format!(
+    let what = match ev.event {
+        EventKind::MemoryLimit => format!(
             "{} exceeded its memory limit {} (peak {}) and was killed",
             ev.job,
             size(ev.limit_bytes),
             size(ev.peak_bytes)
         ),
-        "warning" => format!(
+        EventKind::Warning => format!(
             "{} crossed its early-warning threshold (peak so far {} of a {} limit); it keeps running",
             ev.job,
             size(ev.peak_bytes),
             size(ev.limit_bytes)
         ),
-        "kernel-oom" => format!("{} was killed by the kernel's OOM killer", ev.job),
-        "failed" => format!(
+        EventKind::KernelOom => format!("{} was killed by the kernel's OOM killer", ev.job),
+        EventKind::Failed => format!(
             "{} failed (exit status {})",
             ev.job,
             ev.exit_code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "?".into())
         ),
-        "timeout" => format!("{} exceeded its time limit and was killed", ev.job),
-        _ => format!(
+        EventKind::Timeout => format!("{} exceeded its time limit and was killed", ev.job),
+        EventKind::Drill => format!(
             "guard drill for {}: this is a test of the alert path",
             ev.job
         ),
+        other => format!("{}: {other}", ev.job),
     };
     let bundle = ev
         .bundle
@@ -164,16 +166,17 @@ pub fn summary(ev: &Event) -> String {
 }
 
 fn slack_body(ev: &Event) -> serde_json::Value {
-    let title = match ev.event.as_str() {
-        "memory-limit" => format!(":rotating_light: {} killed at its memory limit", ev.job),
-        "warning" => format!(":warning: {} near its memory limit", ev.job),
-        "kernel-oom" => format!(
+    let title = match ev.event {
+        EventKind::MemoryLimit => format!(":rotating_light: {} killed at its memory limit", ev.job),
+        EventKind::Warning => format!(":warning: {} near its memory limit", ev.job),
+        EventKind::KernelOom => format!(
             ":rotating_light: {} killed by the kernel OOM killer",
             ev.job
         ),
-        "failed" => format!(":x: {} failed", ev.job),
-        "timeout" => format!(":hourglass: {} timed out", ev.job),
-        _ => format!(":test_tube: guard drill for {}", ev.job),
+        EventKind::Failed => format!(":x: {} failed", ev.job),
+        EventKind::Timeout => format!(":hourglass: {} timed out", ev.job),
+        EventKind::Drill => format!(":test_tube: guard drill for {}", ev.job),
+        other => format!("{}: {other}", ev.job),
     };
     let mut context = vec![format!("host *{}*", ev.host), format!("pid {}", ev.pid)];
     if let Some(l) = ev.limit_bytes {
@@ -217,7 +220,7 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
         alert["annotations"]["output"] = json!(last_chars(t, 1000));
     }
     // A warning is a moment, not a state: it resolves itself.
-    if ev.event == "warning" || ev.event == "drill" {
+    if matches!(ev.event, EventKind::Warning | EventKind::Drill) {
         alert["endsAt"] = json!(
             humantime::format_rfc3339_millis(now + std::time::Duration::from_secs(15 * 60))
                 .to_string()
@@ -229,7 +232,7 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
 fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
     let program = s.target.resolve().map_err(AttemptError::Final)?;
     let env: Vec<(String, String)> = vec![
-        ("GUARD_EVENT".into(), ev.event.clone()),
+        ("GUARD_EVENT".into(), ev.event.as_str().into()),
         ("GUARD_JOB".into(), ev.job.clone()),
         ("GUARD_PID".into(), ev.pid.to_string()),
         ("GUARD_BUNDLE".into(), ev.bundle.clone().unwrap_or_default()),
@@ -244,14 +247,9 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         ("GUARD_HOST".into(), ev.host.clone()),
         ("GUARD_SUMMARY".into(), ev.summary.clone()),
     ];
-    let ran = crate::evidence::collectors::run_bounded_env(
-        std::path::Path::new(&program),
-        &s.args,
-        &env,
-        s.timeout,
-    );
+    let ran = crate::runner::run_bounded(std::path::Path::new(&program), &s.args, &env, s.timeout);
     match ran.status {
-        "ok" => Ok(()),
+        Status::Ok => Ok(()),
         _ => Err(AttemptError::Final(ran.detail)),
     }
 }
@@ -267,7 +265,7 @@ fn logfmt_value(v: &str) -> String {
 /// `event=... job=... host=... pid=... limit_bytes=... peak_bytes=... bundle=... summary="..."`
 pub fn logfmt(ev: &Event) -> String {
     let mut parts = vec![
-        ("event", ev.event.clone()),
+        ("event", ev.event.as_str().to_string()),
         ("job", ev.job.clone()),
         ("host", ev.host.clone()),
         ("pid", ev.pid.to_string()),
@@ -317,16 +315,21 @@ mod tests {
 
     fn ev() -> Event {
         let mut e = Event {
-            event: "memory-limit".into(),
+            event: EventKind::MemoryLimit,
             job: "fix_images".into(),
             host: "web1".into(),
             pid: 42,
             command: vec!["python".into(), "manage.py".into()],
             limit_bytes: Some(2 << 30),
             peak_bytes: Some(2 << 30),
+            trigger: None,
+            capture: None,
             bundle: Some("/var/lib/guard/evidence/x".into()),
+            summary: String::new(),
+            exit_code: None,
             guard_version: "0.1.0".into(),
-            ..Default::default()
+            time: String::new(),
+            output_tail: None,
         };
         e.summary = summary(&e);
         e
@@ -362,7 +365,7 @@ mod tests {
     #[test]
     fn warnings_resolve_themselves() {
         let mut e = ev();
-        e.event = "warning".into();
+        e.event = EventKind::Warning;
         let am = alertmanager_body(&e);
         assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryWarning");
         assert_eq!(am[0]["labels"]["severity"], "warning");

@@ -4,6 +4,7 @@
 //! be written `env:NAME` or `file:/path`; they are resolved only when an alert is sent, and a
 //! sink's label never shows more of a URL than its scheme, host and port.
 
+use crate::format::EventKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,17 +110,16 @@ pub struct Sink {
     pub target: Secret,
     /// Extra arguments for exec.
     pub args: Vec<String>,
-    pub events: Vec<String>,
+    pub events: Vec<EventKind>,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
 }
 
 /// Events a sink gets when it names none: all but `failed` (opt-in).
-pub fn default_events() -> Vec<String> {
-    super::EVENTS
-        .iter()
-        .filter(|e| **e != "failed")
-        .map(|e| e.to_string())
+pub fn default_events() -> Vec<EventKind> {
+    EventKind::ALERTS
+        .into_iter()
+        .filter(|e| *e != EventKind::Failed)
         .collect()
 }
 
@@ -162,16 +162,16 @@ impl Sink {
         let events = match events {
             None => default_events(),
             Some(v) => {
-                if let Some(bad) = v.iter().find(|e| !super::EVENTS.contains(&e.as_str())) {
-                    return Err(format!(
-                        "unknown event '{bad}': expected {}",
-                        super::EVENTS.join(", ")
-                    ));
-                }
                 if v.is_empty() {
                     return Err("events is empty: name at least one event".into());
                 }
-                v
+                v.iter()
+                    .map(|e| {
+                        EventKind::alert_event(e).ok_or_else(|| {
+                            format!("unknown event '{e}': expected {}", EventKind::alert_names())
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
             }
         };
         if timeout.is_some_and(|t| t.is_zero()) {
@@ -208,8 +208,8 @@ impl Sink {
         )
     }
 
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.iter().any(|e| e == event)
+    pub fn wants(&self, event: EventKind) -> bool {
+        self.events.contains(&event)
     }
 
     /// For messages and the manifest: kind and where, without secrets.
@@ -234,7 +234,11 @@ mod tests {
     fn cli_specs() {
         let s = Sink::from_cli("alertmanager:http://127.0.0.1:9093").unwrap();
         assert_eq!(s.kind, SinkKind::Alertmanager);
-        assert!(!s.wants("failed") && s.wants("memory-limit") && s.wants("warning"));
+        assert!(
+            !s.wants(EventKind::Failed)
+                && s.wants(EventKind::MemoryLimit)
+                && s.wants(EventKind::Warning)
+        );
         let s = Sink::from_cli("slack:https://hooks.slack.com/services/T0/B0/secret").unwrap();
         assert_eq!(s.label(), "slack https://hooks.slack.com/…");
         let s = Sink::from_cli("webhook:env:HOOK_URL").unwrap();

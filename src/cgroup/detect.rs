@@ -295,11 +295,12 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> crate::format::Mode {
+        use crate::format::Mode;
         match self {
-            Plan::V1 { .. } => "cgroup-v1",
-            Plan::V2 { .. } => "cgroup-v2",
-            Plan::Poll { .. } => "poll",
+            Plan::V1 { .. } => Mode::CgroupV1,
+            Plan::V2 { .. } => Mode::CgroupV2,
+            Plan::Poll { .. } => Mode::Poll,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod poll;
 pub mod v1;
 pub mod v2;
 
+use crate::format::Mode;
 use detect::{Plan, V2Placement};
 use fs::CgError;
 use nix::sys::signal::{Signal, kill};
@@ -203,11 +204,11 @@ impl Enforcer {
         }
     }
 
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> Mode {
         match self {
-            Enforcer::V1(_) => "cgroup-v1",
-            Enforcer::V2(_) => "cgroup-v2",
-            Enforcer::Poll(_) => "poll",
+            Enforcer::V1(_) => Mode::CgroupV1,
+            Enforcer::V2(_) => Mode::CgroupV2,
+            Enforcer::Poll(_) => Mode::Poll,
         }
     }
 

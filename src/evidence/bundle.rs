@@ -158,26 +158,10 @@ pub fn disk_usage(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The finished bundles in `evidence_dir` (directories with a manifest.json), oldest first.
-pub fn bundles(evidence_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(evidence_dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| e.path())
-                .filter(|p| p.join("manifest.json").is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    // Names start with the UTC time, so name order is time order.
-    v.sort();
-    v
-}
-
 /// Remove the oldest bundles until at most `keep` remain and they use at most `max_bytes`; never
 /// `protect` (the bundle just written). Returns the removed paths.
 pub fn retain(evidence_dir: &Path, keep: usize, max_bytes: u64, protect: &Path) -> Vec<PathBuf> {
-    let all = bundles(evidence_dir);
+    let all = crate::format::bundles(evidence_dir);
     let mut sized: Vec<(PathBuf, u64)> = all
         .into_iter()
         .map(|p| {
@@ -222,7 +206,10 @@ mod tests {
         )
         .unwrap();
         w.write("processes/1/status", b"Name: x\n").unwrap();
-        assert!(bundles(d.path()).is_empty(), "no final name before finish");
+        assert!(
+            crate::format::bundles(d.path()).is_empty(),
+            "no final name before finish"
+        );
         let tmp = w.path().to_path_buf();
         let p = w.finish().unwrap();
         assert!(!tmp.exists());
@@ -275,12 +262,12 @@ mod tests {
         let removed = retain(d.path(), 3, u64::MAX, &newest);
         assert_eq!(removed.len(), 2);
         assert_eq!(
-            bundles(d.path()).first().unwrap(),
+            crate::format::bundles(d.path()).first().unwrap(),
             &d.path().join("20260102T000000Z-x-1")
         );
         // size: 1 byte allowed → only the protected one survives
         retain(d.path(), 50, 1, &newest);
-        assert_eq!(bundles(d.path()), vec![newest]);
+        assert_eq!(crate::format::bundles(d.path()), vec![newest]);
     }
 
     #[test]

@@ -4,12 +4,11 @@
 //! interpreter's memory without stopping it), and `gcore` for `--core`.
 
 use super::bundle::{self, BundleWriter};
-use super::manifest::CollectorResult;
+use crate::format::{CollectorResult, Status};
+use crate::runner::{Helper, Ran, run_bounded, which};
 use std::ffi::OsStr;
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// py-spy's bound at the cap (the job is held; a stack is worth waiting for) and at a warning
 /// (the job runs, and guard watches nothing else meanwhile).
@@ -18,172 +17,6 @@ pub const PYSPY_WARNING_TIMEOUT: Duration = Duration::from_secs(2);
 pub const GCORE_TIMEOUT: Duration = Duration::from_secs(120);
 /// At most this many Python processes get a stack dump (the largest first).
 pub const MAX_PYSPY: usize = 8;
-
-/// The first executable named `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file())
-}
-
-/// An anonymous in-memory file for a helper's output (no pipe to fill, no temp file to leak).
-fn memfd(name: &str) -> std::io::Result<std::fs::File> {
-    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(std::io::Error::from)?;
-    Ok(std::fs::File::from(fd))
-}
-
-/// How a helper run ended.
-pub struct Ran {
-    pub status: &'static str,
-    pub ms: f64,
-    pub stdout: Vec<u8>,
-    pub detail: String,
-}
-
-fn ms_since(t0: Instant) -> f64 {
-    (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0
-}
-
-/// A helper program started with stdin closed and its output going to memfds.
-pub struct Helper {
-    program: PathBuf,
-    child: std::process::Child,
-    out: std::fs::File,
-    err: std::fs::File,
-    t0: Instant,
-    timeout: Duration,
-}
-
-impl Helper {
-    /// Start `program args`; `Err` is the failed run to report.
-    pub fn start<S: AsRef<OsStr>>(
-        program: &Path,
-        args: &[S],
-        timeout: Duration,
-    ) -> Result<Helper, Ran> {
-        Self::start_env(program, args, &[], timeout)
-    }
-
-    /// The same, with extra environment variables.
-    pub fn start_env<S: AsRef<OsStr>>(
-        program: &Path,
-        args: &[S],
-        env: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<Helper, Ran> {
-        let t0 = Instant::now();
-        let failed = |detail: String| Ran {
-            status: "failed",
-            ms: ms_since(t0),
-            stdout: Vec::new(),
-            detail,
-        };
-        let (out, err) = match (memfd("guard-out"), memfd("guard-err")) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => return Err(failed(format!("memfd: {e}"))),
-        };
-        let stdio = |f: &std::fs::File| {
-            f.try_clone()
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null())
-        };
-        let child = Command::new(program)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(stdio(&out))
-            .stderr(stdio(&err))
-            .spawn()
-            .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
-        Ok(Helper {
-            program: program.to_path_buf(),
-            child,
-            out,
-            err,
-            t0,
-            timeout,
-        })
-    }
-
-    /// Wait for the helper until its deadline (then kill it) and collect its output.
-    pub fn finish(mut self) -> Ran {
-        let deadline = self.t0 + self.timeout;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-                Err(_) => break None,
-            }
-        };
-        let ms = ms_since(self.t0);
-        let read_all = |f: &mut std::fs::File| {
-            let mut v = Vec::new();
-            let _ = f.rewind();
-            let _ = f.read_to_end(&mut v);
-            v
-        };
-        let stdout = read_all(&mut self.out);
-        let stderr = read_all(&mut self.err);
-        let first_err = String::from_utf8_lossy(&stderr)
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
-        let program = self.program.display();
-        match status {
-            Some(s) if s.success() => Ran {
-                status: "ok",
-                ms,
-                stdout,
-                detail: String::new(),
-            },
-            Some(s) => Ran {
-                status: "failed",
-                ms,
-                stdout,
-                detail: format!("{program} exited with {s}: {first_err}"),
-            },
-            None => Ran {
-                status: "timeout",
-                ms,
-                stdout,
-                detail: format!(
-                    "{program} did not finish within {}; killed",
-                    crate::units::format_duration(self.timeout)
-                ),
-            },
-        }
-    }
-}
-
-/// Run `program args` with stdin closed and output captured, killed after `timeout`.
-pub fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], timeout: Duration) -> Ran {
-    match Helper::start(program, args, timeout) {
-        Ok(h) => h.finish(),
-        Err(ran) => ran,
-    }
-}
-
-/// `run_bounded` with extra environment variables.
-pub fn run_bounded_env<S: AsRef<OsStr>>(
-    program: &Path,
-    args: &[S],
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Ran {
-    match Helper::start_env(program, args, env, timeout) {
-        Ok(h) => h.finish(),
-        Err(ran) => ran,
-    }
-}
 
 /// Whether `pid` runs a Python interpreter (by the executable's name).
 pub fn is_python(proc: &Path, pid: i32) -> bool {
@@ -195,15 +28,6 @@ pub fn is_python(proc: &Path, pid: i32) -> bool {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     exe_name.starts_with("python") || comm.trim().starts_with("python")
-}
-
-pub fn skipped(name: &str, detail: impl Into<String>) -> CollectorResult {
-    CollectorResult {
-        name: name.into(),
-        status: "skipped".into(),
-        duration_ms: 0.0,
-        detail: detail.into(),
-    }
 }
 
 /// `py-spy dump --nonblocking` for each Python process among `pids` (largest first), into
@@ -222,10 +46,13 @@ pub fn pyspy(
         .take(MAX_PYSPY)
         .collect();
     if python.is_empty() {
-        return Ok(vec![skipped("py-spy", "no Python process in the job")]);
+        return Ok(vec![CollectorResult::skipped(
+            "py-spy",
+            "no Python process in the job",
+        )]);
     }
     let Some(bin) = which("py-spy") else {
-        return Ok(vec![skipped(
+        return Ok(vec![CollectorResult::skipped(
             "py-spy",
             format!(
                 "py-spy is not on PATH ({} Python process(es) in the job; install it with 'pip install py-spy')",
@@ -246,7 +73,7 @@ pub fn pyspy(
             if locals {
                 args.push("--locals".into());
             }
-            (pid, Helper::start(&bin, &args, timeout))
+            (pid, Helper::start(&bin, &args, &[], timeout))
         })
         .collect();
     let mut out = Vec::new();
@@ -260,7 +87,7 @@ pub fn pyspy(
         }
         out.push(CollectorResult {
             name: format!("py-spy:{pid}"),
-            status: r.status.into(),
+            status: r.status,
             duration_ms: r.ms,
             detail: r.detail,
         });
@@ -272,7 +99,10 @@ pub fn pyspy(
 /// stoppable (a frozen or OOM-waiting task cannot be attached to).
 pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
     let Some(bin) = which("gcore") else {
-        return Ok(skipped("core", "gcore is not on PATH (install gdb)"));
+        return Ok(CollectorResult::skipped(
+            "core",
+            "gcore is not on PATH (install gdb)",
+        ));
     };
     let dir = w.mkdir(&format!("processes/{pid}"))?;
     let prefix = dir.join("core");
@@ -283,10 +113,11 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
             prefix.as_os_str(),
             OsStr::new(&pid.to_string()),
         ],
+        &[],
         GCORE_TIMEOUT,
     );
     let core = dir.join(format!("core.{pid}"));
-    let ok = r.status == "ok" && core.is_file();
+    let ok = r.status == Status::Ok && core.is_file();
     if core.exists() {
         bundle::make_private(&core);
         if !ok {
@@ -295,14 +126,11 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
     }
     Ok(CollectorResult {
         name: "core".into(),
-        status: if ok {
-            "ok"
-        } else if r.status == "ok" {
-            "failed"
-        } else {
-            r.status
-        }
-        .into(),
+        status: match r.status {
+            Status::Ok if ok => Status::Ok,
+            Status::Ok => Status::Failed,
+            other => other,
+        },
         duration_ms: r.ms,
         detail: if ok {
             format!(
@@ -363,21 +191,5 @@ mod tests {
         assert!(!p.exists());
         let z = std::fs::read(d.path().join("core.1.zst")).unwrap();
         assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
-    }
-
-    #[test]
-    fn bounded_run_reports_each_outcome() {
-        let sh = Path::new("/bin/sh");
-        let ok = run_bounded(sh, &["-c", "echo hi"], Duration::from_secs(5));
-        assert_eq!(ok.status, "ok");
-        assert_eq!(ok.stdout, b"hi\n");
-        let bad = run_bounded(sh, &["-c", "echo oops >&2; exit 3"], Duration::from_secs(5));
-        assert_eq!(bad.status, "failed");
-        assert!(bad.detail.contains("oops"), "{}", bad.detail);
-        let slow = run_bounded(sh, &["-c", "sleep 5"], Duration::from_millis(100));
-        assert_eq!(slow.status, "timeout");
-        assert!(slow.ms < 2000.0);
-        let missing = run_bounded(Path::new("/nonexistent/x"), &["a"], Duration::from_secs(1));
-        assert_eq!(missing.status, "failed");
     }
 }

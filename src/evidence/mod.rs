@@ -8,12 +8,10 @@
 //! - [`snapshot`]: /proc, cgroup and system copies, the process tree.
 //! - [`collectors`]: py-spy and gcore, time-bounded.
 //! - [`bundle`]: temporary name → rename, permissions, leftovers, retention.
-//! - [`manifest`]: `manifest.json` (binding keys).
 //! - [`redact`]: secret environment values kept out of bundles.
 
 pub mod bundle;
 pub mod collectors;
-pub mod manifest;
 pub mod redact;
 pub mod sampler;
 pub mod snapshot;
@@ -21,8 +19,10 @@ pub mod timeline;
 
 use crate::cgroup::Enforcer;
 use crate::config::{EvidenceConfig, WrapConfig};
+use crate::format::{
+    self, Capture, CgroupInfo, CollectorResult, EventKind, ExitInfo, Manifest, Status, Timings,
+};
 use bundle::BundleWriter;
-use manifest::{CgroupInfo, CollectorResult, ExitInfo, Manifest, Timings};
 use redact::Scrubber;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,13 +53,13 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    /// The manifest's `trigger`.
+    pub fn kind(self) -> EventKind {
         match self {
-            Trigger::MemoryLimit => "memory-limit",
-            Trigger::Warning => "warning",
-            Trigger::KernelOom => "kernel-oom",
-            Trigger::Timeout => "timeout",
-            Trigger::ContainerLimit => "warning",
+            Trigger::MemoryLimit => EventKind::MemoryLimit,
+            Trigger::Warning | Trigger::ContainerLimit => EventKind::Warning,
+            Trigger::KernelOom => EventKind::KernelOom,
+            Trigger::Timeout => EventKind::Timeout,
         }
     }
 }
@@ -86,7 +86,7 @@ impl Pending {
     /// The kernel's OOM killer acted while guard held and read the job (a task asleep inside the
     /// kernel is beyond the freezer until it wakes): the snapshot may be partly after the kill.
     pub fn mark_post_mortem(&mut self) {
-        self.manifest.capture = "post-mortem".into();
+        self.manifest.capture = Capture::PostMortem;
     }
 }
 
@@ -301,7 +301,7 @@ impl Recorder {
         // bundle carries a suffix, so the bundle named in the kill line has the plain name.
         let name = format!(
             "{}-{}-{}{}",
-            manifest::compact_utc(captured),
+            format::compact_utc(captured),
             self.job,
             self.pid,
             if light { ".warning" } else { "" }
@@ -393,7 +393,7 @@ impl Recorder {
                 bound,
             )?);
         } else {
-            collectors.push(collectors::skipped(
+            collectors.push(CollectorResult::skipped(
                 "py-spy",
                 "the job was no longer running",
             ));
@@ -407,21 +407,20 @@ impl Recorder {
             None => (None, None),
         };
         Ok(Manifest {
-            format: manifest::FORMAT.into(),
+            format: format::FORMAT.into(),
             guard_version: env!("CARGO_PKG_VERSION").into(),
             job: self.job.clone(),
             command: self.command.iter().map(|a| w.scrub.scrub_str(a)).collect(),
             pid: self.pid,
-            started_at: manifest::rfc3339(self.started_at),
-            captured_at: manifest::rfc3339(captured),
+            started_at: format::rfc3339(self.started_at),
+            captured_at: format::rfc3339(captured),
             ended_at: None,
-            trigger: occ.trigger.as_str().into(),
+            trigger: occ.trigger.kind(),
             capture: if occ.pre_kill {
-                "pre-kill"
+                Capture::PreKill
             } else {
-                "post-mortem"
-            }
-            .into(),
+                Capture::PostMortem
+            },
             limit_bytes: self.limit,
             warn_bytes: self.cfg.warn,
             usage_at_trigger_bytes: occ.usage,
@@ -429,7 +428,7 @@ impl Recorder {
             cgroup: CgroupInfo {
                 version,
                 path,
-                mode: enforcer.mode().into(),
+                mode: enforcer.mode(),
             },
             processes,
             exit: None,
@@ -459,16 +458,22 @@ impl Recorder {
         w: &BundleWriter,
     ) -> std::io::Result<CollectorResult> {
         if !self.cfg.core {
-            return Ok(collectors::skipped("core", "not requested (--core)"));
+            return Ok(CollectorResult::skipped("core", "not requested (--core)"));
         }
         if !occ.pre_kill {
-            return Ok(collectors::skipped("core", "the job was no longer running"));
+            return Ok(CollectorResult::skipped(
+                "core",
+                "the job was no longer running",
+            ));
         }
         let Some(&(pid, rss)) = by_size.first() else {
-            return Ok(collectors::skipped("core", "no process left in the job"));
+            return Ok(CollectorResult::skipped(
+                "core",
+                "no process left in the job",
+            ));
         };
         if rss > self.cfg.core_max {
-            return Ok(collectors::skipped(
+            return Ok(CollectorResult::skipped(
                 "core",
                 format!(
                     "the largest process ({pid}) holds {}, more than --core-max {}",
@@ -477,8 +482,8 @@ impl Recorder {
                 ),
             ));
         }
-        if collectors::which("gcore").is_none() {
-            return Ok(collectors::skipped(
+        if crate::runner::which("gcore").is_none() {
+            return Ok(CollectorResult::skipped(
                 "core",
                 "gcore is not on PATH (install gdb)",
             ));
@@ -487,7 +492,7 @@ impl Recorder {
         if let Err(e) = enforcer.release_for_core(&pids, CORE_RELEASE) {
             return Ok(CollectorResult {
                 name: "core".into(),
-                status: "failed".into(),
+                status: Status::Failed,
                 duration_ms: 0.0,
                 detail: format!("cannot stop the process for gcore: {e}"),
             });
@@ -514,7 +519,7 @@ impl Recorder {
         if let Some(c) = manifest
             .collectors
             .iter_mut()
-            .find(|c| c.name == "core" && c.status == "ok")
+            .find(|c| c.name == "core" && c.status == Status::Ok)
         {
             let rel = manifest
                 .processes
@@ -536,7 +541,7 @@ impl Recorder {
             }
         }
         if ended {
-            manifest.ended_at = Some(manifest::rfc3339(SystemTime::now()));
+            manifest.ended_at = Some(format::rfc3339(SystemTime::now()));
         }
         manifest.peak_bytes = peak
             .or(self.timeline.max_job_bytes())
@@ -591,7 +596,7 @@ impl Recorder {
 
 /// Record the alert deliveries in a finished bundle: manifest.json (and summary.txt) rewritten
 /// through a temporary file and a rename, so a reader sees the old or the new one, never half.
-pub fn record_alerts(bundle: &Path, deliveries: &[crate::alert::Delivery]) -> Result<(), String> {
+pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), String> {
     let mpath = bundle.join("manifest.json");
     let mut m: Manifest = std::fs::read(&mpath)
         .map_err(|e| e.to_string())

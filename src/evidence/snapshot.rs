@@ -6,7 +6,7 @@
 //! noted in the process's `not-read.txt` and the capture goes on.
 
 use super::bundle::BundleWriter;
-use super::manifest::{Mapping, ProcessEntry};
+use crate::format::{Mapping, MappingKind, ProcessEntry};
 use procfs::FromBufRead;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -323,20 +323,20 @@ pub fn largest_mappings(smaps: &[u8], n: usize) -> Vec<Mapping> {
     let Ok(maps) = procfs::process::MemoryMaps::from_buf_read(smaps) else {
         return Vec::new();
     };
-    let mut merged: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    let mut merged: BTreeMap<(String, MappingKind), (u64, u64)> = BTreeMap::new();
     for m in maps.0 {
         let rss = m.extension.map.get("Rss").copied().unwrap_or(0);
         let size = m.address.1.saturating_sub(m.address.0);
         let (name, kind) = match &m.pathname {
-            MMapPath::Heap => ("[heap]".to_string(), "heap"),
-            MMapPath::Anonymous => ("[anon]".to_string(), "anonymous"),
-            MMapPath::Stack | MMapPath::TStack(_) => ("[stack]".to_string(), "stack"),
-            MMapPath::Path(p) => (p.display().to_string(), "file"),
-            MMapPath::Vsys(_) => ("[shm]".to_string(), "shared"),
-            MMapPath::Other(o) => (o.clone(), "other"),
+            MMapPath::Heap => ("[heap]".to_string(), MappingKind::Heap),
+            MMapPath::Anonymous => ("[anon]".to_string(), MappingKind::Anonymous),
+            MMapPath::Stack | MMapPath::TStack(_) => ("[stack]".to_string(), MappingKind::Stack),
+            MMapPath::Path(p) => (p.display().to_string(), MappingKind::File),
+            MMapPath::Vsys(_) => ("[shm]".to_string(), MappingKind::Shared),
+            MMapPath::Other(o) => (o.clone(), MappingKind::Other),
             _ => continue,
         };
-        let ent = merged.entry((name, kind.to_string())).or_default();
+        let ent = merged.entry((name, kind)).or_default();
         ent.0 += rss;
         ent.1 += size;
     }
@@ -510,7 +510,7 @@ Pss:                  50 kB
         let m = largest_mappings(SMAPS.as_bytes(), 5);
         assert_eq!(m[0].name, "[anon]");
         assert_eq!(m[0].rss_bytes, 200000 * 1024);
-        assert_eq!(m[1].kind, "heap");
+        assert_eq!(m[1].kind, MappingKind::Heap);
         assert_eq!(m[2].name, "/usr/lib/libc.so.6");
         assert_eq!(m[2].rss_bytes, 1000 * 1024, "segments of one file merged");
     }

@@ -98,7 +98,7 @@ impl Timeline {
     /// `timeline.csv`: header `t_ms,cgroup_bytes,pid,rss_bytes`, one row per process per sample;
     /// a sample without processes has one row with empty pid and rss.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("t_ms,cgroup_bytes,pid,rss_bytes\n");
+        let mut out = format!("{}\n", crate::format::TIMELINE_HEADER);
         for s in &self.samples {
             if s.procs.is_empty() {
                 let _ = writeln!(out, "{},{},,", s.t_ms, s.job_bytes);
@@ -109,26 +109,6 @@ impl Timeline {
         }
         out
     }
-}
-
-/// The job totals of a `timeline.csv`, one (t_ms, bytes) per sample, in order. Rows that do not
-/// parse are skipped (a report explains what it can).
-pub fn parse_csv(text: &str) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for line in text.lines().skip(1) {
-        let mut f = line.split(',');
-        let (Some(Ok(t)), Some(Ok(b))) = (
-            f.next().map(str::parse::<u64>),
-            f.next().map(str::parse::<u64>),
-        ) else {
-            continue;
-        };
-        if out.last().is_some_and(|&(lt, _)| lt == t) {
-            continue;
-        }
-        out.push((t, b));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -173,7 +153,10 @@ mod tests {
             csv,
             "t_ms,cgroup_bytes,pid,rss_bytes\n0,10,,\n100,30,7,20\n100,30,8,10\n"
         );
-        assert_eq!(parse_csv(&csv), vec![(0, 10), (100, 30)]);
+        assert_eq!(
+            crate::format::parse_timeline(&csv),
+            vec![(0, 10), (100, 30)]
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn svg(r: &Report) -> String {
             r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#c00"><title>{}</title></circle>"##,
             x(t as f64),
             y(b as f64),
-            esc(&m.trigger)
+            esc(m.trigger.as_str())
         );
     }
     o.push_str("</svg>");
@@ -127,7 +127,7 @@ pub fn html(r: &Report) -> String {
 </body></html>
 "#,
         job = esc(&m.job),
-        trigger = esc(&m.trigger),
+        trigger = esc(m.trigger.as_str()),
         svg = svg(r),
         text = esc(&super::text(r)),
     )

@@ -7,9 +7,7 @@ mod html;
 
 pub use html::html;
 
-use crate::evidence::bundle;
-use crate::evidence::manifest::Manifest;
-use crate::evidence::timeline;
+use crate::format::{self, Capture, EventKind, Manifest, MappingKind};
 use crate::units::format_size;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -68,7 +66,7 @@ impl Report {
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a guard manifest: {e}", mpath.display()))?;
         let timeline = std::fs::read_to_string(dir.join("timeline.csv"))
-            .map(|t| timeline::parse_csv(&t))
+            .map(|t| format::parse_timeline(&t))
             .unwrap_or_default();
         let mut stacks = Vec::new();
         let mut not_read = Vec::new();
@@ -155,12 +153,12 @@ fn opt_size(v: Option<u64>) -> String {
 pub fn text(r: &Report) -> String {
     let m = &r.manifest;
     let mut o = String::new();
-    let what = match m.trigger.as_str() {
-        "memory-limit" => "exceeded its memory limit",
-        "warning" => "crossed its early-warning threshold",
-        "kernel-oom" => "was killed by the kernel's OOM killer",
-        "timeout" => "exceeded its time limit",
-        other => other,
+    let what = match m.trigger {
+        EventKind::MemoryLimit => "exceeded its memory limit",
+        EventKind::Warning => "crossed its early-warning threshold",
+        EventKind::KernelOom => "was killed by the kernel's OOM killer",
+        EventKind::Timeout => "exceeded its time limit",
+        other => other.as_str(),
     };
     let _ = writeln!(o, "guard evidence: {} (pid {}) {what}", m.job, m.pid);
     let _ = writeln!(o, "  command   {}", m.command.join(" "));
@@ -180,7 +178,7 @@ pub fn text(r: &Report) -> String {
         o,
         "  captured  {}   ({}{})",
         m.captured_at,
-        if m.capture == "pre-kill" {
+        if m.capture == Capture::PreKill {
             "pre-kill: the job was held while guard read it"
         } else {
             "post-mortem: the job had already died"
@@ -271,8 +269,8 @@ pub fn text(r: &Report) -> String {
                 "",
                 "",
                 format_size(mp.rss_bytes),
-                mp.kind,
-                if mp.kind == "file" {
+                mp.kind.as_str(),
+                if mp.kind == MappingKind::File {
                     mp.name.as_str()
                 } else {
                     ""
@@ -354,8 +352,8 @@ pub fn text(r: &Report) -> String {
 pub struct ListRow {
     pub captured_at: String,
     pub job: String,
-    pub trigger: String,
-    pub capture: String,
+    pub trigger: EventKind,
+    pub capture: Capture,
     pub peak_bytes: Option<u64>,
     pub path: PathBuf,
 }
@@ -363,7 +361,7 @@ pub struct ListRow {
 /// The bundles in `dir`, newest first; unreadable manifests are skipped with a note on stderr.
 pub fn list(dir: &Path) -> Vec<ListRow> {
     let mut rows = Vec::new();
-    for b in bundle::bundles(dir).into_iter().rev() {
+    for b in format::bundles(dir).into_iter().rev() {
         match Report::load(&b) {
             Ok(r) => rows.push(ListRow {
                 captured_at: r.manifest.captured_at,
@@ -407,7 +405,7 @@ pub fn latest(dir: &Path) -> Result<PathBuf, String> {
             dir.display()
         ));
     }
-    bundle::bundles(dir).pop().ok_or_else(|| {
+    format::bundles(dir).pop().ok_or_else(|| {
         format!(
             "no bundle in {} yet (give --evidence-dir DIR if guard wrote them elsewhere)",
             dir.display()
@@ -446,7 +444,7 @@ mod tests {
     fn files_left_unread_are_named() {
         let d = tempfile::tempdir().unwrap();
         let m = Manifest {
-            processes: vec![crate::evidence::manifest::ProcessEntry {
+            processes: vec![crate::format::ProcessEntry {
                 pid: 42,
                 comm: "hog".into(),
                 ..Default::default()

@@ -12,9 +12,9 @@ use crate::alert;
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
 use crate::cgroup::{Enforcer, Limits};
 use crate::config::WrapConfig;
-use crate::evidence::manifest::ExitInfo;
 use crate::evidence::{self, Occasion, Recorder, Trigger};
 use crate::exit;
+use crate::format::{EventKind, ExitInfo, Status};
 use crate::units::{format_duration, format_size};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -649,13 +649,13 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     // on their way. All after the kill: delivery never delays enforcement.
     let bundle_path = evidence.as_ref().ok().map(|p| p.as_path());
     let ending = if memory_killed {
-        Some("memory-limit")
+        Some(EventKind::MemoryLimit)
     } else if timed_out {
-        Some("timeout")
+        Some(EventKind::Timeout)
     } else if kernel_oom {
-        Some("kernel-oom")
+        Some(EventKind::KernelOom)
     } else if status != 0 {
-        Some("failed")
+        Some(EventKind::Failed)
     } else {
         None
     };
@@ -696,7 +696,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             )
         };
         results.push(alert::ping(url, suffix, &body));
-        for r in results.iter().filter(|r| r.status != "ok") {
+        for r in results.iter().filter(|r| r.status != Status::Ok) {
             log::warn!(
                 "{} failed after {} attempt(s): {}; the job's result is unchanged",
                 r.sink,
@@ -719,7 +719,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             exit_code: status,
             peak_bytes: metrics_peak,
             limit_bytes: cfg.memory,
-            memory_killed,
+            ending,
         };
         if let Err(e) = crate::metrics::write(path, &outcome) {
             log::warn!("metrics not written: {e}; the job's result is unchanged");
@@ -801,7 +801,7 @@ fn held_capture(
     // The memory-limit wording is the one -vv has always printed (tests and people read it).
     let (at, event) = match trigger {
         Trigger::MemoryLimit => ("at its cap ", "memory"),
-        other => ("", other.as_str()),
+        other => ("", other.kind().as_str()),
     };
     if held {
         log::debug!("held the job {at}{ms:.1} ms after the {event} event");
@@ -943,9 +943,16 @@ fn announce_warning(
     }
     // The job keeps running and guard keeps watching it: the warning is delivered on a thread
     // of its own, joined (bounded by the sinks' timeouts) when the job is over.
-    if cfg.alerts.iter().any(|s| s.wants("warning")) {
+    if cfg.alerts.iter().any(|s| s.wants(EventKind::Warning)) {
         let bundle = r.ok();
-        let ev = alert_event(cfg, child, "warning", bundle.as_deref(), Some(usage), None);
+        let ev = alert_event(
+            cfg,
+            child,
+            EventKind::Warning,
+            bundle.as_deref(),
+            Some(usage),
+            None,
+        );
         let sinks = cfg.alerts.clone();
         let ev2 = ev.clone();
         let handle = std::thread::spawn(move || alert::deliver(&sinks, &ev2));
@@ -1035,7 +1042,7 @@ struct PendingAlert {
 fn alert_event(
     cfg: &WrapConfig,
     child: i32,
-    event: &str,
+    event: EventKind,
     bundle: Option<&std::path::Path>,
     peak: Option<u64>,
     exit_code: Option<i32>,
@@ -1044,7 +1051,7 @@ fn alert_event(
         .and_then(|b| crate::report::Report::load(b).ok())
         .map(|r| r.manifest);
     let mut ev = alert::Event {
-        event: event.to_string(),
+        event,
         job: cfg.name.clone(),
         host: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -1058,13 +1065,13 @@ fn alert_event(
         }),
         limit_bytes: cfg.memory,
         peak_bytes: peak.or(m.as_ref().and_then(|m| m.peak_bytes)),
-        trigger: m.as_ref().map(|m| m.trigger.clone()),
-        capture: m.as_ref().map(|m| m.capture.clone()),
+        trigger: m.as_ref().map(|m| m.trigger),
+        capture: m.as_ref().map(|m| m.capture),
         bundle: bundle.map(|b| b.display().to_string()),
         summary: String::new(),
         exit_code,
         guard_version: env!("CARGO_PKG_VERSION").into(),
-        time: crate::evidence::manifest::rfc3339(std::time::SystemTime::now()),
+        time: crate::format::rfc3339(std::time::SystemTime::now()),
         output_tail: None,
     };
     ev.summary = alert::sinks::summary(&ev);
@@ -1073,7 +1080,7 @@ fn alert_event(
 
 /// Deliver `ev` now (the job is over), record the results in its bundle, say what failed.
 fn send_alert(cfg: &WrapConfig, ev: &alert::Event, bundle: Option<&std::path::Path>) {
-    if !cfg.alerts.iter().any(|s| s.wants(&ev.event)) {
+    if !cfg.alerts.iter().any(|s| s.wants(ev.event)) {
         return;
     }
     let results = alert::deliver(&cfg.alerts, ev);

@@ -1,0 +1,497 @@
+//! The bundle format on disk (`format: guard-evidence/1`) and the words guard writes: the
+//! manifest's types, the event kinds, statuses, modes and capture kinds (each one enum, kebab-case
+//! on the wire), `timeline.csv`'s columns, and how finished bundles are found in an evidence
+//! directory. The writer ([`crate::evidence`]) and the readers ([`crate::report`], the alerts,
+//! the metrics) share this module and nothing else, so none of them depends on another.
+//!
+//! The keys named in the contract are binding: more may be added, none renamed. Every added field
+//! is optional on reading, and every enum reads a value it does not know as `unknown` (a bundle of
+//! a newer guard stays readable).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "guard-evidence/1";
+
+/// What happened: a manifest's `trigger`, an alert's `event`, what a sink subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// guard held the job at its cap and killed it.
+    MemoryLimit,
+    /// The early-warning threshold (or observe mode's capture point): the job keeps running.
+    Warning,
+    /// The kernel's OOM killer killed the job (not guard's cap).
+    KernelOom,
+    /// The contract's trigger for a capture caused by a signal (reserved; not produced yet).
+    Signal,
+    /// The job failed (non-zero exit or a signal); an alert event only, opt-in.
+    Failed,
+    /// `--timeout`.
+    Timeout,
+    /// `guard drill`.
+    Drill,
+    /// A value this guard does not know (a newer guard's bundle).
+    #[serde(other)]
+    Unknown,
+}
+
+impl EventKind {
+    /// The events an alert sink can subscribe to, in the order the man page lists them.
+    pub const ALERTS: [EventKind; 6] = [
+        EventKind::MemoryLimit,
+        EventKind::Warning,
+        EventKind::KernelOom,
+        EventKind::Failed,
+        EventKind::Timeout,
+        EventKind::Drill,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::MemoryLimit => "memory-limit",
+            EventKind::Warning => "warning",
+            EventKind::KernelOom => "kernel-oom",
+            EventKind::Signal => "signal",
+            EventKind::Failed => "failed",
+            EventKind::Timeout => "timeout",
+            EventKind::Drill => "drill",
+            EventKind::Unknown => "unknown",
+        }
+    }
+
+    /// An alert event by its wire name (`None`: not one a sink can subscribe to).
+    pub fn alert_event(name: &str) -> Option<EventKind> {
+        Self::ALERTS.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The wire names of [`Self::ALERTS`], for messages.
+    pub fn alert_names() -> String {
+        Self::ALERTS.map(EventKind::as_str).join(", ")
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// How a collector or a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+    Timeout,
+    #[serde(other)]
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Timeout => "timeout",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The enforcement mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Mode {
+    #[serde(rename = "cgroup-v1")]
+    CgroupV1,
+    #[serde(rename = "cgroup-v2")]
+    CgroupV2,
+    #[default]
+    #[serde(rename = "poll")]
+    Poll,
+    #[serde(other)]
+    Unknown,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::CgroupV1 => "cgroup-v1",
+            Mode::CgroupV2 => "cgroup-v2",
+            Mode::Poll => "poll",
+            Mode::Unknown => "unknown",
+        }
+    }
+
+    /// The cgroup version (None in poll mode).
+    pub fn cgroup_version(self) -> Option<u8> {
+        match self {
+            Mode::CgroupV1 => Some(1),
+            Mode::CgroupV2 => Some(2),
+            Mode::Poll | Mode::Unknown => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Whether the job was held while guard read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capture {
+    /// The job was held (frozen / stopped) while guard read it.
+    #[default]
+    PreKill,
+    /// The job had died (or the kernel killed it while held): what was left.
+    PostMortem,
+    #[serde(other)]
+    Unknown,
+}
+
+impl Capture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capture::PreKill => "pre-kill",
+            Capture::PostMortem => "post-mortem",
+            Capture::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub guard_version: String,
+    pub job: String,
+    pub command: Vec<String>,
+    /// The job's main process.
+    pub pid: i32,
+    pub started_at: String,
+    pub captured_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub trigger: EventKind,
+    pub capture: Capture,
+    pub limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub warn_bytes: Option<u64>,
+    pub usage_at_trigger_bytes: Option<u64>,
+    pub peak_bytes: Option<u64>,
+    pub cgroup: CgroupInfo,
+    pub processes: Vec<ProcessEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    pub collectors: Vec<CollectorResult>,
+    pub timings: Timings,
+    pub redacted_env_keys: Vec<String>,
+    /// Added: the host name, whether guard confirmed the hold, milliseconds from the job's start
+    /// to the trigger, and the kernel's memory event counters at capture.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub held: bool,
+    #[serde(default)]
+    pub trigger_after_ms: Option<u64>,
+    #[serde(default)]
+    pub kernel_counters: BTreeMap<String, u64>,
+    /// Added: each alert sink's delivery (sink, status, attempts, ms, detail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Delivery>,
+}
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            guard_version: env!("CARGO_PKG_VERSION").into(),
+            job: String::new(),
+            command: Vec::new(),
+            pid: 0,
+            started_at: String::new(),
+            captured_at: String::new(),
+            ended_at: None,
+            trigger: EventKind::MemoryLimit,
+            capture: Capture::PreKill,
+            limit_bytes: None,
+            warn_bytes: None,
+            usage_at_trigger_bytes: None,
+            peak_bytes: None,
+            cgroup: CgroupInfo::default(),
+            processes: Vec::new(),
+            exit: None,
+            collectors: Vec::new(),
+            timings: Timings::default(),
+            redacted_env_keys: Vec::new(),
+            host: String::new(),
+            held: false,
+            trigger_after_ms: None,
+            kernel_counters: BTreeMap::new(),
+            alerts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupInfo {
+    /// 1 or 2; None in poll mode.
+    pub version: Option<u8>,
+    pub path: Option<String>,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    pub pid: i32,
+    pub ppid: i32,
+    pub comm: String,
+    pub cmdline: String,
+    pub rss_bytes: u64,
+    pub pss_bytes: Option<u64>,
+    pub swap_bytes: Option<u64>,
+    /// Added: anonymous and file-backed resident bytes, thread count, state letter, whether it
+    /// vanished while being read, and its largest mappings by RSS.
+    #[serde(default)]
+    pub anon_bytes: Option<u64>,
+    #[serde(default)]
+    pub file_bytes: Option<u64>,
+    #[serde(default)]
+    pub threads: Option<u64>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vanished: bool,
+    #[serde(default)]
+    pub largest_mappings: Vec<Mapping>,
+}
+
+/// What backs a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MappingKind {
+    Heap,
+    Anonymous,
+    File,
+    Stack,
+    Shared,
+    Other,
+    #[serde(other)]
+    Unknown,
+}
+
+impl MappingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MappingKind::Heap => "heap",
+            MappingKind::Anonymous => "anonymous",
+            MappingKind::File => "file",
+            MappingKind::Stack => "stack",
+            MappingKind::Shared => "shared",
+            MappingKind::Other => "other",
+            MappingKind::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mapping {
+    /// `[heap]`, `[stack]`, `[anon]` for anonymous memory, or the file path.
+    pub name: String,
+    pub kind: MappingKind,
+    pub rss_bytes: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectorResult {
+    pub name: String,
+    pub status: Status,
+    pub duration_ms: f64,
+    pub detail: String,
+}
+
+impl CollectorResult {
+    /// A collector that did not run, and why.
+    pub fn skipped(name: &str, detail: impl Into<String>) -> CollectorResult {
+        CollectorResult {
+            name: name.into(),
+            status: Status::Skipped,
+            duration_ms: 0.0,
+            detail: detail.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub trigger_to_frozen_ms: Option<f64>,
+    pub capture_ms: Option<f64>,
+}
+
+/// One alert sink's delivery (the manifest's `alerts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub sink: String,
+    /// ok | failed
+    pub status: Status,
+    pub attempts: u32,
+    pub ms: f64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The bundle-name timestamp `yyyymmddThhmmssZ`.
+pub fn compact_utc(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect()
+}
+
+/// `timeline.csv`'s header: one row per process per sample (long format).
+pub const TIMELINE_HEADER: &str = "t_ms,cgroup_bytes,pid,rss_bytes";
+
+/// The job totals of a `timeline.csv`, one (t_ms, bytes) per sample, in order. Rows that do not
+/// parse are skipped (a report explains what it can).
+pub fn parse_timeline(text: &str) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut f = line.split(',');
+        let (Some(Ok(t)), Some(Ok(b))) = (
+            f.next().map(str::parse::<u64>),
+            f.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        if out.last().is_some_and(|&(lt, _)| lt == t) {
+            continue;
+        }
+        out.push((t, b));
+    }
+    out
+}
+
+/// The finished bundles in `evidence_dir` (directories with a manifest.json), oldest first.
+/// Temporary bundles (`.tmp-…`) are not finished.
+pub fn bundles(evidence_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(evidence_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .filter(|p| p.join("manifest.json").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Names start with the UTC time, so name order is time order.
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
+        assert_eq!(compact_utc(t), "20261118T110640Z");
+    }
+
+    #[test]
+    fn exit_is_code_or_signal() {
+        let e = ExitInfo {
+            code: None,
+            signal: Some(9),
+        };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"signal":9}"#);
+    }
+
+    /// Every enum's wire name is its `as_str`, and a value of a newer guard reads as unknown.
+    #[test]
+    fn wire_names_round_trip() {
+        let all = [
+            EventKind::MemoryLimit,
+            EventKind::Warning,
+            EventKind::KernelOom,
+            EventKind::Signal,
+            EventKind::Failed,
+            EventKind::Timeout,
+            EventKind::Drill,
+        ];
+        for k in all {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), k);
+        }
+        for s in [Status::Ok, Status::Failed, Status::Skipped, Status::Timeout] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        for m in [Mode::CgroupV1, Mode::CgroupV2, Mode::Poll] {
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
+        }
+        for c in [Capture::PreKill, Capture::PostMortem] {
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<EventKind>("\"hold-for\"").unwrap(),
+            EventKind::Unknown
+        );
+        assert_eq!(
+            serde_json::from_str::<Mode>("\"cgroup-v3\"").unwrap(),
+            Mode::Unknown
+        );
+        assert_eq!(EventKind::alert_event("signal"), None);
+        assert_eq!(EventKind::alert_event("timeout"), Some(EventKind::Timeout));
+    }
+
+    #[test]
+    fn timeline_rows_parse() {
+        let csv = format!("{TIMELINE_HEADER}\n0,10,,\n100,20,5,7\n100,20,6,8\nbad\n200,30,,\n");
+        assert_eq!(parse_timeline(&csv), vec![(0, 10), (100, 20), (200, 30)]);
+    }
+}

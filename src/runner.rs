@@ -1,0 +1,187 @@
+//! Running helper programs with a bound: py-spy and gcore at a capture, an alert's exec hook.
+//! Each starts with stdin closed and its output going to anonymous in-memory files (no pipe to
+//! fill, no temporary file to leak), is killed at its deadline, and ends as one [`Ran`] with a
+//! [`Status`]. Nothing here knows what the helper is for, so evidence and alerts both use it
+//! without depending on each other.
+
+use crate::format::Status;
+use std::ffi::OsStr;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The first executable named `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file())
+}
+
+/// An anonymous in-memory file for a helper's output.
+fn memfd(name: &str) -> std::io::Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(std::io::Error::from)?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// How a helper run ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// ok (exit 0), failed (started and failed, or could not start), timeout (killed).
+    pub status: Status,
+    pub ms: f64,
+    pub stdout: Vec<u8>,
+    /// Why it failed: the exit status and the first line of stderr, or the deadline.
+    pub detail: String,
+}
+
+fn ms_since(t0: Instant) -> f64 {
+    (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0
+}
+
+/// A helper program started with stdin closed and its output going to memfds.
+pub struct Helper {
+    program: PathBuf,
+    child: std::process::Child,
+    out: std::fs::File,
+    err: std::fs::File,
+    t0: Instant,
+    timeout: Duration,
+}
+
+impl Helper {
+    /// Start `program args` with extra environment variables `env`; `Err` is the failed run to
+    /// report.
+    pub fn start<S: AsRef<OsStr>>(
+        program: &Path,
+        args: &[S],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Helper, Ran> {
+        let t0 = Instant::now();
+        let failed = |detail: String| Ran {
+            status: Status::Failed,
+            ms: ms_since(t0),
+            stdout: Vec::new(),
+            detail,
+        };
+        let (out, err) = match (memfd("guard-out"), memfd("guard-err")) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => return Err(failed(format!("memfd: {e}"))),
+        };
+        let stdio = |f: &std::fs::File| {
+            f.try_clone()
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null())
+        };
+        let child = Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(stdio(&out))
+            .stderr(stdio(&err))
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
+        Ok(Helper {
+            program: program.to_path_buf(),
+            child,
+            out,
+            err,
+            t0,
+            timeout,
+        })
+    }
+
+    /// Wait for the helper until its deadline (then kill it) and collect its output.
+    pub fn finish(mut self) -> Ran {
+        let deadline = self.t0 + self.timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break None,
+            }
+        };
+        let ms = ms_since(self.t0);
+        let read_all = |f: &mut std::fs::File| {
+            let mut v = Vec::new();
+            let _ = f.rewind();
+            let _ = f.read_to_end(&mut v);
+            v
+        };
+        let stdout = read_all(&mut self.out);
+        let stderr = read_all(&mut self.err);
+        let first_err = String::from_utf8_lossy(&stderr)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        let program = self.program.display();
+        let (status, detail) = match status {
+            Some(s) if s.success() => (Status::Ok, String::new()),
+            Some(s) => (
+                Status::Failed,
+                format!("{program} exited with {s}: {first_err}"),
+            ),
+            None => (
+                Status::Timeout,
+                format!(
+                    "{program} did not finish within {}; killed",
+                    crate::units::format_duration(self.timeout)
+                ),
+            ),
+        };
+        Ran {
+            status,
+            ms,
+            stdout,
+            detail,
+        }
+    }
+}
+
+/// Run `program args` (with extra environment `env`) to its end or its deadline `timeout`.
+pub fn run_bounded<S: AsRef<OsStr>>(
+    program: &Path,
+    args: &[S],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Ran {
+    match Helper::start(program, args, env, timeout) {
+        Ok(h) => h.finish(),
+        Err(ran) => ran,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_run_reports_each_outcome() {
+        let sh = Path::new("/bin/sh");
+        let t = Duration::from_secs(5);
+        let ok = run_bounded(sh, &["-c", "echo hi"], &[], t);
+        assert_eq!(ok.status, Status::Ok);
+        assert_eq!(ok.stdout, b"hi\n");
+        let bad = run_bounded(sh, &["-c", "echo oops >&2; exit 3"], &[], t);
+        assert_eq!(bad.status, Status::Failed);
+        assert!(bad.detail.contains("oops"), "{}", bad.detail);
+        let env = [("GUARD_X".to_string(), "y".to_string())];
+        let with_env = run_bounded(sh, &["-c", "echo $GUARD_X"], &env, t);
+        assert_eq!(with_env.stdout, b"y\n");
+        let slow = run_bounded(sh, &["-c", "sleep 5"], &[], Duration::from_millis(100));
+        assert_eq!(slow.status, Status::Timeout);
+        assert!(slow.ms < 2000.0);
+        let missing = run_bounded(Path::new("/nonexistent/x"), &["a"], &[], t);
+        assert_eq!(missing.status, Status::Failed);
+    }
+}
