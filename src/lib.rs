@@ -14,6 +14,7 @@
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
+//! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
 //! - [`man`]: the guard(1) man page, rendered from the CLI definition.
 
@@ -28,6 +29,7 @@ pub mod exit;
 pub mod format;
 pub mod man;
 pub mod metrics;
+pub mod proc;
 pub mod report;
 pub mod runner;
 pub mod supervise;

@@ -25,6 +25,10 @@ pub enum CgError {
     Mkdir { path: PathBuf, source: io::Error },
     #[error("cannot remove cgroup {}: {source}", path.display())]
     Rmdir { path: PathBuf, source: io::Error },
+    #[error("process {pid} exited")]
+    Exited { pid: i32 },
+    #[error("process {pid} did not stop within 2s (state {state})")]
+    NotStopped { pid: i32, state: char },
     #[error("{0}")]
     Other(String),
 }
@@ -37,7 +41,7 @@ impl CgError {
             | CgError::Read { source, .. }
             | CgError::Mkdir { source, .. }
             | CgError::Rmdir { source, .. } => source.raw_os_error(),
-            CgError::Other(_) => None,
+            CgError::Exited { .. } | CgError::NotStopped { .. } | CgError::Other(_) => None,
         }
     }
 }
@@ -192,31 +196,6 @@ pub fn create_leaf<T>(
 /// access(2) W_OK: true when this process may write `path` (false on a read-only mount, even as root).
 pub fn writable(path: &Path) -> bool {
     nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()
-}
-
-/// Every thread listed in `tasks_file` (v1 `tasks`, v2 `cgroup.threads`) is held: stopped,
-/// dead, or asleep in the kernel (state D: frozen tasks report D, as do tasks in the memcg OOM
-/// wait and in a memory.high throttle sleep). Once a freeze has been requested, a task in D
-/// cannot return to user space without entering the freezer, so it is held as far as reading its
-/// memory goes. False for an empty list.
-pub fn all_tasks_held(tasks_file: &Path) -> bool {
-    let tasks = read(tasks_file).unwrap_or_default();
-    let mut any = false;
-    for tid in tasks.split_whitespace() {
-        any = true;
-        let stat = fs::read_to_string(format!("/proc/{tid}/stat")).unwrap_or_default();
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        if !matches!(state, Some("D" | "T" | "t" | "Z" | "X") | None) {
-            log::debug!(
-                "task {tid} is not held yet (state {})",
-                state.unwrap_or("?")
-            );
-            return false;
-        }
-    }
-    any
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Enforcement: one small enum over the three modes (cgroup v1, cgroup v2, poll) with the
-//! operations the supervisor needs — create, attach (the fd the child writes before exec), memory
-//! events, usage/peak, the kernel's verdict, kill, remove — plus stale-cgroup cleanup.
-//! Also: hold (freeze / stop), the job's pids and per-process sample for the evidence timeline,
-//! and releasing a held job just enough for `gcore` (`--core`).
+//! Enforcement: the [`Enforce`] interface — what the supervisor, the evidence and `guard doctor`
+//! need from an enforcement mode: create, attach (the fd the child writes before exec), memory
+//! events, usage and peak, the kernel's verdict, hold (freeze / stop), kill, remove, what the
+//! timeline samples, and what the kernel offers — and its three backends, each of which owns its
+//! file knowledge: cgroup v1 ([`v1`]), cgroup v2 ([`v2`]), poll mode ([`poll`]). [`Enforcer`] is
+//! the one a run uses, chosen from a [`detect::Plan`]. Also here: stale-cgroup cleanup.
 
 pub mod detect;
 pub mod fs;
@@ -11,10 +12,14 @@ pub mod v1;
 pub mod v2;
 
 use crate::format::Mode;
+use crate::proc::Proc;
 use detect::{Plan, V2Placement};
 use fs::CgError;
+use nix::poll::PollFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -68,6 +73,230 @@ pub fn leaf_owner(leaf: &str, dedicated: bool) -> Option<i32> {
 
 fn pid_alive(proc: &Path, pid: i32) -> bool {
     proc.join(pid.to_string()).exists()
+}
+
+/// One thing the kernel offers guard (or does not), and what would fix it: `guard doctor`'s rows.
+#[derive(Debug, Serialize)]
+pub struct Capability {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Capability {
+    pub fn new(name: &'static str, ok: bool, detail: impl Into<String>, fix: &str) -> Capability {
+        Capability {
+            name,
+            ok,
+            detail: detail.into(),
+            fix: (!ok).then(|| fix.to_string()),
+        }
+    }
+
+    /// Whether the file `dir/file` exists.
+    pub fn file(dir: &Path, file: &str, name: &'static str, fix: &str) -> Capability {
+        let ok = dir.join(file).exists();
+        let detail = if ok {
+            file.to_string()
+        } else {
+            format!("no {file}")
+        };
+        Capability::new(name, ok, detail, fix)
+    }
+}
+
+/// The files the timeline's sampler keeps open and re-reads: the job's usage and its members.
+#[derive(Debug, Clone)]
+pub struct SampledFiles {
+    pub usage: PathBuf,
+    pub procs: PathBuf,
+}
+
+/// What the supervisor, the evidence and `guard doctor` need from an enforcement mode.
+/// Implemented by the three backends and dispatched by [`Enforcer`]; the supervisor's unit tests
+/// implement it with a fake.
+pub trait Enforce {
+    fn mode(&self) -> Mode;
+    /// The job's cgroup directory (None in poll mode).
+    fn dir(&self) -> Option<&Path>;
+    /// Every cgroup directory of the job (v1: the freezer leaf first, then the memory leaf).
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.dir().map(Path::to_path_buf).into_iter().collect()
+    }
+    /// Where the job's processes are read.
+    fn proc(&self) -> &Proc;
+    /// Whether swap is actually limited (false when the kernel lacks swap accounting).
+    fn swap_limited(&self) -> bool;
+    /// The open files the forked child writes "0" to before exec.
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Start watching memory events (right after the job started, off its start-up path).
+    fn arm_events(&mut self);
+    /// An fd that becomes ready when the kernel reports a memory event, and the flags to wait for.
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)>;
+    /// Consume a pending memory event.
+    fn drain_event(&mut self);
+    /// After a memory event: is the job at its cap, held there by the kernel?
+    fn at_cap(&self) -> bool;
+    /// The kernel's verdict (poll mode has none: guard itself decides there).
+    fn verdict(&self) -> MemoryVerdict;
+    /// Make ready to hold the job later (housekeeping, 20 ms into the job).
+    fn prepare_hold(&self) {}
+    /// Hold the job where it is; waits (bounded) for the kernel to confirm; returns whether it did.
+    fn hold(&self) -> bool;
+    /// Let a held job run again (a capture not followed by a kill).
+    fn unhold(&self);
+    fn usage(&mut self) -> Option<u64>;
+    /// Peak memory of the job as far as it is known.
+    fn peak(&self) -> Option<u64>;
+    /// Memory the job actually uses: usage minus inactive page cache (what a warning is about).
+    fn working_set(&self) -> Option<u64>;
+    /// The files the timeline's sampler re-reads (None: it samples through `sample_detail`).
+    fn sampled_files(&self) -> Option<SampledFiles>;
+    /// The job's live processes.
+    fn pids(&self) -> Vec<i32>;
+    fn live_count(&self) -> usize {
+        self.pids().len()
+    }
+    /// One timeline sample: the job's memory and each process's RSS.
+    fn sample_detail(&mut self) -> (Option<u64>, Vec<(i32, u64)>) {
+        let total = self.usage();
+        let procs = self
+            .pids()
+            .into_iter()
+            .map(|p| (p, self.proc().rss_bytes(p)))
+            .collect();
+        (total, procs)
+    }
+    /// Send `sig` to every process of the job; returns how many were signalled.
+    fn signal_all(&self, sig: Signal) -> usize {
+        let pids = self.pids();
+        for &p in &pids {
+            let _ = kill(Pid::from_raw(p), sig);
+        }
+        pids.len()
+    }
+    /// Kill every process of the job (bounded).
+    fn kill_all(&self);
+    /// Grant a held job `extra` bytes and let it run (its tasks have SIGSTOP queued), for gcore.
+    fn release(&self, extra: u64) -> Result<(), CgError>;
+    /// The kernel's memory event counters for the job (v1 memory.oom_control, v2 memory.events).
+    fn kernel_counters(&self) -> BTreeMap<String, u64>;
+    /// What the kernel offers this mode, for `guard doctor`.
+    fn capabilities(&self) -> Vec<Capability> {
+        Vec::new()
+    }
+    /// Kill what is left and remove the job's cgroups.
+    fn remove(self) -> Result<(), CgError>
+    where
+        Self: Sized;
+}
+
+/// Make a held job's processes stoppable for gcore, which hangs on a frozen task: queue SIGSTOP
+/// to each, release the hold with `extra` bytes (a task waiting at the limit must finish its
+/// allocation to take the signal), and wait (bounded) until `pids[0]` is stopped.
+pub fn release_for_core<E: Enforce + ?Sized>(
+    e: &E,
+    pids: &[i32],
+    extra: u64,
+) -> Result<(), CgError> {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
+    }
+    e.release(extra)?;
+    let Some(&main) = pids.first() else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let state = e.proc().state(main);
+        match state {
+            Some(s) if s.is_stopped() => return Ok(()),
+            None => return Err(CgError::Exited { pid: main }),
+            Some(s) if s.is_gone() => return Err(CgError::Exited { pid: main }),
+            Some(s) if Instant::now() >= deadline => {
+                return Err(CgError::NotStopped {
+                    pid: main,
+                    state: s.letter(),
+                });
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// The members of the cgroup directories `dirs` (the first that lists any).
+fn members(dirs: &[PathBuf]) -> Vec<i32> {
+    dirs.iter()
+        .map(|d| fs::procs(d))
+        .find(|p| !p.is_empty())
+        .unwrap_or_default()
+}
+
+/// Kill every process in the job's cgroup directories (`dirs`, freezer first), each bounded.
+fn kill_dirs(dirs: &[PathBuf]) {
+    // The freezer leaf holds the same processes as the memory leaf: nothing in the one means
+    // nothing in the other.
+    if members(dirs).is_empty() {
+        return;
+    }
+    for d in dirs {
+        kill_cgroup(d, Duration::from_secs(5));
+    }
+}
+
+/// Remove the job's cgroup directories. Usually the job is gone by now: one rmdir each, without
+/// reading cgroup.procs first. A leaf that is still busy gets its processes killed, then retries.
+/// The caller has closed its files in them (cgroup.procs, event fds) before.
+fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgError> {
+    let busy: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| match std::fs::remove_dir(d) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        })
+        .collect();
+    for d in &busy {
+        kill_cgroup(d, Duration::from_secs(5));
+    }
+    busy.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
+}
+
+/// The kernel's counters in a flat keyed file (`memory.events`, `memory.oom_control`).
+fn counters_in(file: &Path) -> BTreeMap<String, u64> {
+    fs::read(file)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    Some((k.to_string(), v.trim().parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The memory event counters of any cgroup directory (observe mode reads the container's):
+/// `memory.events` (v2) or `memory.oom_control` (v1).
+pub fn kernel_counters_of(dir: &Path) -> BTreeMap<String, u64> {
+    let v2 = counters_in(&dir.join("memory.events"));
+    if v2.is_empty() {
+        counters_in(&dir.join("memory.oom_control"))
+    } else {
+        v2
+    }
+}
+
+/// The cgroup files worth keeping in a bundle's `cgroup/` (memory accounting, events, members,
+/// freezer state); write-only control files are left out.
+pub fn worth_keeping(name: &str) -> bool {
+    (name.starts_with("memory.") || name.starts_with("freezer."))
+        && !matches!(name, "memory.force_empty" | "memory.reclaim")
+        || matches!(
+            name,
+            "cgroup.events" | "cgroup.procs" | "cgroup.stat" | "cgroup.freeze" | "pids.current"
+        )
 }
 
 /// Kill every process in the cgroup `dir` and wait (bounded) until it is empty.
@@ -162,11 +391,11 @@ pub fn cleanup_stale(plan: &Plan, proc: &Path) {
 }
 
 impl Enforcer {
-    /// Create the job's cgroup according to `plan`. Poll plans return `Enforcer::Poll` rooted at
-    /// guard's pid.
+    /// Create the job's cgroup according to `plan` (leaf `guard-NAME-PID`, or `NAME-PID` in a
+    /// dedicated v2 subtree). Poll plans give poll mode rooted at guard's pid.
     pub fn create(
         plan: &Plan,
-        proc: &Path,
+        proc: &Proc,
         name: &str,
         limits: &Limits,
     ) -> Result<Enforcer, CgError> {
@@ -179,6 +408,7 @@ impl Enforcer {
                 freezer_base.as_deref(),
                 &leaf_name(name, me, false),
                 limits,
+                proc,
             )
             .map(Enforcer::V1),
             Plan::V2 {
@@ -194,318 +424,127 @@ impl Enforcer {
                     placement,
                     &leaf_name(name, me, dedicated),
                     limits,
+                    proc,
                 )
                 .map(Enforcer::V2)
             }
-            Plan::Poll { .. } => Ok(Enforcer::Poll(poll::PollTracker::new(
-                proc.to_path_buf(),
-                me,
-            ))),
+            Plan::Poll { .. } => Ok(Enforcer::poll(proc)),
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        match self {
-            Enforcer::V1(_) => Mode::CgroupV1,
-            Enforcer::V2(_) => Mode::CgroupV2,
-            Enforcer::Poll(_) => Mode::Poll,
-        }
+    /// Poll mode: the job is guard's process tree.
+    pub fn poll(proc: &Proc) -> Enforcer {
+        Enforcer::Poll(poll::PollTracker::new(
+            proc.clone(),
+            std::process::id() as i32,
+        ))
     }
+}
 
-    /// The job's cgroup directory (None in poll mode).
-    pub fn dir(&self) -> Option<&Path> {
-        match self {
-            Enforcer::V1(c) => Some(&c.dir),
-            Enforcer::V2(c) => Some(&c.dir),
-            Enforcer::Poll(_) => None,
-        }
+/// What the kernel would offer a job placed by `plan`, read without creating anything (doctor,
+/// where creating a probe would move other processes).
+pub fn capabilities_of(plan: &Plan, proc: &Proc) -> Vec<Capability> {
+    match plan {
+        Plan::V1 {
+            base, freezer_base, ..
+        } => v1::capabilities(base, freezer_base.as_deref()),
+        Plan::V2 { group, .. } => v2::capabilities(group),
+        Plan::Poll { fix, .. } => poll::capabilities(proc, fix),
     }
+}
 
-    /// The open `cgroup.procs` the forked child writes "0" to before exec.
-    pub fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
-        match self {
-            Enforcer::V1(c) => c.attach_fds(),
-            Enforcer::V2(c) => vec![c.procs_fd()],
-            Enforcer::Poll(_) => Vec::new(),
+/// `match self` over the three backends, calling the same method on each.
+macro_rules! each {
+    ($self:expr, $c:ident => $call:expr) => {
+        match $self {
+            Enforcer::V1($c) => $call,
+            Enforcer::V2($c) => $call,
+            Enforcer::Poll($c) => $call,
         }
+    };
+}
+
+impl Enforce for Enforcer {
+    fn mode(&self) -> Mode {
+        each!(self, c => c.mode())
     }
-
-    /// Every cgroup directory of the job (v1: memory and freezer leaves), freezer first.
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        match self {
-            Enforcer::V1(c) => c
-                .freezer_dir()
-                .map(Path::to_path_buf)
-                .into_iter()
-                .chain([c.dir.clone()])
-                .collect(),
-            Enforcer::V2(c) => vec![c.dir.clone()],
-            Enforcer::Poll(_) => Vec::new(),
-        }
+    fn dir(&self) -> Option<&Path> {
+        each!(self, c => c.dir())
     }
-
-    /// After a memory event: is the job at its cap, held there by the kernel (v1: waiting in the
-    /// OOM wait; v2: at or above memory.high after reclaim)? Poll mode decides from its sample.
-    pub fn at_cap(&self) -> bool {
-        match self {
-            Enforcer::V1(c) => c.at_cap(),
-            Enforcer::V2(c) => c.at_cap(),
-            Enforcer::Poll(_) => false,
-        }
+    fn dirs(&self) -> Vec<PathBuf> {
+        each!(self, c => c.dirs())
     }
-
-    /// Hold the job where it is: freeze it (v1 freezer, v2 cgroup.freeze) or stop every process
-    /// (poll). Waits (bounded) for the kernel to confirm; returns whether it did. v1 waits briefly:
-    /// tasks in the OOM wait are held already and may never report FROZEN. v2 waits longer: a task
-    /// asleep in a memory.high throttle (up to ~2 s) freezes only when it wakes.
-    pub fn hold(&self) -> bool {
-        match self {
-            Enforcer::V1(c) => c.freeze(Duration::from_millis(100)),
-            Enforcer::V2(c) => c.freeze(Duration::from_secs(3)),
-            Enforcer::Poll(t) => t.stop_all(),
-        }
+    fn proc(&self) -> &Proc {
+        each!(self, c => c.proc())
     }
-
-    /// Make ready to hold the job later (v1: make the freezer leaf and move the job into it).
-    /// Housekeeping, 20 ms into the job; `hold` does it itself if it comes first.
-    pub fn prepare_hold(&self) {
-        if let Enforcer::V1(c) = self {
-            c.join_freezer();
-        }
+    fn swap_limited(&self) -> bool {
+        each!(self, c => c.swap_limited())
     }
-
-    /// Let a held job run again (after a capture that is not followed by a kill: --timeout).
-    pub fn unhold(&self) {
-        match self {
-            Enforcer::V1(c) => {
-                if let Some(fdir) = c.freezer_dir() {
-                    let _ = fs::write(&fdir.join("freezer.state"), "THAWED");
-                }
-            }
-            Enforcer::V2(c) => {
-                let _ = fs::write(&c.dir.join("cgroup.freeze"), "0");
-            }
-            Enforcer::Poll(t) => {
-                t.signal_all(Signal::SIGCONT);
-            }
-        }
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        each!(self, c => c.attach_fds())
     }
-
-    /// An fd that becomes ready when the kernel reports a memory event, and the poll flags to wait for.
-    pub fn event_fd(&self) -> Option<(BorrowedFd<'_>, nix::poll::PollFlags)> {
-        use nix::poll::PollFlags;
-        match self {
-            Enforcer::V1(c) => c.event_fd().map(|f| (f, PollFlags::POLLIN)),
-            Enforcer::V2(c) => c
-                .event_fd()
-                .map(|f| (f, PollFlags::POLLPRI | PollFlags::POLLERR)),
-            Enforcer::Poll(_) => None,
-        }
+    fn arm_events(&mut self) {
+        each!(self, c => c.arm_events())
     }
-
-    /// Start watching memory events (called right after the job started, off its start-up path).
-    pub fn arm_events(&mut self) {
-        match self {
-            Enforcer::V1(c) => c.arm_events(),
-            Enforcer::V2(c) => c.arm_events(),
-            Enforcer::Poll(_) => {}
-        }
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        each!(self, c => c.event_fd())
     }
-
-    pub fn drain_event(&mut self) {
-        match self {
-            Enforcer::V1(c) => c.drain_event(),
-            Enforcer::V2(c) => c.drain_event(),
-            Enforcer::Poll(_) => {}
-        }
+    fn drain_event(&mut self) {
+        each!(self, c => c.drain_event())
     }
-
-    /// The kernel's verdict (poll mode has none: guard itself decides there).
-    pub fn verdict(&self) -> MemoryVerdict {
-        match self {
-            Enforcer::V1(c) => c.verdict(),
-            Enforcer::V2(c) => c.verdict(),
-            Enforcer::Poll(_) => MemoryVerdict::default(),
-        }
+    fn at_cap(&self) -> bool {
+        each!(self, c => c.at_cap())
     }
-
-    pub fn usage(&mut self) -> Option<u64> {
-        match self {
-            Enforcer::V1(c) => c.usage(),
-            Enforcer::V2(c) => c.usage(),
-            Enforcer::Poll(t) => Some(t.sample()),
-        }
+    fn verdict(&self) -> MemoryVerdict {
+        each!(self, c => c.verdict())
     }
-
-    /// Peak memory of the job as far as it is known.
-    pub fn peak(&self) -> Option<u64> {
-        match self {
-            Enforcer::V1(c) => c.peak(),
-            Enforcer::V2(c) => c.peak(),
-            Enforcer::Poll(t) => Some(t.peak),
-        }
+    fn prepare_hold(&self) {
+        each!(self, c => c.prepare_hold())
     }
-
-    /// Whether swap is actually limited (false when the kernel lacks swap accounting).
-    pub fn swap_limited(&self) -> bool {
-        match self {
-            Enforcer::V1(c) => c.swap_limited,
-            Enforcer::V2(c) => c.swap_limited,
-            Enforcer::Poll(_) => false,
-        }
+    fn hold(&self) -> bool {
+        each!(self, c => c.hold())
     }
-
-    /// Number of live processes in the job.
-    pub fn live_count(&self) -> usize {
-        match self {
-            Enforcer::V1(c) => fs::procs(&c.dir).len(),
-            Enforcer::V2(c) => fs::procs(&c.dir).len(),
-            Enforcer::Poll(t) => t.live_count(),
-        }
+    fn unhold(&self) {
+        each!(self, c => c.unhold())
     }
-
-    /// Send `sig` to every process of the job; returns how many were signalled.
-    pub fn signal_all(&self, sig: Signal) -> usize {
-        match self {
-            Enforcer::Poll(t) => t.signal_all(sig),
-            _ => {
-                let pids = self.dir().map(fs::procs).unwrap_or_default();
-                for &p in &pids {
-                    let _ = kill(Pid::from_raw(p), sig);
-                }
-                pids.len()
-            }
-        }
+    fn usage(&mut self) -> Option<u64> {
+        each!(self, c => c.usage())
     }
-
-    /// Kill every process of the job.
-    pub fn kill_all(&self) {
-        match self {
-            Enforcer::Poll(t) => t.kill_all(),
-            _ => {
-                // The freezer leaf holds the same processes as the memory leaf: nothing in the
-                // one means nothing in the other.
-                if self.dir().is_some_and(|d| fs::procs(d).is_empty()) {
-                    return;
-                }
-                for d in self.dirs() {
-                    kill_cgroup(&d, Duration::from_secs(5));
-                }
-            }
-        }
+    fn peak(&self) -> Option<u64> {
+        each!(self, c => c.peak())
     }
-
-    /// cgroup version (None in poll mode).
-    pub fn cgroup_version(&self) -> Option<u8> {
-        match self {
-            Enforcer::V1(_) => Some(1),
-            Enforcer::V2(_) => Some(2),
-            Enforcer::Poll(_) => None,
-        }
+    fn working_set(&self) -> Option<u64> {
+        each!(self, c => c.working_set())
     }
-
-    /// The job's processes (zombies excluded in poll mode).
-    pub fn pids(&self) -> Vec<i32> {
-        match self {
-            Enforcer::Poll(t) => t.live_pids(),
-            _ => self.dir().map(fs::procs).unwrap_or_default(),
-        }
+    fn sampled_files(&self) -> Option<SampledFiles> {
+        each!(self, c => c.sampled_files())
     }
-
-    /// One timeline sample: the job's memory and each process's RSS (from /proc/PID/statm, the
-    /// cheapest per-process figure).
-    pub fn sample_detail(&mut self) -> (Option<u64>, Vec<(i32, u64)>) {
-        match self {
-            Enforcer::Poll(t) => {
-                let (total, procs) = t.sample_detail();
-                (Some(total), procs)
-            }
-            _ => {
-                let total = self.usage();
-                let procs = self
-                    .pids()
-                    .into_iter()
-                    .map(|p| (p, poll::statm_rss(std::path::Path::new("/proc"), p)))
-                    .collect();
-                (total, procs)
-            }
-        }
+    fn pids(&self) -> Vec<i32> {
+        each!(self, c => c.pids())
     }
-
-    /// Memory the job actually uses: usage minus inactive page cache (what a warning is about;
-    /// page cache is reclaimed at the cap rather than causing a kill).
-    pub fn working_set(&self) -> Option<u64> {
-        let (dir, usage, key) = match self {
-            Enforcer::V1(c) => (&c.dir, c.usage()?, "total_inactive_file"),
-            Enforcer::V2(c) => (&c.dir, c.usage()?, "inactive_file"),
-            Enforcer::Poll(t) => return Some(t.peak_last()),
-        };
-        let stat = fs::read(&dir.join("memory.stat")).ok()?;
-        Some(usage.saturating_sub(fs::keyed(&stat, key).unwrap_or(0)))
+    fn live_count(&self) -> usize {
+        each!(self, c => c.live_count())
     }
-
-    /// Make a held job's processes stoppable for gcore, which hangs on a frozen task: queue
-    /// SIGSTOP to each, raise the limit by `extra` (a task waiting at the limit must finish its
-    /// allocation to take the signal), thaw, and wait (bounded) until `pids[0]` is stopped.
-    pub fn release_for_core(&self, pids: &[i32], extra: u64) -> Result<(), String> {
-        for &p in pids {
-            let _ = kill(Pid::from_raw(p), Signal::SIGSTOP);
-        }
-        match self {
-            Enforcer::V1(c) => c.release(extra).map_err(|e| e.to_string())?,
-            Enforcer::V2(c) => c.release(extra).map_err(|e| e.to_string())?,
-            Enforcer::Poll(_) => {}
-        }
-        let Some(&main) = pids.first() else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let stat = std::fs::read_to_string(format!("/proc/{main}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("");
-            if matches!(state, "T" | "t") {
-                return Ok(());
-            }
-            if state.is_empty() || matches!(state, "Z" | "X") {
-                return Err(format!("process {main} exited"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "process {main} did not stop within 2s (state {state})"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    fn sample_detail(&mut self) -> (Option<u64>, Vec<(i32, u64)>) {
+        each!(self, c => c.sample_detail())
     }
-
-    /// Kill what is left and remove the cgroup.
-    pub fn remove(self) -> Result<(), CgError> {
-        match &self {
-            Enforcer::Poll(t) => {
-                t.kill_all();
-                Ok(())
-            }
-            _ => {
-                let dirs = self.dirs();
-                drop(self); // close cgroup.procs and the event fds before rmdir
-                // Usually the job is gone by now: one rmdir each, without reading cgroup.procs
-                // first. A leaf that is still busy gets its processes killed, then retries.
-                let busy: Vec<&PathBuf> = dirs
-                    .iter()
-                    .filter(|d| match std::fs::remove_dir(d) {
-                        Ok(()) => false,
-                        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
-                    })
-                    .collect();
-                for d in &busy {
-                    kill_cgroup(d, Duration::from_secs(5));
-                }
-                busy.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
-            }
-        }
+    fn signal_all(&self, sig: Signal) -> usize {
+        each!(self, c => c.signal_all(sig))
+    }
+    fn kill_all(&self) {
+        each!(self, c => c.kill_all())
+    }
+    fn release(&self, extra: u64) -> Result<(), CgError> {
+        each!(self, c => c.release(extra))
+    }
+    fn kernel_counters(&self) -> BTreeMap<String, u64> {
+        each!(self, c => c.kernel_counters())
+    }
+    fn capabilities(&self) -> Vec<Capability> {
+        each!(self, c => c.capabilities())
+    }
+    fn remove(self) -> Result<(), CgError> {
+        each!(self, c => c.remove())
     }
 }
 

@@ -2,120 +2,75 @@
 //! of guard (guard is a child subreaper, so orphans stay in its tree); its memory is the sum of
 //! their resident sets, sampled from /proc; at the cap the tree is stopped, then killed.
 
+use super::{Capability, Enforce, MemoryVerdict, SampledFiles, fs::CgError};
+use crate::format::Mode;
+use crate::proc::Proc;
+use nix::poll::PollFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashSet};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
 
 /// Samples and kills guard's process tree.
 #[derive(Debug)]
 pub struct PollTracker {
-    proc: PathBuf,
+    proc: Proc,
     root: i32,
     pub peak: u64,
     last: u64,
-    page_size: u64,
-}
-
-/// Resident pages of `pid` from /proc/PID/statm (0 when it vanished or is a zombie).
-fn statm_pages(proc: &std::path::Path, pid: i32) -> u64 {
-    std::fs::read_to_string(proc.join(pid.to_string()).join("statm"))
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resident bytes of `pid` from /proc/PID/statm.
-pub fn statm_rss(proc: &std::path::Path, pid: i32) -> u64 {
-    statm_pages(proc, pid) * page_size()
-}
-
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    ps.max(4096) as u64
-}
-
-/// The children of `pid`, from /proc/PID/task/*/children (every thread can have children).
-fn children(proc: &std::path::Path, pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(proc.join(pid.to_string()).join("task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-        }
-    }
-    out
 }
 
 impl PollTracker {
-    pub fn new(proc: PathBuf, root: i32) -> PollTracker {
+    pub fn new(proc: Proc, root: i32) -> PollTracker {
         PollTracker {
             proc,
             root,
             peak: 0,
             last: 0,
-            page_size: page_size(),
         }
     }
 
     /// Every descendant of the root pid (zombies included; they hold no memory).
-    pub fn pids(&self) -> Vec<i32> {
+    pub fn tree(&self) -> Vec<i32> {
         let mut seen = HashSet::new();
-        let mut stack: Vec<i32> = children(&self.proc, self.root);
+        let mut stack: Vec<i32> = self.proc.children(self.root);
         let mut out = Vec::new();
         while let Some(p) = stack.pop() {
             if !seen.insert(p) {
                 continue;
             }
             out.push(p);
-            stack.extend(children(&self.proc, p));
+            stack.extend(self.proc.children(p));
         }
         out
     }
 
     /// The job's processes that are not zombies.
-    pub fn live_pids(&self) -> Vec<i32> {
-        self.pids()
+    fn live_pids(&self) -> Vec<i32> {
+        self.tree()
             .into_iter()
             .filter(|&p| !self.is_zombie(p))
             .collect()
     }
 
-    /// Resident bytes of one process (0 when it vanished or is a zombie).
-    fn rss(&self, pid: i32) -> u64 {
-        statm_pages(&self.proc, pid) * self.page_size
-    }
-
-    /// Sample the job's memory (sum of RSS; shared pages count once per process, so this errs
-    /// on the high side).
-    pub fn sample(&mut self) -> u64 {
-        self.sample_detail().0
-    }
-
-    /// Sample the job's memory and each process's RSS.
-    pub fn sample_detail(&mut self) -> (u64, Vec<(i32, u64)>) {
-        let procs: Vec<(i32, u64)> = self.pids().iter().map(|&p| (p, self.rss(p))).collect();
+    /// Sample the job's memory: the sum of RSS (shared pages count once per process, so this
+    /// errs on the high side), and each process's RSS.
+    fn sample_tree(&mut self) -> (u64, Vec<(i32, u64)>) {
+        let procs: Vec<(i32, u64)> = self
+            .tree()
+            .iter()
+            .map(|&p| (p, self.proc.rss_bytes(p)))
+            .collect();
         let total = procs.iter().map(|&(_, r)| r).sum();
         self.peak = self.peak.max(total);
         self.last = total;
         (total, procs)
     }
 
-    /// The last sampled total.
-    pub fn peak_last(&self) -> u64 {
-        self.last
-    }
-
     /// Stop every process of the job (SIGSTOP): the hold of poll mode. True when none is left
     /// running.
-    pub fn stop_all(&self) -> bool {
+    fn stop_all(&self) -> bool {
         for _ in 0..3 {
             let pids = self.live_pids();
             for &p in &pids {
@@ -123,7 +78,7 @@ impl PollTracker {
             }
             // A process forked meanwhile would show up now.
             if self
-                .pids()
+                .tree()
                 .iter()
                 .all(|p| pids.contains(p) || self.is_zombie(*p))
             {
@@ -133,8 +88,68 @@ impl PollTracker {
         false
     }
 
+    /// Gone or a zombie (a process that vanished counts as one).
+    fn is_zombie(&self, pid: i32) -> bool {
+        self.proc.state(pid).is_none_or(|s| s.is_gone())
+    }
+}
+
+impl Enforce for PollTracker {
+    fn mode(&self) -> Mode {
+        Mode::Poll
+    }
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
+    fn swap_limited(&self) -> bool {
+        false
+    }
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        Vec::new()
+    }
+    fn arm_events(&mut self) {}
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        None
+    }
+    fn drain_event(&mut self) {}
+    /// Poll mode decides from its samples, not from an event.
+    fn at_cap(&self) -> bool {
+        false
+    }
+    fn verdict(&self) -> MemoryVerdict {
+        MemoryVerdict::default()
+    }
+    fn hold(&self) -> bool {
+        self.stop_all()
+    }
+    fn unhold(&self) {
+        self.signal_all(Signal::SIGCONT);
+    }
+    fn usage(&mut self) -> Option<u64> {
+        Some(self.sample_tree().0)
+    }
+    fn peak(&self) -> Option<u64> {
+        Some(self.peak)
+    }
+    /// The last sampled total (resident memory has no page cache to discount).
+    fn working_set(&self) -> Option<u64> {
+        Some(self.last)
+    }
+    fn sampled_files(&self) -> Option<SampledFiles> {
+        None
+    }
+    fn pids(&self) -> Vec<i32> {
+        self.live_pids()
+    }
+    fn sample_detail(&mut self) -> (Option<u64>, Vec<(i32, u64)>) {
+        let (total, procs) = self.sample_tree();
+        (Some(total), procs)
+    }
     /// Stop every process of the job (so none can fork while we kill), then kill them all.
-    pub fn kill_all(&self) {
+    fn kill_all(&self) {
         for _ in 0..20 {
             let pids = self.live_pids();
             if pids.is_empty() {
@@ -149,34 +164,40 @@ impl PollTracker {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
-
-    /// Send `sig` to every process of the job.
-    pub fn signal_all(&self, sig: Signal) -> usize {
-        let pids = self.live_pids();
-        for &p in &pids {
-            let _ = kill(Pid::from_raw(p), sig);
-        }
-        pids.len()
+    /// Nothing to release: stopped processes are already stoppable for gcore.
+    fn release(&self, _extra: u64) -> Result<(), CgError> {
+        Ok(())
     }
-
-    fn is_zombie(&self, pid: i32) -> bool {
-        std::fs::read_to_string(self.proc.join(pid.to_string()).join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')').and_then(|i| {
-                    s[i + 1..]
-                        .split_whitespace()
-                        .next()
-                        .map(|st| st == "Z" || st == "X")
-                })
-            })
-            .unwrap_or(true)
+    fn kernel_counters(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
     }
-
-    /// Live (non-zombie) processes of the job.
-    pub fn live_count(&self) -> usize {
-        self.live_pids().len()
+    fn capabilities(&self) -> Vec<Capability> {
+        capabilities(&self.proc, "")
     }
+    fn remove(self) -> Result<(), CgError> {
+        self.kill_all();
+        Ok(())
+    }
+}
+
+/// What poll mode relies on, and `fix`: what would give guard a cgroup instead.
+pub fn capabilities(proc: &Proc, fix: &str) -> Vec<Capability> {
+    let me = std::process::id() as i32;
+    let children = proc.path(me, "task").join(me.to_string()).join("children");
+    vec![
+        Capability::new(
+            "writable cgroup with the memory controller",
+            false,
+            "none found",
+            fix,
+        ),
+        Capability::new(
+            "/proc/PID/task/TID/children (poll mode process tree)",
+            children.exists(),
+            "used to find the job's processes",
+            "a kernel with CONFIG_PROC_CHILDREN",
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -205,20 +226,20 @@ mod tests {
         proc_entry(p, 101, &[102], 10, "S");
         proc_entry(p, 102, &[103], 20, "R");
         proc_entry(p, 103, &[], 0, "Z");
-        let mut t = PollTracker::new(p.to_path_buf(), 100);
-        let mut pids = t.pids();
+        let mut t = PollTracker::new(Proc::at(p), 100);
+        let mut pids = t.tree();
         pids.sort();
         assert_eq!(pids, vec![101, 102, 103]);
-        assert_eq!(t.sample(), 30 * t.page_size);
+        assert_eq!(t.usage(), Some(30 * t.proc.page_size()));
         assert_eq!(t.live_count(), 2);
-        assert_eq!(t.peak, 30 * t.page_size);
+        assert_eq!(t.peak, 30 * t.proc.page_size());
     }
 
     #[test]
     fn vanished_processes_count_as_nothing() {
         let d = tempfile::tempdir().unwrap();
         proc_entry(d.path(), 100, &[101], 1, "S");
-        let mut t = PollTracker::new(d.path().to_path_buf(), 100);
-        assert_eq!(t.sample(), 0);
+        let mut t = PollTracker::new(Proc::at(d.path()), 100);
+        assert_eq!(t.usage(), Some(0));
     }
 }

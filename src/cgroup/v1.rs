@@ -10,9 +10,13 @@
 //! than that never pays its mkdir, rmdir and join (~60 us, a twentieth of a short job's run).
 
 use super::fs::{self as cgfs, CgError};
-use super::{Limits, MemoryVerdict};
+use super::{Capability, Enforce, Limits, MemoryVerdict, SampledFiles};
+use crate::format::Mode;
+use crate::proc::Proc;
+use nix::poll::PollFlags;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::cell::{Cell, OnceCell};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ pub struct V1Cgroup {
     /// watches: closing that file would unregister the event.
     oom_event: Option<(EventFd, File)>,
     pub swap_limited: bool,
+    /// Where the job's tasks are read (their state, for the hold).
+    proc: Proc,
 }
 
 impl V1Cgroup {
@@ -44,8 +50,9 @@ impl V1Cgroup {
         freezer_base: Option<&Path>,
         leaf: &str,
         limits: &Limits,
+        proc: &Proc,
     ) -> Result<V1Cgroup, CgError> {
-        let mut cg = cgfs::create_leaf(base.join(leaf), |d| Self::setup(d, limits))?;
+        let mut cg = cgfs::create_leaf(base.join(leaf), |d| Self::setup(d, limits, proc))?;
         cg.freezer_at = freezer_base.map(|fb| fb.join(leaf));
         Ok(cg)
     }
@@ -107,7 +114,7 @@ impl V1Cgroup {
         self.freezer.get().map(PathBuf::as_path)
     }
 
-    fn setup(dir: PathBuf, limits: &Limits) -> Result<V1Cgroup, CgError> {
+    fn setup(dir: PathBuf, limits: &Limits, proc: &Proc) -> Result<V1Cgroup, CgError> {
         let mut swap_limited = false;
         if let Some(mem) = limits.memory {
             cgfs::write(&dir.join("memory.limit_in_bytes"), &mem.to_string())?;
@@ -134,12 +141,13 @@ impl V1Cgroup {
             freezer_failed: Cell::new(false),
             oom_event: None,
             swap_limited,
+            proc: proc.clone(),
         })
     }
 
     /// Register the OOM eventfd. Safe to do after the job started: registering on a cgroup that
     /// is already at its limit signals the eventfd at once.
-    pub fn arm_events(&mut self) {
+    fn arm_oom_event(&mut self) {
         // Registered right after the job started, off its start-up path: the OOM killer is
         // already off (set before exec), and registering on a cgroup that is already under OOM
         // signals the eventfd at once, so no hold can be missed.
@@ -170,20 +178,10 @@ impl V1Cgroup {
         Ok((efd, ctl))
     }
 
-    /// The fd the child writes "0" to before exec: the memory leaf's `tasks`.
-    pub fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.procs.as_fd()]
-    }
-
-    /// After a memory event: the kernel is holding the job at its limit (`under_oom 1`).
-    pub fn at_cap(&self) -> bool {
-        verdict_at(&self.dir).under_oom
-    }
-
     /// Freeze the job's freezer cgroup and wait up to `bound` until every task is held: frozen,
     /// or asleep in the memcg OOM wait (those never report FROZEN — the freezer stays FREEZING —
     /// but are held all the same). Returns whether that was confirmed.
-    pub fn freeze(&self, bound: Duration) -> bool {
+    fn freeze(&self, bound: Duration) -> bool {
         let Some(fdir) = self.join_freezer() else {
             return false;
         };
@@ -195,7 +193,8 @@ impl V1Cgroup {
         loop {
             let frozen = cgfs::read(&state).is_ok_and(|s| s.trim() == "FROZEN");
             // Tasks in the OOM wait show as state D and stay there: held all the same.
-            if frozen || cgfs::all_tasks_held(&self.dir.join("tasks")) {
+            let tasks = || cgfs::read(&self.dir.join("tasks")).unwrap_or_default();
+            if frozen || self.proc.all_held(&tasks()) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -207,7 +206,7 @@ impl V1Cgroup {
 
     /// Grant a held job `extra` bytes and thaw it (the caller has queued SIGSTOP to its tasks:
     /// they finish the allocation they wait on, then stop). For `--core`.
-    pub fn release(&self, extra: u64) -> Result<(), CgError> {
+    fn release_by(&self, extra: u64) -> Result<(), CgError> {
         let raise = |file: &str| -> Result<(), CgError> {
             let p = self.dir.join(file);
             if let Some(v) = cgfs::read_u64(&p)? {
@@ -226,19 +225,8 @@ impl V1Cgroup {
         Ok(())
     }
 
-    pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.oom_event.as_ref().map(|(e, _)| e.as_fd())
-    }
-
-    /// Consume a pending eventfd notification.
-    pub fn drain_event(&self) {
-        if let Some((e, _)) = &self.oom_event {
-            let _ = e.read();
-        }
-    }
-
     /// The kernel's verdict: did the OOM killer act inside this cgroup?
-    pub fn verdict(&self) -> MemoryVerdict {
+    fn verdict_now(&self) -> MemoryVerdict {
         // The file kept open for the OOM eventfd: one pread instead of open, read and close.
         if let Some((_, ctl)) = &self.oom_event {
             let mut buf = [0u8; 512];
@@ -249,17 +237,151 @@ impl V1Cgroup {
         verdict_at(&self.dir)
     }
 
-    pub fn usage(&self) -> Option<u64> {
-        cgfs::read_u64(&self.dir.join("memory.usage_in_bytes"))
-            .ok()
-            .flatten()
+    fn usage_now(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join(USAGE)).ok().flatten()
     }
+}
 
-    pub fn peak(&self) -> Option<u64> {
+/// The job's memory usage (page cache included).
+const USAGE: &str = "memory.usage_in_bytes";
+
+impl Enforce for V1Cgroup {
+    fn mode(&self) -> Mode {
+        Mode::CgroupV1
+    }
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+    /// The freezer leaf (when joined) first: killing there also thaws.
+    fn dirs(&self) -> Vec<PathBuf> {
+        self.freezer_dir()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain([self.dir.clone()])
+            .collect()
+    }
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
+    fn swap_limited(&self) -> bool {
+        self.swap_limited
+    }
+    /// The memory leaf's `tasks`.
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.procs.as_fd()]
+    }
+    fn arm_events(&mut self) {
+        self.arm_oom_event();
+    }
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        self.oom_event
+            .as_ref()
+            .map(|(e, _)| (e.as_fd(), PollFlags::POLLIN))
+    }
+    fn drain_event(&mut self) {
+        if let Some((e, _)) = &self.oom_event {
+            let _ = e.read();
+        }
+    }
+    /// The kernel is holding the job at its limit (`under_oom 1`).
+    fn at_cap(&self) -> bool {
+        verdict_at(&self.dir).under_oom
+    }
+    fn verdict(&self) -> MemoryVerdict {
+        self.verdict_now()
+    }
+    fn prepare_hold(&self) {
+        self.join_freezer();
+    }
+    /// Briefly: tasks in the OOM wait are held already and may never report FROZEN.
+    fn hold(&self) -> bool {
+        self.freeze(Duration::from_millis(100))
+    }
+    fn unhold(&self) {
+        if let Some(fdir) = self.freezer_dir() {
+            let _ = cgfs::write(&fdir.join("freezer.state"), "THAWED");
+        }
+    }
+    fn usage(&mut self) -> Option<u64> {
+        self.usage_now()
+    }
+    fn peak(&self) -> Option<u64> {
         cgfs::read_u64(&self.dir.join("memory.max_usage_in_bytes"))
             .ok()
             .flatten()
     }
+    fn working_set(&self) -> Option<u64> {
+        let usage = self.usage_now()?;
+        let stat = cgfs::read(&self.dir.join("memory.stat")).ok()?;
+        Some(usage.saturating_sub(cgfs::keyed(&stat, "total_inactive_file").unwrap_or(0)))
+    }
+    fn sampled_files(&self) -> Option<SampledFiles> {
+        Some(SampledFiles {
+            usage: self.dir.join(USAGE),
+            procs: self.dir.join("cgroup.procs"),
+        })
+    }
+    fn pids(&self) -> Vec<i32> {
+        cgfs::procs(&self.dir)
+    }
+    fn kill_all(&self) {
+        super::kill_dirs(&self.dirs());
+    }
+    fn release(&self, extra: u64) -> Result<(), CgError> {
+        self.release_by(extra)
+    }
+    fn kernel_counters(&self) -> BTreeMap<String, u64> {
+        super::counters_in(&self.dir.join("memory.oom_control"))
+    }
+    fn capabilities(&self) -> Vec<Capability> {
+        let freezer_base = self.freezer_at.as_deref().and_then(Path::parent);
+        capabilities(&self.dir, freezer_base)
+    }
+    fn remove(self) -> Result<(), CgError> {
+        let dirs = self.dirs();
+        drop(self); // close tasks and the event fds before rmdir
+        super::remove_dirs(&dirs)
+    }
+}
+
+/// What cgroup v1 offers in the memory cgroup `dir`, and the freezer hierarchy's cgroup where
+/// the job's freezer leaf would go (None: no freezer hierarchy).
+pub fn capabilities(dir: &Path, freezer_base: Option<&Path>) -> Vec<Capability> {
+    let oc = cgfs::read(&dir.join("memory.oom_control")).unwrap_or_default();
+    vec![
+        Capability::file(
+            dir,
+            "memory.limit_in_bytes",
+            "memory limit",
+            "a kernel with CONFIG_MEMCG",
+        ),
+        Capability::file(
+            dir,
+            "memory.memsw.limit_in_bytes",
+            "swap limit (swap accounting)",
+            "boot with swapaccount=1 (without it --swap is ignored and swap is not capped)",
+        ),
+        Capability::new(
+            "oom_kill counter",
+            cgfs::keyed(&oc, "oom_kill").is_some(),
+            "memory.oom_control oom_kill",
+            "kernel 4.13 or newer (older kernels: guard infers memory kills from under_oom)",
+        ),
+        Capability::file(
+            dir,
+            "cgroup.event_control",
+            "OOM event notification",
+            "a kernel with cgroup v1 event_control",
+        ),
+        Capability::new(
+            "freezer (for holding the job at the cap)",
+            freezer_base.is_some(),
+            freezer_base
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "not mounted".into()),
+            "mount the v1 freezer hierarchy (mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer)",
+        ),
+    ]
 }
 
 /// The verdict from `memory.oom_control` of the v1 cgroup `dir`.

@@ -4,7 +4,11 @@
 
 use super::detect::V2Placement;
 use super::fs::{self as cgfs, CgError};
-use super::{Limits, MemoryVerdict};
+use super::{Capability, Enforce, Limits, MemoryVerdict, SampledFiles};
+use crate::format::Mode;
+use crate::proc::Proc;
+use nix::poll::PollFlags;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,8 @@ pub struct V2Cgroup {
     procs: File,
     events: Option<File>,
     pub swap_limited: bool,
+    /// Where the job's threads are read (their state, for the hold).
+    proc: Proc,
 }
 
 /// Enable `+memory` for the children of `dir` unless it is already on.
@@ -56,6 +62,7 @@ impl V2Cgroup {
         placement: &V2Placement,
         leaf: &str,
         limits: &Limits,
+        proc: &Proc,
     ) -> Result<V2Cgroup, CgError> {
         match placement {
             V2Placement::Dedicated => {
@@ -79,10 +86,10 @@ impl V2Cgroup {
             V2Placement::Prepared => {}
         }
         let dir = base.join(leaf);
-        cgfs::create_leaf(dir, |d| Self::setup(d, limits))
+        cgfs::create_leaf(dir, |d| Self::setup(d, limits, proc))
     }
 
-    fn setup(dir: PathBuf, limits: &Limits) -> Result<V2Cgroup, CgError> {
+    fn setup(dir: PathBuf, limits: &Limits, proc: &Proc) -> Result<V2Cgroup, CgError> {
         let mut swap_limited = false;
         if let Some(mem) = limits.memory {
             // The cap is memory.high: above it the kernel throttles the job (and never kills),
@@ -111,22 +118,81 @@ impl V2Cgroup {
             procs,
             events,
             swap_limited,
+            proc: proc.clone(),
         })
     }
 
-    /// Open `memory.events` for POLLPRI. After the job started is fine: the verdict is re-read
-    /// from the counters, which keep everything that happened before.
-    pub fn arm_events(&mut self) {
-        self.events = File::open(self.dir.join("memory.events")).ok();
+    /// Freeze the job (`cgroup.freeze`) and wait up to `bound` until it is held: `frozen 1`, or
+    /// every task asleep in the kernel with the freeze pending. A task in a memory.high throttle
+    /// sleep (up to ~2 s) freezes only when it wakes, but cannot run user code before it does, so
+    /// it is held already. Returns whether the hold was confirmed.
+    fn freeze(&self, bound: Duration) -> bool {
+        if cgfs::write(&self.dir.join("cgroup.freeze"), "1").is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + bound;
+        loop {
+            let ev = cgfs::read(&self.dir.join("cgroup.events")).unwrap_or_default();
+            let threads = || cgfs::read(&self.dir.join("cgroup.threads")).unwrap_or_default();
+            if cgfs::keyed(&ev, "frozen") == Some(1) || self.proc.all_held(&threads()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
 
-    /// After a memory event: is the job at its cap? `memory.current` still at or above
-    /// `memory.high` once the kernel has reclaimed what it could (a job whose page cache crossed
-    /// the line is brought back under it, and is not at its cap).
-    pub fn at_cap(&self) -> bool {
+    fn usage_now(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join(USAGE)).ok().flatten()
+    }
+}
+
+/// The job's memory usage (page cache included).
+const USAGE: &str = "memory.current";
+
+impl Enforce for V2Cgroup {
+    fn mode(&self) -> Mode {
+        Mode::CgroupV2
+    }
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
+    fn swap_limited(&self) -> bool {
+        self.swap_limited
+    }
+    /// The leaf's `cgroup.procs`.
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.procs.as_fd()]
+    }
+    /// Open `memory.events` for POLLPRI. After the job started is fine: the verdict is re-read
+    /// from the counters, which keep everything that happened before.
+    fn arm_events(&mut self) {
+        self.events = File::open(self.dir.join("memory.events")).ok();
+    }
+    /// memory.events: poll(2) reports POLLPRI when it changes.
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        self.events
+            .as_ref()
+            .map(|f| (f.as_fd(), PollFlags::POLLPRI | PollFlags::POLLERR))
+    }
+    fn drain_event(&mut self) {
+        if let Some(f) = &mut self.events {
+            let mut s = String::new();
+            let _ = cgfs::reread(f, &mut s);
+        }
+    }
+    /// `memory.current` still at or above `memory.high` once the kernel has reclaimed what it
+    /// could (a job whose page cache crossed the line is brought back under it, and is not at
+    /// its cap).
+    fn at_cap(&self) -> bool {
         let over = || match (
             cgfs::read_u64(&self.dir.join("memory.high")),
-            cgfs::read_u64(&self.dir.join("memory.current")),
+            cgfs::read_u64(&self.dir.join(USAGE)),
         ) {
             (Ok(Some(high)), Ok(Some(current))) => current >= high,
             _ => false,
@@ -138,33 +204,42 @@ impl V2Cgroup {
             over()
         }
     }
-
-    /// Freeze the job (`cgroup.freeze`) and wait up to `bound` until it is held: `frozen 1`, or
-    /// every task asleep in the kernel with the freeze pending. A task in a memory.high throttle
-    /// sleep (up to ~2 s) freezes only when it wakes, but cannot run user code before it does, so
-    /// it is held already. Returns whether the hold was confirmed.
-    pub fn freeze(&self, bound: Duration) -> bool {
-        if cgfs::write(&self.dir.join("cgroup.freeze"), "1").is_err() {
-            return false;
-        }
-        let deadline = Instant::now() + bound;
-        loop {
-            let ev = cgfs::read(&self.dir.join("cgroup.events")).unwrap_or_default();
-            if cgfs::keyed(&ev, "frozen") == Some(1)
-                || cgfs::all_tasks_held(&self.dir.join("cgroup.threads"))
-            {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
+    fn verdict(&self) -> MemoryVerdict {
+        verdict_at(&self.dir)
     }
-
+    /// Longer than v1: a task asleep in a memory.high throttle (up to ~2 s) freezes only when
+    /// it wakes.
+    fn hold(&self) -> bool {
+        self.freeze(Duration::from_secs(3))
+    }
+    fn unhold(&self) {
+        let _ = cgfs::write(&self.dir.join("cgroup.freeze"), "0");
+    }
+    fn usage(&mut self) -> Option<u64> {
+        self.usage_now()
+    }
+    fn peak(&self) -> Option<u64> {
+        cgfs::read_u64(&self.dir.join("memory.peak")).ok().flatten()
+    }
+    fn working_set(&self) -> Option<u64> {
+        let usage = self.usage_now()?;
+        let stat = cgfs::read(&self.dir.join("memory.stat")).ok()?;
+        Some(usage.saturating_sub(cgfs::keyed(&stat, "inactive_file").unwrap_or(0)))
+    }
+    fn sampled_files(&self) -> Option<SampledFiles> {
+        Some(SampledFiles {
+            usage: self.dir.join(USAGE),
+            procs: self.dir.join("cgroup.procs"),
+        })
+    }
+    fn pids(&self) -> Vec<i32> {
+        cgfs::procs(&self.dir)
+    }
+    fn kill_all(&self) {
+        super::kill_dirs(&self.dirs());
+    }
     /// Grant a held job `extra` bytes and thaw it (the caller has queued SIGSTOP to its tasks).
-    /// For `--core`.
-    pub fn release(&self, extra: u64) -> Result<(), CgError> {
+    fn release(&self, extra: u64) -> Result<(), CgError> {
         for file in ["memory.max", "memory.high"] {
             let p = self.dir.join(file);
             if let Some(v) = cgfs::read_u64(&p)? {
@@ -173,36 +248,57 @@ impl V2Cgroup {
         }
         cgfs::write(&self.dir.join("cgroup.freeze"), "0")
     }
-
-    pub fn procs_fd(&self) -> BorrowedFd<'_> {
-        self.procs.as_fd()
+    fn kernel_counters(&self) -> BTreeMap<String, u64> {
+        super::counters_in(&self.dir.join("memory.events"))
     }
-
-    /// memory.events: poll(2) reports POLLPRI when it changes.
-    pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.events.as_ref().map(|f| f.as_fd())
+    fn capabilities(&self) -> Vec<Capability> {
+        capabilities(&self.dir)
     }
-
-    pub fn drain_event(&mut self) {
-        if let Some(f) = &mut self.events {
-            let mut s = String::new();
-            let _ = cgfs::reread(f, &mut s);
-        }
+    fn remove(self) -> Result<(), CgError> {
+        let dirs = self.dirs();
+        drop(self); // close cgroup.procs and memory.events before rmdir
+        super::remove_dirs(&dirs)
     }
+}
 
-    pub fn verdict(&self) -> MemoryVerdict {
-        verdict_at(&self.dir)
-    }
-
-    pub fn usage(&self) -> Option<u64> {
-        cgfs::read_u64(&self.dir.join("memory.current"))
-            .ok()
-            .flatten()
-    }
-
-    pub fn peak(&self) -> Option<u64> {
-        cgfs::read_u64(&self.dir.join("memory.peak")).ok().flatten()
-    }
+/// What cgroup v2 offers in the cgroup `dir`.
+pub fn capabilities(dir: &Path) -> Vec<Capability> {
+    [
+        (
+            "memory.max",
+            "memory limit",
+            "enable the memory controller for this subtree",
+        ),
+        (
+            "memory.swap.max",
+            "swap limit (swap accounting)",
+            "a kernel with CONFIG_MEMCG_SWAP (and swap enabled)",
+        ),
+        ("memory.oom.group", "group OOM kill", "kernel 4.19 or newer"),
+        (
+            "memory.events.local",
+            "local memory events",
+            "kernel 5.7 or newer (guard falls back to memory.events)",
+        ),
+        (
+            "cgroup.kill",
+            "atomic group kill",
+            "kernel 5.14 or newer (guard falls back to SIGKILL per process)",
+        ),
+        (
+            "cgroup.freeze",
+            "freezer (for holding the job at the cap)",
+            "kernel 5.2 or newer",
+        ),
+        (
+            "memory.peak",
+            "peak usage",
+            "kernel 5.19 or newer (guard reports sampled peaks)",
+        ),
+    ]
+    .into_iter()
+    .map(|(file, name, fix)| Capability::file(dir, file, name, fix))
+    .collect()
 }
 
 /// The verdict from `memory.events.local` (or `memory.events` before 5.7) of the v2 cgroup `dir`.

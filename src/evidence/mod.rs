@@ -17,7 +17,7 @@ pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
 
-use crate::cgroup::Enforcer;
+use crate::cgroup::{self, Enforce};
 use crate::config::{EvidenceConfig, WrapConfig};
 use crate::format::{
     self, Capture, CgroupInfo, CollectorResult, EventKind, ExitInfo, Manifest, Status, Timings,
@@ -184,17 +184,13 @@ impl Recorder {
     /// sample or capture: open the sampler's files, note the kernel's OOM-kill count, make sure
     /// bundles can be written (and say so now, not at 3 a.m.), and remove temporary bundles of
     /// guards that died mid-capture. Idempotent.
-    pub fn prepare(&mut self, enforcer: &Enforcer) {
+    pub fn prepare(&mut self, enforcer: &dyn Enforce) {
         if self.prepared {
             return;
         }
         self.prepared = true;
-        if let Some(dir) = enforcer.dir() {
-            let usage = match enforcer.cgroup_version() {
-                Some(1) => "memory.usage_in_bytes",
-                _ => "memory.current",
-            };
-            self.sampler = Some(sampler::Sampler::new(dir, usage, &self.proc));
+        if let Some(files) = enforcer.sampled_files() {
+            self.sampler = Some(sampler::Sampler::new(&files, enforcer.proc()));
         }
         self.oom_kills_at_start = snapshot::vmstat_oom_kills(&self.proc);
         if let Ok(d) = &self.dir {
@@ -223,16 +219,16 @@ impl Recorder {
     }
 
     /// One timeline sample; returns the job's memory.
-    pub fn sample(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
+    pub fn sample(&mut self, enforcer: &mut dyn Enforce) -> Option<u64> {
         self.record(enforcer, false)
     }
 
     /// A sample with every process, now (the last one, at a capture).
-    pub fn sample_all(&mut self, enforcer: &mut Enforcer) -> Option<u64> {
+    pub fn sample_all(&mut self, enforcer: &mut dyn Enforce) -> Option<u64> {
         self.record(enforcer, true)
     }
 
-    fn record(&mut self, enforcer: &mut Enforcer, all: bool) -> Option<u64> {
+    fn record(&mut self, enforcer: &mut dyn Enforce, all: bool) -> Option<u64> {
         self.prepare(enforcer);
         let (total, procs) = match &mut self.sampler {
             Some(s) if all => s.sample_all(),
@@ -246,7 +242,7 @@ impl Recorder {
 
     /// Whether `usage` makes a warning due now (once per upward crossing). Usage counts page
     /// cache in cgroup modes: the working set (usage minus inactive file pages) decides.
-    pub fn warn_due(&mut self, usage: u64, enforcer: &Enforcer) -> bool {
+    pub fn warn_due(&mut self, usage: u64, enforcer: &dyn Enforce) -> bool {
         let Some(warn) = self.cfg.warn else {
             return false;
         };
@@ -269,7 +265,7 @@ impl Recorder {
 
     /// Write the snapshot of the job as it is now (held, for a memory-limit capture) into a new
     /// temporary bundle. `Err` says why there is no bundle.
-    pub fn capture(&mut self, enforcer: &Enforcer, occ: Occasion) -> Result<Pending, String> {
+    pub fn capture(&mut self, enforcer: &dyn Enforce, occ: Occasion) -> Result<Pending, String> {
         self.prepare(enforcer);
         let dir = self.dir.clone()?;
         let t0 = Instant::now();
@@ -335,7 +331,7 @@ impl Recorder {
     fn fill(
         &self,
         w: &BundleWriter,
-        enforcer: &Enforcer,
+        enforcer: &dyn Enforce,
         occ: Occasion,
         pids: &[i32],
         environs: &HashMap<i32, String>,
@@ -370,10 +366,13 @@ impl Recorder {
                 )?);
             }
             let mut dirs = enforcer.dirs();
+            counters = enforcer.kernel_counters();
             if let (true, Some(o)) = (dirs.is_empty(), &self.observe) {
-                dirs.push(o.dir.clone()); // observe mode: the container's cgroup
+                // Observe mode: the container's cgroup.
+                dirs.push(o.dir.clone());
+                counters = cgroup::kernel_counters_of(&o.dir);
             }
-            counters = snapshot::cgroup(&dirs, w)?;
+            snapshot::cgroup(&dirs, w)?;
             snapshot::system(&self.proc, w)?;
         }
         w.write("tree.txt", snapshot::tree(&processes).as_bytes())?;
@@ -402,10 +401,8 @@ impl Recorder {
             collectors.push(self.core(enforcer, occ, &by_size, w)?);
         }
         let capture_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        let (version, path) = match enforcer.cgroup_version() {
-            Some(v) => (Some(v), enforcer.dir().map(|d| d.display().to_string())),
-            None => (None, None),
-        };
+        let version = enforcer.mode().cgroup_version();
+        let path = enforcer.dir().map(|d| d.display().to_string());
         Ok(Manifest {
             format: format::FORMAT.into(),
             guard_version: env!("CARGO_PKG_VERSION").into(),
@@ -452,7 +449,7 @@ impl Recorder {
     /// `--core`: the largest process, stopped (not frozen: gcore hangs on a frozen task).
     fn core(
         &self,
-        enforcer: &Enforcer,
+        enforcer: &dyn Enforce,
         occ: Occasion,
         by_size: &[(i32, u64)],
         w: &BundleWriter,
@@ -489,7 +486,7 @@ impl Recorder {
             ));
         }
         let pids: Vec<i32> = by_size.iter().map(|&(p, _)| p).collect();
-        if let Err(e) = enforcer.release_for_core(&pids, CORE_RELEASE) {
+        if let Err(e) = cgroup::release_for_core(enforcer, &pids, CORE_RELEASE) {
             return Ok(CollectorResult {
                 name: "core".into(),
                 status: Status::Failed,

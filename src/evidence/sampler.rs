@@ -5,10 +5,11 @@
 //! machine (a 5-process job, 100 ms): opening, stat-ing and closing every file each tick cost guard
 //! 0.25 % of a core; kept-open files 0.12 %; members every 5th tick brings it under 0.1 %.
 
+use crate::cgroup::SampledFiles;
+use crate::proc::{Proc, parse_statm_pages};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 
 /// Members' RSS is read on every PROCS_EVERY-th sample (and on the first).
 pub const PROCS_EVERY: u32 = 5;
@@ -17,9 +18,8 @@ pub struct Sampler {
     ticks: u32,
     usage: Option<File>,
     procs: Option<File>,
-    proc: PathBuf,
+    proc: Proc,
     statm: HashMap<i32, File>,
-    page_size: u64,
     buf: Vec<u8>,
 }
 
@@ -48,15 +48,14 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
 }
 
 impl Sampler {
-    /// `usage_file`: `memory.usage_in_bytes` (v1) or `memory.current` (v2) in `dir`.
-    pub fn new(dir: &Path, usage_file: &str, proc: &Path) -> Sampler {
+    /// Keeps `files` (the backend's usage file and member list) open; members' statm under `proc`.
+    pub fn new(files: &SampledFiles, proc: &Proc) -> Sampler {
         Sampler {
             ticks: 0,
-            usage: File::open(dir.join(usage_file)).ok(),
-            procs: File::open(dir.join("cgroup.procs")).ok(),
-            proc: proc.to_path_buf(),
+            usage: File::open(&files.usage).ok(),
+            procs: File::open(&files.procs).ok(),
+            proc: proc.clone(),
             statm: HashMap::new(),
-            page_size: crate::cgroup::poll::page_size(),
             buf: vec![0u8; 4096],
         }
     }
@@ -99,7 +98,7 @@ impl Sampler {
         let mut out = Vec::with_capacity(pids.len());
         for pid in pids {
             if !self.statm.contains_key(&pid) {
-                match File::open(self.proc.join(pid.to_string()).join("statm")) {
+                match File::open(self.proc.path(pid, "statm")) {
                     Ok(f) => {
                         self.statm.insert(pid, f);
                     }
@@ -109,16 +108,10 @@ impl Sampler {
             let Some(f) = self.statm.get(&pid) else {
                 continue;
             };
+            let page = self.proc.page_size();
             let rss = pread_all(f, &mut self.buf)
-                .and_then(|b| {
-                    std::str::from_utf8(b)
-                        .ok()?
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .map(|pages| pages * self.page_size);
+                .and_then(parse_statm_pages)
+                .map(|pages| pages * page);
             match rss {
                 Some(r) => out.push((pid, r)),
                 None => {
@@ -148,10 +141,16 @@ mod tests {
             )
             .unwrap();
         }
-        let mut s = Sampler::new(cg.path(), "memory.current", proc.path());
+        let files = SampledFiles {
+            usage: cg.path().join("memory.current"),
+            procs: cg.path().join("cgroup.procs"),
+        };
+        let proc = Proc::at(proc.path());
+        let page = proc.page_size();
+        let mut s = Sampler::new(&files, &proc);
         let (u, procs) = s.sample_all();
         assert_eq!(u, Some(12345));
-        assert_eq!(procs, vec![(10, 3 * s.page_size), (11, 5 * s.page_size)]);
+        assert_eq!(procs, vec![(10, 3 * page), (11, 5 * page)]);
         // the same open files see new contents; a process that left is dropped
         std::fs::write(cg.path().join("memory.current"), "999\n").unwrap();
         std::fs::write(cg.path().join("cgroup.procs"), "11\n").unwrap();
@@ -160,7 +159,7 @@ mod tests {
         assert_eq!(procs.len(), 1);
         assert_eq!(s.statm.len(), 1);
         // members on the first of every PROCS_EVERY ticks only
-        let mut s = Sampler::new(cg.path(), "memory.current", proc.path());
+        let mut s = Sampler::new(&files, &proc);
         let with: Vec<bool> = (0..PROCS_EVERY * 2)
             .map(|_| !s.sample().1.is_empty())
             .collect();

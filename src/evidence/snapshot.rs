@@ -398,22 +398,10 @@ pub fn tree(entries: &[ProcessEntry]) -> String {
     out
 }
 
-/// Files of the job's cgroup directories worth keeping (memory accounting, events, members,
-/// freezer state). Write-only control files are skipped.
-fn cgroup_file_wanted(name: &str) -> bool {
-    (name.starts_with("memory.") || name.starts_with("freezer."))
-        && !matches!(name, "memory.force_empty" | "memory.reclaim")
-        || matches!(
-            name,
-            "cgroup.events" | "cgroup.procs" | "cgroup.stat" | "cgroup.freeze" | "pids.current"
-        )
-}
-
-/// Copy the cgroup files into `cgroup/` (memory leaf first; the freezer leaf adds `freezer.*`).
-/// Returns the kernel's memory event counters (v2 `memory.events`, v1 `memory.oom_control`).
-pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<BTreeMap<String, u64>> {
+/// Copy the job's cgroup files into `cgroup/` as the kernel shows them (memory leaf first; the
+/// freezer leaf adds `freezer.*`).
+pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<()> {
     w.mkdir("cgroup")?;
-    let mut counters = BTreeMap::new();
     for (i, d) in dirs.iter().enumerate() {
         let Ok(rd) = std::fs::read_dir(d) else {
             continue;
@@ -421,7 +409,7 @@ pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<BTree
         let mut names: Vec<String> = rd
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| cgroup_file_wanted(n))
+            .filter(|n| crate::cgroup::worth_keeping(n))
             .collect();
         names.sort();
         for n in names {
@@ -432,19 +420,10 @@ pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<BTree
             let Ok(data) = std::fs::read(d.join(&n)) else {
                 continue;
             };
-            if matches!(n.as_str(), "memory.events" | "memory.oom_control") {
-                for line in String::from_utf8_lossy(&data).lines() {
-                    if let Some((k, v)) = line.split_once(' ') {
-                        if let Ok(v) = v.trim().parse() {
-                            counters.insert(k.to_string(), v);
-                        }
-                    }
-                }
-            }
             w.write_raw(&rel, &data)?;
         }
     }
-    Ok(counters)
+    Ok(())
 }
 
 /// Copy the system's memory state into `system/`.

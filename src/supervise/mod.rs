@@ -10,11 +10,12 @@ pub mod spawn;
 
 use crate::alert;
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
-use crate::cgroup::{Enforcer, Limits};
+use crate::cgroup::{Enforce, Enforcer, Limits};
 use crate::config::WrapConfig;
 use crate::evidence::{self, Occasion, Recorder, Trigger};
 use crate::exit;
 use crate::format::{EventKind, ExitInfo, Status};
+use crate::proc::Proc;
 use crate::units::{format_duration, format_size};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -86,13 +87,13 @@ fn enforce(cfg: &WrapConfig, sys: &Sys) -> Result<(Enforcer, Plan), Fatal> {
         } else {
             log::info!("poll mode (monitor only): {why}");
         }
-        Enforcer::create(&poll_plan, &sys.proc, &cfg.name, &limits)
+        Enforcer::create(&poll_plan, &Proc::at(&sys.proc), &cfg.name, &limits)
             .map_err(|e| fatal(exit::GUARD_FAILED, e.to_string()))
     };
     let with_plan = |e: Enforcer| (e, plan.clone());
     match &plan {
         Plan::Poll { reason, fix } => fall_back(reason.clone(), fix).map(with_plan),
-        _ => match Enforcer::create(&plan, &sys.proc, &cfg.name, &limits) {
+        _ => match Enforcer::create(&plan, &Proc::at(&sys.proc), &cfg.name, &limits) {
             Ok(e) => {
                 log::debug!("{}", plan.reason());
                 Ok(with_plan(e))
@@ -262,10 +263,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
                 "cannot move the job into {dir} ({e}); falling back to best-effort poll mode (see 'guard doctor')"
             );
             let _ = enforcer.remove();
-            enforcer = Enforcer::Poll(crate::cgroup::poll::PollTracker::new(
-                sys.proc.clone(),
-                std::process::id() as i32,
-            ));
+            enforcer = Enforcer::poll(&Proc::at(&sys.proc));
             spawn::spawn(&cfg.command, &[], stdio, cfg.pgroup).map_err(|e| spawn_fatal(cfg, e))?
         }
         Err(e) => {
