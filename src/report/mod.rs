@@ -149,10 +149,21 @@ fn opt_size(v: Option<u64>) -> String {
     v.map(format_size).unwrap_or_else(|| "unknown".into())
 }
 
-/// The one-screen text report (also `summary.txt`).
+/// The one-screen text report (also `summary.txt`): what happened and when, how big and how
+/// fast, which processes, which lines (Python stacks), what guard's collectors and alerts did.
 pub fn text(r: &Report) -> String {
-    let m = &r.manifest;
     let mut o = String::new();
+    header(&mut o, &r.manifest);
+    growth_line(&mut o, &r.growth);
+    processes(&mut o, r);
+    stacks(&mut o, r);
+    collectors_and_alerts(&mut o, &r.manifest);
+    footer(&mut o, r);
+    o
+}
+
+/// What happened to which job, where, when, and the memory figures.
+fn header(o: &mut String, m: &Manifest) {
     let what = match m.trigger {
         EventKind::MemoryLimit => "exceeded its memory limit",
         EventKind::Warning => "crossed its early-warning threshold",
@@ -210,7 +221,10 @@ pub fn text(r: &Report) -> String {
         opt_size(m.usage_at_trigger_bytes),
         opt_size(m.peak_bytes)
     );
-    let g = &r.growth;
+}
+
+/// How fast memory grew, and how long it took to get there.
+fn growth_line(o: &mut String, g: &Growth) {
     let mut growth = Vec::new();
     if let Some(t) = g.time_to_trigger_ms {
         growth.push(format!("reached the trigger {} after start", secs(t)));
@@ -228,7 +242,11 @@ pub fn text(r: &Report) -> String {
         growth.push("no timeline samples (the job was caught before the first sample)".into());
     }
     let _ = writeln!(o, "  growth    {}", growth.join("; "));
+}
 
+/// The largest processes by PSS, each with its largest mappings; what could not be read.
+fn processes(o: &mut String, r: &Report) {
+    let m = &r.manifest;
     let _ = writeln!(o, "\nprocesses by PSS ({}):", m.processes.len());
     if m.processes.is_empty() {
         let _ = writeln!(
@@ -246,37 +264,7 @@ pub fn text(r: &Report) -> String {
         );
     }
     for p in procs.iter().take(8) {
-        let mut cmd = if p.cmdline.is_empty() {
-            p.comm.clone()
-        } else {
-            p.cmdline.clone()
-        };
-        if cmd.chars().count() > 60 {
-            cmd = cmd.chars().take(59).collect::<String>() + "…";
-        }
-        let _ = writeln!(
-            o,
-            "  {:<8} {:>10} {:>10} {:>10}  {cmd}",
-            p.pid,
-            opt_size(p.pss_bytes),
-            format_size(p.rss_bytes),
-            opt_size(p.swap_bytes)
-        );
-        for mp in p.largest_mappings.iter().take(3) {
-            let _ = writeln!(
-                o,
-                "  {:<8} {:>10} {:>10}  ↳ {} {}",
-                "",
-                "",
-                format_size(mp.rss_bytes),
-                mp.kind.as_str(),
-                if mp.kind == MappingKind::File {
-                    mp.name.as_str()
-                } else {
-                    ""
-                }
-            );
-        }
+        process_rows(o, p);
     }
     if procs.len() > 8 {
         let _ = writeln!(o, "  … {} more in tree.txt", procs.len() - 8);
@@ -288,7 +276,45 @@ pub fn text(r: &Report) -> String {
     for (pid, note) in &r.not_read {
         let _ = writeln!(o, "  pid {pid}: {note}");
     }
+}
 
+/// One process's row and its three largest mappings.
+fn process_rows(o: &mut String, p: &crate::format::ProcessEntry) {
+    let mut cmd = if p.cmdline.is_empty() {
+        p.comm.clone()
+    } else {
+        p.cmdline.clone()
+    };
+    if cmd.chars().count() > 60 {
+        cmd = cmd.chars().take(59).collect::<String>() + "…";
+    }
+    let _ = writeln!(
+        o,
+        "  {:<8} {:>10} {:>10} {:>10}  {cmd}",
+        p.pid,
+        opt_size(p.pss_bytes),
+        format_size(p.rss_bytes),
+        opt_size(p.swap_bytes)
+    );
+    for mp in p.largest_mappings.iter().take(3) {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>10} {:>10}  ↳ {} {}",
+            "",
+            "",
+            format_size(mp.rss_bytes),
+            mp.kind.as_str(),
+            if mp.kind == MappingKind::File {
+                mp.name.as_str()
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// The Python stacks py-spy captured, the first lines of each.
+fn stacks(o: &mut String, r: &Report) {
     for s in &r.stacks {
         let _ = writeln!(o, "\nPython stack of {} (py-spy, innermost first):", s.pid);
         let lines: Vec<&str> = s
@@ -304,7 +330,10 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(o, "  … (processes/{}/pyspy.txt)", s.pid);
         }
     }
+}
 
+/// Each collector's status and time; each alert's delivery.
+fn collectors_and_alerts(o: &mut String, m: &Manifest) {
     let _ = writeln!(o, "\ncollectors:");
     for c in &m.collectors {
         let _ = writeln!(
@@ -326,6 +355,11 @@ pub fn text(r: &Report) -> String {
             );
         }
     }
+}
+
+/// The kernel's counters, what was redacted, where the bundle is.
+fn footer(o: &mut String, r: &Report) {
+    let m = &r.manifest;
     if !m.kernel_counters.is_empty() {
         let kc: Vec<String> = m
             .kernel_counters
@@ -344,7 +378,6 @@ pub fn text(r: &Report) -> String {
         );
     }
     let _ = writeln!(o, "bundle: {}", r.bundle.display());
-    o
 }
 
 /// One row of `guard list`.

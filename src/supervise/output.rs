@@ -247,6 +247,86 @@ impl Tee {
     }
 }
 
+/// The job's output as guard handles it for one run: --quiet's capture, or the tee that keeps
+/// the tail of streams that are pipes already, or nothing.
+pub struct Output {
+    capture: Option<Capture>,
+    tee: Option<Tee>,
+    /// The write ends the job gets as stdout and stderr (None: guard's own).
+    job_out: Option<OwnedFd>,
+    job_err: Option<OwnedFd>,
+}
+
+impl Output {
+    /// `quiet`: capture everything (a failure to make the pipes is an error); otherwise tee the
+    /// streams that are pipes (a failure only costs the tail).
+    pub fn start(quiet: bool) -> io::Result<Output> {
+        if quiet {
+            let (c, out, err) = Capture::new()?;
+            return Ok(Output {
+                capture: Some(c),
+                tee: None,
+                job_out: Some(out),
+                job_err: Some(err),
+            });
+        }
+        let (tee, job_out, job_err) = match Tee::start() {
+            Ok((t, o, e)) => (Some(t), o, e),
+            Err(e) => {
+                log::debug!("no output tail: {e}");
+                (None, None, None)
+            }
+        };
+        Ok(Output {
+            capture: None,
+            tee,
+            job_out,
+            job_err,
+        })
+    }
+
+    /// Where the job's stdout and stderr go (None: guard's own).
+    pub fn stdio(&self) -> (Option<&OwnedFd>, Option<&OwnedFd>) {
+        (self.job_out.as_ref(), self.job_err.as_ref())
+    }
+
+    /// The job has started and holds the write ends: close guard's copies (end of file comes
+    /// when the job and its children are gone), and hand the capture to the event loop.
+    pub fn started(&mut self) -> Option<Capture> {
+        self.job_out = None;
+        self.job_err = None;
+        self.capture.take()
+    }
+
+    /// Every process of the job is gone: read what is left in the pipes (a writer that escaped
+    /// the job gets a moment, not forever) and return the tail (None: nothing kept). `capture`
+    /// is the one the event loop had.
+    pub fn finish(&mut self, capture: Option<Capture>) -> Option<Vec<u8>> {
+        let until = Instant::now() + Duration::from_secs(1);
+        if let Some(mut c) = capture {
+            c.drain(until);
+            if let Some(lost) = c.lost() {
+                log::warn!("--quiet: output past 4 MiB could not be kept ({lost})");
+            }
+            let tail = c.tail();
+            self.capture = Some(c);
+            return Some(tail);
+        }
+        self.tee
+            .take()
+            .map(|t| t.finish(until))
+            .filter(|t| !t.is_empty())
+    }
+
+    /// --quiet and the job failed: print what it wrote, before guard's own line (so that line
+    /// ends the mail cron sends).
+    pub fn replay(&mut self) {
+        if let Some(c) = &mut self.capture {
+            c.replay();
+        }
+    }
+}
+
 /// Copy each `(from, to)` pair until end of file, keeping the last TAIL bytes of all of them in
 /// `tail`. When a `to` fails (its reader went away), that pair stops being read: the job's next
 /// write then fails as it would have without guard.

@@ -1,0 +1,145 @@
+//! The captures the supervisor makes, each one decision of the event loop: at the cap (hold,
+//! capture, kill), after the kernel killed the job (what is left: post-mortem), at `--timeout`
+//! and in observe mode (hold, capture, let it run again), and at the warning threshold (a light
+//! bundle while the job runs). Each returns the pending bundle, or why there is none.
+
+use crate::cgroup::Enforce;
+use crate::evidence::{Occasion, Pending, Recorder, Trigger};
+use std::time::Instant;
+
+/// At the cap: hold the job (freeze / stop), capture the evidence while it is held, then kill it
+/// whole. `trigger` is when guard learnt of the cap; `peak` gets the peak as the job reached it
+/// (`--core` raises the limit a little for gcore afterwards).
+pub fn hold_capture_kill(
+    enforcer: &mut dyn Enforce,
+    recorder: &mut Recorder,
+    trigger: Instant,
+    peak: &mut Option<u64>,
+) -> Result<Pending, String> {
+    let result = held_capture(
+        enforcer,
+        recorder,
+        Trigger::MemoryLimit,
+        trigger,
+        None,
+        |e| *peak = e.peak(),
+    );
+    log::debug!(
+        "captured the evidence {:.1} ms after the memory event; killing the job",
+        trigger.elapsed().as_secs_f64() * 1000.0
+    );
+    enforcer.kill_all();
+    result
+}
+
+/// Hold the job (freeze / stop), run `after_hold`, and capture a full bundle for `trigger`
+/// (`since`: when guard learnt of it; `usage`: the figure to record, else the job's own sample).
+/// The caller decides what follows: kill, or let the job run again.
+fn held_capture(
+    enforcer: &mut dyn Enforce,
+    recorder: &mut Recorder,
+    trigger: Trigger,
+    since: Instant,
+    usage: Option<u64>,
+    after_hold: impl FnOnce(&dyn Enforce),
+) -> Result<Pending, String> {
+    // The kernel's OOM killer can still act on a job guard holds: tasks asleep inside the kernel
+    // (a memory.high throttle in the middle of a page fault) go on charging when they wake, past
+    // memory.max. Its kill counter, from before the hold, tells whether it did.
+    let kills_at_hold = enforcer.verdict().oom_kills;
+    let held = enforcer.hold();
+    after_hold(enforcer);
+    let ms = since.elapsed().as_secs_f64() * 1000.0;
+    // The memory-limit wording is the one -vv has always printed (tests and people read it).
+    let (at, event) = match trigger {
+        Trigger::MemoryLimit => ("at its cap ", "memory"),
+        other => ("", other.kind().as_str()),
+    };
+    if held {
+        log::debug!("held the job {at}{ms:.1} ms after the {event} event");
+    } else {
+        log::debug!(
+            "could not confirm the hold {at}within its bound ({ms:.1} ms); capturing anyway"
+        );
+    }
+    if !recorder.enabled() {
+        return Err(recorder.dir.clone().err().unwrap_or_default());
+    }
+    // The last sample: the job as it stands, held.
+    let sampled = recorder.sample_all(enforcer);
+    // Killed during the hold or the capture: the bundle is a post-mortem one.
+    let pre_kill = enforcer.verdict().oom_kills == kills_at_hold;
+    let mut result = recorder.capture(
+        enforcer,
+        Occasion {
+            trigger,
+            pre_kill,
+            held,
+            trigger_to_frozen_ms: Some(ms),
+            usage: usage.or(sampled),
+        },
+    );
+    if pre_kill && enforcer.verdict().oom_kills > kills_at_hold {
+        log::info!(
+            "the kernel's OOM killer acted while guard held the job; the bundle is post-mortem"
+        );
+        if let Ok(p) = &mut result {
+            p.mark_post_mortem();
+        }
+    }
+    result
+}
+
+/// The job died before guard could hold it: keep what is left (cgroup counters, timeline, system).
+pub fn post_mortem(
+    enforcer: &dyn Enforce,
+    recorder: &mut Recorder,
+    trigger: Trigger,
+) -> Result<Pending, String> {
+    if !recorder.enabled() {
+        return Err(recorder.dir.clone().err().unwrap_or_default());
+    }
+    let usage = recorder.timeline.last().map(|s| s.job_bytes);
+    recorder.capture(
+        enforcer,
+        Occasion {
+            trigger,
+            pre_kill: false,
+            held: false,
+            trigger_to_frozen_ms: None,
+            usage,
+        },
+    )
+}
+
+/// `--timeout` (trigger `timeout`) or observe mode (trigger `ContainerLimit`, with the
+/// container's usage): hold the job, capture a full bundle, let it run again.
+pub fn capture_and_release(
+    enforcer: &mut dyn Enforce,
+    recorder: &mut Recorder,
+    trigger: Trigger,
+    usage: Option<u64>,
+) -> Result<Pending, String> {
+    let result = held_capture(enforcer, recorder, trigger, Instant::now(), usage, |_| {});
+    enforcer.unhold();
+    result
+}
+
+/// The early-warning threshold: a light bundle (manifest, timeline, tree, stacks) while the job
+/// keeps running, finished at once (the job's end adds nothing to it).
+pub fn warning(
+    enforcer: &dyn Enforce,
+    recorder: &mut Recorder,
+    usage: u64,
+) -> Result<std::path::PathBuf, String> {
+    let occ = Occasion {
+        trigger: Trigger::Warning,
+        pre_kill: true,
+        held: false,
+        trigger_to_frozen_ms: None,
+        usage: Some(usage),
+    };
+    recorder
+        .capture(enforcer, occ)
+        .and_then(|p| recorder.finish(p, None, false, None, None))
+}

@@ -1,0 +1,687 @@
+//! The event loop: one synchronous loop, no async runtime. [`Supervisor`] holds the loop's state —
+//! the enforcement, the evidence recorder, the job, the [`Deadlines`] — and has one method per
+//! event: a signal, the child's exit, a memory event (and its re-checks), a sampler tick (the
+//! timeline, poll mode's cap, observe mode, the warning), housekeeping, the sentinel, the timeout
+//! and the kill-after deadline. [`Supervisor::step`] applies what one wake-up brought, in that
+//! order; [`Supervisor::run`] waits and steps until COMMAND exits.
+//!
+//! The world outside is behind three seams so that the decisions have unit tests without root:
+//! [`Enforce`] (the cgroup), [`Job`] (signals to and the end of COMMAND) and [`Wait`] (the
+//! signalfd, the memory event fd and the job's output).
+
+use super::Fatal;
+use super::capture;
+use super::notify::{self, PendingAlert};
+use super::output;
+use super::prepare::protect_self;
+use super::sentinel::{self, Sentinel};
+use super::signals::{self, Action};
+use super::verdict::{Ended, Verdict};
+use crate::cgroup::detect::Plan;
+use crate::cgroup::{self, Enforce};
+use crate::config::WrapConfig;
+use crate::evidence::{Pending, Recorder, Trigger};
+use crate::exit;
+use crate::units::format_duration;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill, raise};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// After a memory event whose verdict is not in yet, re-check the counters this often, this long.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(10);
+pub const RECHECK_FOR: Duration = Duration::from_millis(300);
+/// The sampler's longest interval while the job's memory is flat, and what counts as flat.
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+const FLAT_BYTES: u64 = 1 << 20;
+/// When housekeeping and the cleanup sentinel come (a shorter job never pays for them).
+pub const HOUSEKEEPING_AFTER: Duration = Duration::from_millis(20);
+/// The longest the loop sleeps with nothing due.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// What one wake-up of the loop brought.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// (signal number, si_code) of each signal read from the signalfd, in order.
+    pub signals: Vec<(i32, i32)>,
+    /// The enforcement's memory event fd was ready.
+    pub memory_event: bool,
+}
+
+/// Waiting for the next wake-up.
+pub trait Wait {
+    /// Wait up to `timeout` for a signal, a memory event on `event`, or the job's output; read
+    /// what came.
+    fn wait(
+        &mut self,
+        event: Option<(BorrowedFd<'_>, PollFlags)>,
+        timeout: Duration,
+    ) -> Result<Ready, Fatal>;
+}
+
+/// COMMAND, as the loop sees it.
+pub trait Job {
+    fn pid(&self) -> i32;
+    /// Forward `sig` (to the job's process group with --pgroup).
+    fn forward(&self, sig: Signal);
+    /// SIGTERM to COMMAND itself (--timeout).
+    fn terminate(&self);
+    /// Reap children; COMMAND's end once it ended.
+    fn reap(&mut self) -> Option<Ended>;
+}
+
+/// The real waiting: guard's signalfd (every handled signal is blocked and read from it), the
+/// memory event fd, and with --quiet the job's output pipes.
+pub struct Io {
+    sfd: SignalFd,
+    pub capture: Option<output::Capture>,
+}
+
+impl Io {
+    /// Block the signals guard handles and read them from a signalfd from now on; become a child
+    /// subreaper (orphaned descendants are re-parented to guard and reaped here; as PID 1 the
+    /// kernel makes guard the reaper anyway, elsewhere --subreaper insists on it).
+    pub fn take_signals(cfg: &WrapConfig) -> Result<Io, Fatal> {
+        let mask = signals::handled();
+        mask.thread_block()
+            .map_err(|e| Fatal::new(exit::GUARD_FAILED, format!("cannot block signals: {e}")))?;
+        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| {
+                Fatal::new(exit::GUARD_FAILED, format!("cannot create a signalfd: {e}"))
+            })?;
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            if cfg.subreaper {
+                return Err(Fatal::new(
+                    exit::GUARD_FAILED,
+                    format!(
+                        "--subreaper: cannot become a child subreaper (PR_SET_CHILD_SUBREAPER): {e}"
+                    ),
+                ));
+            }
+            log::debug!("PR_SET_CHILD_SUBREAPER: {e}");
+        }
+        Ok(Io { sfd, capture: None })
+    }
+}
+
+impl Wait for Io {
+    fn wait(
+        &mut self,
+        event: Option<(BorrowedFd<'_>, PollFlags)>,
+        timeout: Duration,
+    ) -> Result<Ready, Fatal> {
+        // Rounded up: a deadline 0.4 ms away must not turn into a 0 ms poll, spinning the loop
+        // until the deadline passes.
+        let ms = timeout.as_micros().div_ceil(1000);
+        let timeout = PollTimeout::try_from(i32::try_from(ms).unwrap_or(i32::MAX))
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        let ev_idx = event.map(|(fd, flags)| {
+            fds.push(PollFd::new(fd, flags));
+            fds.len() - 1
+        });
+        let out_from = fds.len();
+        if let Some(c) = &self.capture {
+            fds.extend(
+                c.fds()
+                    .into_iter()
+                    .map(|f| PollFd::new(f, PollFlags::POLLIN)),
+            );
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(Ready::default()),
+            Err(e) => return Err(Fatal::new(exit::GUARD_FAILED, format!("poll: {e}"))),
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, memory_event) = (ready(0), ev_idx.is_some_and(ready));
+        let out_ready = (out_from..fds.len()).any(ready);
+        drop(fds);
+        if out_ready {
+            if let Some(c) = &mut self.capture {
+                c.read_ready();
+            }
+        }
+        let mut signals = Vec::new();
+        if sig_ready {
+            while let Ok(Some(si)) = self.sfd.read_signal() {
+                signals.push((si.ssi_signo as i32, si.ssi_code));
+            }
+        }
+        Ok(Ready {
+            signals,
+            memory_event,
+        })
+    }
+}
+
+/// The job's main process, a child of guard.
+pub struct Child {
+    pub pid: i32,
+    /// --pgroup: signals go to its whole process group.
+    pub pgroup: bool,
+}
+
+impl Job for Child {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn forward(&self, sig: Signal) {
+        // --pgroup: to the job's whole process group (-pgid), as tini -g does.
+        let target = if self.pgroup { -self.pid } else { self.pid };
+        log::debug!("forwarding {sig:?} to {target}");
+        let _ = kill(Pid::from_raw(target), sig);
+    }
+
+    fn terminate(&self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+    }
+
+    /// Reaps every child that ended (orphans too); follows COMMAND into a terminal stop.
+    fn reap(&mut self) -> Option<Ended> {
+        let mut ended = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.pid => {
+                    ended = Some(Ended::Code(code))
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.pid => {
+                    ended = Some(Ended::Signal(sig as i32))
+                }
+                Ok(WaitStatus::Stopped(pid, sig)) if pid.as_raw() == self.pid => {
+                    // COMMAND stopped for job control (Ctrl-Z, background tty access): stop
+                    // guard too, so the shell sees the whole job stopped; 'fg' sends SIGCONT to
+                    // both.
+                    if matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+                        log::debug!("{} stopped by {sig:?}; stopping guard as well", self.pid);
+                        let _ = raise(Signal::SIGSTOP);
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return ended,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::debug!("waitpid: {e}");
+                    return ended;
+                }
+            }
+        }
+    }
+}
+
+/// Every deadline of the loop, in one place.
+#[derive(Debug, Default, Clone)]
+pub struct Deadlines {
+    /// The next timeline sample (None: not sampling, or the job was killed).
+    pub sample: Option<Instant>,
+    /// The end of the re-check window after a memory event (checked every RECHECK_EVERY).
+    pub recheck_until: Option<Instant>,
+    /// Housekeeping 20 ms into the job: the v1 freezer leaf, the evidence directory, stale cgroups.
+    pub housekeeping: Option<Instant>,
+    /// The cleanup sentinel (and guard's own protection), 20 ms into a job with a cgroup.
+    pub sentinel: Option<Instant>,
+    /// --timeout.
+    pub timeout: Option<Instant>,
+    /// --kill-after, counting from a forwarded terminating signal or the timeout's SIGTERM.
+    pub kill_after: Option<Instant>,
+}
+
+impl Deadlines {
+    /// How long the loop may sleep from `now`: until the earliest deadline, RECHECK_EVERY while
+    /// a re-check window is open, and never more than IDLE_WAIT.
+    pub fn wait(&self, now: Instant) -> Duration {
+        let until = |d: Option<Instant>| d.map(|at| at.saturating_duration_since(now));
+        [
+            until(self.sample),
+            until(self.housekeeping),
+            until(self.sentinel),
+            until(self.timeout),
+            until(self.kill_after),
+            self.recheck_until.map(|_| RECHECK_EVERY),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(IDLE_WAIT, Duration::min)
+    }
+}
+
+/// `d` has come.
+fn due(d: Option<Instant>, now: Instant) -> bool {
+    d.is_some_and(|at| now >= at)
+}
+
+/// The sampler's pace: the configured interval, relaxed (doubling up to IDLE_INTERVAL) while
+/// the job's memory is flat; poll mode enforces by sampling and never relaxes.
+#[derive(Debug)]
+struct Pace {
+    base: Duration,
+    every: Duration,
+    last_usage: Option<u64>,
+}
+
+impl Pace {
+    fn next(&mut self, usage: Option<u64>, enforcing: bool) -> Duration {
+        let flat =
+            matches!((usage, self.last_usage), (Some(u), Some(l)) if u.abs_diff(l) < FLAT_BYTES);
+        self.every = if flat && !enforcing {
+            (self.every * 2).min(IDLE_INTERVAL.max(self.base))
+        } else {
+            self.base
+        };
+        self.last_usage = usage;
+        self.every
+    }
+}
+
+/// What is left of a run once the job and its cgroup are gone.
+pub struct Remains {
+    pub recorder: Recorder,
+    pub bundle: Option<Result<Pending, String>>,
+    pub pending: Vec<PendingAlert>,
+}
+
+/// The loop's state for one run.
+pub struct Supervisor<'c, E: Enforce, J: Job> {
+    cfg: &'c WrapConfig,
+    pub enforcer: E,
+    pub recorder: Recorder,
+    pub job: J,
+    /// Where the job's cgroup went, and /proc: for the stale-cgroup cleanup.
+    plan: Plan,
+    proc_root: PathBuf,
+    pub at: Deadlines,
+    pace: Pace,
+    /// Poll mode: the cap guard enforces by sampling.
+    poll_cap: Option<u64>,
+    /// guard leads its session (a terminal hangup's SIGHUP was sent to guard alone).
+    session_leader: bool,
+    pub ended: Option<Ended>,
+    /// guard (or the kernel, at guard's cap) killed the job for memory.
+    pub memory_killed: bool,
+    pub timed_out: bool,
+    /// The bundle the run will end with, or why there is none.
+    pub bundle: Option<Result<Pending, String>>,
+    /// The peak as the job reached the cap (before --core's extra).
+    held_peak: Option<u64>,
+    pub pending: Vec<PendingAlert>,
+    sentinel: Option<Sentinel>,
+}
+
+impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
+    /// The loop's state for a job that has just started.
+    pub fn new(
+        cfg: &'c WrapConfig,
+        enforcer: E,
+        recorder: Recorder,
+        job: J,
+        plan: Plan,
+        proc_root: PathBuf,
+    ) -> Self {
+        let now = Instant::now();
+        let poll_cap = cfg
+            .memory
+            .filter(|_| enforcer.mode() == crate::format::Mode::Poll);
+        let sampling = recorder.enabled() || poll_cap.is_some();
+        let base = cfg.evidence.sample_interval;
+        let at = Deadlines {
+            sample: sampling.then(|| now + base),
+            housekeeping: Some(now + HOUSEKEEPING_AFTER),
+            // Forked only once the job has run a moment: most of a short job's cost would be
+            // this fork. Should guard be killed before, the job still gets its parent-death
+            // signal and the next guard run removes the cgroup.
+            sentinel: enforcer.dir().map(|_| now + HOUSEKEEPING_AFTER),
+            timeout: cfg.timeout.map(|t| now + t),
+            ..Deadlines::default()
+        };
+        Supervisor {
+            cfg,
+            enforcer,
+            recorder,
+            job,
+            plan,
+            proc_root,
+            at,
+            pace: Pace {
+                base,
+                every: base,
+                last_usage: None,
+            },
+            poll_cap,
+            session_leader: nix::unistd::getsid(None).is_ok_and(|s| s == nix::unistd::getpid()),
+            ended: None,
+            memory_killed: false,
+            timed_out: false,
+            bundle: None,
+            held_peak: None,
+            pending: Vec::new(),
+            sentinel: None,
+        }
+    }
+
+    /// Wait and step until COMMAND exits.
+    pub fn run(&mut self, io: &mut impl Wait) -> Result<(), Fatal> {
+        while self.ended.is_none() {
+            let wait = self.at.wait(Instant::now());
+            let ready = io.wait(self.enforcer.event_fd(), wait)?;
+            self.step(ready, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Apply one wake-up: signals first, then the memory event and its re-check, the sampler,
+    /// housekeeping, the sentinel, the timeout and the kill-after deadline.
+    /// `now` is when the wake-up happened; a deadline that passes during a capture of this
+    /// step is handled at the next (which comes at once).
+    pub fn step(&mut self, ready: Ready, now: Instant) {
+        for (signo, code) in ready.signals {
+            self.on_signal(signo, code, now);
+        }
+        if ready.memory_event {
+            self.on_memory_event(now);
+        }
+        if self.at.recheck_until.is_some() {
+            self.on_recheck(now);
+        }
+        if due(self.at.sample, now) {
+            self.on_sample_tick(now);
+        }
+        let running = self.ended.is_none();
+        if running && due(self.at.housekeeping, now) {
+            self.on_housekeeping();
+        }
+        if running && due(self.at.sentinel, now) {
+            self.on_sentinel();
+        }
+        if running && !self.memory_killed && due(self.at.timeout, now) {
+            self.on_timeout(now);
+        }
+        if running && due(self.at.kill_after, now) {
+            self.on_kill_deadline();
+        }
+    }
+
+    /// A signal guard received: reap on SIGCHLD, forward what was sent to guard (a terminating
+    /// one starts the --kill-after count), leave alone what the terminal already delivered.
+    pub fn on_signal(&mut self, signo: i32, code: i32, now: Instant) {
+        match signals::classify(signo, code, self.session_leader, self.cfg.pgroup) {
+            Action::Reap => self.on_child_exit(),
+            Action::Forward(sig) => {
+                self.job.forward(sig);
+                if signals::TERMINATING.contains(&sig) && self.at.kill_after.is_none() {
+                    self.at.kill_after = Some(now + self.cfg.kill_after);
+                }
+            }
+            Action::AlreadyDelivered(sig) => {
+                log::debug!("{sig:?} from the terminal reached the job directly")
+            }
+            Action::Ignore => {}
+        }
+    }
+
+    /// A child ended (SIGCHLD): reap; the loop ends once COMMAND has.
+    pub fn on_child_exit(&mut self) {
+        if let Some(e) = self.job.reap() {
+            self.ended = Some(e);
+        }
+    }
+
+    /// The kernel reported a memory event: look at the counters now and for RECHECK_FOR.
+    pub fn on_memory_event(&mut self, now: Instant) {
+        self.enforcer.drain_event();
+        self.at.recheck_until = Some(now + RECHECK_FOR);
+    }
+
+    /// Within the re-check window: is the job at its cap (hold, capture, kill), or did the
+    /// kernel's OOM killer act (keep what is left)? The trigger is the check that finds the job
+    /// at its cap: on v2 a `high` event also fires when reclaim brings usage back under
+    /// memory.high, and the job reaches its cap at a later event or re-check.
+    pub fn on_recheck(&mut self, now: Instant) {
+        // Without --memory there is no cap of guard's to be at: a memory event then comes from
+        // an ancestor's limit, and the kernel's OOM killer decides (see `verdict`).
+        let capped = self.cfg.memory.is_some();
+        if !self.memory_killed && capped && self.enforcer.at_cap() {
+            self.at_the_cap(Instant::now());
+        } else if !self.memory_killed && capped && self.enforcer.verdict().killed() {
+            // A burst through the headroom, or no hold on this kernel: keep what is left to
+            // see, and finish the job as a whole.
+            self.memory_killed = true;
+            self.at.sample = None;
+            self.at.recheck_until = None;
+            self.bundle = Some(capture::post_mortem(
+                &self.enforcer,
+                &mut self.recorder,
+                Trigger::MemoryLimit,
+            ));
+            self.enforcer.kill_all();
+        } else if due(self.at.recheck_until, now) {
+            self.at.recheck_until = None;
+        }
+    }
+
+    /// The job is at its cap: hold it, keep the evidence, kill it whole.
+    fn at_the_cap(&mut self, trigger: Instant) {
+        self.memory_killed = true;
+        self.at.sample = None;
+        self.at.recheck_until = None;
+        self.bundle = Some(capture::hold_capture_kill(
+            &mut self.enforcer,
+            &mut self.recorder,
+            trigger,
+            &mut self.held_peak,
+        ));
+    }
+
+    /// The sampler's tick: a timeline sample; then poll mode's cap, observe mode's capture
+    /// point and the warning threshold, in that order, decide what follows.
+    pub fn on_sample_tick(&mut self, now: Instant) {
+        let usage = self.recorder.sample(&mut self.enforcer);
+        let every = self.pace.next(usage, self.poll_cap.is_some());
+        self.at.sample = Some(now + every);
+        if let (Some(u), Some(cap)) = (usage, self.poll_cap) {
+            if u > cap {
+                self.at_the_cap(Instant::now());
+                return;
+            }
+        }
+        if !self.recorder.enabled() {
+            return;
+        }
+        if let Some(u) = self.recorder.observe.as_mut().and_then(|o| o.due()) {
+            self.on_observe(u);
+        } else if let Some(u) = usage.filter(|&u| self.recorder.warn_due(u, &self.enforcer)) {
+            self.on_warning(u);
+        }
+    }
+
+    /// The job crossed its early-warning threshold: a light bundle while it keeps running, one
+    /// warning line, the warning alert.
+    pub fn on_warning(&mut self, usage: u64) {
+        let r = capture::warning(&self.enforcer, &mut self.recorder, usage);
+        let what = notify::warning_text(self.cfg, usage);
+        self.pending
+            .extend(notify::warning(self.cfg, self.job.pid(), usage, &what, r));
+    }
+
+    /// Observe mode: the container reached --capture-at of its own limit. Stop the job for a
+    /// full snapshot (the runtime's OOM killer may come next), let it run again, say so.
+    pub fn on_observe(&mut self, usage: u64) {
+        let r = capture::capture_and_release(
+            &mut self.enforcer,
+            &mut self.recorder,
+            Trigger::ContainerLimit,
+            Some(usage),
+        )
+        .and_then(|p| self.recorder.finish(p, None, false, None, None));
+        let what = match &self.recorder.observe {
+            Some(o) => format!(
+                "is in a container at {} of its {} memory limit (--capture-at {}%): the runtime's OOM killer may be next",
+                crate::units::format_size(usage),
+                crate::units::format_size(o.limit),
+                self.cfg.capture_at
+            ),
+            None => format!("uses {}", crate::units::format_size(usage)),
+        };
+        self.pending
+            .extend(notify::warning(self.cfg, self.job.pid(), usage, &what, r));
+    }
+
+    /// 20 ms in: the v1 freezer leaf, the evidence directory and the sampler's files, the
+    /// cgroups dead guards left.
+    pub fn on_housekeeping(&mut self) {
+        self.at.housekeeping = None;
+        self.enforcer.prepare_hold();
+        self.recorder.prepare(&self.enforcer);
+        cgroup::cleanup_stale(&self.plan, &self.proc_root);
+    }
+
+    /// 20 ms into a job with a cgroup: guard protects itself (when capped) and forks the
+    /// sentinel that cleans up should guard be killed.
+    pub fn on_sentinel(&mut self) {
+        self.at.sentinel = None;
+        if self.cfg.memory.is_some() {
+            protect_self();
+        }
+        self.sentinel = sentinel::start(self.enforcer.dirs());
+    }
+
+    /// Out of time: keep the evidence of the (possibly hung) job first, then SIGTERM it and
+    /// kill the whole job --kill-after later.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.at.timeout = None;
+        self.timed_out = true;
+        self.bundle = Some(capture::capture_and_release(
+            &mut self.enforcer,
+            &mut self.recorder,
+            Trigger::Timeout,
+            None,
+        ));
+        log::debug!(
+            "{} (pid {}) out of time; sending SIGTERM",
+            self.cfg.name,
+            self.job.pid()
+        );
+        self.job.terminate();
+        if self.at.kill_after.is_none() {
+            self.at.kill_after = Some(now + self.cfg.kill_after);
+        }
+    }
+
+    /// --kill-after has passed since a terminating signal and COMMAND still runs: kill the job.
+    pub fn on_kill_deadline(&mut self) {
+        self.at.kill_after = None;
+        log::warn!(
+            "{} (pid {}) still running {} after a terminating signal; killing the job",
+            self.cfg.name,
+            self.job.pid(),
+            format_duration(self.cfg.kill_after)
+        );
+        self.enforcer.kill_all();
+    }
+
+    /// COMMAND has exited: decide why the run is over. A kernel OOM kill at guard's cap that no
+    /// check caught yet is a memory kill with a post-mortem bundle; a SIGKILL with the kernel's
+    /// OOM killer active elsewhere (no cap of guard's, an ancestor's limit, the whole host) is a
+    /// kernel-oom one.
+    pub fn verdict(&mut self) -> Verdict {
+        if !self.memory_killed && self.cfg.memory.is_some() && self.enforcer.verdict().killed() {
+            self.memory_killed = true;
+            self.bundle = Some(capture::post_mortem(
+                &self.enforcer,
+                &mut self.recorder,
+                Trigger::MemoryLimit,
+            ));
+        }
+        if self.memory_killed {
+            return Verdict::MemoryLimit;
+        }
+        let oom = self.enforcer.verdict().oom_kills > 0 || self.recorder.kernel_oom_since_start();
+        if self.ended == Some(Ended::Signal(libc::SIGKILL)) && oom {
+            self.bundle = Some(capture::post_mortem(
+                &self.enforcer,
+                &mut self.recorder,
+                Trigger::KernelOom,
+            ));
+            return Verdict::KernelOom;
+        }
+        if self.timed_out {
+            return Verdict::Timeout;
+        }
+        Verdict::Exited(self.ended)
+    }
+
+    /// The job's peak for the line and the alerts (read only when something will report it: one
+    /// file read less on a short job's path), and for the metrics.
+    pub fn peaks(&self, verdict: Verdict) -> (Option<u64>, Option<u64>) {
+        let wanted = verdict == Verdict::MemoryLimit
+            || self.bundle.is_some()
+            || self.cfg.metrics_file.is_some();
+        let peak = if wanted {
+            self.held_peak.or_else(|| self.enforcer.peak())
+        } else {
+            None
+        };
+        (
+            peak,
+            peak.or_else(|| self.recorder.timeline.max_job_bytes()),
+        )
+    }
+
+    /// Nothing of the job may outlive guard: after a memory kill, kill what is left; otherwise
+    /// processes COMMAND left behind get SIGTERM and --kill-after, then SIGKILL (guard reaps
+    /// meanwhile). Then the cgroup goes, and the sentinel with it.
+    pub fn clean_up(mut self, io: &mut impl Wait) -> Remains {
+        if self.memory_killed {
+            self.enforcer.kill_all();
+        } else {
+            self.finish_leftovers(io);
+        }
+        if let Err(e) = self.enforcer.remove() {
+            log::warn!("{e}; the next guard run removes it");
+        }
+        drop(self.sentinel);
+        Remains {
+            recorder: self.recorder,
+            bundle: self.bundle,
+            pending: self.pending,
+        }
+    }
+
+    /// COMMAND exited but left processes in the job: SIGTERM them, give them --kill-after, then
+    /// SIGKILL.
+    fn finish_leftovers(&mut self, io: &mut impl Wait) {
+        let n = self.enforcer.signal_all(Signal::SIGTERM);
+        if n == 0 {
+            return;
+        }
+        log::info!(
+            "{} exited and left {n} process(es) behind; sent SIGTERM, SIGKILL in {}",
+            self.cfg.name,
+            format_duration(self.cfg.kill_after)
+        );
+        let deadline = Instant::now() + self.cfg.kill_after;
+        while Instant::now() < deadline && self.enforcer.live_count() > 0 {
+            // Signals now only mean children to reap.
+            if io.wait(None, Duration::from_millis(20)).is_err() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.job.reap();
+        }
+        if self.enforcer.live_count() > 0 {
+            log::warn!(
+                "processes left behind by {} ignored SIGTERM; killed them",
+                self.cfg.name
+            );
+            self.enforcer.kill_all();
+        }
+        let _ = self.job.reap();
+    }
+}

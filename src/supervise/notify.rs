@@ -1,0 +1,258 @@
+//! Telling people: the alert for the event the run ended with (its bundle named), the warnings
+//! delivered on their own threads while the job ran, the `--ping` pings and the `--metrics-file`
+//! series. All of it after the kill — delivery never delays enforcement — and none of it changes
+//! guard's exit status: a failure is one warning line, and each delivery is recorded in its
+//! bundle's manifest.
+
+use super::verdict::Ending;
+use crate::alert;
+use crate::config::WrapConfig;
+use crate::format::{Delivery, EventKind, Status};
+use crate::units::format_size;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+/// When the job started (for the metrics' timestamp and duration).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+impl Started {
+    pub fn now() -> Started {
+        Started {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// A warning alert on its way.
+pub struct PendingAlert {
+    event: alert::Event,
+    bundle: Option<PathBuf>,
+    handle: JoinHandle<Vec<Delivery>>,
+}
+
+/// `--ping URL/start`, on a thread of its own: a slow or dead endpoint never delays the job.
+pub fn ping_start(cfg: &WrapConfig) -> Option<JoinHandle<Delivery>> {
+    cfg.ping
+        .clone()
+        .map(|url| std::thread::spawn(move || alert::ping(&url, "/start", "")))
+}
+
+/// One warning line naming the bundle (`r`), and the warning alert on its own thread (joined,
+/// bounded by the sinks' timeouts, when the job is over).
+pub fn warning(
+    cfg: &WrapConfig,
+    pid: i32,
+    usage: u64,
+    what: &str,
+    r: Result<PathBuf, String>,
+) -> Option<PendingAlert> {
+    match &r {
+        Ok(p) => log::warn!("{} (pid {pid}) {what}; evidence: {}", cfg.name, p.display()),
+        Err(e) => log::warn!("{} (pid {pid}) {what}; no evidence: {e}", cfg.name),
+    }
+    if !cfg.alerts.iter().any(|s| s.wants(EventKind::Warning)) {
+        return None;
+    }
+    let bundle = r.ok();
+    let ev = event(
+        cfg,
+        pid,
+        EventKind::Warning,
+        bundle.as_deref(),
+        Some(usage),
+        None,
+    );
+    let sinks = cfg.alerts.clone();
+    let sent = ev.clone();
+    let handle = std::thread::spawn(move || alert::deliver(&sinks, &sent));
+    Some(PendingAlert {
+        event: ev,
+        bundle,
+        handle,
+    })
+}
+
+/// The event the alert sinks get (what the bundle's manifest says, where there is one).
+fn event(
+    cfg: &WrapConfig,
+    pid: i32,
+    kind: EventKind,
+    bundle: Option<&Path>,
+    peak: Option<u64>,
+    exit_code: Option<i32>,
+) -> alert::Event {
+    let m = bundle
+        .and_then(|b| crate::report::Report::load(b).ok())
+        .map(|r| r.manifest);
+    let command = m.as_ref().map(|m| m.command.clone()).unwrap_or_else(|| {
+        cfg.command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    });
+    let mut ev = alert::Event {
+        event: kind,
+        job: cfg.name.clone(),
+        host: host(),
+        pid,
+        command,
+        limit_bytes: cfg.memory,
+        peak_bytes: peak.or(m.as_ref().and_then(|m| m.peak_bytes)),
+        trigger: m.as_ref().map(|m| m.trigger),
+        capture: m.as_ref().map(|m| m.capture),
+        bundle: bundle.map(|b| b.display().to_string()),
+        summary: String::new(),
+        exit_code,
+        guard_version: env!("CARGO_PKG_VERSION").into(),
+        time: crate::format::rfc3339(SystemTime::now()),
+        output_tail: None,
+    };
+    ev.summary = alert::sinks::summary(&ev);
+    ev
+}
+
+fn host() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Say what failed, and record the deliveries in the bundle.
+fn finish_alert(ev: &alert::Event, bundle: Option<&Path>, results: &[Delivery]) {
+    alert::report_failures(results, ev);
+    if let Some(b) = bundle {
+        if let Err(e) = crate::evidence::record_alerts(b, results) {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Tell people how the run ended: its alert, the warnings still on their way, the pings, the
+/// metrics.
+pub fn tell(
+    cfg: &WrapConfig,
+    mut ending: Ending,
+    start_ping: Option<JoinHandle<Delivery>>,
+    started: Started,
+) {
+    let bundle = ending.bundle.as_ref().ok().map(PathBuf::as_path);
+    if let Some(kind) = ending
+        .kind
+        .filter(|k| cfg.alerts.iter().any(|s| s.wants(*k)))
+    {
+        let mut ev = event(
+            cfg,
+            ending.pid,
+            kind,
+            bundle,
+            ending.peak,
+            Some(ending.status),
+        );
+        ev.output_tail = ending.tail_text();
+        let results = alert::deliver(&cfg.alerts, &ev);
+        finish_alert(&ev, bundle, &results);
+    }
+    for p in std::mem::take(&mut ending.pending) {
+        let results = p.handle.join().unwrap_or_default();
+        finish_alert(&p.event, p.bundle.as_deref(), &results);
+    }
+    if let Some(url) = &cfg.ping {
+        ping(cfg, url, &ending, start_ping);
+    }
+    if let Some(path) = &cfg.metrics_file {
+        metrics(cfg, path, &ending, started);
+    }
+}
+
+/// The end of `--ping`: URL on success, URL/fail with guard's line and the end of the output.
+fn ping(
+    cfg: &WrapConfig,
+    url: &alert::spec::Secret,
+    ending: &Ending,
+    start_ping: Option<JoinHandle<Delivery>>,
+) {
+    let mut results: Vec<Delivery> = start_ping.and_then(|h| h.join().ok()).into_iter().collect();
+    let (suffix, body) = if ending.status == 0 {
+        ("", String::new())
+    } else {
+        // healthchecks keeps the first 10 KB of a ping body: the end of the output matters.
+        let tail = ending
+            .tail_text()
+            .map(|t| {
+                let n = t.chars().count();
+                t.chars().skip(n.saturating_sub(9000)).collect::<String>()
+            })
+            .unwrap_or_default();
+        (
+            "/fail",
+            format!(
+                "guard: {} exited with status {}; {}\n{tail}",
+                cfg.name,
+                ending.status,
+                ending.evidence_text()
+            ),
+        )
+    };
+    results.push(alert::ping(url, suffix, &body));
+    for r in results.iter().filter(|r| r.status != Status::Ok) {
+        log::warn!(
+            "{} failed after {} attempt(s): {}; the job's result is unchanged",
+            r.sink,
+            r.attempts,
+            r.detail
+        );
+    }
+}
+
+/// `--metrics-file`: this run's series.
+fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
+    let outcome = crate::metrics::Outcome {
+        job: cfg.name.clone(),
+        host: host(),
+        started_unix: started
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        duration_s: started.at.elapsed().as_secs_f64(),
+        exit_code: ending.status,
+        peak_bytes: ending.metrics_peak,
+        limit_bytes: cfg.memory,
+        ending: ending.kind,
+    };
+    if let Err(e) = crate::metrics::write(path, &outcome) {
+        log::warn!("metrics not written: {e}; the job's result is unchanged");
+    }
+}
+
+/// `--metrics-file` checked once the job runs: say now, not after the run, that it cannot be
+/// written.
+pub fn check_metrics(cfg: &WrapConfig) {
+    if let Some(path) = &cfg.metrics_file {
+        if let Err(e) = crate::metrics::check(path) {
+            log::warn!(
+                "--metrics-file {}: {e}; the job runs, but its metrics will not be written",
+                path.display()
+            );
+        }
+    }
+}
+
+/// "uses 170 MiB of its 200 MiB limit, past its warning threshold 160 MiB"
+pub fn warning_text(cfg: &WrapConfig, usage: u64) -> String {
+    let of_cap = cfg
+        .memory
+        .map(|m| format!(" of its {} limit", format_size(m)))
+        .unwrap_or_default();
+    format!(
+        "uses {}{of_cap}, past its warning threshold {}",
+        format_size(usage),
+        cfg.evidence.warn.map(format_size).unwrap_or_default()
+    )
+}

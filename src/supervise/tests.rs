@@ -1,0 +1,445 @@
+//! The event loop's decisions, without root: a fake enforcer and a fake job (sharing one
+//! scripted [`World`]) stand in for the cgroup and COMMAND, and the tests feed
+//! [`Supervisor::step`] the wake-ups a real run would bring, at the times they would come.
+
+use super::Fatal;
+use super::event_loop::{Deadlines, Job, RECHECK_EVERY, Ready, Supervisor, Wait};
+use super::verdict::{Ended, Verdict};
+use crate::cgroup::fs::CgError;
+use crate::cgroup::{Enforce, MemoryVerdict, SampledFiles};
+use crate::config::{EvidenceConfig, Verbosity, WrapConfig};
+use crate::evidence::Recorder;
+use crate::format::{Capture, EventKind, Mode};
+use crate::proc::Proc;
+use nix::poll::PollFlags;
+use nix::sys::signal::Signal;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// What the fake enforcer and the fake job were asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Hold,
+    Unhold,
+    KillAll,
+    Terminate,
+}
+
+/// The scripted outside world of one test.
+#[derive(Default)]
+struct World {
+    /// The job's memory, as the cgroup counts it.
+    usage: u64,
+    /// The kernel is holding the job at its cap.
+    at_cap: bool,
+    oom_kills: u64,
+    /// COMMAND ends this way while guard holds it (it exits during the capture).
+    ends_on_hold: Option<Ended>,
+    /// COMMAND's end, once it ended (reaped at the next SIGCHLD).
+    ended: Option<Ended>,
+    forwarded: Vec<Signal>,
+    calls: Vec<Call>,
+}
+
+type Shared = Rc<RefCell<World>>;
+
+struct FakeEnforcer {
+    w: Shared,
+    proc: Proc,
+}
+
+impl Enforce for FakeEnforcer {
+    fn mode(&self) -> Mode {
+        Mode::CgroupV2
+    }
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+    fn proc(&self) -> &Proc {
+        &self.proc
+    }
+    fn swap_limited(&self) -> bool {
+        true
+    }
+    fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
+        Vec::new()
+    }
+    fn arm_events(&mut self) {}
+    fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
+        None
+    }
+    fn drain_event(&mut self) {}
+    fn at_cap(&self) -> bool {
+        self.w.borrow().at_cap
+    }
+    fn verdict(&self) -> MemoryVerdict {
+        MemoryVerdict {
+            oom_kills: self.w.borrow().oom_kills,
+            under_oom: false,
+        }
+    }
+    fn hold(&self) -> bool {
+        let mut w = self.w.borrow_mut();
+        w.calls.push(Call::Hold);
+        if let Some(e) = w.ends_on_hold {
+            w.ended = Some(e);
+        }
+        true
+    }
+    fn unhold(&self) {
+        self.w.borrow_mut().calls.push(Call::Unhold);
+    }
+    fn usage(&mut self) -> Option<u64> {
+        Some(self.w.borrow().usage)
+    }
+    fn peak(&self) -> Option<u64> {
+        Some(self.w.borrow().usage)
+    }
+    fn working_set(&self) -> Option<u64> {
+        Some(self.w.borrow().usage)
+    }
+    fn sampled_files(&self) -> Option<SampledFiles> {
+        None
+    }
+    /// One process that is not there: a capture records it as vanished.
+    fn pids(&self) -> Vec<i32> {
+        if self.w.borrow().ended.is_some() {
+            Vec::new()
+        } else {
+            vec![i32::MAX]
+        }
+    }
+    fn live_count(&self) -> usize {
+        0
+    }
+    fn signal_all(&self, _sig: Signal) -> usize {
+        0
+    }
+    fn kill_all(&self) {
+        let mut w = self.w.borrow_mut();
+        w.calls.push(Call::KillAll);
+        w.ended.get_or_insert(Ended::Signal(libc::SIGKILL));
+    }
+    fn release(&self, _extra: u64) -> Result<(), CgError> {
+        Ok(())
+    }
+    fn kernel_counters(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+    fn remove(self) -> Result<(), CgError> {
+        Ok(())
+    }
+}
+
+struct FakeJob {
+    w: Shared,
+}
+
+impl Job for FakeJob {
+    fn pid(&self) -> i32 {
+        4242
+    }
+    fn forward(&self, sig: Signal) {
+        self.w.borrow_mut().forwarded.push(sig);
+    }
+    fn terminate(&self) {
+        self.w.borrow_mut().calls.push(Call::Terminate);
+    }
+    fn reap(&mut self) -> Option<Ended> {
+        self.w.borrow().ended
+    }
+}
+
+/// Wake-ups given in order; then a SIGCHLD every time (the job has ended).
+struct Script(Vec<Ready>);
+
+impl Wait for Script {
+    fn wait(
+        &mut self,
+        _event: Option<(BorrowedFd<'_>, PollFlags)>,
+        _timeout: Duration,
+    ) -> Result<Ready, Fatal> {
+        if self.0.is_empty() {
+            return Ok(sigchld());
+        }
+        Ok(self.0.remove(0))
+    }
+}
+
+fn sigchld() -> Ready {
+    Ready {
+        signals: vec![(libc::SIGCHLD, 1)],
+        memory_event: false,
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn config(evidence: &Path) -> WrapConfig {
+    WrapConfig {
+        memory: Some(100 * MIB),
+        memory_text: Some("100M".into()),
+        swap: 0,
+        name: "job".into(),
+        kill_after: Duration::from_millis(500),
+        require_cgroup: false,
+        verbosity: Verbosity::Normal,
+        command: vec!["job".into()],
+        evidence: EvidenceConfig {
+            dir: Ok(evidence.to_path_buf()),
+            warn: Some(80 * MIB),
+            core: false,
+            core_max: 1 << 30,
+            sample_interval: Duration::from_millis(100),
+            keep: 50,
+            max_size: 1 << 30,
+            redact: vec!["TOKEN".into()],
+            environ: false,
+            pyspy_locals: false,
+        },
+        metrics_file: None,
+        alerts: Vec::new(),
+        timeout: None,
+        ping: None,
+        quiet: false,
+        subreaper: false,
+        pgroup: false,
+        capture_at: 95,
+        lock: None,
+        lock_wait: None,
+    }
+}
+
+/// A supervisor over the fakes; the evidence goes to `dir`.
+fn supervisor<'c>(cfg: &'c WrapConfig, w: &Shared) -> Supervisor<'c, FakeEnforcer, FakeJob> {
+    let proc = Proc::live();
+    let mut recorder = Recorder::new(cfg, proc.root(), Instant::now());
+    recorder.after_spawn(4242);
+    let enforcer = FakeEnforcer { w: w.clone(), proc };
+    let plan = crate::cgroup::detect::Plan::Poll {
+        reason: String::new(),
+        fix: String::new(),
+    };
+    Supervisor::new(
+        cfg,
+        enforcer,
+        recorder,
+        FakeJob { w: w.clone() },
+        plan,
+        PathBuf::from("/proc"),
+    )
+}
+
+fn calls(w: &Shared) -> Vec<Call> {
+    w.borrow().calls.clone()
+}
+
+fn memory_event() -> Ready {
+    Ready {
+        signals: Vec::new(),
+        memory_event: true,
+    }
+}
+
+/// The manifest of the bundle a run ended with.
+fn finished(sup: Supervisor<'_, FakeEnforcer, FakeJob>) -> crate::format::Manifest {
+    let ended = sup.ended;
+    let left = sup.clean_up(&mut Script(Vec::new()));
+    let pending = left.bundle.expect("a bundle").expect("written");
+    let path = left
+        .recorder
+        .finish(pending, ended.map(Ended::exit_info), true, None, None)
+        .expect("finished");
+    crate::report::Report::load(&path)
+        .expect("readable")
+        .manifest
+}
+
+#[test]
+fn at_the_cap_the_job_is_held_then_killed_and_the_run_is_a_memory_kill() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().usage = 100 * MIB;
+    w.borrow_mut().at_cap = true;
+    let mut sup = supervisor(&cfg, &w);
+    sup.step(memory_event(), Instant::now());
+    assert_eq!(
+        calls(&w),
+        [Call::Hold, Call::KillAll],
+        "held before the kill"
+    );
+    assert!(sup.memory_killed);
+    assert_eq!(sup.at.sample, None, "no more sampling after the kill");
+    sup.step(sigchld(), Instant::now());
+    assert_eq!(sup.ended, Some(Ended::Signal(libc::SIGKILL)));
+    let v = sup.verdict();
+    assert_eq!((v, v.status()), (Verdict::MemoryLimit, 137));
+    let m = finished(sup);
+    assert_eq!(m.trigger, EventKind::MemoryLimit);
+    assert_eq!(m.capture, Capture::PreKill);
+    assert!(m.held);
+}
+
+#[test]
+fn a_memory_event_below_the_cap_is_rechecked_then_forgotten() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(memory_event(), t0);
+    assert!(calls(&w).is_empty(), "not at the cap: no hold");
+    assert!(sup.at.recheck_until.is_some());
+    assert_eq!(sup.at.wait(t0), RECHECK_EVERY, "re-checked every 10 ms");
+    // The job reaches its cap within the window: that check is the trigger.
+    w.borrow_mut().at_cap = true;
+    sup.step(Ready::default(), t0 + Duration::from_millis(10));
+    assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
+    // A second event after the kill does not hold again.
+    sup.step(memory_event(), t0 + Duration::from_millis(20));
+    assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
+}
+
+#[test]
+fn after_a_warning_the_timeout_holds_terminates_then_kills() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.timeout = Some(Duration::from_secs(1));
+    let w = Shared::default();
+    w.borrow_mut().usage = 90 * MIB;
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    // The first sample: past the warning threshold, below the cap.
+    sup.step(Ready::default(), t0 + Duration::from_millis(150));
+    assert!(calls(&w).is_empty(), "a warning does not hold the job");
+    let warnings: Vec<_> = crate::format::bundles(d.path());
+    assert_eq!(warnings.len(), 1, "one warning bundle");
+    assert!(warnings[0].to_string_lossy().ends_with(".warning"));
+    // Out of time: evidence, then SIGTERM, and the job runs on until --kill-after.
+    let t1 = t0 + Duration::from_millis(1100);
+    sup.step(Ready::default(), t1);
+    assert_eq!(calls(&w), [Call::Hold, Call::Unhold, Call::Terminate]);
+    assert!(sup.timed_out);
+    assert_eq!(sup.at.kill_after, Some(t1 + cfg.kill_after));
+    sup.step(Ready::default(), t1 + cfg.kill_after);
+    assert_eq!(calls(&w).last(), Some(&Call::KillAll));
+    sup.step(sigchld(), t1 + cfg.kill_after);
+    let v = sup.verdict();
+    assert_eq!((v, v.status()), (Verdict::Timeout, 124));
+    assert_eq!(finished(sup).trigger, EventKind::Timeout);
+}
+
+#[test]
+fn a_job_that_exits_during_the_capture_still_ends_as_a_memory_kill() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().at_cap = true;
+    w.borrow_mut().ends_on_hold = Some(Ended::Code(0));
+    let mut sup = supervisor(&cfg, &w);
+    sup.run(&mut Script(vec![memory_event()])).unwrap();
+    assert_eq!(sup.ended, Some(Ended::Code(0)));
+    let v = sup.verdict();
+    assert_eq!(
+        v,
+        Verdict::MemoryLimit,
+        "the cap, not the exit, ended the run"
+    );
+    let m = finished(sup);
+    assert_eq!(
+        m.exit.and_then(|e| e.code),
+        Some(0),
+        "its own exit is recorded"
+    );
+    assert!(m.processes.iter().all(|p| p.vanished || p.pid != i32::MAX));
+}
+
+#[test]
+fn a_signal_that_arrives_with_the_cap_is_forwarded_and_the_hold_still_comes() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().at_cap = true;
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(
+        Ready {
+            signals: vec![(libc::SIGTERM, 0)],
+            memory_event: true,
+        },
+        t0,
+    );
+    assert_eq!(w.borrow().forwarded, [Signal::SIGTERM]);
+    assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
+    assert_eq!(sup.at.kill_after, Some(t0 + cfg.kill_after));
+    sup.step(sigchld(), t0);
+    assert_eq!(sup.verdict().status(), 137, "a memory kill, not 143");
+}
+
+#[test]
+fn a_signal_during_a_timeout_hold_is_forwarded_once_the_job_runs_again() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.timeout = Some(Duration::from_millis(50));
+    cfg.evidence.warn = None;
+    let w = Shared::default();
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(Ready::default(), t0 + Duration::from_millis(60));
+    assert_eq!(calls(&w), [Call::Hold, Call::Unhold, Call::Terminate]);
+    let kill_at = sup.at.kill_after;
+    // SIGINT sent to guard while it held the job: read at the next wake-up, forwarded then; the
+    // kill-after count the timeout started is kept.
+    sup.step(
+        Ready {
+            signals: vec![(libc::SIGINT, 0)],
+            memory_event: false,
+        },
+        t0 + Duration::from_millis(70),
+    );
+    assert_eq!(w.borrow().forwarded, [Signal::SIGINT]);
+    assert_eq!(sup.at.kill_after, kill_at);
+}
+
+#[test]
+fn a_kernel_oom_kill_at_the_cap_is_a_post_mortem_memory_kill() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    let mut sup = supervisor(&cfg, &w);
+    // A burst through the headroom: the kernel killed the job before any check held it.
+    w.borrow_mut().oom_kills = 1;
+    sup.step(memory_event(), Instant::now());
+    assert_eq!(calls(&w), [Call::KillAll], "nothing left to hold");
+    sup.step(sigchld(), Instant::now());
+    assert_eq!(sup.verdict(), Verdict::MemoryLimit);
+    assert_eq!(finished(sup).capture, Capture::PostMortem);
+}
+
+#[test]
+fn deadlines_wake_the_loop_at_the_earliest() {
+    let now = Instant::now();
+    let mut d = Deadlines::default();
+    assert_eq!(
+        d.wait(now),
+        Duration::from_secs(3600),
+        "nothing due: an hour"
+    );
+    d.sample = Some(now + Duration::from_millis(100));
+    d.timeout = Some(now + Duration::from_millis(40));
+    assert_eq!(d.wait(now), Duration::from_millis(40));
+    d.kill_after = Some(now);
+    assert_eq!(
+        d.wait(now + Duration::from_millis(5)),
+        Duration::ZERO,
+        "past: at once"
+    );
+    d.kill_after = None;
+    d.recheck_until = Some(now + Duration::from_millis(300));
+    assert_eq!(d.wait(now), RECHECK_EVERY);
+}

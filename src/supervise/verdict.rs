@@ -1,0 +1,170 @@
+//! How the run ended, in one place: the [`Verdict`] (killed at the cap, out of time, killed by
+//! the kernel's OOM killer, or the job's own end), guard's one line about it, and the exit status
+//! from the table in `exit.rs`. [`Ending`] carries what the "tell" phase needs.
+
+use super::notify::PendingAlert;
+use crate::config::WrapConfig;
+use crate::exit;
+use crate::format::{EventKind, ExitInfo};
+use crate::units::{format_duration, format_size};
+use std::path::PathBuf;
+
+/// How COMMAND itself ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Ended {
+    pub fn exit_info(self) -> ExitInfo {
+        match self {
+            Ended::Code(c) => ExitInfo {
+                code: Some(c),
+                signal: None,
+            },
+            Ended::Signal(s) => ExitInfo {
+                code: None,
+                signal: Some(s),
+            },
+        }
+    }
+}
+
+/// Why the run is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// guard killed the job at its cap (or the kernel's OOM killer did, at guard's cap).
+    MemoryLimit,
+    /// `--timeout` (a memory kill during the grace period wins).
+    Timeout,
+    /// The kernel's OOM killer killed the job: no cap of guard's, an ancestor's limit, or the
+    /// host short of memory.
+    KernelOom,
+    /// The job ended by itself (None: guard lost track of it).
+    Exited(Option<Ended>),
+}
+
+impl Verdict {
+    /// Whether the job failed: --quiet then replays its output.
+    pub fn failed(self) -> bool {
+        !matches!(self, Verdict::Exited(Some(Ended::Code(0))))
+    }
+
+    /// guard's exit status.
+    pub fn status(self) -> i32 {
+        match self {
+            Verdict::MemoryLimit => exit::MEMORY_KILL,
+            Verdict::Timeout => exit::TIMEOUT,
+            Verdict::KernelOom => exit::from_child(None, Some(libc::SIGKILL)),
+            Verdict::Exited(Some(Ended::Code(c))) => exit::from_child(Some(c), None),
+            Verdict::Exited(Some(Ended::Signal(s))) => exit::from_child(None, Some(s)),
+            Verdict::Exited(None) => exit::GUARD_FAILED,
+        }
+    }
+
+    /// The event the run ended with (None: it succeeded).
+    pub fn kind(self) -> Option<EventKind> {
+        match self {
+            Verdict::MemoryLimit => Some(EventKind::MemoryLimit),
+            Verdict::Timeout => Some(EventKind::Timeout),
+            Verdict::KernelOom => Some(EventKind::KernelOom),
+            v if v.status() != 0 => Some(EventKind::Failed),
+            Verdict::Exited(_) => None,
+        }
+    }
+
+    /// guard's one line on stderr about how the run ended (None: the job's own end says it).
+    pub fn line(
+        self,
+        cfg: &WrapConfig,
+        pid: i32,
+        peak: Option<u64>,
+        evidence: &str,
+    ) -> Option<String> {
+        match self {
+            Verdict::MemoryLimit => {
+                let limit = cfg.memory.map(format_size).unwrap_or_else(|| "none".into());
+                let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
+                Some(format!(
+                    "guard: {} (pid {pid}) exceeded its memory limit {limit} (peak {peak}); killed; {evidence}",
+                    cfg.name
+                ))
+            }
+            Verdict::Timeout => Some(format!(
+                "guard: {} (pid {pid}) exceeded its time limit {}; terminated; {evidence}",
+                cfg.name,
+                cfg.timeout.map(format_duration).unwrap_or_default()
+            )),
+            Verdict::KernelOom => Some(format!(
+                "guard: {} (pid {pid}) was killed by the kernel's OOM killer (not by guard's cap); {evidence}",
+                cfg.name
+            )),
+            Verdict::Exited(_) => None,
+        }
+    }
+}
+
+/// What the run left for the people to be told.
+pub struct Ending {
+    pub status: i32,
+    pub kind: Option<EventKind>,
+    pub pid: i32,
+    /// The bundle the run ended with, or why there is none.
+    pub bundle: Result<PathBuf, String>,
+    /// The job's peak as the cgroup counted it (for the alerts).
+    pub peak: Option<u64>,
+    /// The peak for the metrics: the cgroup's, else the timeline's.
+    pub metrics_peak: Option<u64>,
+    pub output_tail: Option<Vec<u8>>,
+    /// Warnings delivered on their own threads while the job ran.
+    pub pending: Vec<PendingAlert>,
+}
+
+impl Ending {
+    /// "evidence: PATH" or "no evidence: WHY", as the kill line ends.
+    pub fn evidence_text(&self) -> String {
+        evidence_text(&self.bundle)
+    }
+
+    pub fn tail_text(&self) -> Option<String> {
+        self.output_tail
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+    }
+}
+
+pub fn evidence_text(bundle: &Result<PathBuf, String>) -> String {
+    match bundle {
+        Ok(p) => format!("evidence: {}", p.display()),
+        Err(why) => format!("no evidence: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_events_follow_the_table() {
+        use Verdict::*;
+        let cases = [
+            (MemoryLimit, 137, Some(EventKind::MemoryLimit)),
+            (Timeout, 124, Some(EventKind::Timeout)),
+            (KernelOom, 137, Some(EventKind::KernelOom)),
+            (Exited(Some(Ended::Code(0))), 0, None),
+            (Exited(Some(Ended::Code(3))), 3, Some(EventKind::Failed)),
+            (
+                Exited(Some(Ended::Signal(15))),
+                143,
+                Some(EventKind::Failed),
+            ),
+            (Exited(None), 125, Some(EventKind::Failed)),
+        ];
+        for (v, status, kind) in cases {
+            assert_eq!(v.status(), status, "{v:?}");
+            assert_eq!(v.kind(), kind, "{v:?}");
+            assert_eq!(v.failed(), status != 0, "{v:?}");
+        }
+    }
+}
