@@ -174,10 +174,19 @@ impl Recorder {
         }
     }
 
-    /// Once the job runs: make sure bundles can be written (say so now, not at 3 a.m.), and remove
-    /// temporary bundles of guards that died mid-capture.
-    pub fn after_spawn(&mut self, pid: i32) {
-        self.pid = pid;
+    /// The recorder of a job that has just started as `pid` (`start`: when it started;
+    /// `observe`: observe mode's state, if any).
+    pub fn started(
+        cfg: &WrapConfig,
+        proc: &Path,
+        start: Instant,
+        pid: i32,
+        observe: Option<Observe>,
+    ) -> Recorder {
+        let mut r = Recorder::new(cfg, proc, start);
+        r.pid = pid;
+        r.observe = observe;
+        r
     }
 
     /// Once the job has run a moment (a short job never pays for it), or before the first

@@ -166,9 +166,15 @@ impl Wait for Io {
 
 /// The job's main process, a child of guard.
 pub struct Child {
-    pub pid: i32,
+    pid: i32,
     /// --pgroup: signals go to its whole process group.
-    pub pgroup: bool,
+    pgroup: bool,
+}
+
+impl Child {
+    pub fn new(pid: i32, pgroup: bool) -> Child {
+        Child { pid, pgroup }
+    }
 }
 
 impl Job for Child {
@@ -289,6 +295,30 @@ pub struct Remains {
     pub pending: Vec<PendingAlert>,
 }
 
+impl Remains {
+    /// Complete the run's bundle with how the job ended, its peak and its output tail, and move
+    /// it into place; or say why there is none.
+    pub fn finish_bundle(
+        &mut self,
+        ended: Option<Ended>,
+        peak: Option<u64>,
+        tail: Option<&[u8]>,
+    ) -> Result<PathBuf, String> {
+        match self.bundle.take() {
+            Some(Ok(p)) => self
+                .recorder
+                .finish(p, ended.map(Ended::exit_info), true, peak, tail),
+            Some(Err(e)) => Err(e),
+            None => Err(self
+                .recorder
+                .dir
+                .clone()
+                .err()
+                .unwrap_or_else(|| "no capture was made".into())),
+        }
+    }
+}
+
 /// The loop's state for one run.
 pub struct Supervisor<'c, E: Enforce, J: Job> {
     cfg: &'c WrapConfig,
@@ -326,6 +356,10 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         plan: Plan,
         proc_root: PathBuf,
     ) -> Self {
+        let mut enforcer = enforcer;
+        // Off the job's start-up path: registering on a cgroup already at its limit signals at
+        // once, so no hold can be missed.
+        enforcer.arm_events();
         let now = Instant::now();
         let poll_cap = cfg
             .memory

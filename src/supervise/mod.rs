@@ -46,7 +46,7 @@ impl Fatal {
 
 /// Run COMMAND under guard and return guard's exit status.
 pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
-    // Prepare.
+    // 1. Prepare: signals, the lock, the enforcement, the job's output.
     let mut io = Io::take_signals(cfg)?;
     let Some(_lock) = lock::take(cfg)? else {
         return Ok(exit::LOCK_BUSY);
@@ -59,55 +59,33 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             format!("--quiet: cannot create pipes: {e}"),
         )
     })?;
-    // Start.
+    // 2. Start COMMAND inside the cgroup.
     let started = notify::Started::now();
-    let mut recorder = Recorder::new(cfg, &sys.proc, started.at);
-    recorder.observe = prepared.observe;
-    let (mut enforcer, pid) = prepare::start(cfg, prepared.enforcer, output.stdio())?;
+    let (enforcer, pid) = prepare::start(cfg, prepared.enforcer, output.stdio())?;
     io.capture = output.started();
-    let start_ping = notify::ping_start(cfg);
-    log::debug!("started {} as pid {pid}", cfg.command[0].to_string_lossy());
-    crate::cgroup::Enforce::arm_events(&mut enforcer);
-    recorder.after_spawn(pid);
-    notify::check_metrics(cfg);
-    let job = Child {
-        pid,
-        pgroup: cfg.pgroup,
-    };
-    // Loop.
+    let start_ping = notify::job_started(cfg);
+    let recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
+    let job = Child::new(pid, cfg.pgroup);
     let mut sup = Supervisor::new(cfg, enforcer, recorder, job, prepared.plan, sys.proc);
+    // 3. The event loop, until COMMAND exits.
     sup.run(&mut io)?;
-    // Verdict.
+    // 4. The verdict: why it ended, nothing of the job left, the bundle, the one line.
     let verdict = sup.verdict();
     let (peak, metrics_peak) = sup.peaks(verdict);
     let ended = sup.ended;
-    let left = sup.clean_up(&mut io);
+    let mut left = sup.clean_up(&mut io);
     let output_tail = output.finish(io.capture.take());
-    let bundle = match left.bundle {
-        Some(Ok(p)) => left.recorder.finish(
-            p,
-            ended.map(verdict::Ended::exit_info),
-            true,
-            peak,
-            output_tail.as_deref(),
-        ),
-        Some(Err(e)) => Err(e),
-        None => Err(left
-            .recorder
-            .dir
-            .clone()
-            .err()
-            .unwrap_or_else(|| "no capture was made".into())),
-    };
+    let bundle = left.finish_bundle(ended, peak, output_tail.as_deref());
     if verdict.failed() {
         output.replay();
     }
     if let Some(line) = verdict.line(cfg, pid, peak, &evidence_text(&bundle)) {
         eprintln!("{line}");
     }
-    // Tell.
+    // 5. Tell people: alerts, pings, metrics.
+    let status = verdict.status();
     let ending = Ending {
-        status: verdict.status(),
+        status,
         kind: verdict.kind(),
         pid,
         bundle,
@@ -116,7 +94,6 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         output_tail,
         pending: left.pending,
     };
-    let status = ending.status;
     notify::tell(cfg, ending, start_ping, started);
     Ok(status)
 }

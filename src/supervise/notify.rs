@@ -36,8 +36,11 @@ pub struct PendingAlert {
     handle: JoinHandle<Vec<Delivery>>,
 }
 
-/// `--ping URL/start`, on a thread of its own: a slow or dead endpoint never delays the job.
-pub fn ping_start(cfg: &WrapConfig) -> Option<JoinHandle<Delivery>> {
+/// The job has started: `--ping URL/start` on a thread of its own (a slow or dead endpoint
+/// never delays the job), and a `--metrics-file` that cannot be written said now, not after the
+/// run.
+pub fn job_started(cfg: &WrapConfig) -> Option<JoinHandle<Delivery>> {
+    check_metrics(cfg);
     cfg.ping
         .clone()
         .map(|url| std::thread::spawn(move || alert::ping(&url, "/start", "")))
@@ -231,9 +234,7 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
     }
 }
 
-/// `--metrics-file` checked once the job runs: say now, not after the run, that it cannot be
-/// written.
-pub fn check_metrics(cfg: &WrapConfig) {
+fn check_metrics(cfg: &WrapConfig) {
     if let Some(path) = &cfg.metrics_file {
         if let Err(e) = crate::metrics::check(path) {
             log::warn!(

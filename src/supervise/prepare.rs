@@ -131,7 +131,10 @@ pub fn start(
 ) -> Result<(Enforcer, i32), Fatal> {
     let spawned = spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup);
     match spawned {
-        Ok(pid) => Ok((enforcer, pid)),
+        Ok(pid) => {
+            log::debug!("started {} as pid {pid}", cfg.command[0].to_string_lossy());
+            Ok((enforcer, pid))
+        }
         Err(SpawnError::Attach(e)) if !cfg.require_cgroup => {
             let dir = enforcer
                 .dir()

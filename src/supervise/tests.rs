@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 /// What the fake enforcer and the fake job were asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
+    ArmEvents,
     Hold,
     Unhold,
     KillAll,
@@ -68,7 +69,9 @@ impl Enforce for FakeEnforcer {
     fn attach_fds(&self) -> Vec<BorrowedFd<'_>> {
         Vec::new()
     }
-    fn arm_events(&mut self) {}
+    fn arm_events(&mut self) {
+        self.w.borrow_mut().calls.push(Call::ArmEvents);
+    }
     fn event_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         None
     }
@@ -217,8 +220,7 @@ fn config(evidence: &Path) -> WrapConfig {
 /// A supervisor over the fakes; the evidence goes to `dir`.
 fn supervisor<'c>(cfg: &'c WrapConfig, w: &Shared) -> Supervisor<'c, FakeEnforcer, FakeJob> {
     let proc = Proc::live();
-    let mut recorder = Recorder::new(cfg, proc.root(), Instant::now());
-    recorder.after_spawn(4242);
+    let recorder = Recorder::started(cfg, proc.root(), Instant::now(), 4242, None);
     let enforcer = FakeEnforcer { w: w.clone(), proc };
     let plan = crate::cgroup::detect::Plan::Poll {
         reason: String::new(),
@@ -234,8 +236,12 @@ fn supervisor<'c>(cfg: &'c WrapConfig, w: &Shared) -> Supervisor<'c, FakeEnforce
     )
 }
 
+/// What the fakes were asked to do after the supervisor armed the memory events (which it must
+/// do first).
 fn calls(w: &Shared) -> Vec<Call> {
-    w.borrow().calls.clone()
+    let c = w.borrow().calls.clone();
+    assert_eq!(c.first(), Some(&Call::ArmEvents), "the memory events are armed first");
+    c[1..].to_vec()
 }
 
 fn memory_event() -> Ready {
