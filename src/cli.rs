@@ -1,9 +1,13 @@
-//! The command-line definition (clap derive). Only `config.rs` looks at these types; everything
-//! below it sees a validated `Config`. Values are kept as strings here so that `config.rs` can say
-//! whether a bad value came from a flag or from a `GUARD_*` environment variable.
+//! The command-line definition: clap derive for the subcommands, and wrap mode's options built
+//! from the one option table ([`crate::options`]). Only `config.rs` looks at these types;
+//! everything below it sees a validated `WrapConfig`. Values are kept as text here so that
+//! `config.rs` can say whether a bad value came from a flag, a `GUARD_*` variable or a file.
 
-use clap::{Args, Parser, Subcommand};
+use crate::options::{Kind, OPTIONS, Opt};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 pub const ABOUT: &str =
     "Run a command in a memory-capped cgroup; when it hits the cap, kill it and say so";
@@ -146,158 +150,149 @@ pub struct ConfigCheckArgs {
     pub file: Option<std::path::PathBuf>,
 }
 
-/// Options of wrap mode. Every option is also read from the `GUARD_<NAME>` environment variable; the
-/// command line wins.
-#[derive(Debug, Args, Default, Clone)]
+/// Options of wrap mode, as given on the command line or in their `GUARD_*` variables (clap
+/// reads the variables of value options; guard reads those of switches): built from
+/// [`crate::options::OPTIONS`], kept by key, as text until `config.rs` validates them.
+#[derive(Debug, Default, Clone)]
 pub struct WrapArgs {
-    /// Read settings from this TOML file instead of /etc/guard/guard.toml and
-    /// ~/.config/guard/guard.toml ([defaults] and [jobs.NAME] tables; see guard.toml(5))
-    #[arg(long, env = "GUARD_CONFIG", value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
-
-    /// Hard memory cap for COMMAND and all its descendants (SIZE: 512M, 2G, 1GiB, 500MB, 50%).
-    /// Without it guard only monitors.
-    #[arg(short = 'm', long, env = "GUARD_MEMORY", value_name = "SIZE")]
-    pub memory: Option<String>,
-
-    /// Swap allowed on top of --memory (cgroup v1 with swap accounting, or v2) [default: 0]
-    #[arg(long, env = "GUARD_SWAP", value_name = "SIZE")]
-    pub swap: Option<String>,
-
-    /// Job name used in cgroup names and messages [default: basename of COMMAND]
-    #[arg(long, env = "GUARD_NAME", value_name = "NAME")]
-    pub name: Option<String>,
-
-    /// Grace period after a forwarded SIGTERM, SIGINT, SIGHUP or SIGQUIT (and after COMMAND exits,
-    /// for processes it left behind) before the whole job is killed [default: 10s]
-    #[arg(long, env = "GUARD_KILL_AFTER", value_name = "DUR")]
-    pub kill_after: Option<String>,
-
-    /// Early-warning threshold: a light evidence bundle (timeline, tree, stacks) once per upward
-    /// crossing; the job keeps running. SIZE or a percentage of --memory; 'off' disables it
-    /// [default: 80%]
-    #[arg(long, env = "GUARD_WARN", value_name = "SIZE|PCT")]
-    pub warn: Option<String>,
-
-    /// Where evidence bundles go [default: /var/lib/guard/evidence as root, else
-    /// $XDG_STATE_HOME/guard/evidence or ~/.local/state/guard/evidence]
-    #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
-    pub evidence_dir: Option<std::path::PathBuf>,
-
-    /// Enforce only: write no evidence bundle [env: GUARD_NO_EVIDENCE=1]
-    #[arg(long)]
-    pub no_evidence: bool,
-
-    /// Also write a core dump of the largest process into the bundle (needs gdb's gcore; cores
-    /// contain secrets) [env: GUARD_CORE=1]
-    #[arg(long)]
-    pub core: bool,
-
-    /// Largest process size (RSS) for which --core writes a core; larger ones are skipped
-    /// [default: 4G]
-    #[arg(long, env = "GUARD_CORE_MAX", value_name = "SIZE")]
-    pub core_max: Option<String>,
-
-    /// How often the memory timeline is sampled [default: 100ms]
-    #[arg(long, env = "GUARD_SAMPLE_INTERVAL", value_name = "DUR")]
-    pub sample_interval: Option<String>,
-
-    /// Keep at most N bundles in the evidence directory; the oldest go first [default: 50]
-    #[arg(long, env = "GUARD_KEEP", value_name = "N")]
-    pub keep: Option<String>,
-
-    /// Keep the evidence directory under SIZE; the oldest bundles go first (never the one just
-    /// written) [default: 1GiB]
-    #[arg(long, env = "GUARD_MAX_EVIDENCE_SIZE", value_name = "SIZE")]
-    pub max_evidence_size: Option<String>,
-
-    /// Environment variables whose names contain one of these words (comma-separated,
-    /// case-insensitive) have their values replaced by <redacted> everywhere in a bundle
-    /// [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN]
-    #[arg(long, env = "GUARD_REDACT", value_name = "WORDS")]
-    pub redact: Option<String>,
-
-    /// Write no environ files into bundles [env: GUARD_NO_ENVIRON=1]
-    #[arg(long)]
-    pub no_environ: bool,
-
-    /// Include local variables in Python stacks (py-spy --locals; they may contain secrets)
-    /// [env: GUARD_PYSPY_LOCALS=1]
-    #[arg(long)]
-    pub pyspy_locals: bool,
-
-    /// Time limit: past DUR the job gets SIGTERM (after its evidence is captured), and the whole
-    /// job is killed --kill-after later; guard exits 124
-    #[arg(long, env = "GUARD_TIMEOUT", value_name = "DUR")]
-    pub timeout: Option<String>,
-
-    /// Run only if no other guard holds FILE (flock); a second run exits 75 with one line
-    #[arg(long, env = "GUARD_LOCK", value_name = "FILE")]
-    pub lock: Option<std::path::PathBuf>,
-
-    /// With --lock: wait up to DUR for the lock instead of exiting 75 at once
-    #[arg(long, env = "GUARD_LOCK_WAIT", value_name = "DUR")]
-    pub lock_wait: Option<String>,
-
-    /// healthchecks-compatible pings: URL/start when the job starts, URL when it succeeds,
-    /// URL/fail (with the end of its output) when it fails; bounded and retried, never failing
-    /// the job. URL may be env:NAME or file:/path
-    #[arg(long, env = "GUARD_PING", value_name = "URL")]
-    pub ping: Option<String>,
-
-    /// Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard
-    /// always tries; as PID 1 it reaps them anyway) [env: GUARD_SUBREAPER=1]
-    #[arg(long)]
-    pub subreaper: bool,
-
-    /// Run the job in a process group of its own and forward signals to the whole group (for
-    /// containers; with a terminal, keys then reach guard, which forwards them)
-    /// [env: GUARD_PGROUP=1]
-    #[arg(long)]
-    pub pgroup: bool,
-
-    /// Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle
-    /// when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM
-    /// killer [default: 95%]
-    #[arg(long, env = "GUARD_CAPTURE_AT", value_name = "PCT")]
-    pub capture_at: Option<String>,
-
-    /// Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL
-    /// (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or
-    /// file:/path. Repeatable; added to the [[alerts]] of the config file
-    /// [env: GUARD_ALERT, space-separated]
-    #[arg(long = "alert", value_name = "KIND:TARGET", action = clap::ArgAction::Append)]
-    pub alert: Vec<String>,
-
-    /// Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH
-    /// in the node_exporter textfile format; several jobs can share one file
-    #[arg(long, env = "GUARD_METRICS_FILE", value_name = "PATH")]
-    pub metrics_file: Option<std::path::PathBuf>,
-
-    /// Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be
-    /// created [env: GUARD_REQUIRE_CGROUP=1]
-    #[arg(long)]
-    pub require_cgroup: bool,
-
-    /// More of guard's own messages on stderr (-v: mode and cgroup at start; -vv: debug)
-    /// [env: GUARD_VERBOSE=0|1|2]
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    values: BTreeMap<&'static str, OsString>,
+    flags: BTreeSet<&'static str>,
+    /// -v, counted.
     pub verbose: u8,
-
-    /// Less of guard's own messages: errors and the final line (memory kill, timeout) only
-    /// [env: GUARD_BRIEF=1]
-    #[arg(short = 'q', long)]
-    pub brief: bool,
-
-    /// Cron mode: collect the job's stdout and stderr and print them only if it fails (non-zero
-    /// exit, signal, memory kill, timeout), as chronic does; the last 64 KiB also go into the
-    /// bundle (output.tail) and the alerts [env: GUARD_QUIET=1]
-    #[arg(long)]
-    pub quiet: bool,
-
-    /// The command to run, with its arguments (put it after '--')
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, num_args = 1..)]
+    /// --alert, each KIND:TARGET.
+    pub alert: Vec<String>,
+    /// COMMAND and its arguments.
     pub command: Vec<OsString>,
+}
+
+impl WrapArgs {
+    /// The settings of a job by name, before files and variables (for `guard config check`).
+    pub fn for_job(name: Option<String>) -> WrapArgs {
+        let mut a = WrapArgs {
+            command: vec!["true".into()],
+            ..WrapArgs::default()
+        };
+        if let Some(n) = name {
+            a.values.insert("name", n.into());
+        }
+        a
+    }
+
+    /// A value option as text (None: not given). Values of text kinds are UTF-8 (clap checked).
+    pub fn text(&self, key: &str) -> Option<&str> {
+        debug_assert!(
+            crate::options::get(key).kind != Kind::Path,
+            "{key} is a path"
+        );
+        self.values.get(key).and_then(|v| v.to_str())
+    }
+
+    /// A path option (None: not given).
+    pub fn path(&self, key: &str) -> Option<PathBuf> {
+        self.values.get(key).map(PathBuf::from)
+    }
+
+    /// Whether the switch `key` was given on the command line.
+    pub fn flag(&self, key: &str) -> bool {
+        self.flags.contains(crate::options::get(key).key)
+    }
+
+    /// Set `key` (a value option) unless it is set already; true when it was set now.
+    pub fn fill(&mut self, key: &'static str, value: OsString) -> bool {
+        if self.values.contains_key(key) {
+            return false;
+        }
+        self.values.insert(key, value);
+        true
+    }
+}
+
+/// One wrap option as clap sees it.
+fn wrap_arg(o: &'static Opt) -> Arg {
+    // Only switches' help is built (naming their variable): the rest is static text, not
+    // allocated on every run's start path.
+    let mut a = Arg::new(o.key).long(o.flag);
+    a = if o.kind.clap_env() {
+        a.help(o.help)
+    } else {
+        a.help(o.cli_help())
+    };
+    if let Some(s) = o.short {
+        a = a.short(s);
+    }
+    if o.kind.clap_env() {
+        a = a.env(o.env);
+    }
+    match o.kind {
+        Kind::Flag => a.action(ArgAction::SetTrue),
+        Kind::Level => a.action(ArgAction::Count),
+        Kind::List => a.action(ArgAction::Append).value_name(o.value_name),
+        Kind::Path => a
+            .value_name(o.value_name)
+            .value_parser(clap::value_parser!(PathBuf)),
+        _ => a.value_name(o.value_name),
+    }
+}
+
+impl Args for WrapArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let cmd = OPTIONS.iter().fold(cmd, |cmd, o| cmd.arg(wrap_arg(o)));
+        cmd.arg(
+            Arg::new("command")
+                .value_name("COMMAND")
+                .help("The command to run, with its arguments (put it after '--')")
+                .required(true)
+                .trailing_var_arg(true)
+                .num_args(1..)
+                .value_parser(clap::value_parser!(OsString)),
+        )
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for WrapArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut a = WrapArgs::default();
+        a.update_from_arg_matches(m)?;
+        Ok(a)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for o in OPTIONS {
+            match o.kind {
+                Kind::Flag => {
+                    if m.get_flag(o.key) {
+                        self.flags.insert(o.key);
+                    }
+                }
+                Kind::Level => self.verbose = m.get_count(o.key),
+                Kind::List => {
+                    self.alert = m
+                        .get_many::<String>(o.key)
+                        .map(|v| v.cloned().collect())
+                        .unwrap_or_default();
+                }
+                Kind::Path => {
+                    if let Some(v) = m.get_one::<PathBuf>(o.key) {
+                        self.values.insert(o.key, v.clone().into_os_string());
+                    }
+                }
+                _ => {
+                    if let Some(v) = m.get_one::<String>(o.key) {
+                        self.values.insert(o.key, v.into());
+                    }
+                }
+            }
+        }
+        self.command = m
+            .get_many::<OsString>("command")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]

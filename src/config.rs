@@ -1,9 +1,11 @@
-//! From command-line flags and `GUARD_*` environment variables to a validated `WrapConfig`.
-//! Every bad value becomes one `UsageError` line that names the value, where it came from (flag
-//! or environment variable) and the accepted forms; the caller exits 125.
+//! From command-line flags, `GUARD_*` environment variables and config files to a validated
+//! `WrapConfig`. Options are read by their key in the one option table ([`crate::options`]).
+//! Every bad value becomes one `UsageError` line that names the value, where it came from (flag,
+//! environment variable or `FILE:LINE:COLUMN`) and the accepted forms; the caller exits 125.
 
 use crate::cli::WrapArgs;
 use crate::config_file::Layers;
+use crate::options::{self, Kind};
 use crate::units::{self, DUR_FORMS, SIZE_FORMS, Size};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -113,7 +115,6 @@ pub fn default_evidence_dir() -> Result<PathBuf, String> {
 }
 
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
-const MAX_NAME: usize = 64;
 
 /// Where each setting came from: the command line / environment (clap's matches) or a config
 /// file (`key` → `FILE:LINE:COLUMN`).
@@ -125,101 +126,51 @@ pub struct Src<'a> {
 }
 
 /// "--memory '12X'", "GUARD_MEMORY='12X'" or "memory = '12X' (FILE:LINE:COL)", depending on
-/// where the value came from.
-fn origin(src: &Src, id: &str, flag: &str, env: &str, value: &str) -> String {
-    if let Some(place) = src.file.get(id) {
-        return format!("{id} = '{value}' ({place})");
+/// where the value of option `key` came from.
+fn origin(src: &Src, key: &str, value: &str) -> String {
+    let o = options::get(key);
+    if let Some(place) = src.file.get(o.key) {
+        return format!("{} = '{value}' ({place})", o.key);
     }
-    match src.m.value_source(id) {
-        Some(ValueSource::EnvVariable) => format!("{env}='{value}'"),
-        _ => format!("{flag} '{value}'"),
+    match src.m.value_source(o.key) {
+        Some(ValueSource::EnvVariable) => format!("{}='{value}'", o.env),
+        _ => format!("{} '{value}'", o.long()),
     }
 }
 
-/// The wrap options that take a value, as clap ids = file keys.
-const VALUE_KEYS: &[&str] = &[
-    "memory",
-    "swap",
-    "warn",
-    "evidence_dir",
-    "core_max",
-    "kill_after",
-    "sample_interval",
-    "keep",
-    "max_evidence_size",
-    "redact",
-    "metrics_file",
-    "timeout",
-    "lock",
-    "lock_wait",
-    "ping",
-    "capture_at",
-];
-
-/// Fill the options neither the command line nor the environment set from the config files
-/// (the job's table, then [defaults]); remember where each came from.
+/// Fill the value options neither the command line nor the environment set from the config
+/// files (the job's table, then [defaults]); remember where each came from.
 pub fn apply_files<'a>(
     args: &WrapArgs,
     m: &'a ArgMatches,
     layers: &'a Layers,
 ) -> (WrapArgs, Src<'a>) {
     let mut a = args.clone();
-    let job = args.name.clone();
+    let job = args.text("name").map(str::to_string);
     let mut src = Src {
         m,
         file: Default::default(),
         layers,
         job: job.clone(),
     };
-    // Most options are kept as text until validated; the paths are paths already.
-    enum Slot<'s> {
-        Text(&'s mut Option<String>),
-        Path(&'s mut Option<PathBuf>),
-    }
-    for &key in VALUE_KEYS {
-        let slot = match key {
-            "memory" => Slot::Text(&mut a.memory),
-            "swap" => Slot::Text(&mut a.swap),
-            "warn" => Slot::Text(&mut a.warn),
-            "core_max" => Slot::Text(&mut a.core_max),
-            "kill_after" => Slot::Text(&mut a.kill_after),
-            "sample_interval" => Slot::Text(&mut a.sample_interval),
-            "keep" => Slot::Text(&mut a.keep),
-            "max_evidence_size" => Slot::Text(&mut a.max_evidence_size),
-            "redact" => Slot::Text(&mut a.redact),
-            "timeout" => Slot::Text(&mut a.timeout),
-            "lock_wait" => Slot::Text(&mut a.lock_wait),
-            "ping" => Slot::Text(&mut a.ping),
-            "capture_at" => Slot::Text(&mut a.capture_at),
-            "lock" => Slot::Path(&mut a.lock),
-            "metrics_file" => Slot::Path(&mut a.metrics_file),
-            _ => Slot::Path(&mut a.evidence_dir),
-        };
-        let unset = match &slot {
-            Slot::Text(t) => t.is_none(),
-            Slot::Path(p) => p.is_none(),
-        };
-        if !unset {
-            continue;
+    let values = options::file_keys().filter(|o| !matches!(o.kind, Kind::Flag | Kind::Level));
+    for o in values {
+        if let Some(v) = layers.get(job.as_deref(), o.key) {
+            if a.fill(o.key, v.text.into()) {
+                src.file.insert(o.key, v.place);
+            }
         }
-        let Some(v) = layers.get(job.as_deref(), key) else {
-            continue;
-        };
-        match slot {
-            Slot::Text(t) => *t = Some(v.text),
-            Slot::Path(p) => *p = Some(PathBuf::from(&v.text)),
-        }
-        src.file.insert(key, v.place);
     }
     (a, src)
 }
 
-/// A boolean option: the flag, else its `GUARD_*` variable (when set and not empty), else the
-/// config files, else false.
-fn flag(src: &Src, cli: bool, key: &str, env: &str) -> Result<bool, UsageError> {
-    if cli {
+/// A switch: the flag, else its `GUARD_*` variable (when set and not empty), else the config
+/// files, else false.
+fn flag(src: &Src, args: &WrapArgs, key: &str) -> Result<bool, UsageError> {
+    if args.flag(key) {
         return Ok(true);
     }
+    let env = options::get(key).env;
     if std::env::var(env).is_ok_and(|v| !v.trim().is_empty()) {
         return env_flag(env);
     }
@@ -227,53 +178,6 @@ fn flag(src: &Src, cli: bool, key: &str, env: &str) -> Result<bool, UsageError> 
         .layers
         .get(src.job.as_deref(), key)
         .is_some_and(|v| v.text == "true"))
-}
-
-/// Check a job name given by the user: it ends up in cgroup and file names.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the name is empty".into());
-    }
-    if name.len() > MAX_NAME {
-        return Err(format!("the name is longer than {MAX_NAME} characters"));
-    }
-    if name.starts_with('.') || name.starts_with('-') {
-        return Err("the name must not start with '.' or '-'".into());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Err(format!(
-            "'{c}' is not allowed (use letters, digits, '_', '-' and '.')"
-        ));
-    }
-    Ok(())
-}
-
-/// The default job name: the basename of COMMAND, made safe for cgroup and file names.
-pub fn default_name(command: &OsString) -> String {
-    let s = command.to_string_lossy();
-    let base = s.rsplit('/').next().unwrap_or("");
-    let mut out: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_NAME)
-        .collect();
-    while out.starts_with('.') || out.starts_with('-') {
-        out.remove(0);
-    }
-    if out.is_empty() {
-        "job".to_string()
-    } else {
-        out
-    }
 }
 
 /// A boolean environment variable: unset or empty is false; 1/true/yes/on and 0/false/no/off
@@ -291,39 +195,43 @@ fn env_flag(name: &str) -> Result<bool, UsageError> {
     }
 }
 
-/// Verbosity from -v/-q, GUARD_VERBOSE / GUARD_QUIET, then the config files.
+/// 0, 1 or 2, from `-v`s, GUARD_VERBOSE or the file's `verbose`.
+fn level(text: &str) -> Option<u8> {
+    match text.trim() {
+        "" | "0" => Some(0),
+        "1" => Some(1),
+        "2" => Some(2),
+        _ => None,
+    }
+}
+
+/// Verbosity from -v/-q, GUARD_VERBOSE / GUARD_BRIEF, then the config files.
 fn verbosity(args: &WrapArgs, src: &Src) -> Result<Verbosity, UsageError> {
     let mut v = args.verbose;
+    let env = std::env::var("GUARD_VERBOSE");
     if v == 0 {
-        if let Ok(s) = std::env::var("GUARD_VERBOSE") {
-            v = match s.trim() {
-                "" | "0" => 0,
-                "1" => 1,
-                "2" => 2,
-                other => {
-                    return Err(UsageError(format!(
-                        "GUARD_VERBOSE='{other}' is not valid: expected 0, 1 or 2"
-                    )));
-                }
-            };
+        if let Ok(s) = &env {
+            v = level(s).ok_or_else(|| {
+                UsageError(format!(
+                    "GUARD_VERBOSE='{}' is not valid: expected 0, 1 or 2",
+                    s.trim()
+                ))
+            })?;
         }
     }
-    if v == 0 && std::env::var("GUARD_VERBOSE").is_err() {
+    if v == 0 && env.is_err() {
         if let Some(f) = src.layers.get(src.job.as_deref(), "verbose") {
-            v = match f.text.as_str() {
-                "0" => 0,
-                "1" => 1,
-                "2" => 2,
-                other => {
-                    return Err(UsageError(format!(
-                        "verbose = {other} ({}) is not valid: expected 0, 1 or 2",
-                        f.place
-                    )));
-                }
-            };
+            v = level(&f.text)
+                .filter(|_| !f.text.is_empty())
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "verbose = {} ({}) is not valid: expected 0, 1 or 2",
+                        f.text, f.place
+                    ))
+                })?;
         }
     }
-    let quiet = args.brief || (v == 0 && flag(src, false, "brief", "GUARD_BRIEF")?);
+    let quiet = args.flag("brief") || (v == 0 && flag(src, args, "brief")?);
     Ok(match (quiet, v) {
         (true, 0) => Verbosity::Quiet,
         (true, _) => {
@@ -344,123 +252,180 @@ pub fn wrap_config(
     src: &Src,
     available: impl FnOnce() -> Option<u64>,
 ) -> Result<WrapConfig, UsageError> {
-    let size_err = |id: &str, flag: &str, env: &str, v: &str, e: units::UnitError| {
-        UsageError(format!(
-            "invalid {}: {e}; expected {SIZE_FORMS}",
-            origin(src, id, flag, env, v)
-        ))
-    };
-    let mut available = Some(available);
-    let mut memory = None;
-    if let Some(text) = &args.memory {
-        let size = units::parse_size(text)
-            .map_err(|e| size_err("memory", "--memory", "GUARD_MEMORY", text, e))?;
-        let bytes = match size {
-            Size::Bytes(b) => b,
-            Size::Percent(_) => {
-                let base = available.take().and_then(|f| f()).ok_or_else(|| {
-                    UsageError(format!(
-                        "cannot resolve {}: the memory available to guard is unknown; give a size like 2G",
-                        origin(src, "memory", "--memory", "GUARD_MEMORY", text)
-                    ))
-                })?;
-                size.resolve(base)
-            }
-        };
-        // Below a few MiB the kernel cannot even start most programs: a typo, not a cap.
-        if bytes < 1 << 20 {
-            return Err(UsageError(format!(
-                "invalid {}: {} is too small for a memory cap (minimum 1 MiB); did you mean {}M?",
-                origin(src, "memory", "--memory", "GUARD_MEMORY", text),
-                units::format_size(bytes),
-                text.trim()
-            )));
-        }
-        memory = Some(bytes);
-    }
-    let swap = match &args.swap {
-        None => 0,
-        Some(text) => {
-            let size = units::parse_size(text)
-                .map_err(|e| size_err("swap", "--swap", "GUARD_SWAP", text, e))?;
-            match (size, memory) {
-                (Size::Bytes(b), _) => b,
-                (Size::Percent(_), Some(base)) => size.resolve(base),
-                (Size::Percent(_), None) => 0, // rejected just below: --swap needs --memory
-            }
-        }
-    };
-    if args.swap.is_some() && memory.is_none() {
-        return Err(UsageError(format!(
-            "{} needs --memory: swap is allowed on top of the memory cap",
-            origin(
-                src,
-                "swap",
-                "--swap",
-                "GUARD_SWAP",
-                args.swap.as_deref().unwrap_or("")
-            )
-        )));
-    }
-    let kill_after = match &args.kill_after {
-        None => DEFAULT_KILL_AFTER,
-        Some(text) => units::parse_duration(text).map_err(|e| {
-            UsageError(format!(
-                "invalid {}: {e}; expected {DUR_FORMS}",
-                origin(src, "kill_after", "--kill-after", "GUARD_KILL_AFTER", text)
-            ))
-        })?,
-    };
-    let Some(first) = args.command.first() else {
-        return Err(UsageError(
-            "no COMMAND given: usage: guard [OPTIONS] -- COMMAND [ARGS]...".into(),
-        ));
-    };
-    if first.is_empty() {
-        return Err(UsageError("COMMAND is an empty string".into()));
-    }
-    let name = match &args.name {
+    let memory = memory(args, src, available)?;
+    let command = command(args)?;
+    let name = match args.text("name") {
         Some(n) => {
-            validate_name(n).map_err(|e| {
+            options::validate_name(n)
+                .map_err(|e| UsageError(format!("invalid {}: {e}", origin(src, "name", n))))?;
+            n.to_string()
+        }
+        None => options::default_name(&command[0]),
+    };
+    let lock = path(
+        args,
+        "lock",
+        "the lock file is an empty string: give --lock FILE",
+    )?;
+    let lock_wait = duration(args, src, "lock_wait")?;
+    if lock_wait.is_some() && lock.is_none() {
+        return Err(UsageError(
+            "--lock-wait needs --lock FILE: it is how long to wait for that lock".into(),
+        ));
+    }
+    Ok(WrapConfig {
+        capture_at: capture_at(args, src)?,
+        subreaper: flag(src, args, "subreaper")?,
+        pgroup: flag(src, args, "pgroup")?,
+        ping: ping(args, src)?,
+        quiet: flag(src, args, "quiet")?,
+        timeout: duration(args, src, "timeout")?,
+        lock,
+        lock_wait,
+        alerts: alerts(args, src)?,
+        metrics_file: path(
+            args,
+            "metrics_file",
+            "the metrics file is an empty string: give --metrics-file PATH",
+        )?,
+        evidence: evidence_config(args, src, memory)?,
+        swap: swap(args, src, memory)?,
+        memory,
+        memory_text: args.text("memory").map(str::to_string),
+        name,
+        kill_after: kill_after(args, src)?,
+        require_cgroup: flag(src, args, "require_cgroup")?,
+        verbosity: verbosity(args, src)?,
+        command,
+    })
+}
+
+/// COMMAND: given, and not an empty string.
+fn command(args: &WrapArgs) -> Result<Vec<OsString>, UsageError> {
+    match args.command.first() {
+        None => Err(UsageError(
+            "no COMMAND given: usage: guard [OPTIONS] -- COMMAND [ARGS]...".into(),
+        )),
+        Some(first) if first.is_empty() => Err(UsageError("COMMAND is an empty string".into())),
+        Some(_) => Ok(args.command.clone()),
+    }
+}
+
+/// A SIZE that did not parse.
+fn size_error(src: &Src, key: &str, v: &str, e: units::UnitError) -> UsageError {
+    UsageError(format!(
+        "invalid {}: {e}; expected {SIZE_FORMS}",
+        origin(src, key, v)
+    ))
+}
+
+/// --memory: bytes, or a percentage of the memory available to guard; at least 1 MiB.
+fn memory(
+    args: &WrapArgs,
+    src: &Src,
+    available: impl FnOnce() -> Option<u64>,
+) -> Result<Option<u64>, UsageError> {
+    let Some(text) = args.text("memory") else {
+        return Ok(None);
+    };
+    let size = units::parse_size(text).map_err(|e| size_error(src, "memory", text, e))?;
+    let bytes = match size {
+        Size::Bytes(b) => b,
+        Size::Percent(_) => {
+            let base = available().ok_or_else(|| {
                 UsageError(format!(
-                    "invalid {}: {e}",
-                    origin(src, "name", "--name", "GUARD_NAME", n)
+                    "cannot resolve {}: the memory available to guard is unknown; give a size like 2G",
+                    origin(src, "memory", text)
                 ))
             })?;
-            n.clone()
+            size.resolve(base)
         }
-        None => default_name(first),
     };
-    let evidence = evidence_config(args, src, memory)?;
-    let metrics_file = match &args.metrics_file {
-        Some(p) if p.as_os_str().is_empty() => {
-            return Err(UsageError(
-                "the metrics file is an empty string: give --metrics-file PATH".into(),
-            ));
-        }
-        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => None,
+    // Below a few MiB the kernel cannot even start most programs: a typo, not a cap.
+    if bytes < 1 << 20 {
+        return Err(UsageError(format!(
+            "invalid {}: {} is too small for a memory cap (minimum 1 MiB); did you mean {}M?",
+            origin(src, "memory", text),
+            units::format_size(bytes),
+            text.trim()
+        )));
+    }
+    Ok(Some(bytes))
+}
+
+/// --swap: on top of --memory (a percentage is of --memory), which it needs.
+fn swap(args: &WrapArgs, src: &Src, memory: Option<u64>) -> Result<u64, UsageError> {
+    let Some(text) = args.text("swap") else {
+        return Ok(0);
     };
+    let size = units::parse_size(text).map_err(|e| size_error(src, "swap", text, e))?;
+    match (size, memory) {
+        (Size::Bytes(b), Some(_)) => Ok(b),
+        (Size::Percent(_), Some(base)) => Ok(size.resolve(base)),
+        (_, None) => Err(UsageError(format!(
+            "{} needs --memory: swap is allowed on top of the memory cap",
+            origin(src, "swap", text)
+        ))),
+    }
+}
+
+/// A DUR that did not parse.
+fn duration_error(src: &Src, key: &str, v: &str, e: units::UnitError) -> UsageError {
+    UsageError(format!(
+        "invalid {}: {e}; expected {DUR_FORMS}",
+        origin(src, key, v)
+    ))
+}
+
+/// --kill-after (zero is allowed: kill at once).
+fn kill_after(args: &WrapArgs, src: &Src) -> Result<Duration, UsageError> {
+    match args.text("kill_after") {
+        None => Ok(DEFAULT_KILL_AFTER),
+        Some(t) => units::parse_duration(t).map_err(|e| duration_error(src, "kill_after", t, e)),
+    }
+}
+
+/// A DUR option that must be more than 0 (--timeout, --lock-wait).
+fn duration(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<Duration>, UsageError> {
+    let Some(t) = args.text(key) else {
+        return Ok(None);
+    };
+    let d = units::parse_duration(t).map_err(|e| duration_error(src, key, t, e))?;
+    if d.is_zero() {
+        return Err(UsageError(format!(
+            "invalid {}: must be more than 0",
+            origin(src, key, t)
+        )));
+    }
+    Ok(Some(d))
+}
+
+/// A path option, made absolute (the job may change directory; guard does not). An empty string
+/// is the mistake `empty` describes.
+fn path(args: &WrapArgs, key: &str, empty: &str) -> Result<Option<PathBuf>, UsageError> {
+    match args.path(key) {
+        Some(p) if p.as_os_str().is_empty() => Err(UsageError(empty.into())),
+        Some(p) => Ok(Some(std::path::absolute(&p).unwrap_or(p))),
+        None => Ok(None),
+    }
+}
+
+/// The [[alerts]] of the config files, and --alert (or GUARD_ALERT, several separated by spaces).
+fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::alert::Sink>, UsageError> {
+    use crate::alert::spec::redact_url;
     let mut alerts: Vec<crate::alert::Sink> =
         src.layers.alerts().into_iter().map(|(s, _)| s).collect();
     let mut specs: Vec<(String, String)> = args
         .alert
         .iter()
-        .map(|a| {
-            (
-                a.clone(),
-                format!("--alert '{}'", crate::alert::spec::redact_url(a)),
-            )
-        })
+        .map(|a| (a.clone(), format!("--alert '{}'", redact_url(a))))
         .collect();
     if args.alert.is_empty() {
         if let Ok(v) = std::env::var("GUARD_ALERT") {
-            specs.extend(v.split_whitespace().map(|a| {
-                (
-                    a.to_string(),
-                    format!("GUARD_ALERT='{}'", crate::alert::spec::redact_url(a)),
-                )
-            }));
+            specs.extend(
+                v.split_whitespace()
+                    .map(|a| (a.to_string(), format!("GUARD_ALERT='{}'", redact_url(a)))),
+            );
         }
     }
     for (spec, shown) in specs {
@@ -469,110 +434,42 @@ pub fn wrap_config(
                 .map_err(|e| UsageError(format!("invalid {shown}: {e}")))?,
         );
     }
-    let dur = |id: &str,
-               flag: &str,
-               env: &str,
-               v: &Option<String>|
-     -> Result<Option<Duration>, UsageError> {
-        match v {
-            None => Ok(None),
-            Some(t) => {
-                let d = units::parse_duration(t).map_err(|e| {
-                    UsageError(format!(
-                        "invalid {}: {e}; expected {DUR_FORMS}",
-                        origin(src, id, flag, env, t)
-                    ))
-                })?;
-                if d.is_zero() {
-                    return Err(UsageError(format!(
-                        "invalid {}: must be more than 0",
-                        origin(src, id, flag, env, t)
-                    )));
-                }
-                Ok(Some(d))
-            }
-        }
+    Ok(alerts)
+}
+
+/// --ping: an http(s) URL, or env:NAME / file:/path holding one (resolved when pinging).
+fn ping(args: &WrapArgs, src: &Src) -> Result<Option<crate::alert::spec::Secret>, UsageError> {
+    use crate::alert::spec::{Secret, redact_url};
+    let Some(u) = args.text("ping") else {
+        return Ok(None);
     };
-    let timeout = dur("timeout", "--timeout", "GUARD_TIMEOUT", &args.timeout)?;
-    let lock_wait = dur(
-        "lock_wait",
-        "--lock-wait",
-        "GUARD_LOCK_WAIT",
-        &args.lock_wait,
-    )?;
-    if lock_wait.is_some() && args.lock.is_none() {
-        return Err(UsageError(
-            "--lock-wait needs --lock FILE: it is how long to wait for that lock".into(),
-        ));
+    let sec = Secret::parse(u);
+    if let Secret::Plain(p) = &sec {
+        if !(p.starts_with("http://") || p.starts_with("https://")) {
+            return Err(UsageError(format!(
+                "invalid {}: expected an http:// or https:// URL (or env:NAME / file:/path)",
+                origin(src, "ping", &redact_url(p))
+            )));
+        }
     }
-    let lock = match &args.lock {
-        Some(p) if p.as_os_str().is_empty() => {
-            return Err(UsageError(
-                "the lock file is an empty string: give --lock FILE".into(),
-            ));
-        }
-        Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => None,
+    Ok(Some(sec))
+}
+
+/// --capture-at: 1% to 100% of the container's limit.
+fn capture_at(args: &WrapArgs, src: &Src) -> Result<u8, UsageError> {
+    let Some(t) = args.text("capture_at") else {
+        return Ok(95);
     };
-    let ping = match &args.ping {
-        None => None,
-        Some(u) => {
-            let sec = crate::alert::spec::Secret::parse(u);
-            if let crate::alert::spec::Secret::Plain(p) = &sec {
-                if !(p.starts_with("http://") || p.starts_with("https://")) {
-                    return Err(UsageError(format!(
-                        "invalid {}: expected an http:// or https:// URL (or env:NAME / file:/path)",
-                        origin(
-                            src,
-                            "ping",
-                            "--ping",
-                            "GUARD_PING",
-                            &crate::alert::spec::redact_url(p)
-                        )
-                    )));
-                }
-            }
-            Some(sec)
-        }
-    };
-    let capture_at = match &args.capture_at {
-        None => 95,
-        Some(t) => {
-            let n = t.trim().trim_end_matches('%').trim();
-            n.parse::<u8>().ok().filter(|p| (1..=100).contains(p)).ok_or_else(|| {
-                UsageError(format!(
-                    "invalid {}: expected a percentage of the container's memory limit, 1% to 100%",
-                    origin(src, "capture_at", "--capture-at", "GUARD_CAPTURE_AT", t)
-                ))
-            })?
-        }
-    };
-    Ok(WrapConfig {
-        capture_at,
-        subreaper: flag(src, args.subreaper, "subreaper", "GUARD_SUBREAPER")?,
-        pgroup: flag(src, args.pgroup, "pgroup", "GUARD_PGROUP")?,
-        ping,
-        quiet: flag(src, args.quiet, "quiet", "GUARD_QUIET")?,
-        timeout,
-        lock,
-        lock_wait,
-        alerts,
-        metrics_file,
-        evidence,
-        memory,
-        memory_text: args.memory.clone(),
-        swap,
-        name,
-        kill_after,
-        require_cgroup: flag(
-            src,
-            args.require_cgroup,
-            "require_cgroup",
-            "GUARD_REQUIRE_CGROUP",
-        )?,
-        verbosity: verbosity(args, src)?,
-        command: args.command.clone(),
-    })
+    let n = t.trim().trim_end_matches('%').trim();
+    n.parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid {}: expected a percentage of the container's memory limit, 1% to 100%",
+                origin(src, "capture_at", t)
+            ))
+        })
 }
 
 /// The effective settings, one per line, with where each came from (`guard config check`).
@@ -585,10 +482,36 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
             .or_else(|| src.layers.get(src.job.as_deref(), key).map(|v| v.place))
             .unwrap_or_else(|| "built-in".into())
     };
+    let mut o = String::new();
+    for (k, v) in described(cfg) {
+        let key = match k {
+            "verbosity" if src.layers.get(src.job.as_deref(), "brief").is_some() => "brief",
+            "verbosity" => "verbose",
+            "evidence_dir" if !src.file.contains_key("evidence_dir") => {
+                if src.layers.get(src.job.as_deref(), "no_evidence").is_some() {
+                    "no_evidence"
+                } else {
+                    k
+                }
+            }
+            other => other,
+        };
+        let _ = writeln!(o, "  {k:<18} {v:<28} {}", from(key));
+    }
+    o
+}
+
+/// The rows `guard config check` prints.
+fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
     let e = &cfg.evidence;
     let size =
         |v: Option<u64>, none: &str| v.map(units::format_size).unwrap_or_else(|| none.into());
-    let rows: Vec<(&str, String)> = vec![
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    vec![
         ("memory", size(cfg.memory, "none (monitor only)")),
         ("swap", units::format_size(cfg.swap)),
         ("warn", size(e.warn, "off")),
@@ -608,13 +531,7 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
                 .map(units::format_duration)
                 .unwrap_or_else(|| "none".into()),
         ),
-        (
-            "lock",
-            cfg.lock
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "none".into()),
-        ),
+        ("lock", path(&cfg.lock)),
         ("sample_interval", units::format_duration(e.sample_interval)),
         ("keep", e.keep.to_string()),
         ("max_evidence_size", units::format_size(e.max_size)),
@@ -624,31 +541,8 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
         ("require_cgroup", cfg.require_cgroup.to_string()),
         ("verbosity", format!("{:?}", cfg.verbosity).to_lowercase()),
         ("quiet", cfg.quiet.to_string()),
-        (
-            "metrics_file",
-            cfg.metrics_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "none".into()),
-        ),
-    ];
-    let mut o = String::new();
-    for (k, v) in rows {
-        let key = match k {
-            "verbosity" if src.layers.get(src.job.as_deref(), "brief").is_some() => "brief",
-            "verbosity" => "verbose",
-            "evidence_dir" if !src.file.contains_key("evidence_dir") => {
-                if src.layers.get(src.job.as_deref(), "no_evidence").is_some() {
-                    "no_evidence"
-                } else {
-                    k
-                }
-            }
-            other => other,
-        };
-        let _ = writeln!(o, "  {k:<18} {v:<28} {}", from(key));
-    }
-    o
+        ("metrics_file", path(&cfg.metrics_file)),
+    ]
 }
 
 /// The evidence options, validated.
@@ -657,180 +551,143 @@ fn evidence_config(
     src: &Src,
     memory: Option<u64>,
 ) -> Result<EvidenceConfig, UsageError> {
-    let size = |id: &str, flag: &str, env: &str, text: &str| -> Result<u64, UsageError> {
-        match units::parse_size(text) {
-            Ok(Size::Bytes(b)) => Ok(b),
-            Ok(Size::Percent(_)) => Err(UsageError(format!(
-                "invalid {}: a percentage is not accepted here; give a size like 2G",
-                origin(src, id, flag, env, text)
-            ))),
-            Err(e) => Err(UsageError(format!(
-                "invalid {}: {e}; expected {SIZE_FORMS}",
-                origin(src, id, flag, env, text)
-            ))),
-        }
-    };
-    let warn = match (args.warn.as_deref().map(str::trim), memory) {
-        (Some(t), _) if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") => None,
-        (None, Some(mem)) => Some(Size::Percent(DEFAULT_WARN_PERCENT).resolve(mem)),
-        (None, None) => None,
-        (Some(t), mem) => {
-            let o = || origin(src, "warn", "--warn", "GUARD_WARN", t);
-            let bytes = match (units::parse_size(t), mem) {
-                (Ok(Size::Bytes(b)), _) => b,
-                (Ok(p @ Size::Percent(_)), Some(mem)) => p.resolve(mem),
-                (Ok(Size::Percent(_)), None) => {
-                    return Err(UsageError(format!(
-                        "{}: a percentage needs --memory (it is a share of the cap); give a size like 1G",
-                        o()
-                    )));
-                }
-                (Err(e), _) => {
-                    return Err(UsageError(format!(
-                        "invalid {}: {e}; expected {SIZE_FORMS}, or off",
-                        o()
-                    )));
-                }
-            };
-            if let Some(mem) = mem {
-                if bytes >= mem {
-                    return Err(UsageError(format!(
-                        "{} is not below --memory {}: the warning must come before the cap (or use --warn off)",
-                        o(),
-                        units::format_size(mem)
-                    )));
-                }
-            }
-            Some(bytes)
-        }
-    };
-    let core_max = match &args.core_max {
-        Some(t) => size("core_max", "--core-max", "GUARD_CORE_MAX", t)?,
-        None => DEFAULT_CORE_MAX,
-    };
-    let max_size = match &args.max_evidence_size {
-        Some(t) => size(
-            "max_evidence_size",
-            "--max-evidence-size",
-            "GUARD_MAX_EVIDENCE_SIZE",
-            t,
-        )?,
-        None => DEFAULT_MAX_EVIDENCE_SIZE,
-    };
-    let sample_interval = match &args.sample_interval {
-        None => DEFAULT_SAMPLE_INTERVAL,
-        Some(t) => {
-            let o = || {
-                origin(
-                    src,
-                    "sample_interval",
-                    "--sample-interval",
-                    "GUARD_SAMPLE_INTERVAL",
-                    t,
-                )
-            };
-            let d = units::parse_duration(t)
-                .map_err(|e| UsageError(format!("invalid {}: {e}; expected {DUR_FORMS}", o())))?;
-            if d < MIN_SAMPLE_INTERVAL {
-                return Err(UsageError(format!(
-                    "invalid {}: the shortest interval is {}",
-                    o(),
-                    units::format_duration(MIN_SAMPLE_INTERVAL)
-                )));
-            }
-            d
-        }
-    };
-    let keep = match &args.keep {
-        None => DEFAULT_KEEP,
-        Some(t) => t
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| {
-                UsageError(format!(
-                    "invalid {}: expected a whole number of bundles, 1 or more",
-                    origin(src, "keep", "--keep", "GUARD_KEEP", t)
-                ))
-            })?,
-    };
-    let redact = match &args.redact {
-        None => DEFAULT_REDACT.iter().map(|w| w.to_string()).collect(),
-        Some(t) => {
-            let words: Vec<String> = t
-                .split(',')
-                .map(|w| w.trim().to_ascii_uppercase())
-                .filter(|w| !w.is_empty())
-                .collect();
-            if words.is_empty() {
-                return Err(UsageError(format!(
-                    "invalid {}: expected comma-separated words like TOKEN,PASS",
-                    origin(src, "redact", "--redact", "GUARD_REDACT", t)
-                )));
-            }
-            words
-        }
-    };
-    let no_evidence = flag(src, args.no_evidence, "no_evidence", "GUARD_NO_EVIDENCE")?;
-    let dir = if no_evidence {
-        Err(if args.no_evidence {
-            "--no-evidence was given".to_string()
-        } else if std::env::var("GUARD_NO_EVIDENCE").is_ok_and(|v| !v.trim().is_empty()) {
-            "GUARD_NO_EVIDENCE is set".to_string()
-        } else {
-            let place = src
-                .layers
-                .get(src.job.as_deref(), "no_evidence")
-                .map(|v| v.place)
-                .unwrap_or_default();
-            format!("no_evidence = true ({place})")
-        })
-    } else {
-        match &args.evidence_dir {
-            Some(d) if d.as_os_str().is_empty() => {
-                return Err(UsageError(
-                    "the evidence directory is an empty string: give --evidence-dir DIR".into(),
-                ));
-            }
-            Some(d) => Ok(std::path::absolute(d).unwrap_or_else(|_| d.clone())),
-            None => default_evidence_dir(),
-        }
-    };
     Ok(EvidenceConfig {
-        dir,
-        warn,
-        core: flag(src, args.core, "core", "GUARD_CORE")?,
-        core_max,
-        sample_interval,
-        keep,
-        max_size,
-        redact,
-        environ: !flag(src, args.no_environ, "no_environ", "GUARD_NO_ENVIRON")?,
-        pyspy_locals: flag(src, args.pyspy_locals, "pyspy_locals", "GUARD_PYSPY_LOCALS")?,
+        dir: evidence_dir(args, src)?,
+        warn: warn(args, src, memory)?,
+        core: flag(src, args, "core")?,
+        core_max: plain_size(args, src, "core_max", DEFAULT_CORE_MAX)?,
+        sample_interval: sample_interval(args, src)?,
+        keep: keep(args, src)?,
+        max_size: plain_size(args, src, "max_evidence_size", DEFAULT_MAX_EVIDENCE_SIZE)?,
+        redact: redact(args, src)?,
+        environ: !flag(src, args, "no_environ")?,
+        pyspy_locals: flag(src, args, "pyspy_locals")?,
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_names_are_safe() {
-        assert_eq!(default_name(&"/usr/bin/python3".into()), "python3");
-        assert_eq!(default_name(&"manage.py".into()), "manage.py");
-        assert_eq!(default_name(&"./my job!".into()), "my_job_");
-        assert_eq!(default_name(&"/".into()), "job");
-        assert_eq!(default_name(&"..hidden".into()), "hidden");
+/// A SIZE option that takes bytes only (no percentage).
+fn plain_size(args: &WrapArgs, src: &Src, key: &str, default: u64) -> Result<u64, UsageError> {
+    let Some(text) = args.text(key) else {
+        return Ok(default);
+    };
+    match units::parse_size(text) {
+        Ok(Size::Bytes(b)) => Ok(b),
+        Ok(Size::Percent(_)) => Err(UsageError(format!(
+            "invalid {}: a percentage is not accepted here; give a size like 2G",
+            origin(src, key, text)
+        ))),
+        Err(e) => Err(size_error(src, key, text, e)),
     }
+}
 
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("fix_images").is_ok());
-        assert!(validate_name("a.b-c_1").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("a/b").is_err());
-        assert!(validate_name("-x").is_err());
-        assert!(validate_name(&"x".repeat(65)).is_err());
+/// --warn: a size or a percentage of --memory, below the cap; 80% of it by default; `off`.
+fn warn(args: &WrapArgs, src: &Src, memory: Option<u64>) -> Result<Option<u64>, UsageError> {
+    let t = match (args.text("warn").map(str::trim), memory) {
+        (Some(t), _) if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") => {
+            return Ok(None);
+        }
+        (None, Some(mem)) => return Ok(Some(Size::Percent(DEFAULT_WARN_PERCENT).resolve(mem))),
+        (None, None) => return Ok(None),
+        (Some(t), _) => t,
+    };
+    let o = || origin(src, "warn", t);
+    let bytes = match (units::parse_size(t), memory) {
+        (Ok(Size::Bytes(b)), _) => b,
+        (Ok(p @ Size::Percent(_)), Some(mem)) => p.resolve(mem),
+        (Ok(Size::Percent(_)), None) => {
+            return Err(UsageError(format!(
+                "{}: a percentage needs --memory (it is a share of the cap); give a size like 1G",
+                o()
+            )));
+        }
+        (Err(e), _) => {
+            return Err(UsageError(format!(
+                "invalid {}: {e}; expected {SIZE_FORMS}, or off",
+                o()
+            )));
+        }
+    };
+    if let Some(mem) = memory.filter(|&m| bytes >= m) {
+        return Err(UsageError(format!(
+            "{} is not below --memory {}: the warning must come before the cap (or use --warn off)",
+            o(),
+            units::format_size(mem)
+        )));
     }
+    Ok(Some(bytes))
+}
+
+/// --sample-interval: at least MIN_SAMPLE_INTERVAL.
+fn sample_interval(args: &WrapArgs, src: &Src) -> Result<Duration, UsageError> {
+    let Some(t) = args.text("sample_interval") else {
+        return Ok(DEFAULT_SAMPLE_INTERVAL);
+    };
+    let d = units::parse_duration(t).map_err(|e| duration_error(src, "sample_interval", t, e))?;
+    if d < MIN_SAMPLE_INTERVAL {
+        return Err(UsageError(format!(
+            "invalid {}: the shortest interval is {}",
+            origin(src, "sample_interval", t),
+            units::format_duration(MIN_SAMPLE_INTERVAL)
+        )));
+    }
+    Ok(d)
+}
+
+/// --keep: 1 or more bundles.
+fn keep(args: &WrapArgs, src: &Src) -> Result<usize, UsageError> {
+    let Some(t) = args.text("keep") else {
+        return Ok(DEFAULT_KEEP);
+    };
+    t.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid {}: expected a whole number of bundles, 1 or more",
+                origin(src, "keep", t)
+            ))
+        })
+}
+
+/// --redact: comma-separated words (upper-cased).
+fn redact(args: &WrapArgs, src: &Src) -> Result<Vec<String>, UsageError> {
+    let Some(t) = args.text("redact") else {
+        return Ok(DEFAULT_REDACT.iter().map(|w| w.to_string()).collect());
+    };
+    let words: Vec<String> = t
+        .split(',')
+        .map(|w| w.trim().to_ascii_uppercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return Err(UsageError(format!(
+            "invalid {}: expected comma-separated words like TOKEN,PASS",
+            origin(src, "redact", t)
+        )));
+    }
+    Ok(words)
+}
+
+/// Where bundles go, or why none are written (--no-evidence, its variable or key).
+fn evidence_dir(args: &WrapArgs, src: &Src) -> Result<Result<PathBuf, String>, UsageError> {
+    if !flag(src, args, "no_evidence")? {
+        let empty = "the evidence directory is an empty string: give --evidence-dir DIR";
+        return Ok(match path(args, "evidence_dir", empty)? {
+            Some(d) => Ok(d),
+            None => default_evidence_dir(),
+        });
+    }
+    Ok(Err(if args.flag("no_evidence") {
+        "--no-evidence was given".to_string()
+    } else if std::env::var("GUARD_NO_EVIDENCE").is_ok_and(|v| !v.trim().is_empty()) {
+        "GUARD_NO_EVIDENCE is set".to_string()
+    } else {
+        let place = src
+            .layers
+            .get(src.job.as_deref(), "no_evidence")
+            .map(|v| v.place)
+            .unwrap_or_default();
+        format!("no_evidence = true ({place})")
+    }))
 }

@@ -6,166 +6,16 @@
 //! wrong types are errors that name `file:line:column`; values are checked by `config.rs`, which
 //! names the same place when a value is bad.
 
+use crate::options::{self, Kind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::Value;
 
-/// Every key of a `[defaults]` / `[jobs.NAME]` table: name, value type, meaning (guard.toml(5) is
-/// rendered from this; a test checks it against the wrap options and the parser).
-pub const KEYS: &[(&str, &str, &str)] = &[
-    (
-        "memory",
-        "SIZE",
-        "Hard cap for the command and all its descendants (\"512M\", \"2G\", \"50%\", or bytes). Without it guard only monitors.",
-    ),
-    ("swap", "SIZE", "Swap allowed on top of memory (default 0)."),
-    (
-        "warn",
-        "SIZE|PCT",
-        "Early-warning threshold, a size or a percentage of memory (default \"80%\"); \"off\" disables it.",
-    ),
-    (
-        "evidence_dir",
-        "PATH",
-        "Where evidence bundles go (default /var/lib/guard/evidence as root, else $XDG_STATE_HOME/guard/evidence).",
-    ),
-    ("no_evidence", "BOOL", "Enforce only: no evidence bundles."),
-    (
-        "core",
-        "BOOL",
-        "Also write a core dump of the largest process (contains secrets).",
-    ),
-    (
-        "core_max",
-        "SIZE",
-        "Skip the core when the largest process is bigger than this (default \"4G\").",
-    ),
-    (
-        "kill_after",
-        "DUR",
-        "Grace period after a forwarded terminating signal before the whole job is killed (\"10s\", or seconds).",
-    ),
-    (
-        "sample_interval",
-        "DUR",
-        "Memory timeline sampling period (default \"100ms\").",
-    ),
-    (
-        "keep",
-        "N",
-        "Bundles kept in the evidence directory, oldest removed first (default 50).",
-    ),
-    (
-        "max_evidence_size",
-        "SIZE",
-        "Size the evidence directory is kept under (default \"1GiB\").",
-    ),
-    (
-        "redact",
-        "WORDS",
-        "Variables whose names contain one of these words are redacted: a list [\"TOKEN\", \"PASS\"] or one comma-separated string.",
-    ),
-    ("no_environ", "BOOL", "No environ files in bundles."),
-    (
-        "pyspy_locals",
-        "BOOL",
-        "Python stacks with local variables (may contain secrets).",
-    ),
-    (
-        "require_cgroup",
-        "BOOL",
-        "Exit 125 instead of falling back to poll mode when no cgroup can be used.",
-    ),
-    (
-        "brief",
-        "BOOL",
-        "Only errors and the final line (memory kill, timeout) on stderr (-q).",
-    ),
-    (
-        "quiet",
-        "BOOL",
-        "Cron mode: the job's output is printed only if it fails (chronic); its last 64 KiB go into the bundle and the alerts.",
-    ),
-    (
-        "verbose",
-        "0|1|2",
-        "More of guard's own messages (1: mode and cgroup; 2: debug).",
-    ),
-    (
-        "timeout",
-        "DUR",
-        "Time limit: past it the job's evidence is captured, it gets SIGTERM, and the whole job is killed kill_after later; guard exits 124.",
-    ),
-    (
-        "lock",
-        "PATH",
-        "Run only if no other guard holds this lock file (flock); otherwise exit 75.",
-    ),
-    (
-        "lock_wait",
-        "DUR",
-        "With lock: wait this long for the lock before exiting 75.",
-    ),
-    (
-        "subreaper",
-        "BOOL",
-        "Fail (exit 125) if guard cannot become a child subreaper.",
-    ),
-    (
-        "pgroup",
-        "BOOL",
-        "The job runs in a process group of its own; signals are forwarded to the whole group.",
-    ),
-    (
-        "capture_at",
-        "PCT",
-        "Observe mode: capture a bundle when the container's own cgroup reaches this share of its limit (default \"95%\").",
-    ),
-    (
-        "ping",
-        "URL",
-        "healthchecks-compatible pings: URL/start, URL on success, URL/fail with the output tail on failure (may be env:NAME or file:/path).",
-    ),
-    (
-        "metrics_file",
-        "PATH",
-        "Write the job's outcome to PATH in the node_exporter textfile format (several jobs can share one file).",
-    ),
-];
-
-/// One table of settings (`[defaults]` or `[jobs.NAME]`): raw values with their places.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Table {
-    memory: Option<Spanned<Value>>,
-    swap: Option<Spanned<Value>>,
-    warn: Option<Spanned<Value>>,
-    evidence_dir: Option<Spanned<Value>>,
-    no_evidence: Option<Spanned<Value>>,
-    core: Option<Spanned<Value>>,
-    core_max: Option<Spanned<Value>>,
-    kill_after: Option<Spanned<Value>>,
-    sample_interval: Option<Spanned<Value>>,
-    keep: Option<Spanned<Value>>,
-    max_evidence_size: Option<Spanned<Value>>,
-    redact: Option<Spanned<Value>>,
-    no_environ: Option<Spanned<Value>>,
-    pyspy_locals: Option<Spanned<Value>>,
-    require_cgroup: Option<Spanned<Value>>,
-    quiet: Option<Spanned<Value>>,
-    brief: Option<Spanned<Value>>,
-    verbose: Option<Spanned<Value>>,
-    metrics_file: Option<Spanned<Value>>,
-    timeout: Option<Spanned<Value>>,
-    lock: Option<Spanned<Value>>,
-    lock_wait: Option<Spanned<Value>>,
-    ping: Option<Spanned<Value>>,
-    subreaper: Option<Spanned<Value>>,
-    pgroup: Option<Spanned<Value>>,
-    capture_at: Option<Spanned<Value>>,
-}
+/// One table of settings (`[defaults]` or `[jobs.NAME]`): raw values with their places, keyed by
+/// the option's key (checked against [`crate::options::OPTIONS`] at load).
+type Table = BTreeMap<Spanned<String>, Spanned<Value>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,21 +39,6 @@ struct AlertTable {
     events: Option<Spanned<Vec<String>>>,
     headers: Option<Spanned<BTreeMap<String, String>>>,
     timeout: Option<Spanned<Value>>,
-}
-
-/// What kind of value a key takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// SIZE: a string ("512M", "80%") or an integer number of bytes.
-    Size,
-    /// DUR: a string ("30s") or an integer number of seconds.
-    Duration,
-    Path,
-    Bool,
-    /// A whole number (keep, verbose).
-    Count,
-    /// A list of words or one comma-separated string.
-    Words,
 }
 
 /// A setting taken from a file: its value as the option would have it on the command line, and
@@ -349,10 +184,10 @@ impl ConfigFile {
         self.shape.jobs.keys().cloned().collect()
     }
 
-    /// Every value has the type its key takes; job names are valid.
+    /// Every key is an option's, every value has the type its key takes; job names are valid.
     fn check_types(&self) -> Result<(), String> {
         for name in self.shape.jobs.keys() {
-            if let Err(e) = crate::config::validate_name(name) {
+            if let Err(e) = crate::options::validate_name(name) {
                 let at = self.source.find(&format!("jobs.{name}")).unwrap_or(0);
                 return Err(format!(
                     "{}: invalid job name '{name}': {e}",
@@ -361,9 +196,20 @@ impl ConfigFile {
             }
         }
         for (_, t) in self.tables() {
-            for (key, kind, v) in t.entries() {
-                to_text(kind, v.get_ref())
-                    .map_err(|e| format!("{}: {key}: {e}", self.place(v.span())))?;
+            for (key, v) in t {
+                let Some(o) = options::file_keys().find(|o| o.key == key.get_ref()) else {
+                    let known: Vec<String> = options::file_keys()
+                        .map(|o| format!("`{}`", o.key))
+                        .collect();
+                    return Err(format!(
+                        "{}: unknown field `{}`, expected one of {}",
+                        self.place(key.span()),
+                        key.get_ref(),
+                        known.join(", ")
+                    ));
+                };
+                to_text(o.kind, v.get_ref())
+                    .map_err(|e| format!("{}: {}: {e}", self.place(v.span()), o.key))?;
             }
         }
         Ok(())
@@ -375,9 +221,9 @@ impl ConfigFile {
             Some(j) => self.shape.jobs.get(j)?,
             None => &self.shape.defaults,
         };
-        let (_, kind, v) = t.entries().into_iter().find(|(k, _, _)| *k == key)?;
+        let (_, v) = t.iter().find(|(k, _)| k.get_ref() == key)?;
         // Types were checked at load.
-        let text = to_text(kind, v.get_ref()).ok()?;
+        let text = to_text(options::get(key).kind, v.get_ref()).ok()?;
         Some(FileValue {
             text,
             place: self.place(v.span()),
@@ -385,55 +231,19 @@ impl ConfigFile {
     }
 }
 
-impl Table {
-    fn entries(&self) -> Vec<(&'static str, Kind, &Spanned<Value>)> {
-        use Kind::*;
-        let all: [(&'static str, Kind, &Option<Spanned<Value>>); 26] = [
-            ("memory", Size, &self.memory),
-            ("swap", Size, &self.swap),
-            ("warn", Size, &self.warn),
-            ("evidence_dir", Path, &self.evidence_dir),
-            ("no_evidence", Bool, &self.no_evidence),
-            ("core", Bool, &self.core),
-            ("core_max", Size, &self.core_max),
-            ("kill_after", Duration, &self.kill_after),
-            ("sample_interval", Duration, &self.sample_interval),
-            ("keep", Count, &self.keep),
-            ("max_evidence_size", Size, &self.max_evidence_size),
-            ("redact", Words, &self.redact),
-            ("no_environ", Bool, &self.no_environ),
-            ("pyspy_locals", Bool, &self.pyspy_locals),
-            ("require_cgroup", Bool, &self.require_cgroup),
-            ("quiet", Bool, &self.quiet),
-            ("brief", Bool, &self.brief),
-            ("verbose", Count, &self.verbose),
-            ("metrics_file", Path, &self.metrics_file),
-            ("timeout", Duration, &self.timeout),
-            ("lock", Path, &self.lock),
-            ("lock_wait", Duration, &self.lock_wait),
-            ("ping", Path, &self.ping),
-            ("subreaper", Bool, &self.subreaper),
-            ("pgroup", Bool, &self.pgroup),
-            ("capture_at", Size, &self.capture_at),
-        ];
-        all.into_iter()
-            .filter_map(|(k, kind, v)| v.as_ref().map(|v| (k, kind, v)))
-            .collect()
-    }
-}
-
 /// A file value as the command line would spell it (booleans as "true"/"false").
 fn to_text(kind: Kind, v: &Value) -> Result<String, String> {
+    use Kind::*;
     match (kind, v) {
-        (Kind::Size | Kind::Duration | Kind::Path | Kind::Words, Value::String(s)) => Ok(s.clone()),
-        (Kind::Size | Kind::Duration | Kind::Count, Value::Integer(i)) if *i >= 0 => {
+        (Size | Duration | Percent | Path | Text | Words, Value::String(s)) => Ok(s.clone()),
+        (Size | Duration | Percent | Count | Level, Value::Integer(i)) if *i >= 0 => {
             Ok(i.to_string())
         }
-        (Kind::Size | Kind::Duration | Kind::Count, Value::Integer(_)) => {
+        (Size | Duration | Percent | Count | Level, Value::Integer(_)) => {
             Err("must not be negative".into())
         }
-        (Kind::Bool, Value::Boolean(b)) => Ok(b.to_string()),
-        (Kind::Words, Value::Array(a)) => a
+        (Flag, Value::Boolean(b)) => Ok(b.to_string()),
+        (Words, Value::Array(a)) => a
             .iter()
             .map(|w| {
                 w.as_str()
@@ -442,21 +252,26 @@ fn to_text(kind: Kind, v: &Value) -> Result<String, String> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(|w| w.join(",")),
-        (kind, other) => {
-            let want = match kind {
-                Kind::Size => {
-                    "a size as a string (\"512M\", \"80%\") or an integer number of bytes"
-                }
-                Kind::Duration => {
-                    "a duration as a string (\"30s\") or an integer number of seconds"
-                }
-                Kind::Path => "a path string",
-                Kind::Bool => "true or false",
-                Kind::Count => "a whole number",
-                Kind::Words => "a list of strings like [\"TOKEN\", \"PASS\"]",
-            };
-            Err(format!("expected {want}, found {}", other.type_str()))
-        }
+        (kind, other) => Err(format!(
+            "expected {}, found {}",
+            wanted(kind),
+            other.type_str()
+        )),
+    }
+}
+
+/// What a key of `kind` takes, in words.
+fn wanted(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Size => "a size as a string (\"512M\", \"80%\") or an integer number of bytes",
+        Kind::Duration => "a duration as a string (\"30s\") or an integer number of seconds",
+        Kind::Percent => "a percentage as a string (\"95%\") or an integer",
+        Kind::Path => "a path string",
+        Kind::Text => "a string",
+        Kind::Flag => "true or false",
+        Kind::Count | Kind::Level => "a whole number",
+        Kind::Words => "a list of strings like [\"TOKEN\", \"PASS\"]",
+        Kind::List => "an [[alerts]] table",
     }
 }
 
@@ -587,32 +402,15 @@ mod tests {
     }
 
     #[test]
-    fn every_key_is_documented_and_parsed() {
-        let t: Table = toml::from_str(
-            &KEYS
-                .iter()
-                .map(|(k, _, _)| format!("{k} = 1\n"))
-                .collect::<String>(),
-        )
-        .unwrap();
-        assert_eq!(t.entries().len(), KEYS.len(), "parser and KEYS agree");
-        // Every wrap option has a key ('-' written '_'), except those that choose the file,
-        // the job and the command.
-        let cmd = crate::cli::command_built();
-        let run = cmd.find_subcommand("run").unwrap();
-        for a in run.get_arguments() {
-            let id = a.get_id().as_str();
-            // --alert's key is the [[alerts]] array of tables.
-            if matches!(
-                id,
-                "config" | "name" | "command" | "help" | "version" | "alert"
-            ) {
-                continue;
-            }
-            assert!(
-                KEYS.iter().any(|(k, _, _)| *k == id),
-                "no config key for --{id}"
-            );
+    fn every_file_key_parses_and_nothing_else_does() {
+        for o in crate::options::OPTIONS {
+            let value = match o.kind {
+                Kind::Flag => "true",
+                Kind::Words | Kind::Path | Kind::Text => "\"x\"",
+                _ => "1",
+            };
+            let r = parse(&format!("[defaults]\n{} = {value}\n", o.key));
+            assert_eq!(r.is_ok(), o.file_key, "{}: {r:?}", o.key);
         }
     }
 

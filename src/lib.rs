@@ -1,6 +1,7 @@
 //! guard: run a command in a memory-capped cgroup; at the cap, kill the whole job and say so.
 //!
 //! Module map (the data path runs top to bottom):
+//! - [`options`]: every wrap option defined once (flag, variable, config key, help).
 //! - [`cli`]: the clap definition (flags, `GUARD_*` environment variables, subcommands).
 //! - [`config`]: flags + environment → validated [`config::WrapConfig`]; bad input → exit 125.
 //! - [`config_file`]: the TOML file (`[defaults]`, `[jobs.NAME]`), with `file:line:column` errors.
@@ -29,6 +30,7 @@ pub mod exit;
 pub mod format;
 pub mod man;
 pub mod metrics;
+pub mod options;
 pub mod proc;
 pub mod report;
 pub mod runner;
@@ -282,7 +284,7 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
 }
 
 fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
-    let layers = match config_file::Layers::load(args.config.as_deref()) {
+    let layers = match config_file::Layers::load(args.path("config").as_deref()) {
         Ok(l) => l,
         Err(e) => {
             error_line(&e);
@@ -364,11 +366,7 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
     }
     let mut status = 0;
     for job in jobs {
-        let base = cli::WrapArgs {
-            name: job.clone(),
-            command: vec!["true".into()],
-            ..Default::default()
-        };
+        let base = cli::WrapArgs::for_job(job.clone());
         let (args, src) = config::apply_files(&base, m, &layers);
         match config::wrap_config(&args, &src, available_memory) {
             Ok(cfg) => {

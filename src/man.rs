@@ -52,10 +52,10 @@ pub fn render_toml5() -> String {
     r.control("PP", []);
     r.text([roman("An unknown key, a value of the wrong type, a bad value (a size that does not parse, a warning threshold above the cap) or a file that cannot be read is one line 'guard: error: FILE:LINE:COLUMN: ...' and exit status 125 before anything runs. guard config check [FILE] validates the file and prints the effective settings of [defaults] and of every job, each with the place it comes from.")]);
     r.control("SH", ["KEYS"]);
-    for (key, ty, meaning) in crate::config_file::KEYS {
+    for o in crate::options::file_keys() {
         r.control("TP", []);
-        r.text([bold(*key), roman(" = "), italic(*ty)]);
-        r.text([roman(*meaning)]);
+        r.text([bold(o.key), roman(" = "), italic(o.file_type())]);
+        r.text([roman(format!("{}.", o.help))]);
     }
     r.control("SH", ["ALERTS"]);
     r.text([roman("Each [[alerts]] table is one sink (see ALERTS in guard(1)); they apply to every job. Without --config the alerts of the user's file replace the system's (the lists are not merged). --alert on the command line adds to them.")]);
@@ -97,7 +97,7 @@ pub fn render_toml5() -> String {
         r.text([roman(meaning)]);
     }
     r.control("SH", ["VALUES"]);
-    r.text([roman("SIZE: a string with the units of guard(1) (\"512M\", \"2G\", \"1GiB\", \"500MB\", \"50%\") or an integer number of bytes. DUR: a string (\"500ms\", \"30s\", \"5m\", \"1h\") or an integer number of seconds. BOOL: true or false (a flag given on the command line or in the environment wins). N: a non-negative integer.")]);
+    r.text([roman("SIZE (and SIZE|PCT): a string with the units of guard(1) (\"512M\", \"2G\", \"1GiB\", \"500MB\", \"50%\") or an integer number of bytes. DUR: a string (\"500ms\", \"30s\", \"5m\", \"1h\") or an integer number of seconds. PCT: a string (\"95%\") or an integer. BOOL: true or false (a flag given on the command line or in the environment wins). N, and 0|1|2: a non-negative integer. WORDS: a list of strings ([\"TOKEN\", \"PASS\"]) or one comma-separated string. PATH and URL: a string (a URL may be env:NAME or file:/path). Where the meaning of a key refers to an option (--memory), it is the key of the same name.")]);
     r.control("SH", ["EXAMPLE"]);
     r.control("nf", []);
     r.text([roman(include_str!("../examples/guard.toml"))]);
@@ -242,11 +242,17 @@ pub fn render() -> String {
         )
         .to_roff(),
     );
+    let env_names = crate::options::OPTIONS
+        .iter()
+        .filter(|o| o.kind != crate::options::Kind::Level)
+        .map(|o| o.env)
+        .collect::<Vec<_>>()
+        .join(", ");
     extra.push_str(
         &tagged(
             "ENVIRONMENT",
             &[
-                ("GUARD_MEMORY, GUARD_SWAP, GUARD_WARN, GUARD_NAME, GUARD_EVIDENCE_DIR, GUARD_NO_EVIDENCE, GUARD_CORE, GUARD_CORE_MAX, GUARD_SAMPLE_INTERVAL, GUARD_KEEP, GUARD_MAX_EVIDENCE_SIZE, GUARD_REDACT, GUARD_NO_ENVIRON, GUARD_PYSPY_LOCALS, GUARD_KILL_AFTER, GUARD_REQUIRE_CGROUP, GUARD_BRIEF, GUARD_QUIET, GUARD_TIMEOUT, GUARD_LOCK, GUARD_LOCK_WAIT, GUARD_PING, GUARD_SUBREAPER, GUARD_PGROUP, GUARD_CAPTURE_AT, GUARD_CONFIG, GUARD_METRICS_FILE, GUARD_ALERT", "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off."),
+                (env_names.as_str(), "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off. GUARD_ALERT takes several KIND:TARGET separated by spaces."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )

@@ -637,8 +637,11 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         if self.memory_killed {
             return Verdict::MemoryLimit;
         }
-        let oom = self.enforcer.verdict().oom_kills > 0 || self.recorder.kernel_oom_since_start();
-        if self.ended == Some(Ended::Signal(libc::SIGKILL)) && oom {
+        // Only a SIGKILL can be the kernel's (and only then are its counters read).
+        let sigkill = self.ended == Some(Ended::Signal(libc::SIGKILL));
+        if sigkill
+            && (self.enforcer.verdict().oom_kills > 0 || self.recorder.kernel_oom_since_start())
+        {
             self.bundle = Some(capture::post_mortem(
                 &self.enforcer,
                 &mut self.recorder,

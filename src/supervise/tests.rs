@@ -240,7 +240,11 @@ fn supervisor<'c>(cfg: &'c WrapConfig, w: &Shared) -> Supervisor<'c, FakeEnforce
 /// do first).
 fn calls(w: &Shared) -> Vec<Call> {
     let c = w.borrow().calls.clone();
-    assert_eq!(c.first(), Some(&Call::ArmEvents), "the memory events are armed first");
+    assert_eq!(
+        c.first(),
+        Some(&Call::ArmEvents),
+        "the memory events are armed first"
+    );
     c[1..].to_vec()
 }
 

@@ -1,0 +1,289 @@
+//! The wrap options, each defined once: its config key, flag, environment variable, kind of
+//! value and help. The command line ([`crate::cli`]) is built from [`OPTIONS`], the config file's
+//! keys are checked against it ([`crate::config_file`]), the settings are read through it
+//! ([`crate::config`]), and guard(1)'s OPTIONS and ENVIRONMENT and guard.toml(5)'s KEYS are
+//! rendered from it. A row spells its key, flag and variable out (clap wants them as static
+//! strings, and building them on every run's start path would cost); a test holds them to the
+//! rule: flag = `--` + key with `_` written `-`, variable = `GUARD_` + the key in capitals.
+//! Also here: the rules for job names (`--name`, `[jobs.NAME]`).
+
+/// What kind of value an option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SIZE (`512M`, `2G`, `50%`): in a file a string or an integer number of bytes.
+    Size,
+    /// DUR (`500ms`, `30s`): in a file a string or an integer number of seconds.
+    Duration,
+    /// A path: in a file a string.
+    Path,
+    /// Other text (a URL, a name): in a file a string.
+    Text,
+    /// A percentage (`95%`): in a file a string or an integer.
+    Percent,
+    /// A whole number: in a file an integer.
+    Count,
+    /// Comma-separated words: in a file a list of strings or one string.
+    Words,
+    /// A switch. Its variable is read by guard (1/true/yes/on, 0/false/no/off); in a file a
+    /// boolean.
+    Flag,
+    /// `-v`, counted. GUARD_VERBOSE=0|1|2; in a file the number.
+    Level,
+    /// Repeatable (`--alert`); the variable holds several separated by spaces.
+    List,
+}
+
+impl Kind {
+    /// Options whose environment variable clap reads itself.
+    pub fn clap_env(self) -> bool {
+        !matches!(self, Kind::Flag | Kind::Level | Kind::List)
+    }
+}
+
+/// One wrap option.
+#[derive(Debug)]
+pub struct Opt {
+    /// The config key, and clap's id.
+    pub key: &'static str,
+    /// The long flag, without its dashes.
+    pub flag: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    pub short: Option<char>,
+    pub kind: Kind,
+    /// What the value looks like ("SIZE", "DUR", ...); empty for switches.
+    pub value_name: &'static str,
+    /// One text for --help, guard(1) and guard.toml(5).
+    pub help: &'static str,
+    /// Whether guard.toml has a key for it (not --config, which chooses the file, --name, which
+    /// chooses the job, or --alert, whose key is the [[alerts]] array of tables).
+    pub file_key: bool,
+}
+
+impl Opt {
+    /// The help text as --help prints it: a switch's variable is named, since clap does not read
+    /// it.
+    pub fn cli_help(&self) -> String {
+        match self.kind {
+            Kind::Flag => format!("{} [env: {}=1]", self.help, self.env),
+            Kind::Level => format!("{} [env: {}=0|1|2]", self.help, self.env),
+            Kind::List => format!("{} [env: {}, space-separated]", self.help, self.env),
+            _ => self.help.to_string(),
+        }
+    }
+
+    /// The value's type as guard.toml(5) names it.
+    pub fn file_type(&self) -> &'static str {
+        match self.kind {
+            Kind::Path => "PATH",
+            Kind::Flag => "BOOL",
+            Kind::Level => "0|1|2",
+            _ => self.value_name,
+        }
+    }
+
+    /// `--kill-after`
+    pub fn long(&self) -> String {
+        format!("--{}", self.flag)
+    }
+}
+
+/// The option whose key is `key`. Every key guard reads is in the table (a debug build fails at
+/// once on one that is not).
+pub fn get(key: &str) -> &'static Opt {
+    match OPTIONS.iter().find(|o| o.key == key) {
+        Some(o) => o,
+        None => {
+            debug_assert!(false, "no option {key}");
+            &OPTIONS[0]
+        }
+    }
+}
+
+/// The options a config file may set, in the table's order.
+pub fn file_keys() -> impl Iterator<Item = &'static Opt> {
+    OPTIONS.iter().filter(|o| o.file_key)
+}
+
+macro_rules! opt {
+    ($key:literal, $flag:literal, $env:literal, $short:expr, $kind:ident, $vn:literal, $file:literal, $help:expr) => {
+        Opt {
+            key: $key,
+            flag: $flag,
+            env: $env,
+            short: $short,
+            kind: Kind::$kind,
+            value_name: $vn,
+            help: $help,
+            file_key: $file,
+        }
+    };
+}
+
+use std::ffi::OsString;
+
+/// Every wrap option, in --help's order.
+#[rustfmt::skip]
+pub const OPTIONS: &[Opt] = &[
+    opt!("config", "config", "GUARD_CONFIG", None, Path, "FILE", false,
+        "Read settings from this TOML file instead of /etc/guard/guard.toml and ~/.config/guard/guard.toml ([defaults] and [jobs.NAME] tables; see guard.toml(5))"),
+    opt!("memory", "memory", "GUARD_MEMORY", Some('m'), Size, "SIZE", true,
+        "Hard memory cap for COMMAND and all its descendants (SIZE: 512M, 2G, 1GiB, 500MB, 50%). Without it guard only monitors"),
+    opt!("swap", "swap", "GUARD_SWAP", None, Size, "SIZE", true,
+        "Swap allowed on top of --memory (cgroup v1 with swap accounting, or v2) [default: 0]"),
+    opt!("name", "name", "GUARD_NAME", None, Text, "NAME", false,
+        "Job name used in cgroup names and messages [default: basename of COMMAND]"),
+    opt!("kill_after", "kill-after", "GUARD_KILL_AFTER", None, Duration, "DUR", true,
+        "Grace period after a forwarded SIGTERM, SIGINT, SIGHUP or SIGQUIT (and after COMMAND exits, for processes it left behind) before the whole job is killed [default: 10s]"),
+    opt!("warn", "warn", "GUARD_WARN", None, Size, "SIZE|PCT", true,
+        "Early-warning threshold: a light evidence bundle (timeline, tree, stacks) once per upward crossing; the job keeps running. SIZE or a percentage of --memory; 'off' disables it [default: 80%]"),
+    opt!("evidence_dir", "evidence-dir", "GUARD_EVIDENCE_DIR", None, Path, "DIR", true,
+        "Where evidence bundles go [default: /var/lib/guard/evidence as root, else $XDG_STATE_HOME/guard/evidence or ~/.local/state/guard/evidence]"),
+    opt!("no_evidence", "no-evidence", "GUARD_NO_EVIDENCE", None, Flag, "", true,
+        "Enforce only: write no evidence bundle"),
+    opt!("core", "core", "GUARD_CORE", None, Flag, "", true,
+        "Also write a core dump of the largest process into the bundle (needs gdb's gcore; cores contain secrets)"),
+    opt!("core_max", "core-max", "GUARD_CORE_MAX", None, Size, "SIZE", true,
+        "Largest process size (RSS) for which --core writes a core; larger ones are skipped [default: 4G]"),
+    opt!("sample_interval", "sample-interval", "GUARD_SAMPLE_INTERVAL", None, Duration, "DUR", true,
+        "How often the memory timeline is sampled [default: 100ms]"),
+    opt!("keep", "keep", "GUARD_KEEP", None, Count, "N", true,
+        "Keep at most N bundles in the evidence directory; the oldest go first [default: 50]"),
+    opt!("max_evidence_size", "max-evidence-size", "GUARD_MAX_EVIDENCE_SIZE", None, Size, "SIZE", true,
+        "Keep the evidence directory under SIZE; the oldest bundles go first (never the one just written) [default: 1GiB]"),
+    opt!("redact", "redact", "GUARD_REDACT", None, Words, "WORDS", true,
+        "Environment variables whose names contain one of these words (comma-separated, case-insensitive) have their values replaced by <redacted> everywhere in a bundle [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN]"),
+    opt!("no_environ", "no-environ", "GUARD_NO_ENVIRON", None, Flag, "", true,
+        "Write no environ files into bundles"),
+    opt!("pyspy_locals", "pyspy-locals", "GUARD_PYSPY_LOCALS", None, Flag, "", true,
+        "Include local variables in Python stacks (py-spy --locals; they may contain secrets)"),
+    opt!("timeout", "timeout", "GUARD_TIMEOUT", None, Duration, "DUR", true,
+        "Time limit: past DUR the job gets SIGTERM (after its evidence is captured), and the whole job is killed --kill-after later; guard exits 124"),
+    opt!("lock", "lock", "GUARD_LOCK", None, Path, "FILE", true,
+        "Run only if no other guard holds FILE (flock); a second run exits 75 with one line"),
+    opt!("lock_wait", "lock-wait", "GUARD_LOCK_WAIT", None, Duration, "DUR", true,
+        "With --lock: wait up to DUR for the lock instead of exiting 75 at once"),
+    opt!("ping", "ping", "GUARD_PING", None, Text, "URL", true,
+        "healthchecks-compatible pings: URL/start when the job starts, URL when it succeeds, URL/fail (with the end of its output) when it fails; bounded and retried, never failing the job. URL may be env:NAME or file:/path"),
+    opt!("subreaper", "subreaper", "GUARD_SUBREAPER", None, Flag, "", true,
+        "Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard always tries; as PID 1 it reaps them anyway)"),
+    opt!("pgroup", "pgroup", "GUARD_PGROUP", None, Flag, "", true,
+        "Run the job in a process group of its own and forward signals to the whole group (for containers; with a terminal, keys then reach guard, which forwards them)"),
+    opt!("capture_at", "capture-at", "GUARD_CAPTURE_AT", None, Percent, "PCT", true,
+        "Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM killer [default: 95%]"),
+    opt!("alert", "alert", "GUARD_ALERT", None, List, "KIND:TARGET", false,
+        "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
+    opt!("metrics_file", "metrics-file", "GUARD_METRICS_FILE", None, Path, "PATH", true,
+        "Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH in the node_exporter textfile format; several jobs can share one file"),
+    opt!("require_cgroup", "require-cgroup", "GUARD_REQUIRE_CGROUP", None, Flag, "", true,
+        "Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be created"),
+    opt!("verbose", "verbose", "GUARD_VERBOSE", Some('v'), Level, "", true,
+        "More of guard's own messages on stderr (-v: mode and cgroup at start; -vv: debug)"),
+    opt!("brief", "brief", "GUARD_BRIEF", Some('q'), Flag, "", true,
+        "Less of guard's own messages: errors and the final line (memory kill, timeout) only"),
+    opt!("quiet", "quiet", "GUARD_QUIET", None, Flag, "", true,
+        "Cron mode: collect the job's stdout and stderr and print them only if it fails (non-zero exit, signal, memory kill, timeout), as chronic does; the last 64 KiB also go into the bundle (output.tail) and the alerts"),
+];
+
+/// The longest job name (it ends up in cgroup and file names).
+const MAX_NAME: usize = 64;
+
+/// Check a job name given by the user: it ends up in cgroup and file names.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("the name is longer than {MAX_NAME} characters"));
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Err("the name must not start with '.' or '-'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "'{c}' is not allowed (use letters, digits, '_', '-' and '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// The default job name: the basename of COMMAND, made safe for cgroup and file names.
+pub fn default_name(command: &OsString) -> String {
+    let s = command.to_string_lossy();
+    let base = s.rsplit('/').next().unwrap_or("");
+    let mut out: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME)
+        .collect();
+    while out.starts_with('.') || out.starts_with('-') {
+        out.remove(0);
+    }
+    if out.is_empty() {
+        "job".to_string()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_safe() {
+        assert_eq!(default_name(&"/usr/bin/python3".into()), "python3");
+        assert_eq!(default_name(&"manage.py".into()), "manage.py");
+        assert_eq!(default_name(&"./my job!".into()), "my_job_");
+        assert_eq!(default_name(&"/".into()), "job");
+        assert_eq!(default_name(&"..hidden".into()), "hidden");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("fix_images").is_ok());
+        assert!(validate_name("a.b-c_1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn names_follow_the_rule_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for o in OPTIONS {
+            assert_eq!(o.flag, o.key.replace('_', "-"), "{}", o.key);
+            assert_eq!(
+                o.env,
+                format!("GUARD_{}", o.key.to_uppercase()),
+                "{}",
+                o.key
+            );
+            assert!(seen.insert(o.key), "{} twice", o.key);
+            assert_eq!(
+                o.value_name.is_empty(),
+                matches!(o.kind, Kind::Flag | Kind::Level),
+                "{}: switches have no value name, values do",
+                o.key
+            );
+            assert!(
+                !o.help.ends_with('.'),
+                "{}: help ends without a period",
+                o.key
+            );
+        }
+        assert_eq!(get("kill_after").long(), "--kill-after");
+        assert_eq!(get("verbose").file_type(), "0|1|2");
+        assert!(get("brief").cli_help().ends_with("[env: GUARD_BRIEF=1]"));
+    }
+}
