@@ -76,6 +76,7 @@ mod tests {
         for (code, needle) in [
             (MEMORY_KILL, "137"),
             (TIMEOUT, "124"),
+            (LOCK_BUSY, "75"),
             (GUARD_FAILED, "125"),
             (NOT_EXECUTABLE, "126"),
             (NOT_FOUND, "127"),

@@ -7,6 +7,7 @@
 //! - [`config_file`]: the TOML file (`[defaults]`, `[jobs.NAME]`), with `file:line:column` errors.
 //! - [`units`]: SIZE and DUR parsing and formatting.
 //! - [`exit`]: the exit-status table used by code, man page and tests.
+//! - [`logger`]: guard's own lines on stderr, filtered by -v / -q.
 //! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
 //! - [`runner`]: helper programs run with a bound (py-spy, gcore, exec hooks).
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
@@ -17,7 +18,6 @@
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
-//! - [`man`]: the guard(1) man page, rendered from the CLI definition.
 
 pub mod alert;
 pub mod cgroup;
@@ -28,7 +28,7 @@ pub mod doctor;
 pub mod evidence;
 pub mod exit;
 pub mod format;
-pub mod man;
+pub mod logger;
 pub mod metrics;
 pub mod options;
 pub mod proc;
@@ -48,23 +48,12 @@ fn error_line(msg: &str) {
 }
 
 fn init_logging(v: Verbosity) {
-    let level = match v {
+    logger::init(match v {
         Verbosity::Quiet => log::LevelFilter::Error,
         Verbosity::Normal => log::LevelFilter::Warn,
         Verbosity::Verbose => log::LevelFilter::Info,
         Verbosity::Debug => log::LevelFilter::Debug,
-    };
-    let _ = env_logger::Builder::new()
-        .filter_level(level)
-        .format(|buf, record| {
-            let prefix = match record.level() {
-                log::Level::Error => "error: ",
-                log::Level::Warn => "warning: ",
-                _ => "",
-            };
-            writeln!(buf, "guard: {prefix}{}", record.args())
-        })
-        .try_init();
+    });
 }
 
 /// Turn a clap error into guard's one-line form: clap's message (the lines before its usage

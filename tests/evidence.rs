@@ -77,7 +77,17 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     assert_eq!(o.status.code(), Some(137), "{err}");
     let b = bundle_from_kill_line(&err);
     assert_eq!(b.parent(), Some(ev.as_path()));
-    // <UTC yyyymmddThhmmssZ>-<name>-<pid>
+    let (name, pid) = bundle_name(&b);
+    let m = manifest(&b);
+    check_manifest(&m, pid);
+    let procs = m["processes"].as_array().unwrap();
+    check_layout(&b, procs);
+    check_private(&b, &ev, &name, pid, secret);
+    check_summary(&b);
+}
+
+/// `<UTC yyyymmddThhmmssZ>-<name>-<pid>`: the name and the pid.
+fn bundle_name(b: &Path) -> (String, i32) {
     let name = b.file_name().unwrap().to_str().unwrap().to_string();
     let (ts, rest) = name.split_at(16);
     assert!(
@@ -91,7 +101,11 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
         .parse()
         .unwrap();
 
-    let m = manifest(&b);
+    (name, pid)
+}
+
+/// The manifest has the contract's keys and says what happened.
+fn check_manifest(m: &serde_json::Value, pid: i32) {
     for k in [
         "format",
         "guard_version",
@@ -174,8 +188,10 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
         .collect();
     assert!(cstatus.contains(&("py-spy", "skipped")), "{cstatus:?}");
     assert!(cstatus.contains(&("core", "skipped")), "{cstatus:?}");
+}
 
-    // The layout the contract lists.
+/// The layout the contract lists.
+fn check_layout(b: &Path, procs: &[serde_json::Value]) {
     for f in ["manifest.json", "summary.txt", "timeline.csv", "tree.txt"] {
         assert!(b.join(f).is_file(), "{f}");
     }
@@ -214,10 +230,12 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     assert!(tree.lines().count() >= 3, "{tree}");
     let tl = std::fs::read_to_string(b.join("timeline.csv")).unwrap();
     assert!(tl.starts_with("t_ms,cgroup_bytes,"), "{tl}");
+}
 
-    // Private: 0700 directories, 0600 files; no secret anywhere; no temporary left.
-    let mut all = vec![b.clone()];
-    walk(&b, &mut all);
+/// Private: 0700 directories, 0600 files; no secret anywhere; no temporary left.
+fn check_private(b: &Path, ev: &Path, name: &str, pid: i32, secret: &str) {
+    let mut all = vec![b.to_path_buf()];
+    walk(b, &mut all);
     for p in &all {
         let md = std::fs::symlink_metadata(p).unwrap();
         let want = if md.is_dir() { 0o700 } else { 0o600 };
@@ -240,19 +258,21 @@ fn a_memory_kill_leaves_a_complete_private_bundle_named_in_the_kill_line() {
     assert!(env.contains("MY_API_TOKEN=<redacted>"), "{env}");
     assert!(env.contains("PLAIN_VALUE=visible-value"), "{env}");
     assert_eq!(
-        std::fs::metadata(&ev).unwrap().mode() & 0o777,
+        std::fs::metadata(ev).unwrap().mode() & 0o777,
         0o700,
         "the evidence directory guard created"
     );
-    let names: Vec<String> = std::fs::read_dir(&ev)
+    let names: Vec<String> = std::fs::read_dir(ev)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec![name.clone()], "only the finished bundle");
+    assert_eq!(names, vec![name.to_string()], "only the finished bundle");
+}
 
-    // summary.txt is what `guard report` prints.
-    let r = guard_cmd().arg("report").arg(&b).bounded();
+/// summary.txt is what `guard report` prints.
+fn check_summary(b: &Path) {
+    let r = guard_cmd().arg("report").arg(b).bounded();
     assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
     let summary = std::fs::read_to_string(b.join("summary.txt")).unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), summary);

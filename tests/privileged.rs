@@ -524,7 +524,8 @@ fn doctor_finds_a_usable_cgroup() {
 
 /// Page cache is memory the kernel can reclaim: writing 400 MiB through it under a 64 MiB cap is
 /// not a memory kill. Needs a disk-backed directory (the VM lane's root is in RAM, where written
-/// files cannot be reclaimed without swap: there the test says it is skipped).
+/// files cannot be reclaimed without swap: there the test says it is skipped; on the host lane,
+/// GUARD_TEST_REQUIRE_DISK=1, a skip is a failure).
 #[test]
 fn page_cache_past_the_cap_is_not_a_memory_kill() {
     if !privileged("page_cache_past_the_cap_is_not_a_memory_kill") {
@@ -538,11 +539,13 @@ fn page_cache_past_the_cap_is_not_a_memory_kill() {
             t != nix::sys::statfs::TMPFS_MAGIC && t.0 != 0x8584_58f6
         })
         .unwrap_or(false);
-    if !disk {
-        println!(
-            "test skipped: page_cache_past_the_cap_is_not_a_memory_kill: {} is not disk-backed",
-            dir.display()
-        );
+    // The host lane's target directory is on disk: GUARD_TEST_REQUIRE_DISK=1 there.
+    let reason = (!disk).then(|| format!("{} is not disk-backed", dir.display()));
+    if !gate(
+        "page_cache_past_the_cap_is_not_a_memory_kill",
+        reason,
+        "GUARD_TEST_REQUIRE_DISK",
+    ) {
         return;
     }
     let file = dir.join(format!("guard-pagecache-{}", std::process::id()));

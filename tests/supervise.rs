@@ -5,16 +5,65 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// Read one line from the child's stdout (panics after a timeout via the test's own limit).
-fn line(r: &mut BufReader<ChildStdout>) -> String {
-    let mut s = String::new();
-    r.read_line(&mut s).expect("read line");
-    s.trim().to_string()
+/// The longest any step of these tests waits for guard or the job (guard's own bounds are far
+/// shorter): a broken guard fails the test instead of hanging the suite.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// The job's stdout line by line, read on a thread of its own, so that no read blocks past LIMIT.
+struct Lines(Receiver<String>);
+
+impl Lines {
+    fn new(out: ChildStdout) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l.trim().to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line.
+    fn next(&self) -> String {
+        self.0
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|e| panic!("no line from the job within {LIMIT:?} ({e})"))
+    }
+
+    /// Every line until the end of the output (the job and guard are gone).
+    fn rest(&self) -> String {
+        let mut rest = String::new();
+        loop {
+            match self.0.recv_timeout(LIMIT) {
+                Ok(l) => {
+                    rest.push_str(&l);
+                    rest.push('\n');
+                }
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => panic!("the output did not end within {LIMIT:?}"),
+            }
+        }
+    }
 }
 
-fn start_sigprint(guard_args: &[&str], job_args: &[&str]) -> (Child, BufReader<ChildStdout>, u32) {
+/// All of `r` until its end, within LIMIT.
+fn read_all(mut r: impl Read + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    rx.recv_timeout(LIMIT)
+        .unwrap_or_else(|e| panic!("the stream did not end within {LIMIT:?} ({e})"))
+}
+
+fn start_sigprint(guard_args: &[&str], job_args: &[&str]) -> (Reaper, Lines, u32) {
     use std::os::unix::process::CommandExt;
     let sp = example("sigprint");
     let mut child = guard_cmd()
@@ -31,13 +80,14 @@ fn start_sigprint(guard_args: &[&str], job_args: &[&str]) -> (Child, BufReader<C
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let ready = line(&mut out);
+    let out = Lines::new(child.stdout.take().unwrap());
+    let g = Reaper(Some(child));
+    let ready = out.next();
     let pid: u32 = ready
         .strip_prefix("ready ")
         .and_then(|p| p.parse().ok())
         .expect("ready PID line");
-    (child, out, pid)
+    (g, out, pid)
 }
 
 fn state(pid: u32) -> char {
@@ -49,7 +99,7 @@ fn state(pid: u32) -> char {
 
 #[test]
 fn signals_sent_to_guard_reach_the_child_once_each() {
-    let (mut g, mut out, _job) = start_sigprint(&["--memory", "256M"], &[]);
+    let (mut g, out, _job) = start_sigprint(&["--memory", "256M"], &[]);
     for (sig, name) in [
         (libc::SIGUSR1, "SIGUSR1"),
         (libc::SIGUSR2, "SIGUSR2"),
@@ -60,24 +110,23 @@ fn signals_sent_to_guard_reach_the_child_once_each() {
         (libc::SIGCONT, "SIGCONT"),
     ] {
         send(g.id(), sig);
-        assert_eq!(line(&mut out), name);
+        assert_eq!(out.next(), name);
     }
     send(g.id(), libc::SIGTERM);
-    assert_eq!(line(&mut out), "SIGTERM");
-    let st = g.wait().unwrap();
+    assert_eq!(out.next(), "SIGTERM");
+    let st = g.wait();
     assert_eq!(st.code(), Some(0), "sigprint exits 0 on SIGTERM");
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "", "no signal was delivered twice");
+    assert_eq!(out.rest(), "", "no signal was delivered twice");
 }
 
 #[test]
 fn kill_after_ends_a_job_that_ignores_sigterm() {
-    let (mut g, mut out, job) = start_sigprint(&["--kill-after", "300ms"], &["--ignore-term"]);
+    let (mut g, out, job) = start_sigprint(&["--kill-after", "300ms"], &["--ignore-term"]);
     let t0 = Instant::now();
     send(g.id(), libc::SIGTERM);
-    assert_eq!(line(&mut out), "SIGTERM");
-    let st = g.wait().unwrap();
+    assert_eq!(out.next(), "SIGTERM");
+    let err = g.stderr();
+    let st = g.wait();
     let took = t0.elapsed();
     assert_eq!(
         st.code(),
@@ -88,8 +137,7 @@ fn kill_after_ends_a_job_that_ignores_sigterm() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(5),
         "took {took:?}"
     );
-    let mut err = String::new();
-    g.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = read_all(err);
     assert!(
         err.contains("still running 300ms after a terminating signal"),
         "{err}"
@@ -100,7 +148,7 @@ fn kill_after_ends_a_job_that_ignores_sigterm() {
 
 #[test]
 fn ctrl_z_stops_guard_with_the_job_and_cont_resumes_both() {
-    let (mut g, mut out, job) = start_sigprint(&[], &[]);
+    let (mut g, out, job) = start_sigprint(&[], &[]);
     send(g.id(), libc::SIGTSTP);
     assert!(
         wait_until(Duration::from_secs(5), || state(job) == 'T'
@@ -110,12 +158,12 @@ fn ctrl_z_stops_guard_with_the_job_and_cont_resumes_both() {
         state(g.id())
     );
     send(g.id(), libc::SIGCONT);
-    assert_eq!(line(&mut out), "SIGCONT");
+    assert_eq!(out.next(), "SIGCONT");
     assert!(wait_until(Duration::from_secs(5), || state(job) != 'T'
         && state(g.id()) != 'T'));
     send(g.id(), libc::SIGTERM);
-    assert_eq!(line(&mut out), "SIGTERM");
-    assert_eq!(g.wait().unwrap().code(), Some(0));
+    assert_eq!(out.next(), "SIGTERM");
+    assert_eq!(g.wait().code(), Some(0));
 }
 
 /// A pseudo-terminal: the master side we type into and read from.
@@ -212,8 +260,20 @@ impl Pty {
 struct Reaper(Option<Child>);
 
 impl Reaper {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("not waited yet").id()
+    }
+
+    /// guard's stderr (piped), to read once it has ended.
+    fn stderr(&mut self) -> std::process::ChildStderr {
+        let c = self.0.as_mut().expect("not waited yet");
+        c.stderr.take().expect("stderr is piped")
+    }
+
+    /// guard's exit status, within LIMIT.
     fn wait(&mut self) -> std::process::ExitStatus {
-        self.0.take().expect("not waited yet").wait().unwrap()
+        self.wait_timeout(LIMIT)
+            .unwrap_or_else(|| panic!("guard did not end within {LIMIT:?}"))
     }
 
     fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {

@@ -90,13 +90,12 @@ fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            match rustls_native_certs::load_native_certs() {
-                Ok(certs) => {
-                    let (added, ignored) = roots.add_parsable_certificates(certs);
-                    log::debug!("TLS: {added} system root certificates ({ignored} ignored)");
-                }
-                Err(e) => log::debug!("TLS: no system root certificates ({e})"),
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                log::debug!("TLS: system root certificates: {e}");
             }
+            let (added, ignored) = roots.add_parsable_certificates(native.certs);
+            log::debug!("TLS: {added} system root certificates ({ignored} ignored)");
             let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
             let config = match rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()

@@ -1,9 +1,13 @@
-//! The guard(1) man page (and guard.toml(5), from the config keys), rendered from the clap definition plus the sections clap does not know
-//! (exit status from `exit::TABLE`, enforcement modes, environment, signals). `man/guard.1` is this
-//! output, committed; `tests/docs.rs` fails when it is stale (regenerate: `GUARD_REGEN_MAN=1 cargo test --test docs`).
+//! The man pages, rendered from the code: guard(1) from the CLI definition (built from the option
+//! table) plus the sections clap does not know (exit status from `exit::TABLE`, enforcement modes,
+//! the environment from the option table, signals), and guard.toml(5) from the option table's
+//! config keys. `man/guard.1` and `man/guard.toml.5` are this output, committed; `tests/docs.rs`
+//! fails when they are stale (regenerate: `GUARD_REGEN_MAN=1 cargo test --test docs`). This lives
+//! with the tests, not in guard: clap_mangen is a dev-dependency, and the runtime binary carries no
+//! man-page code.
 
-use crate::exit;
 use clap_mangen::roff::{Roff, bold, italic, roman};
+use guard::exit;
 
 fn section(title: &str, paragraphs: &[&str]) -> Roff {
     let mut r = Roff::new();
@@ -52,7 +56,7 @@ pub fn render_toml5() -> String {
     r.control("PP", []);
     r.text([roman("An unknown key, a value of the wrong type, a bad value (a size that does not parse, a warning threshold above the cap) or a file that cannot be read is one line 'guard: error: FILE:LINE:COLUMN: ...' and exit status 125 before anything runs. guard config check [FILE] validates the file and prints the effective settings of [defaults] and of every job, each with the place it comes from.")]);
     r.control("SH", ["KEYS"]);
-    for o in crate::options::file_keys() {
+    for o in guard::options::file_keys() {
         r.control("TP", []);
         r.text([bold(o.key), roman(" = "), italic(o.file_type())]);
         r.text([roman(format!("{}.", o.help))]);
@@ -100,16 +104,18 @@ pub fn render_toml5() -> String {
     r.text([roman("SIZE (and SIZE|PCT): a string with the units of guard(1) (\"512M\", \"2G\", \"1GiB\", \"500MB\", \"50%\") or an integer number of bytes. DUR: a string (\"500ms\", \"30s\", \"5m\", \"1h\") or an integer number of seconds. PCT: a string (\"95%\") or an integer. BOOL: true or false (a flag given on the command line or in the environment wins). N, and 0|1|2: a non-negative integer. WORDS: a list of strings ([\"TOKEN\", \"PASS\"]) or one comma-separated string. PATH and URL: a string (a URL may be env:NAME or file:/path). Where the meaning of a key refers to an option (--memory), it is the key of the same name.")]);
     r.control("SH", ["EXAMPLE"]);
     r.control("nf", []);
-    r.text([roman(include_str!("../examples/guard.toml"))]);
+    r.text([roman(include_str!("../../examples/guard.toml"))]);
     r.control("fi", []);
     r.control("SH", ["SEE ALSO"]);
     r.text([roman("guard(1)")]);
     r.to_roff()
 }
 
-/// Render the whole page.
+/// Render the whole page: clap_mangen's title, name, synopsis, description and options (from
+/// the CLI definition, which is built from the option table), then the sections clap does not
+/// know.
 pub fn render() -> String {
-    let cmd = crate::cli::command_built();
+    let cmd = guard::cli::command_built();
     let man = clap_mangen::Man::new(cmd)
         .date("2026-11-27")
         .manual("guard manual");
@@ -120,10 +126,32 @@ pub fn render() -> String {
     w(man.render_synopsis_section(&mut out));
     w(man.render_description_section(&mut out));
     w(man.render_options_section(&mut out));
+    let mut s = String::from_utf8(out).expect("clap_mangen writes UTF-8");
+    for part in [
+        commands(),
+        sizes_and_durations(),
+        enforcement_modes(),
+        signals(),
+        exit_status(),
+        memory_kills(),
+        evidence(),
+        container_entrypoint(),
+        cron(),
+        alerts(),
+        metrics(),
+        environment(),
+        examples(),
+    ] {
+        s.push_str(&part);
+    }
+    let mut tail = Vec::new();
+    w(man.render_version_section(&mut tail));
+    s.push_str(&String::from_utf8_lossy(&tail));
+    s
+}
 
-    let mut extra = String::new();
-    extra.push_str(
-        &tagged(
+fn commands() -> String {
+    tagged(
             "COMMANDS",
             &[
                 ("guard [OPTIONS] -- COMMAND [ARGS]...", "Run COMMAND under guard (wrap mode)."),
@@ -134,20 +162,22 @@ pub fn render() -> String {
                 ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it; then where evidence bundles would go (and whether guard can write there) and whether py-spy and gcore are on PATH. It creates and removes a probe cgroup where that touches no other process."),
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn sizes_and_durations() -> String {
+    section(
             "SIZES AND DURATIONS",
             &[
                 "SIZE is an integer with an optional suffix. K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; no suffix or B means bytes; suffixes are case-insensitive. N% is a percentage of the memory available to guard: its own cgroup's limit if it has one, else MemTotal.",
                 "DUR is 500ms, 30s, 5m, 1h, or plain seconds.",
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &tagged(
+        .to_roff()
+}
+
+fn enforcement_modes() -> String {
+    tagged(
             "ENFORCEMENT MODES",
             &[
                 ("cgroup-v1", "The memory controller is on cgroup v1 (hybrid or legacy layout). The job runs in guard-NAME-PID, a child of guard's own memory cgroup, with memory.limit_in_bytes (and memory.memsw.limit_in_bytes = memory + swap when swap accounting exists), and, from 20 ms into the job (or at a hold that comes sooner), in a leaf of the same name in the v1 freezer hierarchy. The kernel's OOM killer is disabled for the job (memory.oom_control = 1): at the limit its tasks wait instead of one being killed, an eventfd wakes guard, guard freezes the job (holding it) and kills it whole."),
@@ -155,18 +185,21 @@ pub fn render() -> String {
                 ("poll", "No cgroup can be written (unprivileged, read-only cgroupfs). The job's memory is the sum of its processes' resident sets, sampled from /proc every --sample-interval (100ms); above the cap the process tree is stopped (SIGSTOP), read, and killed. A warning says enforcement is best-effort and why; --require-cgroup makes this an error (exit 125)."),
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn signals() -> String {
+    section(
             "SIGNALS",
             &[
                 "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGTSTP sent to guard are forwarded to COMMAND. COMMAND stays in guard's process group, so keys typed at a terminal (Ctrl-C, Ctrl-\\, Ctrl-Z) reach it directly from the kernel and are not forwarded a second time. When COMMAND stops for job control, guard stops too, so the shell sees the job stopped; fg continues both.",
                 "After a forwarded SIGINT, SIGTERM, SIGHUP or SIGQUIT, if COMMAND has not exited within --kill-after, the whole job is killed. When COMMAND exits, processes it left in the job get SIGTERM, and SIGKILL after --kill-after. When guard exits, no process of the job survives and its cgroup is removed; if guard itself is killed, COMMAND gets SIGKILL (parent-death signal) and a small sentinel process kills the rest and removes the cgroup. Cgroups left by a guard whose pid is gone are removed by the next run.",
             ],
         )
-        .to_roff(),
-    );
+        .to_roff()
+}
+
+fn exit_status() -> String {
     let mut exit_rows: Vec<(&str, &str)> =
         exit::TABLE.iter().map(|r| (r.status, r.meaning)).collect();
     exit_rows.sort_by_key(|(s, _)| {
@@ -176,17 +209,20 @@ pub fn render() -> String {
             0
         }
     });
-    extra.push_str(&tagged("EXIT STATUS", &exit_rows).to_roff());
-    extra.push_str(
-        &section(
+    tagged("EXIT STATUS", &exit_rows).to_roff()
+}
+
+fn memory_kills() -> String {
+    section(
             "MEMORY KILLS",
             &["When the job is killed for exceeding --memory, guard prints exactly one line to stderr: 'guard: NAME (pid N) exceeded its memory limit LIMIT (peak PEAK); killed; evidence: BUNDLE' (or 'no evidence: WHY'), and exits 137. The decision comes from the cgroup's own counters, never from a SIGKILL alone. guard writes nothing to stdout in wrap mode.",
               "When the kernel's OOM killer kills COMMAND (no --memory, an ancestor's limit, or the host short of memory), guard says so in one line with a post-mortem bundle and exits 137 (128 + 9)."],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn evidence() -> String {
+    section(
             "EVIDENCE",
             &[
                 "At the cap guard holds the job (v1: freezer, with the tasks already waiting in the memory-limit wait; v2: cgroup.freeze; poll: SIGSTOP), reads it, then kills it. The bundle is a directory EVIDENCE_DIR/UTC-NAME-PID (UTC as yyyymmddThhmmssZ), created as .tmp-GUARDPID-... and renamed only when complete; directories 0700, files 0600. Warning bundles end in .warning; a second bundle of one job in the same second gets .2, .3, ...",
@@ -198,10 +234,11 @@ pub fn render() -> String {
                 "If the evidence directory cannot be created or written, guard says so once at start and the cap is still enforced; the kill line then ends with 'no evidence:' and the reason. A bundle that cannot be completed (disk full) is removed: no partial bundle is left under a final name.",
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn container_entrypoint() -> String {
+    section(
             "CONTAINER ENTRYPOINT",
             &[
                 "As a container's PID 1 (or anywhere: guard always makes itself a child subreaper) guard reaps every zombie, including orphans re-parented to it, forwards signals to COMMAND and exits with COMMAND's status once it exits, giving the processes COMMAND left behind --kill-after before killing them. --subreaper makes a failure to become a subreaper an error (exit 125) instead of a debug note. --pgroup runs COMMAND in a process group of its own and forwards signals to the whole group (as tini -g does); with a terminal, keys then reach guard, which forwards them.",
@@ -209,10 +246,11 @@ pub fn render() -> String {
                 "The tests run guard as PID 1 of a new PID namespace (unshare --pid --fork --mount-proc): 1000 orphans are reaped, and the same signal scenario (SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGWINCH, SIGTERM to PID 1) gives the same result under guard, guard --pgroup, tini and dumb-init.",
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn cron() -> String {
+    section(
             "CRON",
             &[
                 "--timeout DUR: when the job has run for DUR, guard holds it, writes a bundle (trigger timeout: the stacks of a hung job), lets it run again, sends COMMAND SIGTERM and kills the whole job --kill-after later; one line 'NAME (pid N) exceeded its time limit DUR; terminated; evidence: BUNDLE'; exit 124; the timeout alert event.",
@@ -222,10 +260,11 @@ pub fn render() -> String {
                 "--lock FILE: guard takes an exclusive flock on FILE (created if missing; it records the holder's pid) before anything else; if another run holds it, one line names the lock and the holder and guard exits 75 (EX_TEMPFAIL) without starting COMMAND. --lock-wait DUR waits for the lock up to DUR first.",
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn alerts() -> String {
+    section(
             "ALERTS",
             &[
                 "Events: memory-limit (guard killed the job at its cap), warning (the early-warning threshold), kernel-oom (the kernel's OOM killer killed the job), failed (a non-zero exit or a signal; opt-in), timeout and drill (later). Each event goes to every sink that wants it: --alert KIND:TARGET (repeatable; GUARD_ALERT takes several separated by spaces) and the [[alerts]] tables of the config file (guard.toml(5)). A sink wants every event but failed unless its events say otherwise.",
@@ -233,31 +272,35 @@ pub fn render() -> String {
                 "URLs and header values may be written env:NAME or file:/path: they are read when an alert is sent and never printed (messages show a URL's scheme, host and port only). HTTPS trusts Mozilla's root certificates (built in, so it works in a container without a CA store) and the system's (/etc/ssl/certs, or SSL_CERT_FILE and SSL_CERT_DIR for an internal CA). Delivery happens after the kill (warnings: on a thread of their own while the job runs): it never delays enforcement. All sinks are tried in parallel; each attempt is bounded by the sink's timeout (default 5s); connection errors, timeouts, HTTP 429 and 5xx are retried after 0.5 s and 1 s, at most 3 attempts; exec and log are tried once. Each result (sink, status, attempts, ms, detail) goes into the bundle's manifest (alerts) and summary; a failed delivery is one warning line and never changes the exit status.",
             ],
         )
-        .to_roff(),
-    );
-    extra.push_str(
-        &section(
+        .to_roff()
+}
+
+fn metrics() -> String {
+    section(
             "METRICS",
             &["--metrics-file PATH writes the job's outcome in the node_exporter textfile format (point node_exporter's --collector.textfile.directory at PATH's directory; PATH must end in .prom): guard_job_last_run_timestamp_seconds, guard_job_last_exit_code (guard's exit status), guard_job_duration_seconds, guard_job_peak_memory_bytes, guard_job_memory_limit_bytes (when capped) and the counter guard_job_memory_kills_total, each with the labels job and host. The file is replaced atomically (a temporary file, then rename) under a lock on PATH.lock, so several jobs can share it: each run rewrites its own series and keeps the others', and the kill counter carries over between runs. A metrics file that cannot be written is one warning line; the job's exit status never changes because of it."],
         )
-        .to_roff(),
-    );
-    let env_names = crate::options::OPTIONS
+        .to_roff()
+}
+
+fn environment() -> String {
+    let env_names = guard::options::OPTIONS
         .iter()
-        .filter(|o| o.kind != crate::options::Kind::Level)
+        .filter(|o| o.kind != guard::options::Kind::Level)
         .map(|o| o.env)
         .collect::<Vec<_>>()
         .join(", ");
-    extra.push_str(
-        &tagged(
+    tagged(
             "ENVIRONMENT",
             &[
                 (env_names.as_str(), "Defaults for the options of the same name; the command line wins, and these win over the configuration files (guard.toml(5)). Boolean variables accept 1/true/yes/on and 0/false/no/off. GUARD_ALERT takes several KIND:TARGET separated by spaces."),
                 ("GUARD_VERBOSE", "0, 1 or 2: the same as no -v, -v or -vv."),
             ],
         )
-        .to_roff(),
-    );
+        .to_roff()
+}
+
+fn examples() -> String {
     let mut ex = Roff::new();
     ex.control("SH", ["EXAMPLES"]);
     ex.text([roman("Cap a maintenance script at 2 GiB:")]);
@@ -281,11 +324,5 @@ pub fn render() -> String {
     ex.control("RS", ["4"]);
     ex.text([italic("guard doctor")]);
     ex.control("RE", []);
-    extra.push_str(&ex.to_roff());
-    let mut s = String::from_utf8(out).expect("clap_mangen writes UTF-8");
-    s.push_str(&extra);
-    let mut tail = Vec::new();
-    w(man.render_version_section(&mut tail));
-    s.push_str(&String::from_utf8_lossy(&tail));
-    s
+    ex.to_roff()
 }
