@@ -54,11 +54,34 @@ pub struct WrapConfig {
     pub lock_wait: Option<Duration>,
 }
 
+/// Why no evidence directory can be used: decided once per run, carried to the kill line
+/// (`no evidence: …`). Cheap to clone (the OS errors are shared).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoEvidence {
+    /// --no-evidence, GUARD_NO_EVIDENCE or `no_evidence = true`: how it was asked for.
+    #[error("{0}")]
+    Disabled(String),
+    #[error(
+        "no evidence directory: HOME is not set (give --evidence-dir DIR or GUARD_EVIDENCE_DIR)"
+    )]
+    NoHome,
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::sync::Arc<std::io::Error>,
+    },
+    #[error("{} is not writable: {}", path.display(), errno.desc())]
+    NotWritable {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+}
+
 /// What guard keeps as evidence, and where.
 #[derive(Debug, Clone)]
 pub struct EvidenceConfig {
-    /// Where bundles go; `Err(why)` when none can be written (--no-evidence, no home directory).
-    pub dir: Result<PathBuf, String>,
+    /// Where bundles go, or why none can be written (--no-evidence, no home directory).
+    pub dir: Result<PathBuf, NoEvidence>,
     /// Early-warning threshold in bytes (None: off).
     pub warn: Option<u64>,
     pub core: bool,
@@ -96,7 +119,7 @@ pub const DEFAULT_REDACT: &[&str] = &[
 
 /// The default evidence directory: root → /var/lib/guard/evidence; others →
 /// $XDG_STATE_HOME/guard/evidence, else ~/.local/state/guard/evidence.
-pub fn default_evidence_dir() -> Result<PathBuf, String> {
+pub fn default_evidence_dir() -> Result<PathBuf, NoEvidence> {
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/guard/evidence"));
     }
@@ -107,10 +130,7 @@ pub fn default_evidence_dir() -> Result<PathBuf, String> {
     }
     match std::env::var_os("HOME").map(PathBuf::from) {
         Some(h) if h.is_absolute() => Ok(h.join(".local/state/guard/evidence")),
-        _ => Err(
-            "no evidence directory: HOME is not set (give --evidence-dir DIR or GUARD_EVIDENCE_DIR)"
-                .into(),
-        ),
+        _ => Err(NoEvidence::NoHome),
     }
 }
 
@@ -670,7 +690,7 @@ fn redact(args: &WrapArgs, src: &Src) -> Result<Vec<String>, UsageError> {
 }
 
 /// Where bundles go, or why none are written (--no-evidence, its variable or key).
-fn evidence_dir(args: &WrapArgs, src: &Src) -> Result<Result<PathBuf, String>, UsageError> {
+fn evidence_dir(args: &WrapArgs, src: &Src) -> Result<Result<PathBuf, NoEvidence>, UsageError> {
     if !flag(src, args, "no_evidence")? {
         let empty = "the evidence directory is an empty string: give --evidence-dir DIR";
         return Ok(match path(args, "evidence_dir", empty)? {
@@ -678,7 +698,7 @@ fn evidence_dir(args: &WrapArgs, src: &Src) -> Result<Result<PathBuf, String>, U
             None => default_evidence_dir(),
         });
     }
-    Ok(Err(if args.flag("no_evidence") {
+    Ok(Err(NoEvidence::Disabled(if args.flag("no_evidence") {
         "--no-evidence was given".to_string()
     } else if std::env::var("GUARD_NO_EVIDENCE").is_ok_and(|v| !v.trim().is_empty()) {
         "GUARD_NO_EVIDENCE is set".to_string()
@@ -689,5 +709,5 @@ fn evidence_dir(args: &WrapArgs, src: &Src) -> Result<Result<PathBuf, String>, U
             .map(|v| v.place)
             .unwrap_or_default();
         format!("no_evidence = true ({place})")
-    }))
+    })))
 }

@@ -6,7 +6,8 @@
 //! wrong types are errors that name `file:line:column`; values are checked by `config.rs`, which
 //! names the same place when a value is bad.
 
-use crate::options::{self, Kind};
+use crate::alert::spec::{Sink, SinkKind, SpecError};
+use crate::options::{self, Kind, NameError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,89 @@ pub struct ConfigFile {
     shape: FileShape,
 }
 
+/// A place in a config file: `FILE:LINE:COLUMN` (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Why a value has the wrong type for its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("must not be negative")]
+    Negative,
+    #[error("expected a list of strings")]
+    NotStrings,
+    #[error("expected {wanted}, found {found}")]
+    WrongType {
+        wanted: &'static str,
+        found: &'static str,
+    },
+}
+
+/// What is wrong with an `[[alerts]]` table (beyond the sink's own validation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertProblem {
+    #[error("kind = \"{0}\" needs url = \"...\"")]
+    NeedsUrl(&'static str),
+    #[error("kind = \"exec\" needs command = [\"/abs/program\", \"arg\", ...]")]
+    NeedsCommand,
+    #[error("command is empty")]
+    EmptyCommand,
+    #[error("timeout: {0}")]
+    TimeoutType(ValueError),
+    #[error("timeout '{text}': {problem}")]
+    Timeout {
+        text: String,
+        problem: crate::units::UnitError,
+    },
+    #[error("{0}")]
+    Sink(SpecError),
+}
+
+/// A config file guard cannot use: one line naming `FILE:LINE:COLUMN` (exit 125, nothing runs).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read the config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, or not the file's shape: toml's own words (with a hint where one helps).
+    #[error("{place}: {message}")]
+    Syntax { place: Place, message: String },
+    #[error("{place}: unknown field `{key}`, expected one of {known}")]
+    UnknownKey {
+        place: Place,
+        key: String,
+        known: String,
+    },
+    #[error("{place}: {key}: {problem}")]
+    Value {
+        place: Place,
+        key: &'static str,
+        problem: ValueError,
+    },
+    #[error("{place}: invalid job name '{name}': {problem}")]
+    JobName {
+        place: Place,
+        name: String,
+        problem: NameError,
+    },
+    #[error("{place}: {problem}")]
+    AlertKind { place: Place, problem: SpecError },
+    #[error("{place}: alerts: {problem}")]
+    Alert { place: Place, problem: AlertProblem },
+}
+
 /// `line:column` (1-based) of byte offset `at` in `src`.
 fn line_col(src: &str, at: usize) -> (usize, usize) {
     let before = &src[..at.min(src.len())];
@@ -67,21 +151,30 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
 
 impl ConfigFile {
     /// Read and parse `path`. The error is one line: `FILE:LINE:COL: what is wrong`.
-    pub fn load(path: &Path) -> Result<ConfigFile, String> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigFileError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(path, source)
     }
 
-    pub fn parse(path: &Path, source: String) -> Result<ConfigFile, String> {
+    pub fn parse(path: &Path, source: String) -> Result<ConfigFile, ConfigFileError> {
         let shape: FileShape = toml::from_str(&source).map_err(|e| {
-            let (l, c) = e.span().map_or((1, 1), |s| line_col(&source, s.start));
-            let mut msg = e.message().replace('\n', " ");
-            let line = source.lines().nth(l.saturating_sub(1)).unwrap_or("").trim();
-            if line == "[alerts]" {
-                msg.push_str(" (write [[alerts]]: each sink is one [[alerts]] table)");
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(&source, s.start));
+            let mut message = e.message().replace('\n', " ");
+            let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+            if text.trim() == "[alerts]" {
+                message.push_str(" (write [[alerts]]: each sink is one [[alerts]] table)");
             }
-            format!("{}:{l}:{c}: {msg}", path.display())
+            ConfigFileError::Syntax {
+                place: Place {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                },
+                message,
+            }
         })?;
         let f = ConfigFile {
             path: path.to_path_buf(),
@@ -93,81 +186,65 @@ impl ConfigFile {
         Ok(f)
     }
 
-    /// The `[[alerts]]` sinks, validated; errors name the key's place.
-    pub fn alerts(&self) -> Result<Vec<(crate::alert::Sink, String)>, String> {
-        use crate::alert::spec::{Sink, SinkKind};
-        let mut out = Vec::new();
-        for a in &self.shape.alerts {
-            let t = a.get_ref();
-            let at = |span: std::ops::Range<usize>, e: String| format!("{}: {e}", self.place(span));
-            let kind = SinkKind::parse(t.kind.get_ref()).map_err(|e| at(t.kind.span(), e))?;
-            let table_place = self.place(a.span());
-            let (target, args, span) = match kind {
-                SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
-                    let u = t.url.as_ref().ok_or_else(|| {
-                        at(
-                            a.span(),
-                            format!("alerts: kind = \"{}\" needs url = \"...\"", kind.name()),
-                        )
-                    })?;
-                    (u.get_ref().clone(), Vec::new(), u.span())
-                }
-                SinkKind::Exec => {
-                    let c = t.command.as_ref().ok_or_else(|| {
-                        at(a.span(), "alerts: kind = \"exec\" needs command = [\"/abs/program\", \"arg\", ...]".into())
-                    })?;
-                    let mut v = c.get_ref().clone();
-                    if v.is_empty() {
-                        return Err(at(c.span(), "alerts: command is empty".into()));
-                    }
-                    let prog = v.remove(0);
-                    (prog, v, c.span())
-                }
-                SinkKind::Log => match &t.target {
-                    Some(tg) => (tg.get_ref().clone(), Vec::new(), tg.span()),
-                    None => ("stderr".to_string(), Vec::new(), a.span()),
-                },
-            };
-            let timeout = match &t.timeout {
-                None => None,
-                Some(v) => {
-                    let text = to_text(Kind::Duration, v.get_ref())
-                        .map_err(|e| at(v.span(), format!("alerts: timeout: {e}")))?;
-                    Some(
-                        crate::units::parse_duration(&text)
-                            .map_err(|e| at(v.span(), format!("alerts: timeout '{text}': {e}")))?,
-                    )
-                }
-            };
-            let events = t.events.as_ref().map(|e| e.get_ref().clone());
-            let headers: Vec<(String, String)> = t
-                .headers
-                .as_ref()
-                .map(|h| {
-                    h.get_ref()
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let sink = Sink::new(kind, &target, args, events, headers, timeout).map_err(|e| {
-                let span = match (
-                    &t.events,
-                    e.starts_with("unknown event") || e.starts_with("events"),
-                ) {
-                    (Some(ev), true) => ev.span(),
-                    _ => span.clone(),
-                };
-                at(span, format!("alerts: {e}"))
-            })?;
-            out.push((sink, table_place));
-        }
-        Ok(out)
+    /// The `[[alerts]]` sinks, validated, each with its table's place; errors name the key's.
+    pub fn alerts(&self) -> Result<Vec<(Sink, String)>, ConfigFileError> {
+        self.shape
+            .alerts
+            .iter()
+            .map(|a| Ok((self.alert_sink(a)?, self.place(a.span()).to_string())))
+            .collect()
     }
 
-    fn place(&self, span: std::ops::Range<usize>) -> String {
-        let (l, c) = line_col(&self.source, span.start);
-        format!("{}:{l}:{c}", self.path.display())
+    /// One `[[alerts]]` table as a sink.
+    fn alert_sink(&self, a: &Spanned<AlertTable>) -> Result<Sink, ConfigFileError> {
+        let t = a.get_ref();
+        let kind =
+            SinkKind::parse(t.kind.get_ref()).map_err(|problem| ConfigFileError::AlertKind {
+                place: self.place(t.kind.span()),
+                problem,
+            })?;
+        let alert = |span: std::ops::Range<usize>, problem| ConfigFileError::Alert {
+            place: self.place(span),
+            problem,
+        };
+        let (target, args, span) = alert_target(kind, a).map_err(|(sp, p)| alert(sp, p))?;
+        let timeout = match &t.timeout {
+            None => None,
+            Some(v) => {
+                let text = to_text(Kind::Duration, v.get_ref())
+                    .map_err(|e| alert(v.span(), AlertProblem::TimeoutType(e)))?;
+                let d = crate::units::parse_duration(&text)
+                    .map_err(|problem| alert(v.span(), AlertProblem::Timeout { text, problem }))?;
+                Some(d)
+            }
+        };
+        let events = t.events.as_ref().map(|e| e.get_ref().clone());
+        let headers: Vec<(String, String)> = t
+            .headers
+            .as_ref()
+            .map(|h| {
+                h.get_ref()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Sink::new(kind, &target, args, events, headers, timeout).map_err(|e| {
+            let span = match (&t.events, e.in_events()) {
+                (Some(ev), true) => ev.span(),
+                _ => span,
+            };
+            alert(span, AlertProblem::Sink(e))
+        })
+    }
+
+    fn place(&self, span: std::ops::Range<usize>) -> Place {
+        let (line, column) = line_col(&self.source, span.start);
+        Place {
+            file: self.path.clone(),
+            line,
+            column,
+        }
     }
 
     fn tables(&self) -> impl Iterator<Item = (String, &Table)> {
@@ -185,14 +262,15 @@ impl ConfigFile {
     }
 
     /// Every key is an option's, every value has the type its key takes; job names are valid.
-    fn check_types(&self) -> Result<(), String> {
+    fn check_types(&self) -> Result<(), ConfigFileError> {
         for name in self.shape.jobs.keys() {
-            if let Err(e) = crate::options::validate_name(name) {
+            if let Err(problem) = crate::options::validate_name(name) {
                 let at = self.source.find(&format!("jobs.{name}")).unwrap_or(0);
-                return Err(format!(
-                    "{}: invalid job name '{name}': {e}",
-                    self.place(at..at)
-                ));
+                return Err(ConfigFileError::JobName {
+                    place: self.place(at..at),
+                    name: name.clone(),
+                    problem,
+                });
             }
         }
         for (_, t) in self.tables() {
@@ -201,15 +279,17 @@ impl ConfigFile {
                     let known: Vec<String> = options::file_keys()
                         .map(|o| format!("`{}`", o.key))
                         .collect();
-                    return Err(format!(
-                        "{}: unknown field `{}`, expected one of {}",
-                        self.place(key.span()),
-                        key.get_ref(),
-                        known.join(", ")
-                    ));
+                    return Err(ConfigFileError::UnknownKey {
+                        place: self.place(key.span()),
+                        key: key.get_ref().clone(),
+                        known: known.join(", "),
+                    });
                 };
-                to_text(o.kind, v.get_ref())
-                    .map_err(|e| format!("{}: {}: {e}", self.place(v.span()), o.key))?;
+                to_text(o.kind, v.get_ref()).map_err(|problem| ConfigFileError::Value {
+                    place: self.place(v.span()),
+                    key: o.key,
+                    problem,
+                })?;
             }
         }
         Ok(())
@@ -226,37 +306,66 @@ impl ConfigFile {
         let text = to_text(options::get(key).kind, v.get_ref()).ok()?;
         Some(FileValue {
             text,
-            place: self.place(v.span()),
+            place: self.place(v.span()).to_string(),
         })
     }
 }
 
+/// Where an `[[alerts]]` table's sink sends: its target, extra arguments, and the span to blame
+/// when the sink rejects them.
+type Target = (String, Vec<String>, std::ops::Range<usize>);
+
+/// What is wrong, and the span to blame.
+type Blame = (std::ops::Range<usize>, AlertProblem);
+
+fn alert_target(kind: SinkKind, a: &Spanned<AlertTable>) -> Result<Target, Blame> {
+    let t = a.get_ref();
+    match kind {
+        SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
+            let u = t
+                .url
+                .as_ref()
+                .ok_or((a.span(), AlertProblem::NeedsUrl(kind.name())))?;
+            Ok((u.get_ref().clone(), Vec::new(), u.span()))
+        }
+        SinkKind::Exec => {
+            let c = t
+                .command
+                .as_ref()
+                .ok_or((a.span(), AlertProblem::NeedsCommand))?;
+            let mut v = c.get_ref().clone();
+            if v.is_empty() {
+                return Err((c.span(), AlertProblem::EmptyCommand));
+            }
+            let prog = v.remove(0);
+            Ok((prog, v, c.span()))
+        }
+        SinkKind::Log => Ok(match &t.target {
+            Some(tg) => (tg.get_ref().clone(), Vec::new(), tg.span()),
+            None => ("stderr".to_string(), Vec::new(), a.span()),
+        }),
+    }
+}
+
 /// A file value as the command line would spell it (booleans as "true"/"false").
-fn to_text(kind: Kind, v: &Value) -> Result<String, String> {
+fn to_text(kind: Kind, v: &Value) -> Result<String, ValueError> {
     use Kind::*;
     match (kind, v) {
         (Size | Duration | Percent | Path | Text | Words, Value::String(s)) => Ok(s.clone()),
         (Size | Duration | Percent | Count | Level, Value::Integer(i)) if *i >= 0 => {
             Ok(i.to_string())
         }
-        (Size | Duration | Percent | Count | Level, Value::Integer(_)) => {
-            Err("must not be negative".into())
-        }
+        (Size | Duration | Percent | Count | Level, Value::Integer(_)) => Err(ValueError::Negative),
         (Flag, Value::Boolean(b)) => Ok(b.to_string()),
         (Words, Value::Array(a)) => a
             .iter()
-            .map(|w| {
-                w.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| "expected a list of strings".to_string())
-            })
+            .map(|w| w.as_str().map(str::to_string).ok_or(ValueError::NotStrings))
             .collect::<Result<Vec<_>, _>>()
             .map(|w| w.join(",")),
-        (kind, other) => Err(format!(
-            "expected {}, found {}",
-            wanted(kind),
-            other.type_str()
-        )),
+        (kind, other) => Err(ValueError::WrongType {
+            wanted: wanted(kind),
+            found: other.type_str(),
+        }),
     }
 }
 
@@ -311,7 +420,7 @@ pub struct Layers {
 }
 
 impl Layers {
-    pub fn load(explicit: Option<&Path>) -> Result<Layers, String> {
+    pub fn load(explicit: Option<&Path>) -> Result<Layers, ConfigFileError> {
         let files = locate(explicit)
             .iter()
             .map(|p| ConfigFile::load(p))
@@ -342,7 +451,7 @@ mod tests {
     use super::*;
 
     fn parse(src: &str) -> Result<ConfigFile, String> {
-        ConfigFile::parse(Path::new("g.toml"), src.to_string())
+        ConfigFile::parse(Path::new("g.toml"), src.to_string()).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -65,7 +65,12 @@ fn evidence_caps() -> Vec<Capability> {
             };
             caps.push(Capability::new("evidence directory", writable, detail, fix));
         }
-        Err(e) => caps.push(Capability::new("evidence directory", false, e, fix)),
+        Err(e) => caps.push(Capability::new(
+            "evidence directory",
+            false,
+            e.to_string(),
+            fix,
+        )),
     }
     let tool = |name: &'static str, what: &str, fix: &str| {
         let found = crate::runner::which(name);
@@ -167,7 +172,7 @@ pub fn report() -> Report {
     let proc = Proc::at(&sys.proc);
     let (layout, layout_err) = match Layout::read(&sys) {
         Ok(l) => (l, None),
-        Err(e) => (Layout::default(), Some(e)),
+        Err(e) => (Layout::default(), Some(e.to_string())),
     };
     let plan = match &layout_err {
         None => detect::plan(&sys, &layout),

@@ -43,7 +43,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Print guard's own error line.
-fn error_line(msg: &str) {
+fn error_line(msg: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "guard: error: {msg}");
 }
 
@@ -131,7 +131,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                     exit::GUARD_FAILED
                 }
                 _ => {
-                    error_line(&clap_error_line(&e));
+                    error_line(clap_error_line(&e));
                     exit::GUARD_FAILED
                 }
             };
@@ -140,7 +140,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     let parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => {
-            error_line(&clap_error_line(&e));
+            error_line(clap_error_line(&e));
             return exit::GUARD_FAILED;
         }
     };
@@ -163,7 +163,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                 match serde_json::to_string_pretty(&r) {
                     Ok(s) => println!("{s}"),
                     Err(e) => {
-                        error_line(&format!("cannot encode the report: {e}"));
+                        error_line(format!("cannot encode the report: {e}"));
                         return exit::GUARD_FAILED;
                     }
                 }
@@ -200,7 +200,9 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn evidence_dir(given: &Option<std::path::PathBuf>) -> Result<std::path::PathBuf, String> {
+fn evidence_dir(
+    given: &Option<std::path::PathBuf>,
+) -> Result<std::path::PathBuf, config::NoEvidence> {
     match given {
         Some(d) => Ok(d.clone()),
         None => config::default_evidence_dir(),
@@ -214,7 +216,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> i32 {
             0
         }
         Err(e) => {
-            error_line(&format!("cannot encode JSON: {e}"));
+            error_line(format!("cannot encode JSON: {e}"));
             exit::GUARD_FAILED
         }
     }
@@ -222,9 +224,11 @@ fn print_json<T: serde::Serialize>(v: &T) -> i32 {
 
 /// `guard report [BUNDLE | --latest] [--json | --html FILE]`
 fn report_cmd(a: &cli::ReportArgs) -> i32 {
-    let dir = match (&a.bundle, a.latest) {
-        (Some(b), _) => Ok(b.clone()),
-        (None, _) => evidence_dir(&a.evidence_dir).and_then(|d| report::latest(&d)),
+    let dir = match &a.bundle {
+        Some(b) => Ok(b.clone()),
+        None => evidence_dir(&a.evidence_dir)
+            .map_err(report::ReportError::from)
+            .and_then(|d| report::latest(&d)),
     };
     let r = match dir.and_then(|d| report::Report::load(&d)) {
         Ok(r) => r,
@@ -238,7 +242,7 @@ fn report_cmd(a: &cli::ReportArgs) -> i32 {
     }
     if let Some(out) = &a.html {
         if let Err(e) = std::fs::write(out, report::html(&r)) {
-            error_line(&format!(
+            error_line(format!(
                 "cannot write {}: {e} (choose a writable path for --html)",
                 out.display()
             ));

@@ -181,25 +181,59 @@ fn update(s: &mut Series, r: &Outcome) {
     s.insert(key("guard_job_memory_kills_total"), kills.to_string());
 }
 
+/// Why the metrics file cannot be written (one warning line; the job's result is unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("the directory {} does not exist", .0.display())]
+    NoDir(PathBuf),
+    #[error("{} is not writable: {}", dir.display(), errno.desc())]
+    NotWritable {
+        dir: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {}", path.display(), errno.desc())]
+    Lock {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Check at start that the metrics file can be written (its directory exists and is writable).
-pub fn check(path: &Path) -> Result<(), String> {
+pub fn check(path: &Path) -> Result<(), MetricsError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return Err(format!("the directory {} does not exist", dir.display()));
+        return Err(MetricsError::NoDir(dir.to_path_buf()));
     }
     nix::unistd::access(
         dir,
         nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
     )
-    .map_err(|e| format!("{} is not writable: {}", dir.display(), e.desc()))
+    .map_err(|errno| MetricsError::NotWritable {
+        dir: dir.to_path_buf(),
+        errno,
+    })
 }
 
 /// Write this run into `path`: lock, read, update, write a temporary file, rename.
-pub fn write(path: &Path, r: &Outcome) -> Result<(), String> {
-    let err = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+pub fn write(path: &Path, r: &Outcome) -> Result<(), MetricsError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -207,13 +241,25 @@ pub fn write(path: &Path, r: &Outcome) -> Result<(), String> {
         .write(true)
         .mode(0o644)
         .open(&lock_path)
-        .map_err(|e| err("cannot open", &lock_path, e))?;
-    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("cannot lock {}: {}", lock_path.display(), e.desc()))?;
+        .map_err(|source| MetricsError::Open {
+            path: lock_path.clone(),
+            source,
+        })?;
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, errno)| MetricsError::Lock {
+            path: lock_path.clone(),
+            errno,
+        },
+    )?;
     let mut series = match std::fs::read_to_string(path) {
         Ok(t) => parse(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Series::new(),
-        Err(e) => return Err(err("cannot read", path, e)),
+        Err(source) => {
+            return Err(MetricsError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     update(&mut series, r);
     let tmp = PathBuf::from(format!("{}.tmp.{}", path.display(), std::process::id()));
@@ -229,9 +275,12 @@ pub fn write(path: &Path, r: &Outcome) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     })();
     drop(lock);
-    result.map_err(|e| {
+    result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        err("cannot write", path, e)
+        MetricsError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -310,6 +359,7 @@ mod tests {
         assert!(
             check(Path::new("/nonexistent/dir/x.prom"))
                 .unwrap_err()
+                .to_string()
                 .contains("does not exist")
         );
         let d = tempfile::tempdir().unwrap();

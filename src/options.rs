@@ -188,26 +188,37 @@ pub const OPTIONS: &[Opt] = &[
 /// The longest job name (it ends up in cgroup and file names).
 const MAX_NAME: usize = 64;
 
+/// Why a job name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("the name is empty")]
+    Empty,
+    #[error("the name is longer than {MAX_NAME} characters")]
+    TooLong,
+    #[error("the name must not start with '.' or '-'")]
+    BadStart,
+    #[error("'{0}' is not allowed (use letters, digits, '_', '-' and '.')")]
+    BadChar(char),
+}
+
 /// Check a job name given by the user: it ends up in cgroup and file names.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("the name is empty".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME {
-        return Err(format!("the name is longer than {MAX_NAME} characters"));
+        return Err(NameError::TooLong);
     }
     if name.starts_with('.') || name.starts_with('-') {
-        return Err("the name must not start with '.' or '-'".into());
+        return Err(NameError::BadStart);
     }
-    if let Some(c) = name
+    match name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(format!(
-            "'{c}' is not allowed (use letters, digits, '_', '-' and '.')"
-        ));
+        Some(c) => Err(NameError::BadChar(c)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The default job name: the basename of COMMAND, made safe for cgroup and file names.

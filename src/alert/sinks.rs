@@ -15,7 +15,10 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         SinkKind::Webhook => post(s, &s.target, serde_json::to_value(ev).unwrap_or_default()),
         SinkKind::Slack => post(s, &s.target, slack_body(ev)),
         SinkKind::Alertmanager => {
-            let base = s.target.resolve().map_err(AttemptError::Final)?;
+            let base = s
+                .target
+                .resolve()
+                .map_err(|e| AttemptError::Final(e.to_string()))?;
             let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
             post(s, &Secret::Plain(url), alertmanager_body(ev))
         }
@@ -34,7 +37,9 @@ pub fn post_text(
     body: &str,
     timeout: std::time::Duration,
 ) -> Result<(), AttemptError> {
-    let base = url.resolve().map_err(AttemptError::Final)?;
+    let base = url
+        .resolve()
+        .map_err(|e| AttemptError::Final(e.to_string()))?;
     let full = format!("{}{suffix}", base.trim_end_matches('/'));
     let agent = ureq::AgentBuilder::new()
         .tls_config(tls_config())
@@ -64,7 +69,9 @@ fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> 
 }
 
 fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
-    let url = url.resolve().map_err(AttemptError::Final)?;
+    let url = url
+        .resolve()
+        .map_err(|e| AttemptError::Final(e.to_string()))?;
     let agent = ureq::AgentBuilder::new()
         .tls_config(tls_config())
         .timeout(s.timeout)
@@ -229,7 +236,10 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
 }
 
 fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
-    let program = s.target.resolve().map_err(AttemptError::Final)?;
+    let program = s
+        .target
+        .resolve()
+        .map_err(|e| AttemptError::Final(e.to_string()))?;
     let env: Vec<(String, String)> = vec![
         ("GUARD_EVENT".into(), ev.event.as_str().into()),
         ("GUARD_JOB".into(), ev.job.clone()),

@@ -8,6 +8,50 @@ use crate::format::EventKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A sink that cannot be used as written (exit 125 before anything runs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("unknown alert kind '{0}': expected webhook, slack, alertmanager, exec or log")]
+    UnknownKind(String),
+    #[error(
+        "'{0}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog)"
+    )]
+    NotKindTarget(String),
+    #[error(
+        "{kind} needs an http:// or https:// URL (or env:NAME / file:/path holding one), not '{shown}'"
+    )]
+    NotUrl { kind: &'static str, shown: String },
+    #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
+    NotAbsolute(String),
+    #[error("log goes to stderr or syslog, not '{0}'")]
+    LogTarget(String),
+    #[error("unknown event '{event}': expected {expected}")]
+    UnknownEvent { event: String, expected: String },
+    #[error("events is empty: name at least one event")]
+    NoEvents,
+    #[error("timeout must be more than 0")]
+    ZeroTimeout,
+}
+
+impl SpecError {
+    /// The mistake is in the sink's `events`.
+    pub fn in_events(&self) -> bool {
+        matches!(self, SpecError::UnknownEvent { .. } | SpecError::NoEvents)
+    }
+}
+
+/// A secret that cannot be read when it is needed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("cannot read {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkKind {
     Webhook,
@@ -18,18 +62,14 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
-    pub fn parse(s: &str) -> Result<SinkKind, String> {
+    pub fn parse(s: &str) -> Result<SinkKind, SpecError> {
         Ok(match s {
             "webhook" => SinkKind::Webhook,
             "slack" => SinkKind::Slack,
             "alertmanager" => SinkKind::Alertmanager,
             "exec" => SinkKind::Exec,
             "log" => SinkKind::Log,
-            other => {
-                return Err(format!(
-                    "unknown alert kind '{other}': expected webhook, slack, alertmanager, exec or log"
-                ));
-            }
+            other => return Err(SpecError::UnknownKind(other.to_string())),
         })
     }
 
@@ -64,15 +104,16 @@ impl Secret {
     }
 
     /// The value (read now; a file's trailing newline is dropped).
-    pub fn resolve(&self) -> Result<String, String> {
+    pub fn resolve(&self) -> Result<String, SecretError> {
         match self {
             Secret::Plain(s) => Ok(s.clone()),
-            Secret::Env(n) => {
-                std::env::var(n).map_err(|_| format!("the environment variable {n} is not set"))
-            }
+            Secret::Env(n) => std::env::var(n).map_err(|_| SecretError::EnvUnset(n.clone())),
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+                .map_err(|source| SecretError::File {
+                    path: p.clone(),
+                    source,
+                }),
         }
     }
 
@@ -123,6 +164,22 @@ pub fn default_events() -> Vec<EventKind> {
         .collect()
 }
 
+/// A sink's `events`: at least one, each an alert event.
+fn parse_events(names: &[String]) -> Result<Vec<EventKind>, SpecError> {
+    if names.is_empty() {
+        return Err(SpecError::NoEvents);
+    }
+    names
+        .iter()
+        .map(|e| {
+            EventKind::alert_event(e).ok_or_else(|| SpecError::UnknownEvent {
+                event: e.clone(),
+                expected: EventKind::alert_names(),
+            })
+        })
+        .collect()
+}
+
 impl Sink {
     /// Validate a sink. `target` is the URL / program / log destination as written.
     pub fn new(
@@ -132,50 +189,36 @@ impl Sink {
         events: Option<Vec<String>>,
         headers: Vec<(String, String)>,
         timeout: Option<Duration>,
-    ) -> Result<Sink, String> {
+    ) -> Result<Sink, SpecError> {
         let target_secret = Secret::parse(target);
         match kind {
             SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
                 if let Secret::Plain(u) = &target_secret {
                     if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        return Err(format!(
-                            "{} needs an http:// or https:// URL (or env:NAME / file:/path holding one), not '{}'",
-                            kind.name(),
-                            redact_url(u)
-                        ));
+                        return Err(SpecError::NotUrl {
+                            kind: kind.name(),
+                            shown: redact_url(u),
+                        });
                     }
                 }
             }
             SinkKind::Exec => {
                 if !target.starts_with('/') {
-                    return Err(format!(
-                        "exec needs an absolute program path (it runs without a shell), not '{target}'"
-                    ));
+                    return Err(SpecError::NotAbsolute(target.to_string()));
                 }
             }
             SinkKind::Log => {
                 if !matches!(target, "stderr" | "syslog") {
-                    return Err(format!("log goes to stderr or syslog, not '{target}'"));
+                    return Err(SpecError::LogTarget(target.to_string()));
                 }
             }
         }
         let events = match events {
             None => default_events(),
-            Some(v) => {
-                if v.is_empty() {
-                    return Err("events is empty: name at least one event".into());
-                }
-                v.iter()
-                    .map(|e| {
-                        EventKind::alert_event(e).ok_or_else(|| {
-                            format!("unknown event '{e}': expected {}", EventKind::alert_names())
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }
+            Some(v) => parse_events(&v)?,
         };
         if timeout.is_some_and(|t| t.is_zero()) {
-            return Err("timeout must be more than 0".into());
+            return Err(SpecError::ZeroTimeout);
         }
         Ok(Sink {
             kind,
@@ -191,12 +234,9 @@ impl Sink {
     }
 
     /// `--alert KIND:TARGET`.
-    pub fn from_cli(spec: &str) -> Result<Sink, String> {
+    pub fn from_cli(spec: &str) -> Result<Sink, SpecError> {
         let Some((kind, target)) = spec.split_once(':') else {
-            return Err(format!(
-                "'{}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog)",
-                redact_url(spec)
-            ));
+            return Err(SpecError::NotKindTarget(redact_url(spec)));
         };
         Sink::new(
             SinkKind::parse(kind)?,
@@ -269,7 +309,8 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(e.contains("unknown event 'oom'"), "{e}");
+        assert!(e.to_string().contains("unknown event 'oom'"), "{e}");
+        assert!(e.in_events());
     }
 
     #[test]

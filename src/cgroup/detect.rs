@@ -31,6 +31,22 @@ impl Sys {
     }
 }
 
+/// Why the cgroup layout cannot be read (then guard uses poll mode, or fails with
+/// --require-cgroup).
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cannot read {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: procfs::ProcError,
+    },
+}
+
 /// One mounted hierarchy and guard's own cgroup in it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hierarchy {
@@ -75,15 +91,18 @@ impl Layout {
     }
 
     /// Read /proc/self/cgroup and /proc/self/mountinfo (relative to `sys`).
-    pub fn read(sys: &Sys) -> Result<Layout, String> {
+    pub fn read(sys: &Sys) -> Result<Layout, LayoutError> {
         let cg_path = sys.proc.join("self/cgroup");
-        let cgroups = std::fs::File::open(&cg_path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                procfs::ProcessCGroups::from_buf_read(std::io::BufReader::new(f))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| format!("cannot read {}: {e}", cg_path.display()))?;
+        let f = std::fs::File::open(&cg_path).map_err(|source| LayoutError::Open {
+            path: cg_path.clone(),
+            source,
+        })?;
+        let cgroups = procfs::ProcessCGroups::from_buf_read(std::io::BufReader::new(f)).map_err(
+            |source| LayoutError::Parse {
+                path: cg_path.clone(),
+                source,
+            },
+        )?;
         if let Some(fast) = Self::read_standard(sys, &cgroups) {
             return Ok(fast);
         }
@@ -91,15 +110,17 @@ impl Layout {
     }
 
     /// The general path: every cgroup mount from /proc/self/mountinfo.
-    fn read_mountinfo(sys: &Sys, cgroups: &procfs::ProcessCGroups) -> Result<Layout, String> {
+    fn read_mountinfo(sys: &Sys, cgroups: &procfs::ProcessCGroups) -> Result<Layout, LayoutError> {
         let mi_path = sys.proc.join("self/mountinfo");
-        let mounts = std::fs::File::open(&mi_path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                procfs::process::MountInfos::from_buf_read(std::io::BufReader::new(f))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| format!("cannot read {}: {e}", mi_path.display()))?;
+        let f = std::fs::File::open(&mi_path).map_err(|source| LayoutError::Open {
+            path: mi_path.clone(),
+            source,
+        })?;
+        let mounts = procfs::process::MountInfos::from_buf_read(std::io::BufReader::new(f))
+            .map_err(|source| LayoutError::Parse {
+                path: mi_path.clone(),
+                source,
+            })?;
 
         let mut layout = Layout::default();
         let own_for = |want_v2: bool, controller: &str| {

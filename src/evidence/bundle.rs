@@ -5,6 +5,7 @@
 //! guards that died, and retention (`--keep`, `--max-evidence-size`).
 
 use super::redact::Scrubber;
+use crate::config::NoEvidence;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -14,17 +15,21 @@ const TMP_PREFIX: &str = ".tmp-";
 
 /// Create the evidence directory (0700, parents too) if missing and check that guard can write
 /// there. The error says what is wrong in words an operator can act on.
-pub fn prepare_dir(dir: &Path) -> Result<(), String> {
+pub fn prepare_dir(dir: &Path) -> Result<(), NoEvidence> {
     if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        return Err(format!("cannot create {}: {e}", dir.display()));
+        return Err(NoEvidence::Create {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        });
     }
-    match nix::unistd::access(
+    nix::unistd::access(
         dir,
         nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(format!("{} is not writable: {}", dir.display(), e.desc())),
-    }
+    )
+    .map_err(|errno| NoEvidence::NotWritable {
+        path: dir.to_path_buf(),
+        errno,
+    })
 }
 
 /// A bundle being written.
@@ -118,6 +123,16 @@ impl BundleWriter {
     /// Remove the temporary directory (a failed bundle leaves nothing behind).
     pub fn abandon(self) {
         let _ = fs::remove_dir_all(&self.tmp);
+    }
+
+    /// Writing failed with `e`: remove the temporary directory and say so.
+    pub fn abandon_for(self, e: io::Error) -> super::EvidenceError {
+        let tmp = self.tmp.clone();
+        self.abandon();
+        super::EvidenceError::Write {
+            tmp,
+            source: e.into(),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod snapshot;
 pub mod timeline;
 
 use crate::cgroup::{self, Enforce};
+use crate::config::NoEvidence;
 use crate::config::{EvidenceConfig, WrapConfig};
 use crate::format::{
     self, Capture, CgroupInfo, CollectorResult, EventKind, ExitInfo, Manifest, Status, Timings,
@@ -25,9 +26,54 @@ use crate::format::{
 use bundle::BundleWriter;
 use redact::Scrubber;
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use timeline::Timeline;
+
+/// Why a bundle could not be written (or updated): the text that ends guard's kill line
+/// (`no evidence: …`), with the path and the operating system's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EvidenceError {
+    /// No evidence directory (disabled, no home, not writable).
+    #[error(transparent)]
+    NoDir(#[from] NoEvidence),
+    /// The run ended without a capture (nothing to write).
+    #[error("no capture was made")]
+    NoCapture,
+    #[error("cannot create a bundle in {}: {source}", dir.display())]
+    Create {
+        dir: PathBuf,
+        source: Arc<io::Error>,
+    },
+    /// Writing failed; the temporary bundle `tmp` was removed.
+    #[error("writing the bundle failed: {source} ({} removed)", tmp.display())]
+    Write {
+        tmp: PathBuf,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot move the bundle into place in {}: {source}", dir.display())]
+    Rename {
+        dir: PathBuf,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: Arc<serde_json::Error>,
+    },
+    #[error("cannot update {}: {source}", path.display())]
+    Update {
+        path: PathBuf,
+        source: Arc<io::Error>,
+    },
+}
 
 /// Extra memory granted to a held job so that `--core` can stop its largest process (a task in
 /// the memory-limit wait handles SIGSTOP only once its allocation succeeds).
@@ -98,7 +144,7 @@ pub struct Recorder {
     limit: Option<u64>,
     proc: PathBuf,
     /// The evidence directory, or why no bundle can be written.
-    pub dir: Result<PathBuf, String>,
+    pub dir: Result<PathBuf, NoEvidence>,
     started_at: SystemTime,
     pub timeline: Timeline,
     warn_armed: bool,
@@ -227,6 +273,14 @@ impl Recorder {
         self.dir.is_ok()
     }
 
+    /// Why there is no bundle when none was written: no evidence directory, or no capture.
+    pub fn why_none(&self) -> EvidenceError {
+        match &self.dir {
+            Err(e) => EvidenceError::NoDir(e.clone()),
+            Ok(_) => EvidenceError::NoCapture,
+        }
+    }
+
     /// One timeline sample; returns the job's memory.
     pub fn sample(&mut self, enforcer: &mut dyn Enforce) -> Option<u64> {
         self.record(enforcer, false)
@@ -274,7 +328,11 @@ impl Recorder {
 
     /// Write the snapshot of the job as it is now (held, for a memory-limit capture) into a new
     /// temporary bundle. `Err` says why there is no bundle.
-    pub fn capture(&mut self, enforcer: &dyn Enforce, occ: Occasion) -> Result<Pending, String> {
+    pub fn capture(
+        &mut self,
+        enforcer: &dyn Enforce,
+        occ: Occasion,
+    ) -> Result<Pending, EvidenceError> {
         self.prepare(enforcer);
         let dir = self.dir.clone()?;
         let t0 = Instant::now();
@@ -311,8 +369,10 @@ impl Recorder {
             self.pid,
             if light { ".warning" } else { "" }
         );
-        let w = BundleWriter::create(&dir, name, scrub)
-            .map_err(|e| format!("cannot create a bundle in {}: {e}", dir.display()))?;
+        let w = BundleWriter::create(&dir, name, scrub).map_err(|e| EvidenceError::Create {
+            dir: dir.clone(),
+            source: e.into(),
+        })?;
         match self.fill(
             &w,
             enforcer,
@@ -328,11 +388,7 @@ impl Recorder {
                 writer: w,
                 manifest,
             }),
-            Err(e) => {
-                let where_ = w.path().display().to_string();
-                w.abandon();
-                Err(format!("writing the bundle failed: {e} ({where_} removed)"))
-            }
+            Err(e) => Err(w.abandon_for(e)),
         }
     }
 
@@ -515,7 +571,7 @@ impl Recorder {
         ended: bool,
         peak: Option<u64>,
         output_tail: Option<&[u8]>,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, EvidenceError> {
         let Pending {
             writer: w,
             mut manifest,
@@ -568,16 +624,12 @@ impl Recorder {
             w.write("summary.txt", report.as_bytes())
         };
         if let Err(e) = write_all() {
-            let where_ = w.path().display().to_string();
-            w.abandon();
-            return Err(format!("writing the bundle failed: {e} ({where_} removed)"));
+            return Err(w.abandon_for(e));
         }
         let dir = self.dir.clone()?;
-        let path = w.finish().map_err(|e| {
-            format!(
-                "cannot move the bundle into place in {}: {e}",
-                dir.display()
-            )
+        let path = w.finish().map_err(|e| EvidenceError::Rename {
+            dir: dir.clone(),
+            source: e.into(),
         })?;
         for old in bundle::retain(&dir, self.cfg.keep, self.cfg.max_size, &path) {
             log::info!(
@@ -602,12 +654,16 @@ impl Recorder {
 
 /// Record the alert deliveries in a finished bundle: manifest.json (and summary.txt) rewritten
 /// through a temporary file and a rename, so a reader sees the old or the new one, never half.
-pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), String> {
+pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), EvidenceError> {
     let mpath = bundle.join("manifest.json");
-    let mut m: Manifest = std::fs::read(&mpath)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| format!("cannot read {}: {e}", mpath.display()))?;
+    let bytes = std::fs::read(&mpath).map_err(|e| EvidenceError::Read {
+        path: mpath.clone(),
+        source: e.into(),
+    })?;
+    let mut m: Manifest = serde_json::from_slice(&bytes).map_err(|e| EvidenceError::Parse {
+        path: mpath.clone(),
+        source: e.into(),
+    })?;
     m.alerts = deliveries.to_vec();
     let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
         use std::io::Write as _;
@@ -622,8 +678,12 @@ pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(
         f.write_all(data)?;
         std::fs::rename(&tmp, bundle.join(name))
     };
-    let json = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
-    write("manifest.json", &json).map_err(|e| format!("cannot update {}: {e}", mpath.display()))?;
+    let update = |source: io::Error| EvidenceError::Update {
+        path: mpath.clone(),
+        source: source.into(),
+    };
+    let json = serde_json::to_vec_pretty(&m).map_err(|e| update(io::Error::other(e)))?;
+    write("manifest.json", &json).map_err(update)?;
     if let Ok(r) = crate::report::Report::load(bundle) {
         let _ = write("summary.txt", crate::report::text(&r).as_bytes());
     }

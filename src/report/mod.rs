@@ -18,6 +18,39 @@ const RECENT_MS: u64 = 5_000;
 /// Lines of each Python stack shown on the screen.
 const STACK_LINES: usize = 12;
 
+/// Why a bundle cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "cannot read {}: {source} (is {} an evidence bundle? 'guard list' shows them)",
+        manifest.display(),
+        bundle.display()
+    )]
+    Read {
+        manifest: PathBuf,
+        bundle: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a guard manifest: {source}", manifest.display())]
+    Parse {
+        manifest: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the evidence directory {} does not exist (no bundle written yet, or give --evidence-dir DIR)",
+        .0.display()
+    )]
+    NoDir(PathBuf),
+    #[error(
+        "no bundle in {} yet (give --evidence-dir DIR if guard wrote them elsewhere)",
+        .0.display()
+    )]
+    Empty(PathBuf),
+    /// No evidence directory to look in (HOME is not set).
+    #[error(transparent)]
+    NoEvidence(#[from] crate::config::NoEvidence),
+}
+
 /// A bundle read back, with the figures derived from it.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -54,17 +87,18 @@ pub struct Stack {
 
 impl Report {
     /// Read the bundle at `dir`.
-    pub fn load(dir: &Path) -> Result<Report, String> {
+    pub fn load(dir: &Path) -> Result<Report, ReportError> {
         let mpath = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&mpath).map_err(|e| {
-            format!(
-                "cannot read {}: {e} (is {} an evidence bundle? 'guard list' shows them)",
-                mpath.display(),
-                dir.display()
-            )
+        let text = std::fs::read_to_string(&mpath).map_err(|source| ReportError::Read {
+            manifest: mpath.clone(),
+            bundle: dir.to_path_buf(),
+            source,
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a guard manifest: {e}", mpath.display()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+                manifest: mpath.clone(),
+                source,
+            })?;
         let timeline = std::fs::read_to_string(dir.join("timeline.csv"))
             .map(|t| format::parse_timeline(&t))
             .unwrap_or_default();
@@ -431,19 +465,13 @@ pub fn list_text(rows: &[ListRow]) -> String {
 }
 
 /// The newest bundle in `dir`.
-pub fn latest(dir: &Path) -> Result<PathBuf, String> {
+pub fn latest(dir: &Path) -> Result<PathBuf, ReportError> {
     if !dir.is_dir() {
-        return Err(format!(
-            "the evidence directory {} does not exist (no bundle written yet, or give --evidence-dir DIR)",
-            dir.display()
-        ));
+        return Err(ReportError::NoDir(dir.to_path_buf()));
     }
-    format::bundles(dir).pop().ok_or_else(|| {
-        format!(
-            "no bundle in {} yet (give --evidence-dir DIR if guard wrote them elsewhere)",
-            dir.display()
-        )
-    })
+    format::bundles(dir)
+        .pop()
+        .ok_or_else(|| ReportError::Empty(dir.to_path_buf()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! bundle while the job runs). Each returns the pending bundle, or why there is none.
 
 use crate::cgroup::Enforce;
-use crate::evidence::{Occasion, Pending, Recorder, Trigger};
+use crate::evidence::{EvidenceError, Occasion, Pending, Recorder, Trigger};
 use std::time::Instant;
 
 /// At the cap: hold the job (freeze / stop), capture the evidence while it is held, then kill it
@@ -15,7 +15,7 @@ pub fn hold_capture_kill(
     recorder: &mut Recorder,
     trigger: Instant,
     peak: &mut Option<u64>,
-) -> Result<Pending, String> {
+) -> Result<Pending, EvidenceError> {
     let result = held_capture(
         enforcer,
         recorder,
@@ -42,7 +42,7 @@ fn held_capture(
     since: Instant,
     usage: Option<u64>,
     after_hold: impl FnOnce(&dyn Enforce),
-) -> Result<Pending, String> {
+) -> Result<Pending, EvidenceError> {
     // The kernel's OOM killer can still act on a job guard holds: tasks asleep inside the kernel
     // (a memory.high throttle in the middle of a page fault) go on charging when they wake, past
     // memory.max. Its kill counter, from before the hold, tells whether it did.
@@ -63,7 +63,7 @@ fn held_capture(
         );
     }
     if !recorder.enabled() {
-        return Err(recorder.dir.clone().err().unwrap_or_default());
+        return Err(recorder.why_none());
     }
     // The last sample: the job as it stands, held.
     let sampled = recorder.sample_all(enforcer);
@@ -95,9 +95,9 @@ pub fn post_mortem(
     enforcer: &dyn Enforce,
     recorder: &mut Recorder,
     trigger: Trigger,
-) -> Result<Pending, String> {
+) -> Result<Pending, EvidenceError> {
     if !recorder.enabled() {
-        return Err(recorder.dir.clone().err().unwrap_or_default());
+        return Err(recorder.why_none());
     }
     let usage = recorder.timeline.last().map(|s| s.job_bytes);
     recorder.capture(
@@ -119,7 +119,7 @@ pub fn capture_and_release(
     recorder: &mut Recorder,
     trigger: Trigger,
     usage: Option<u64>,
-) -> Result<Pending, String> {
+) -> Result<Pending, EvidenceError> {
     let result = held_capture(enforcer, recorder, trigger, Instant::now(), usage, |_| {});
     enforcer.unhold();
     result
@@ -131,7 +131,7 @@ pub fn warning(
     enforcer: &dyn Enforce,
     recorder: &mut Recorder,
     usage: u64,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, EvidenceError> {
     let occ = Occasion {
         trigger: Trigger::Warning,
         pre_kill: true,

@@ -20,7 +20,7 @@ use super::verdict::{Ended, Verdict};
 use crate::cgroup::detect::Plan;
 use crate::cgroup::{self, Enforce};
 use crate::config::WrapConfig;
-use crate::evidence::{Pending, Recorder, Trigger};
+use crate::evidence::{EvidenceError, Pending, Recorder, Trigger};
 use crate::exit;
 use crate::units::format_duration;
 use nix::errno::Errno;
@@ -291,7 +291,7 @@ impl Pace {
 /// What is left of a run once the job and its cgroup are gone.
 pub struct Remains {
     pub recorder: Recorder,
-    pub bundle: Option<Result<Pending, String>>,
+    pub bundle: Option<Result<Pending, EvidenceError>>,
     pub pending: Vec<PendingAlert>,
 }
 
@@ -303,18 +303,13 @@ impl Remains {
         ended: Option<Ended>,
         peak: Option<u64>,
         tail: Option<&[u8]>,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, EvidenceError> {
         match self.bundle.take() {
             Some(Ok(p)) => self
                 .recorder
                 .finish(p, ended.map(Ended::exit_info), true, peak, tail),
             Some(Err(e)) => Err(e),
-            None => Err(self
-                .recorder
-                .dir
-                .clone()
-                .err()
-                .unwrap_or_else(|| "no capture was made".into())),
+            None => Err(self.recorder.why_none()),
         }
     }
 }
@@ -339,7 +334,7 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     pub memory_killed: bool,
     pub timed_out: bool,
     /// The bundle the run will end with, or why there is none.
-    pub bundle: Option<Result<Pending, String>>,
+    pub bundle: Option<Result<Pending, EvidenceError>>,
     /// The peak as the job reached the cap (before --core's extra).
     held_peak: Option<u64>,
     pub pending: Vec<PendingAlert>,

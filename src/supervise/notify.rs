@@ -7,6 +7,7 @@
 use super::verdict::Ending;
 use crate::alert;
 use crate::config::WrapConfig;
+use crate::evidence::EvidenceError;
 use crate::format::{Delivery, EventKind, Status};
 use crate::units::format_size;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ pub fn warning(
     pid: i32,
     usage: u64,
     what: &str,
-    r: Result<PathBuf, String>,
+    r: Result<PathBuf, EvidenceError>,
 ) -> Option<PendingAlert> {
     match &r {
         Ok(p) => log::warn!("{} (pid {pid}) {what}; evidence: {}", cfg.name, p.display()),

@@ -31,7 +31,7 @@ pub fn enforcement(cfg: &WrapConfig, sys: &Sys) -> Result<Prepared, Fatal> {
     let plan = match Layout::read(sys) {
         Ok(layout) => detect::plan(sys, &layout),
         Err(e) => Plan::Poll {
-            reason: e,
+            reason: e.to_string(),
             fix: "check that /proc is mounted".into(),
         },
     };

@@ -4,6 +4,7 @@
 
 use super::notify::PendingAlert;
 use crate::config::WrapConfig;
+use crate::evidence::EvidenceError;
 use crate::exit;
 use crate::format::{EventKind, ExitInfo};
 use crate::units::{format_duration, format_size};
@@ -111,7 +112,7 @@ pub struct Ending {
     pub kind: Option<EventKind>,
     pub pid: i32,
     /// The bundle the run ended with, or why there is none.
-    pub bundle: Result<PathBuf, String>,
+    pub bundle: Result<PathBuf, EvidenceError>,
     /// The job's peak as the cgroup counted it (for the alerts).
     pub peak: Option<u64>,
     /// The peak for the metrics: the cgroup's, else the timeline's.
@@ -134,7 +135,7 @@ impl Ending {
     }
 }
 
-pub fn evidence_text(bundle: &Result<PathBuf, String>) -> String {
+pub fn evidence_text(bundle: &Result<PathBuf, EvidenceError>) -> String {
     match bundle {
         Ok(p) => format!("evidence: {}", p.display()),
         Err(why) => format!("no evidence: {why}"),
