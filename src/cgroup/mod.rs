@@ -114,6 +114,23 @@ pub struct SampledFiles {
     pub procs: PathBuf,
 }
 
+impl SampledFiles {
+    /// A cgroup leaf's: its `usage_file` and its `cgroup.procs`.
+    fn of(dir: &Path, usage_file: &str) -> SampledFiles {
+        SampledFiles {
+            usage: dir.join(usage_file),
+            procs: dir.join("cgroup.procs"),
+        }
+    }
+}
+
+/// `usage` minus the inactive page cache that `dir`'s memory.stat counts under `inactive_key`
+/// (v1 `total_inactive_file`, v2 `inactive_file`): what the job really uses.
+fn working_set_in(dir: &Path, usage: u64, inactive_key: &str) -> Option<u64> {
+    let stat = fs::read(&dir.join("memory.stat")).ok()?;
+    Some(usage.saturating_sub(fs::keyed(&stat, inactive_key).unwrap_or(0)))
+}
+
 /// What the supervisor, the evidence and `guard doctor` need from an enforcement mode.
 /// Implemented by the three backends and dispatched by [`Enforcer`]; the supervisor's unit tests
 /// implement it with a fake.

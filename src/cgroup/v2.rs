@@ -222,15 +222,10 @@ impl Enforce for V2Cgroup {
         cgfs::read_u64(&self.dir.join("memory.peak")).ok().flatten()
     }
     fn working_set(&self) -> Option<u64> {
-        let usage = self.usage_now()?;
-        let stat = cgfs::read(&self.dir.join("memory.stat")).ok()?;
-        Some(usage.saturating_sub(cgfs::keyed(&stat, "inactive_file").unwrap_or(0)))
+        super::working_set_in(&self.dir, self.usage_now()?, "inactive_file")
     }
     fn sampled_files(&self) -> Option<SampledFiles> {
-        Some(SampledFiles {
-            usage: self.dir.join(USAGE),
-            procs: self.dir.join("cgroup.procs"),
-        })
+        Some(SampledFiles::of(&self.dir, USAGE))
     }
     fn pids(&self) -> Vec<i32> {
         cgfs::procs(&self.dir)

@@ -341,7 +341,7 @@ impl Recorder {
 
         // Secrets first (guard's own environment is the job's too), so nothing is written unscrubbed.
         let mut scrub = Scrubber::default();
-        if let Ok(own) = std::fs::read("/proc/self/environ") {
+        if let Ok(own) = std::fs::read(self.proc.join("self/environ")) {
             scrub.learn_environ(&own, &self.cfg.redact);
         }
         // Every /proc read of this capture is bounded (see ProcReader): 500 ms each, 2 s in all.
