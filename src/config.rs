@@ -75,6 +75,28 @@ pub enum NoEvidence {
         path: PathBuf,
         errno: nix::errno::Errno,
     },
+    #[error("cannot open {}: {}", path.display(), errno.desc())]
+    Open {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    /// guard does not follow a symlink where it writes as root.
+    #[error(
+        "{} is a symlink, which guard does not follow for its bundles (give --evidence-dir the directory it points to)",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
+    /// Another user could rename or replace what guard writes there.
+    #[error(
+        "{} belongs to uid {uid}, another user, who could redirect guard's writes (chown it to root, or give --evidence-dir a directory of your own)",
+        path.display()
+    )]
+    Owner { path: PathBuf, uid: u32 },
+    #[error(
+        "{} is writable by other users (mode {mode:o}, not sticky), who could redirect guard's writes (chmod go-w it, or give --evidence-dir a directory of your own)",
+        path.display()
+    )]
+    Writable { path: PathBuf, mode: u32 },
 }
 
 /// What guard keeps as evidence, and where.

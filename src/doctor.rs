@@ -54,15 +54,19 @@ fn evidence_caps() -> Vec<Capability> {
     let mut caps = Vec::new();
     let fix = "give --evidence-dir DIR (or GUARD_EVIDENCE_DIR) a writable directory";
     match dir {
+        // An existing directory gets the checks a run makes (not a symlink, owner, mode).
+        Ok(d) if d.exists() || d.is_symlink() => {
+            let (ok, detail) = match crate::evidence::bundle::EvidenceDir::open_existing(&d) {
+                Ok(_) => (true, d.display().to_string()),
+                Err(e) => (false, e.to_string()),
+            };
+            caps.push(Capability::new("evidence directory", ok, detail, fix));
+        }
         Ok(d) => {
             let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
             let writable = existing.is_dir()
                 && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
-            let detail = if existing == d {
-                d.display().to_string()
-            } else {
-                format!("{} (created on first use, 0700)", d.display())
-            };
+            let detail = format!("{} (created on first use, 0700)", d.display());
             caps.push(Capability::new("evidence directory", writable, detail, fix));
         }
         Err(e) => caps.push(Capability::new(

@@ -3,11 +3,11 @@
 //! processes (plain `py-spy dump` and gdb hang on a held task; the non-blocking mode reads the
 //! interpreter's memory without stopping it), and `gcore` for `--core`.
 
-use super::bundle::{self, BundleWriter};
+use super::bundle::{BundleWriter, DirFd};
 use crate::format::{CollectorResult, Status};
 use crate::runner::{Helper, Ran, run_bounded, which};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// py-spy's bound at the cap (the job is held; a stack is worth waiting for) and at a warning
@@ -96,7 +96,9 @@ pub fn pyspy(
 }
 
 /// `gcore` of `pid` into `processes/<pid>/core.<pid>`. The caller has already made the process
-/// stoppable (a frozen or OOM-waiting task cannot be attached to).
+/// stoppable (a frozen or OOM-waiting task cannot be attached to). gcore writes the core itself,
+/// so it is given a path through guard's descriptor of the bundle, not through the evidence
+/// directory's name.
 pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
     let Some(bin) = which("gcore") else {
         return Ok(CollectorResult::skipped(
@@ -104,8 +106,9 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
             "gcore is not on PATH (install gdb)",
         ));
     };
-    let dir = w.mkdir(&format!("processes/{pid}"))?;
-    let prefix = dir.join("core");
+    let dir = format!("processes/{pid}");
+    w.mkdir(&dir)?;
+    let prefix = w.helper_path(&format!("{dir}/core"));
     let r = run_bounded(
         &bin,
         &[
@@ -116,12 +119,13 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
         &[],
         GCORE_TIMEOUT,
     );
-    let core = dir.join(format!("core.{pid}"));
-    let ok = r.status == Status::Ok && core.is_file();
-    if core.exists() {
-        bundle::make_private(&core);
+    let core = format!("{dir}/core.{pid}");
+    let size = w.dir().file_len(&core);
+    let ok = r.status == Status::Ok && size.is_some();
+    if w.exists(&core) {
+        let _ = w.dir().make_private(&core);
         if !ok {
-            let _ = std::fs::remove_file(&core);
+            let _ = w.dir().remove(&core);
         }
     }
     Ok(CollectorResult {
@@ -133,10 +137,7 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
         },
         duration_ms: r.ms,
         detail: if ok {
-            format!(
-                "processes/{pid}/core.{pid} ({})",
-                crate::units::format_size(std::fs::metadata(&core).map(|m| m.len()).unwrap_or(0))
-            )
+            format!("{core} ({})", crate::units::format_size(size.unwrap_or(0)))
         } else if r.detail.is_empty() {
             "gcore wrote no core file".into()
         } else {
@@ -145,18 +146,13 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
     })
 }
 
-/// Compress `path` to `<path>.zst` (zstd level 3, 0600) and remove the original. Returns the
-/// sizes before and after. On error the original stays and no `.zst` is left.
-pub fn compress_zstd(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dest = PathBuf::from(format!("{}.zst", path.display()));
+/// Compress `rel` in `dir` to `<rel>.zst` (zstd level 3, 0600) and remove the original. Returns
+/// the sizes before and after. On error the original stays and no `.zst` is left.
+pub fn compress_zstd(dir: &DirFd, rel: &str) -> std::io::Result<(u64, u64)> {
+    let dest = format!("{rel}.zst");
     let run = || -> std::io::Result<(u64, u64)> {
-        let mut input = std::fs::File::open(path)?;
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&dest)?;
+        let mut input = dir.open_read(rel)?;
+        let out = dir.create_new(&dest)?;
         let mut enc = zstd::stream::Encoder::new(out, 3)?;
         let n = std::io::copy(&mut input, &mut enc)?;
         let out = enc.finish()?;
@@ -165,11 +161,11 @@ pub fn compress_zstd(path: &Path) -> std::io::Result<(u64, u64)> {
     };
     match run() {
         Ok(sizes) => {
-            std::fs::remove_file(path)?;
+            dir.remove(rel)?;
             Ok(sizes)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&dest);
+            let _ = dir.remove(&dest);
             Err(e)
         }
     }
@@ -182,14 +178,15 @@ mod tests {
     #[test]
     fn zstd_round_trip() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("core.1");
+        let ev = super::super::bundle::EvidenceDir::open(d.path()).unwrap();
+        let w = BundleWriter::create(&ev, "b".into(), Default::default()).unwrap();
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 7) as u8).collect();
-        std::fs::write(&p, &data).unwrap();
-        let (a, b) = compress_zstd(&p).unwrap();
+        w.write_raw("processes/1/core.1", &data).unwrap();
+        let (a, b) = compress_zstd(w.dir(), "processes/1/core.1").unwrap();
         assert_eq!(a, data.len() as u64);
         assert!(b < a / 10);
-        assert!(!p.exists());
-        let z = std::fs::read(d.path().join("core.1.zst")).unwrap();
+        assert!(!w.exists("processes/1/core.1"));
+        let z = std::fs::read(w.path().join("processes/1/core.1.zst")).unwrap();
         assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
     }
 }

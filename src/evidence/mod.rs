@@ -27,6 +27,7 @@ use bundle::BundleWriter;
 use redact::Scrubber;
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -145,6 +146,8 @@ pub struct Recorder {
     proc: PathBuf,
     /// The evidence directory, or why no bundle can be written.
     pub dir: Result<PathBuf, NoEvidence>,
+    /// That directory, opened and checked (once prepared): bundles are made through it.
+    evidence: Option<bundle::EvidenceDir>,
     started_at: SystemTime,
     pub timeline: Timeline,
     warn_armed: bool,
@@ -209,6 +212,7 @@ impl Recorder {
             limit: cfg.memory,
             proc: proc.to_path_buf(),
             dir: cfg.evidence.dir.clone(),
+            evidence: None,
             started_at: SystemTime::now(),
             timeline: Timeline::new(start),
             warn_armed: true,
@@ -249,14 +253,15 @@ impl Recorder {
         }
         self.oom_kills_at_start = snapshot::vmstat_oom_kills(&self.proc);
         if let Ok(d) = &self.dir {
-            match bundle::prepare_dir(d) {
-                Ok(()) => {
-                    for p in bundle::clean_leftovers(d, &self.proc) {
+            match bundle::EvidenceDir::open(d) {
+                Ok(ev) => {
+                    for p in bundle::clean_leftovers(&ev, &self.proc) {
                         log::info!(
                             "removed an unfinished bundle of a guard that died: {}",
                             p.display()
                         );
                     }
+                    self.evidence = Some(ev);
                 }
                 Err(why) => {
                     log::warn!(
@@ -369,7 +374,10 @@ impl Recorder {
             self.pid,
             if light { ".warning" } else { "" }
         );
-        let w = BundleWriter::create(&dir, name, scrub).map_err(|e| EvidenceError::Create {
+        let Some(ev) = self.evidence.as_ref() else {
+            return Err(self.why_none());
+        };
+        let w = BundleWriter::create(ev, name, scrub).map_err(|e| EvidenceError::Create {
             dir: dir.clone(),
             source: e.into(),
         })?;
@@ -587,10 +595,10 @@ impl Recorder {
                 .processes
                 .iter()
                 .map(|p| format!("processes/{0}/core.{0}", p.pid))
-                .find(|r| w.path().join(r).is_file())
+                .find(|r| w.dir().file_len(r).is_some())
                 .unwrap_or_default();
             let t0 = Instant::now();
-            match collectors::compress_zstd(&w.path().join(&rel)) {
+            match collectors::compress_zstd(w.dir(), &rel) {
                 Ok((a, b)) => {
                     c.detail = format!(
                         "{rel}.zst ({} → {} zstd in {} ms; unpack with 'zstd -d')",
@@ -615,7 +623,7 @@ impl Recorder {
             }
             let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
             w.write("manifest.json", &json)?;
-            let report = crate::report::Report::load(w.path())
+            let report = crate::report::Report::load(&w.path())
                 .map(|mut r| {
                     r.bundle = w.final_path();
                     crate::report::text(&r)
@@ -631,7 +639,10 @@ impl Recorder {
             dir: dir.clone(),
             source: e.into(),
         })?;
-        for old in bundle::retain(&dir, self.cfg.keep, self.cfg.max_size, &path) {
+        let Some(ev) = self.evidence.as_ref() else {
+            return Ok(path);
+        };
+        for old in bundle::retain(ev, self.cfg.keep, self.cfg.max_size, &path) {
             log::info!(
                 "removed old bundle {} (--keep / --max-evidence-size)",
                 old.display()
@@ -656,36 +667,38 @@ impl Recorder {
 /// through a temporary file and a rename, so a reader sees the old or the new one, never half.
 pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), EvidenceError> {
     let mpath = bundle.join("manifest.json");
-    let bytes = std::fs::read(&mpath).map_err(|e| EvidenceError::Read {
+    let update = |source: io::Error| EvidenceError::Update {
         path: mpath.clone(),
-        source: e.into(),
-    })?;
+        source: source.into(),
+    };
+    // Through descriptors, as the bundle was written: the evidence directory checked again, the
+    // bundle opened without following a symlink.
+    let parent = bundle.parent().unwrap_or(Path::new("/"));
+    let ev = bundle::EvidenceDir::open_existing(parent)?;
+    let name = bundle.file_name().unwrap_or_default();
+    let dir = bundle::DirFd::open_in(ev.fd(), name).map_err(update)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut dir
+            .open_read("manifest.json")
+            .map_err(|e| EvidenceError::Read {
+                path: mpath.clone(),
+                source: e.into(),
+            })?,
+        &mut bytes,
+    )
+    .map_err(update)?;
     let mut m: Manifest = serde_json::from_slice(&bytes).map_err(|e| EvidenceError::Parse {
         path: mpath.clone(),
         source: e.into(),
     })?;
     m.alerts = deliveries.to_vec();
-    let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = bundle.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        std::fs::rename(&tmp, bundle.join(name))
-    };
-    let update = |source: io::Error| EvidenceError::Update {
-        path: mpath.clone(),
-        source: source.into(),
-    };
     let json = serde_json::to_vec_pretty(&m).map_err(|e| update(io::Error::other(e)))?;
-    write("manifest.json", &json).map_err(update)?;
-    if let Ok(r) = crate::report::Report::load(bundle) {
-        let _ = write("summary.txt", crate::report::text(&r).as_bytes());
+    dir.replace("manifest.json", &json).map_err(update)?;
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
+    if let Ok(mut r) = crate::report::Report::load(&via_fd) {
+        r.bundle = bundle.to_path_buf();
+        let _ = dir.replace("summary.txt", crate::report::text(&r).as_bytes());
     }
     Ok(())
 }

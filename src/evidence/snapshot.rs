@@ -414,7 +414,7 @@ pub fn cgroup(dirs: &[std::path::PathBuf], w: &BundleWriter) -> io::Result<()> {
         names.sort();
         for n in names {
             let rel = format!("cgroup/{n}");
-            if i > 0 && w.path().join(&rel).exists() {
+            if i > 0 && w.exists(&rel) {
                 continue;
             }
             let Ok(data) = std::fs::read(d.join(&n)) else {
@@ -517,7 +517,12 @@ Pss:                  50 kB
     #[test]
     fn live_process_snapshot_and_vanished_pid() {
         let d = tempfile::tempdir().unwrap();
-        let w = BundleWriter::create(d.path(), "x".into(), Default::default()).unwrap();
+        let w = BundleWriter::create(
+            &super::super::bundle::EvidenceDir::open(d.path()).unwrap(),
+            "x".into(),
+            Default::default(),
+        )
+        .unwrap();
         let me = std::process::id() as i32;
         let mut r = ProcReader::new(
             Path::new("/proc"),
@@ -566,7 +571,12 @@ Pss:                  50 kB
         let fifo = pdir.join("smaps_rollup");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let d = tempfile::tempdir().unwrap();
-        let w = BundleWriter::create(d.path(), "x".into(), Default::default()).unwrap();
+        let w = BundleWriter::create(
+            &super::super::bundle::EvidenceDir::open(d.path()).unwrap(),
+            "x".into(),
+            Default::default(),
+        )
+        .unwrap();
         let mut r = ProcReader::new(
             proc.path(),
             Duration::from_millis(200),

@@ -1,0 +1,212 @@
+//! The fault suite: guard as an attacker or a broken machine would meet it. Each test is one
+//! defect of issue 11 (named in its comment) kept closed, driven through the real binary. Tests
+//! that need root or a cgroup say `test skipped` elsewhere (and fail under
+//! GUARD_TEST_REQUIRE_PRIVILEGED=1).
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A capped job that reaches its 64 MiB cap at once, its evidence to `ev`.
+fn killed_job(ev: &Path) -> (i32, String) {
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev)
+        .args(["-m", "64M", "--warn", "off", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn entries(d: &Path) -> Vec<String> {
+    std::fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Defect 1: an evidence directory another user owns let that user redirect root's writes (by
+/// racing rmdir + symlink on the temporary bundles). It is refused: one clear reason, the cap
+/// still enforced, nothing written there.
+#[test]
+fn an_evidence_directory_another_user_owns_is_refused() {
+    if !privileged("an_evidence_directory_another_user_owns_is_refused") {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let ev = top.path().join("theirs");
+    std::fs::create_dir(&ev).unwrap();
+    std::os::unix::fs::chown(&ev, Some(65534), Some(65534)).unwrap();
+    let (code, err) = killed_job(&ev);
+    assert_eq!(code, 137, "the cap holds without evidence: {err}");
+    let kill = err
+        .lines()
+        .find(|l| l.contains("exceeded its memory limit"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(kill.contains("no evidence: "), "{kill}");
+    assert!(kill.contains("belongs to uid 65534"), "{kill}");
+    assert!(
+        entries(&ev).is_empty(),
+        "nothing written: {:?}",
+        entries(&ev)
+    );
+}
+
+/// Defect 1: a symlink as the evidence directory is not followed.
+#[test]
+fn a_symlinked_evidence_directory_is_refused() {
+    if !privileged("a_symlinked_evidence_directory_is_refused") {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let target = top.path().join("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    let link = top.path().join("evidence");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (code, err) = killed_job(&link);
+    assert_eq!(code, 137, "{err}");
+    assert!(
+        err.contains("is a symlink, which guard does not follow"),
+        "{err}"
+    );
+    assert!(entries(&target).is_empty(), "{:?}", entries(&target));
+}
+
+/// Defect 1: a directory other users may write (not sticky) is refused; a sticky one (others
+/// cannot rename or remove guard's entries) is used.
+#[test]
+fn a_directory_others_may_write_is_refused_unless_sticky() {
+    if !privileged("a_directory_others_may_write_is_refused_unless_sticky") {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let ev = top.path().join("shared");
+    std::fs::create_dir(&ev).unwrap();
+    std::fs::set_permissions(&ev, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, err) = killed_job(&ev);
+    assert_eq!(code, 137, "{err}");
+    assert!(err.contains("writable by other users (mode 777"), "{err}");
+    assert!(entries(&ev).is_empty());
+    std::fs::set_permissions(&ev, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, err) = killed_job(&ev);
+    assert_eq!(code, 137, "{err}");
+    assert!(
+        bundle_named(&err, "exceeded its memory limit").starts_with(&ev),
+        "{err}"
+    );
+}
+
+/// Defects 1 and 10: in a shared sticky directory another user plants symlinks at the names the
+/// bundle will get (they are predictable: time, job, pid). guard follows none of them, keeps its
+/// evidence under the next free name, and leaves no temporary directory behind.
+#[test]
+fn planted_symlinks_at_the_bundle_name_are_not_followed_and_cost_no_evidence() {
+    if !privileged("planted_symlinks_at_the_bundle_name_are_not_followed_and_cost_no_evidence") {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let ev = top.path().join("shared");
+    std::fs::create_dir(&ev).unwrap();
+    std::fs::set_permissions(&ev, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = top.path().join("attacker");
+    std::fs::create_dir(&target).unwrap();
+    // A slow job: 64 MiB at 40 MB/s, time to see its pid and plant the names.
+    let g = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(&ev)
+        .args(["-m", "64M", "--warn", "off", "--name", "victim", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200", "--rate", "40"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = wait_for_child(g.id() as i32);
+    let start = std::time::SystemTime::now();
+    for s in 0..8 {
+        let t = start + Duration::from_secs(s);
+        let name = format!("{}-victim-{job}", compact_utc(t));
+        for dest in [target.clone(), target.join("missing")] {
+            let link = if dest.ends_with("missing") {
+                ev.join(format!("{name}.2"))
+            } else {
+                ev.join(&name)
+            };
+            let _ = std::os::unix::fs::symlink(&dest, link);
+        }
+    }
+    let out = wait_output_within(g, RUN_LIMIT, "guard");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    assert!(bundle.starts_with(&ev), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&bundle).unwrap().is_dir(),
+        "the bundle is a directory of guard's, not a planted link"
+    );
+    assert!(bundle.join("manifest.json").is_file());
+    assert!(
+        entries(&target).is_empty(),
+        "written through a link: {:?}",
+        entries(&target)
+    );
+    assert!(
+        !entries(&ev).iter().any(|n| n.starts_with(".tmp-")),
+        "{:?}",
+        entries(&ev)
+    );
+}
+
+/// The first child of `parent` (the job guard started), within a few seconds.
+fn wait_for_child(parent: i32) -> i32 {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse().ok()) {
+            return k;
+        }
+        assert!(Instant::now() < end, "guard {parent} started no job");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The bundle-name timestamp `yyyymmddThhmmssZ` (UTC) of `t` (civil date from days since the
+/// epoch, Howard Hinnant's algorithm: no `date` binary in the VM lane).
+fn compact_utc(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn the_timestamp_helper_matches_guards_names() {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+    assert_eq!(compact_utc(t), "20261118T110640Z");
+}
