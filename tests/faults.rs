@@ -210,3 +210,70 @@ fn the_timestamp_helper_matches_guards_names() {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
     assert_eq!(compact_utc(t), "20261118T110640Z");
 }
+
+/// A job that moves itself (as root) into a child cgroup of its own leaf, in every hierarchy
+/// guard uses, then allocates: the script for defect 2.
+fn escaping_job(mode: &str) -> String {
+    let move_into = match mode {
+        "cgroup-v2" => "cg=$(awk -F: '$1 == \"0\" {print $3}' /proc/self/cgroup); \
+                        mkdir -p /sys/fs/cgroup$cg/inner && echo $$ > /sys/fs/cgroup$cg/inner/cgroup.procs"
+            .to_string(),
+        _ => "for h in memory freezer; do \
+                cg=$(awk -F: -v h=$h '$2 == h {print $3}' /proc/self/cgroup); \
+                d=/sys/fs/cgroup/$h$cg; \
+                [ -d \"$d\" ] && mkdir -p \"$d/inner\" && echo $$ > \"$d/inner/cgroup.procs\"; \
+              done"
+            .to_string(),
+    };
+    format!("{move_into}; exec \"$HOG\" alloc 200")
+}
+
+/// Defect 2: the kill signalled only the leaf's direct members, so a job that had moved into a
+/// child cgroup of its leaf sat at the cap (held by the kernel) and guard waited for it forever;
+/// the next run then met EBUSY. The whole subtree is frozen, killed and removed, and no wait of
+/// guard's is unbounded.
+#[test]
+fn a_job_in_a_child_cgroup_of_its_leaf_is_killed_and_removed_with_it() {
+    if !privileged("a_job_in_a_child_cgroup_of_its_leaf_is_killed_and_removed_with_it") {
+        return;
+    }
+    let mode = doctor()["mode"].as_str().unwrap_or("?").to_string();
+    let ev = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args([
+            "-v",
+            "-m",
+            "64M",
+            "--warn",
+            "off",
+            "--kill-after",
+            "1s",
+            "--",
+        ])
+        .args(["sh", "-c", &escaping_job(&mode)])
+        .env("HOG", example("hog"))
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    let m = manifest(&bundle);
+    assert_eq!(m["capture"], "pre-kill", "{m}");
+    assert!(
+        !m["processes"].as_array().unwrap().is_empty(),
+        "the job's processes in the child cgroup were read"
+    );
+    let leaf = err
+        .lines()
+        .find_map(job_cgroup_in)
+        .unwrap_or_else(|| panic!("no cgroup line: {err}"));
+    assert!(!leaf.exists(), "{} left behind", leaf.display());
+}

@@ -120,6 +120,53 @@ pub fn procs(dir: &Path) -> Vec<i32> {
     }
 }
 
+/// Cgroups below a job's leaf that guard follows at most (a job can nest them as root).
+const MAX_SUBTREE: usize = 4096;
+
+/// `dir` and every cgroup below it (child cgroups are subdirectories, on v1 and v2 alike),
+/// deepest first, `dir` last; at most MAX_SUBTREE of them.
+pub fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), false)];
+    while let Some((d, expanded)) = stack.pop() {
+        if expanded || out.len() + stack.len() >= MAX_SUBTREE {
+            out.push(d);
+            continue;
+        }
+        stack.push((d.clone(), true));
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((e.path(), false));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The pids in `dir` and in every cgroup below it: a job that moved into a child cgroup of its
+/// leaf is still the job.
+pub fn procs_tree(dir: &Path) -> Vec<i32> {
+    subtree(dir).iter().flat_map(|d| procs(d)).collect()
+}
+
+/// The contents of `file` (`tasks`, `cgroup.threads`) in `dir` and every cgroup below it.
+pub fn read_tree(dir: &Path, file: &str) -> String {
+    subtree(dir)
+        .iter()
+        .filter_map(|d| fs::read_to_string(d.join(file)).ok())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Remove `dir` and the cgroups below it, deepest first, each retried (see `rmdir_retry`).
+pub fn rmdir_tree(dir: &Path, attempts: u32) -> Result<(), CgError> {
+    subtree(dir)
+        .iter()
+        .try_for_each(|d| rmdir_retry(d, attempts))
+}
+
 /// Remove a cgroup directory, retrying while the kernel still counts exiting tasks (EBUSY).
 /// A directory that is already gone is success.
 pub fn rmdir_retry(dir: &Path, attempts: u32) -> Result<(), CgError> {
@@ -231,6 +278,26 @@ mod tests {
         let p = d.path().join("nope/memory.max");
         let e = write(&p, "123").unwrap_err().to_string();
         assert!(e.contains("'123'") && e.contains("nope/memory.max"), "{e}");
+    }
+
+    #[test]
+    fn the_subtree_is_deepest_first() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("a/b")).unwrap();
+        fs::create_dir_all(d.path().join("c")).unwrap();
+        fs::write(d.path().join("cgroup.procs"), "1\n").unwrap();
+        fs::write(d.path().join("a/b/cgroup.procs"), "2\n3\n").unwrap();
+        let t = subtree(d.path());
+        assert_eq!(t.last().unwrap(), d.path());
+        let pos = |p: &str| t.iter().position(|x| x == &d.path().join(p)).unwrap();
+        assert!(pos("a/b") < pos("a"));
+        let mut pids = procs_tree(d.path());
+        pids.sort();
+        assert_eq!(pids, [1, 2, 3]);
+        fs::remove_file(d.path().join("cgroup.procs")).unwrap();
+        fs::remove_file(d.path().join("a/b/cgroup.procs")).unwrap();
+        rmdir_tree(d.path(), 2).unwrap();
+        assert!(!d.path().exists());
     }
 
     #[test]

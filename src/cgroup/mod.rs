@@ -243,10 +243,11 @@ pub fn release_for_core<E: Enforce + ?Sized>(
     }
 }
 
-/// The members of the cgroup directories `dirs` (the first that lists any).
+/// The members of the cgroup directories `dirs` and of the cgroups below them (the first that
+/// lists any).
 fn members(dirs: &[PathBuf]) -> Vec<i32> {
     dirs.iter()
-        .map(|d| fs::procs(d))
+        .map(|d| fs::procs_tree(d))
         .find(|p| !p.is_empty())
         .unwrap_or_default()
 }
@@ -277,7 +278,7 @@ fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgError> {
     for d in &busy {
         kill_cgroup(d, Duration::from_secs(5));
     }
-    busy.iter().try_for_each(|d| fs::rmdir_retry(d, 100))
+    busy.iter().try_for_each(|d| fs::rmdir_tree(d, 100))
 }
 
 /// The kernel's counters in a flat keyed file (`memory.events`, `memory.oom_control`).
@@ -316,11 +317,12 @@ pub fn worth_keeping(name: &str) -> bool {
         )
 }
 
-/// Kill every process in the cgroup `dir` and wait (bounded) until it is empty.
-/// Uses `cgroup.kill` where the kernel has it (v2, 5.14+), else SIGKILL to each listed pid; a
-/// v1 freezer cgroup is thawed after the SIGKILLs so its frozen tasks can die.
+/// Kill every process in the cgroup `dir` and in the cgroups below it, and wait (bounded) until
+/// they are empty. Uses `cgroup.kill` where the kernel has it (v2, 5.14+: it covers the subtree),
+/// else SIGKILL to each pid; a v1 freezer cgroup is thawed after the SIGKILLs (thawing a v1
+/// freezer cgroup thaws the ones below it) so its frozen tasks can die.
 pub fn kill_cgroup(dir: &Path, wait: Duration) {
-    let mut pids = fs::procs(dir);
+    let mut pids = fs::procs_tree(dir);
     if pids.is_empty() {
         return;
     }
@@ -344,7 +346,7 @@ pub fn kill_cgroup(dir: &Path, wait: Duration) {
             return;
         }
         std::thread::sleep(Duration::from_millis(2));
-        pids = fs::procs(dir);
+        pids = fs::procs_tree(dir);
         if pids.is_empty() {
             return;
         }
@@ -372,7 +374,7 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
         }
         let dir = e.path();
         kill_cgroup(&dir, Duration::from_secs(2));
-        match fs::rmdir_retry(&dir, 50) {
+        match fs::rmdir_tree(&dir, 50) {
             Ok(()) => removed.push(dir),
             Err(err) => log::warn!("cannot remove stale cgroup left by guard pid {owner}: {err}"),
         }

@@ -94,8 +94,8 @@ impl V1Cgroup {
     fn make_and_join(memory_leaf: &Path, dir: &Path) -> Result<(), CgError> {
         cgfs::ensure_dir(dir)?;
         let missing = || {
-            let there = cgfs::procs(dir);
-            cgfs::procs(memory_leaf)
+            let there = cgfs::procs_tree(dir);
+            cgfs::procs_tree(memory_leaf)
                 .into_iter()
                 .filter(|p| !there.contains(p))
                 .collect()
@@ -193,7 +193,7 @@ impl V1Cgroup {
         loop {
             let frozen = cgfs::read(&state).is_ok_and(|s| s.trim() == "FROZEN");
             // Tasks in the OOM wait show as state D and stay there: held all the same.
-            let tasks = || cgfs::read(&self.dir.join("tasks")).unwrap_or_default();
+            let tasks = || cgfs::read_tree(&self.dir, "tasks");
             if frozen || self.proc.all_held(&tasks()) {
                 return true;
             }
@@ -316,8 +316,9 @@ impl Enforce for V1Cgroup {
     fn sampled_files(&self) -> Option<SampledFiles> {
         Some(SampledFiles::of(&self.dir, USAGE))
     }
+    /// The leaf's members and those of the cgroups below it.
     fn pids(&self) -> Vec<i32> {
-        cgfs::procs(&self.dir)
+        cgfs::procs_tree(&self.dir)
     }
     fn kill_all(&self) {
         super::kill_dirs(&self.dirs());

@@ -133,7 +133,7 @@ impl V2Cgroup {
         let deadline = Instant::now() + bound;
         loop {
             let ev = cgfs::read(&self.dir.join("cgroup.events")).unwrap_or_default();
-            let threads = || cgfs::read(&self.dir.join("cgroup.threads")).unwrap_or_default();
+            let threads = || cgfs::read_tree(&self.dir, "cgroup.threads");
             if cgfs::keyed(&ev, "frozen") == Some(1) || self.proc.all_held(&threads()) {
                 return true;
             }
@@ -227,8 +227,9 @@ impl Enforce for V2Cgroup {
     fn sampled_files(&self) -> Option<SampledFiles> {
         Some(SampledFiles::of(&self.dir, USAGE))
     }
+    /// The leaf's members and those of the cgroups below it.
     fn pids(&self) -> Vec<i32> {
-        cgfs::procs(&self.dir)
+        cgfs::procs_tree(&self.dir)
     }
     fn kill_all(&self) {
         super::kill_dirs(&self.dirs());

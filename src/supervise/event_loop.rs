@@ -43,6 +43,10 @@ const FLAT_BYTES: u64 = 1 << 20;
 pub const HOUSEKEEPING_AFTER: Duration = Duration::from_millis(20);
 /// The longest the loop sleeps with nothing due.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// Once guard has killed the job it kills again this often, and stops waiting for it after
+/// KILL_WAIT: a process stuck in the kernel must not hang guard.
+const RE_KILL: Duration = Duration::from_secs(1);
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// What one wake-up of the loop brought.
 #[derive(Debug, Default)]
@@ -237,8 +241,11 @@ pub struct Deadlines {
     pub sentinel: Option<Instant>,
     /// --timeout.
     pub timeout: Option<Instant>,
-    /// --kill-after, counting from a forwarded terminating signal or the timeout's SIGTERM.
+    /// --kill-after, counting from a forwarded terminating signal or the timeout's SIGTERM; once
+    /// guard has killed the job, the next kill.
     pub kill_after: Option<Instant>,
+    /// Once guard has killed the job: when it stops waiting for it to end.
+    pub give_up: Option<Instant>,
 }
 
 impl Deadlines {
@@ -252,6 +259,7 @@ impl Deadlines {
             until(self.sentinel),
             until(self.timeout),
             until(self.kill_after),
+            until(self.give_up),
             self.recheck_until.map(|_| RECHECK_EVERY),
         ]
         .into_iter()
@@ -339,6 +347,10 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     held_peak: Option<u64>,
     pub pending: Vec<PendingAlert>,
     sentinel: Option<Sentinel>,
+    /// How often guard has killed the job.
+    kills: u32,
+    /// guard stopped waiting for a job that would not die (see KILL_WAIT).
+    pub abandoned: bool,
 }
 
 impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
@@ -393,12 +405,14 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             held_peak: None,
             pending: Vec::new(),
             sentinel: None,
+            kills: 0,
+            abandoned: false,
         }
     }
 
     /// Wait and step until COMMAND exits.
     pub fn run(&mut self, io: &mut impl Wait) -> Result<(), Fatal> {
-        while self.ended.is_none() {
+        while self.ended.is_none() && !self.abandoned {
             let wait = self.at.wait(Instant::now());
             let ready = io.wait(self.enforcer.event_fd(), wait)?;
             self.step(ready, Instant::now());
@@ -434,7 +448,10 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             self.on_timeout(now);
         }
         if running && due(self.at.kill_after, now) {
-            self.on_kill_deadline();
+            self.on_kill_deadline(now);
+        }
+        if self.ended.is_none() && due(self.at.give_up, now) {
+            self.on_give_up();
         }
     }
 
@@ -490,7 +507,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
                 &mut self.recorder,
                 Trigger::MemoryLimit,
             ));
-            self.enforcer.kill_all();
+            self.kill(now);
         } else if due(self.at.recheck_until, now) {
             self.at.recheck_until = None;
         }
@@ -507,6 +524,21 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             trigger,
             &mut self.held_peak,
         ));
+        self.kills += 1;
+        self.after_kill(Instant::now());
+    }
+
+    /// Kill the whole job now, and keep at it (bounded) until it has ended.
+    fn kill(&mut self, now: Instant) {
+        self.enforcer.kill_all();
+        self.kills += 1;
+        self.after_kill(now);
+    }
+
+    /// The job was killed: kill again every RE_KILL, stop waiting after KILL_WAIT.
+    fn after_kill(&mut self, now: Instant) {
+        self.at.kill_after = Some(now + RE_KILL);
+        self.at.give_up.get_or_insert(now + KILL_WAIT);
     }
 
     /// The sampler's tick: a timeline sample; then poll mode's cap, observe mode's capture
@@ -605,15 +637,43 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     }
 
     /// --kill-after has passed since a terminating signal and COMMAND still runs: kill the job.
-    pub fn on_kill_deadline(&mut self) {
+    /// After a kill: the job has not ended yet, kill it again.
+    pub fn on_kill_deadline(&mut self, now: Instant) {
         self.at.kill_after = None;
+        if self.kills == 0 {
+            log::warn!(
+                "{} (pid {}) still running {} after a terminating signal; killing the job",
+                self.cfg.name,
+                self.job.pid(),
+                format_duration(self.cfg.kill_after)
+            );
+        } else {
+            log::debug!("the job has not ended after SIGKILL; killing it again");
+        }
+        self.kill(now);
+    }
+
+    /// The job did not end within KILL_WAIT of guard's SIGKILL (a process stuck in the kernel):
+    /// stop waiting, so that guard itself ends; the cgroup is left for the next run.
+    pub fn on_give_up(&mut self) {
+        self.at.give_up = None;
+        self.abandoned = true;
+        let left = self
+            .enforcer
+            .dir()
+            .map(|d| {
+                format!(
+                    "; its cgroup {} is removed by the next guard run",
+                    d.display()
+                )
+            })
+            .unwrap_or_default();
         log::warn!(
-            "{} (pid {}) still running {} after a terminating signal; killing the job",
+            "{} (pid {}) did not end within {} of SIGKILL (a process stuck in the kernel?); guard stops waiting{left}",
             self.cfg.name,
             self.job.pid(),
-            format_duration(self.cfg.kill_after)
+            format_duration(KILL_WAIT)
         );
-        self.enforcer.kill_all();
     }
 
     /// COMMAND has exited: decide why the run is over. A kernel OOM kill at guard's cap that no

@@ -65,7 +65,7 @@ fn sentinel_main(read_end: OwnedFd, dirs: Vec<PathBuf>, guard_pid: i32) -> ! {
         cgroup::kill_cgroup(dir, Duration::from_secs(10));
     }
     for dir in dirs.iter().filter(|d| d.exists()) {
-        let removed = cgroup::fs::rmdir_retry(dir, 200).is_ok();
+        let removed = cgroup::fs::rmdir_tree(dir, 200).is_ok();
         let left = if removed {
             "and removed its cgroup"
         } else {

@@ -42,6 +42,8 @@ struct World {
     ends_on_hold: Option<Ended>,
     /// COMMAND's end, once it ended (reaped at the next SIGCHLD).
     ended: Option<Ended>,
+    /// SIGKILL does not end it (a process stuck in the kernel).
+    immortal: bool,
     forwarded: Vec<Signal>,
     calls: Vec<Call>,
 }
@@ -125,7 +127,9 @@ impl Enforce for FakeEnforcer {
     fn kill_all(&self) {
         let mut w = self.w.borrow_mut();
         w.calls.push(Call::KillAll);
-        w.ended.get_or_insert(Ended::Signal(libc::SIGKILL));
+        if !w.immortal {
+            w.ended.get_or_insert(Ended::Signal(libc::SIGKILL));
+        }
     }
     fn release(&self, _extra: u64) -> Result<(), CgError> {
         Ok(())
@@ -386,9 +390,43 @@ fn a_signal_that_arrives_with_the_cap_is_forwarded_and_the_hold_still_comes() {
     );
     assert_eq!(w.borrow().forwarded, [Signal::SIGTERM]);
     assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
-    assert_eq!(sup.at.kill_after, Some(t0 + cfg.kill_after));
+    assert!(
+        sup.at.kill_after.is_some() && sup.at.give_up.is_some(),
+        "after the kill: kill again, and a bound on the wait"
+    );
     sup.step(sigchld(), t0);
     assert_eq!(sup.verdict().status(), 137, "a memory kill, not 143");
+}
+
+/// Defect 2: a job that does not end after the kill (a process stuck in the kernel, or one the
+/// kill could not reach) must not hang guard: it kills again every second and stops waiting
+/// after KILL_WAIT.
+#[test]
+fn a_job_that_will_not_die_is_killed_again_then_given_up_on() {
+    use super::event_loop::KILL_WAIT;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().at_cap = true;
+    w.borrow_mut().immortal = true;
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(memory_event(), t0);
+    assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
+    let mut t = t0;
+    while !sup.abandoned {
+        t += Duration::from_millis(500);
+        assert!(t < t0 + KILL_WAIT * 2, "guard waited past its bound");
+        sup.step(Ready::default(), t);
+    }
+    assert!(t >= t0 + KILL_WAIT, "gave up only after {KILL_WAIT:?}");
+    let kills = calls(&w).iter().filter(|c| **c == Call::KillAll).count();
+    assert!(kills >= 5, "killed again while waiting: {kills}");
+    assert_eq!(
+        sup.verdict(),
+        Verdict::MemoryLimit,
+        "still the cap's kill: 137"
+    );
 }
 
 #[test]
