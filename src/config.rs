@@ -137,6 +137,10 @@ pub const DEFAULT_REDACT: &[&str] = &[
     "DSN",
     "DATABASE_URL",
     "CONN",
+    // Beyond the contract's list: suffixes (a '*' first), as in MYSQL_PWD and GITHUB_PAT ('PWD'
+    // and 'PAT' anywhere would take PWD and PATH).
+    "*_PWD",
+    "*_PAT",
 ];
 
 /// The default evidence directory: root → /var/lib/guard/evidence; others →

@@ -16,6 +16,7 @@
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
+//! - [`redact`]: one redaction pass for everything that leaves guard.
 //! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
 
@@ -32,6 +33,7 @@ pub mod logger;
 pub mod metrics;
 pub mod options;
 pub mod proc;
+pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod supervise;

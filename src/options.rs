@@ -152,7 +152,7 @@ pub const OPTIONS: &[Opt] = &[
     opt!("max_evidence_size", "max-evidence-size", "GUARD_MAX_EVIDENCE_SIZE", None, Size, "SIZE", true,
         "Keep the evidence directory under SIZE; the oldest bundles go first (never the one just written) [default: 1GiB]"),
     opt!("redact", "redact", "GUARD_REDACT", None, Words, "WORDS", true,
-        "Environment variables whose names contain one of these words (comma-separated, case-insensitive) have their values replaced by <redacted> everywhere in a bundle [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN]"),
+        "Environment variables whose names contain one of these words (comma-separated, case-insensitive; *WORD: at the end, WORD*: at the start) have their values replaced by <redacted> in bundles, alerts, pings and log lines [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN,*_PWD,*_PAT]"),
     opt!("no_environ", "no-environ", "GUARD_NO_ENVIRON", None, Flag, "", true,
         "Write no environ files into bundles"),
     opt!("pyspy_locals", "pyspy-locals", "GUARD_PYSPY_LOCALS", None, Flag, "", true,

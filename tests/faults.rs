@@ -277,3 +277,86 @@ fn a_job_in_a_child_cgroup_of_its_leaf_is_killed_and_removed_with_it() {
         .unwrap_or_else(|| panic!("no cgroup line: {err}"));
     assert!(!leaf.exists(), "{} left behind", leaf.display());
 }
+
+/// Defects 3 and 4: secrets reach the job in its environment, its arguments and its output; none
+/// may leave guard — not in the bundle, the alert bodies, the ping body or guard's log lines.
+#[test]
+fn no_secret_leaves_guard_in_any_body_line_or_file() {
+    if !privileged("no_secret_leaves_guard_in_any_body_line_or_file") {
+        return;
+    }
+    let secrets = [
+        "S3cretDbPass",     // a URL's password printed by the job (no variable names it)
+        "tok-abcdef123456", // MY_API_TOKEN, printed by the job
+        "Pr0xyPass99",      // the password in HTTPS_PROXY's URL
+        "MyPwdSecret1",     // MYSQL_PWD
+        "ArgvSecret1",      // --password=... on the command line
+        "hunter2hunter2",   // DATABASE_URL's password, printed on its own
+    ];
+    let rx = Receiver::start(200, Duration::ZERO);
+    let ev = tempfile::tempdir().unwrap();
+    let script = "echo \"db is postgres://app:S3cretDbPass@db/x\"; echo \"token $MY_API_TOKEN\"; \
+                  echo \"pw hunter2hunter2\"; echo \"mysql $MYSQL_PWD\"; exec \"$HOG\" alloc 200";
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "64M", "--warn", "off"])
+        .arg("--alert")
+        .arg(format!("webhook:{}", rx.url("/hook")))
+        .args(["--alert", "log:stderr"])
+        .arg("--ping")
+        .arg(rx.url("/ping"))
+        .args(["--", "sh", "-c", script, "job", "--password=ArgvSecret1"])
+        .env("HOG", example("hog"))
+        .env("MY_API_TOKEN", "tok-abcdef123456")
+        .env("HTTPS_PROXY", "http://bob:Pr0xyPass99@proxy:3128")
+        .env("MYSQL_PWD", "MyPwdSecret1")
+        .env("DATABASE_URL", "postgres://app:hunter2hunter2@db/prod")
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    let requests = rx.requests();
+    assert!(
+        requests.iter().any(|r| r.path == "/hook"),
+        "the alert arrived"
+    );
+    assert!(
+        requests.iter().any(|r| r.path == "/ping/fail"),
+        "the ping arrived"
+    );
+    let hook = requests.iter().find(|r| r.path == "/hook").unwrap();
+    assert!(
+        hook.body.contains("db is postgres://app:<redacted>@db/x"),
+        "the tail is sent, redacted: {}",
+        hook.body
+    );
+    let mut places: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| (format!("request {}", r.path), r.body.clone()))
+        .collect();
+    places.push(("guard's stderr".into(), err.clone()));
+    let mut files = Vec::new();
+    walk_files(&bundle, &mut files);
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        places.push((f.display().to_string(), text));
+    }
+    for (place, text) in &places {
+        for s in secrets {
+            assert!(!text.contains(s), "{s} in {place}:\n{text}");
+        }
+    }
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            walk_files(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}

@@ -15,8 +15,8 @@
 //! planted there — gets the next suffix. Removal (a failed bundle, leftovers, retention) walks
 //! descriptors too and removes a symlink, never what it points to.
 
-use super::redact::Scrubber;
 use crate::config::NoEvidence;
+use crate::redact::Scrubber;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, RenameFlags, openat, renameat2};
 use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat};

@@ -8,11 +8,9 @@
 //! - [`snapshot`]: /proc, cgroup and system copies, the process tree.
 //! - [`collectors`]: py-spy and gcore, time-bounded.
 //! - [`bundle`]: temporary name → rename, permissions, leftovers, retention.
-//! - [`redact`]: secret environment values kept out of bundles.
 
 pub mod bundle;
 pub mod collectors;
-pub mod redact;
 pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
@@ -23,8 +21,8 @@ use crate::config::{EvidenceConfig, WrapConfig};
 use crate::format::{
     self, Capture, CgroupInfo, CollectorResult, EventKind, ExitInfo, Manifest, Status, Timings,
 };
+use crate::redact::{self, Scrubber};
 use bundle::BundleWriter;
-use redact::Scrubber;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -148,6 +146,9 @@ pub struct Recorder {
     pub dir: Result<PathBuf, NoEvidence>,
     /// That directory, opened and checked (once prepared): bundles are made through it.
     evidence: Option<bundle::EvidenceDir>,
+    /// Every secret the captures learnt (the job's environment): the alerts are scrubbed with
+    /// them too.
+    pub secrets: Scrubber,
     started_at: SystemTime,
     pub timeline: Timeline,
     warn_armed: bool,
@@ -213,6 +214,7 @@ impl Recorder {
             proc: proc.to_path_buf(),
             dir: cfg.evidence.dir.clone(),
             evidence: None,
+            secrets: Scrubber::new(&cfg.evidence.redact),
             started_at: SystemTime::now(),
             timeline: Timeline::new(start),
             warn_armed: true,
@@ -276,6 +278,14 @@ impl Recorder {
 
     pub fn enabled(&self) -> bool {
         self.dir.is_ok()
+    }
+
+    /// What everything sent out of guard (alerts, pings, log lines) is scrubbed with: the secrets
+    /// of guard's own environment and those the captures learnt from the job's.
+    pub fn scrubber(&self) -> Scrubber {
+        let mut s = Scrubber::of_own_environment(&self.cfg.redact);
+        s.merge(&self.secrets);
+        s
     }
 
     /// Why there is no bundle when none was written: no evidence directory, or no capture.
@@ -345,7 +355,7 @@ impl Recorder {
         let pids = enforcer.pids();
 
         // Secrets first (guard's own environment is the job's too), so nothing is written unscrubbed.
-        let mut scrub = Scrubber::default();
+        let mut scrub = Scrubber::new(&self.cfg.redact);
         if let Ok(own) = std::fs::read(self.proc.join("self/environ")) {
             scrub.learn_environ(&own, &self.cfg.redact);
         }
@@ -377,6 +387,7 @@ impl Recorder {
         let Some(ev) = self.evidence.as_ref() else {
             return Err(self.why_none());
         };
+        self.secrets.merge(&scrub);
         let w = BundleWriter::create(ev, name, scrub).map_err(|e| EvidenceError::Create {
             dir: dir.clone(),
             source: e.into(),
@@ -480,7 +491,7 @@ impl Recorder {
             format: format::FORMAT.into(),
             guard_version: env!("CARGO_PKG_VERSION").into(),
             job: self.job.clone(),
-            command: self.command.iter().map(|a| w.scrub.scrub_str(a)).collect(),
+            command: w.scrub.argv(&self.command),
             pid: self.pid,
             started_at: format::rfc3339(self.started_at),
             captured_at: format::rfc3339(captured),

@@ -196,6 +196,12 @@ pub fn process(
     for &f in PROC_FILES {
         match reader.read(pid, f) {
             Ok(data) => {
+                // The command line with options named like secrets masked, in the file too.
+                let data = if f == "cmdline" {
+                    w.scrub.cmdline(&data)
+                } else {
+                    data
+                };
                 w.write(&format!("{dir}/{f}"), &data)?;
                 raw.insert(f, data);
             }
@@ -259,7 +265,7 @@ pub fn process(
 }
 
 /// A manifest entry without copying files (light bundles): status, smaps_rollup and cmdline.
-pub fn summary(reader: &mut ProcReader, pid: i32, scrub: &super::redact::Scrubber) -> ProcessEntry {
+pub fn summary(reader: &mut ProcReader, pid: i32, scrub: &crate::redact::Scrubber) -> ProcessEntry {
     let mut e = ProcessEntry {
         pid,
         ..Default::default()
@@ -291,7 +297,7 @@ pub fn summary(reader: &mut ProcReader, pid: i32, scrub: &super::redact::Scrubbe
             .and_then(|m| m.extension.map.get("Pss").copied());
     }
     e.cmdline = scrub.scrub_str(&cmdline_text(
-        &reader.read(pid, "cmdline").unwrap_or_default(),
+        &scrub.cmdline(&reader.read(pid, "cmdline").unwrap_or_default()),
     ));
     e
 }

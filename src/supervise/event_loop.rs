@@ -568,8 +568,15 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     pub fn on_warning(&mut self, usage: u64) {
         let r = capture::warning(&self.enforcer, &mut self.recorder, usage);
         let what = notify::warning_text(self.cfg, usage);
-        self.pending
-            .extend(notify::warning(self.cfg, self.job.pid(), usage, &what, r));
+        let scrub = self.recorder.scrubber();
+        self.pending.extend(notify::warning(
+            self.cfg,
+            self.job.pid(),
+            usage,
+            &what,
+            r,
+            &scrub,
+        ));
     }
 
     /// Observe mode: the container reached --capture-at of its own limit. Stop the job for a
@@ -591,8 +598,15 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             ),
             None => format!("uses {}", crate::units::format_size(usage)),
         };
-        self.pending
-            .extend(notify::warning(self.cfg, self.job.pid(), usage, &what, r));
+        let scrub = self.recorder.scrubber();
+        self.pending.extend(notify::warning(
+            self.cfg,
+            self.job.pid(),
+            usage,
+            &what,
+            r,
+            &scrub,
+        ));
     }
 
     /// 20 ms in: the v1 freezer leaf, the evidence directory and the sampler's files, the

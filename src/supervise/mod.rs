@@ -93,6 +93,12 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         metrics_peak,
         output_tail,
         pending: left.pending,
+        // Built only when something is sent (alerts, pings): not on a quiet run's path.
+        scrub: if cfg.alerts.is_empty() && cfg.ping.is_none() {
+            Default::default()
+        } else {
+            left.recorder.scrubber()
+        },
     };
     notify::tell(cfg, ending, start_ping, started);
     Ok(status)

@@ -9,6 +9,7 @@ use crate::alert;
 use crate::config::WrapConfig;
 use crate::evidence::EvidenceError;
 use crate::format::{Delivery, EventKind, Status};
+use crate::redact::Scrubber;
 use crate::units::format_size;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -55,6 +56,7 @@ pub fn warning(
     usage: u64,
     what: &str,
     r: Result<PathBuf, EvidenceError>,
+    scrub: &Scrubber,
 ) -> Option<PendingAlert> {
     match &r {
         Ok(p) => log::warn!("{} (pid {pid}) {what}; evidence: {}", cfg.name, p.display()),
@@ -66,6 +68,7 @@ pub fn warning(
     let bundle = r.ok();
     let ev = event(
         cfg,
+        scrub,
         pid,
         EventKind::Warning,
         bundle.as_deref(),
@@ -82,9 +85,11 @@ pub fn warning(
     })
 }
 
-/// The event the alert sinks get (what the bundle's manifest says, where there is one).
+/// The event the alert sinks get (what the bundle's manifest says, where there is one), its
+/// command line redacted as the bundle's is.
 fn event(
     cfg: &WrapConfig,
+    scrub: &Scrubber,
     pid: i32,
     kind: EventKind,
     bundle: Option<&Path>,
@@ -95,10 +100,12 @@ fn event(
         .and_then(|b| crate::report::Report::load(b).ok())
         .map(|r| r.manifest);
     let command = m.as_ref().map(|m| m.command.clone()).unwrap_or_else(|| {
-        cfg.command
+        let argv: Vec<String> = cfg
+            .command
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect()
+            .collect();
+        scrub.argv(&argv)
     });
     let mut ev = alert::Event {
         event: kind,
@@ -152,13 +159,14 @@ pub fn tell(
     {
         let mut ev = event(
             cfg,
+            &ending.scrub,
             ending.pid,
             kind,
             bundle,
             ending.peak,
             Some(ending.status),
         );
-        ev.output_tail = ending.tail_text();
+        ev.output_tail = ending.tail_text().map(|t| ending.scrub.scrub_str(&t));
         let results = alert::deliver(&cfg.alerts, &ev);
         finish_alert(&ev, bundle, &results);
     }
@@ -203,7 +211,7 @@ fn ping(
             ),
         )
     };
-    results.push(alert::ping(url, suffix, &body));
+    results.push(alert::ping(url, suffix, &ending.scrub.scrub_str(&body)));
     for r in results.iter().filter(|r| r.status != Status::Ok) {
         log::warn!(
             "{} failed after {} attempt(s): {}; the job's result is unchanged",

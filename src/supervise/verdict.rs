@@ -120,6 +120,8 @@ pub struct Ending {
     pub output_tail: Option<Vec<u8>>,
     /// Warnings delivered on their own threads while the job ran.
     pub pending: Vec<PendingAlert>,
+    /// What everything sent out is scrubbed with.
+    pub scrub: crate::redact::Scrubber,
 }
 
 impl Ending {
