@@ -119,6 +119,13 @@ pub fn startup() {
 
 /// Run guard with `args` (including argv[0]); returns the exit status.
 pub fn main_with(args: Vec<OsString>) -> i32 {
+    // The cleanup sentinel's mode (guard died): not a command for people, not in --help.
+    if args
+        .get(1)
+        .is_some_and(|a| a == supervise::sentinel::CLEANUP_MODE)
+    {
+        return supervise::sentinel::cleanup(&args[2..]);
+    }
     let matches = match cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {

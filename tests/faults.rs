@@ -360,3 +360,118 @@ fn walk_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+                && pid_alive(*p)
+        })
+        .collect()
+}
+
+/// Defect 5: SIGKILL of guard in its first ~40 ms left the job's descendants running (the
+/// cleanup sentinel started 20 ms in; only COMMAND itself had a parent-death signal). Kills
+/// spread over the first 100 ms: no process of the job may survive, no cgroup be left.
+#[test]
+fn sigkill_of_guard_at_any_moment_leaves_no_process_of_the_job() {
+    if !privileged("sigkill_of_guard_at_any_moment_leaves_no_process_of_the_job") {
+        return;
+    }
+    let trials: u64 = std::env::var("GUARD_TEST_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut survivors = Vec::new();
+    for i in 0..trials {
+        let marker = format!("{}", 4_000_000 + i * 7 + u64::from(std::process::id()) % 7);
+        // A job that forks descendants at once: sleep MARKER & sleep MARKER & exec sleep MARKER.
+        let script = format!("sleep {marker} & sleep {marker} & exec sleep {marker}");
+        let mut g = guard_cmd()
+            .args(["-m", "256M", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(i * 100_000 / trials));
+        let _ = g.kill();
+        let _ = g.wait();
+        let end = Instant::now() + Duration::from_secs(5);
+        while !processes_with(&marker).is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = processes_with(&marker);
+        if !left.is_empty() {
+            survivors.push((i * 100 / trials, left.clone()));
+            for p in left {
+                send(p as u32, libc::SIGKILL);
+            }
+        }
+    }
+    // The next run removes whatever cgroup a killed guard's sentinel could not.
+    let o = guard_cmd().args(["-m", "64M", "--", "true"]).bounded();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        survivors.is_empty(),
+        "{} of {trials} kills left processes (ms after start, pids): {survivors:?}",
+        survivors.len()
+    );
+}
+
+/// Defect 6: a webhook or ping endpoint that redirects is a failed delivery naming where it
+/// pointed; nothing (no body, no X-Api-Key) reaches the place it points to, and it is not retried.
+#[test]
+fn a_redirecting_endpoint_is_a_failed_delivery_and_nothing_reaches_its_target() {
+    let elsewhere = Receiver::start(200, Duration::ZERO);
+    for code in [301, 302, 303, 307, 308] {
+        let location = format!("Location: {}\r\n", elsewhere.url("/stolen?token=abc"));
+        let redirector = Receiver::answering(code, Duration::ZERO, &location);
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("guard.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nevents = [\"failed\"]\n\
+                 headers = {{ X-Api-Key = \"k-123\" }}\n",
+                redirector.url("/hook")
+            ),
+        )
+        .unwrap();
+        let o = guard_cmd()
+            .env("GUARD_CONFIG", &f)
+            .arg("--ping")
+            .arg(redirector.url("/ping"))
+            .args(["--", "sh", "-c", "exit 3"])
+            .bounded();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            elsewhere.requests().is_empty(),
+            "HTTP {code}: the redirect was followed: {:?}",
+            elsewhere.requests()
+        );
+        let paths: Vec<String> = redirector.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(
+            paths.iter().filter(|p| *p == "/hook").count(),
+            1,
+            "HTTP {code}: a redirect is final, not retried: {paths:?}"
+        );
+        assert!(paths.iter().any(|p| p == "/ping/fail"), "{paths:?}");
+        let target = format!(
+            "HTTP {code} redirect to http://127.0.0.1:{}/stolen?…, not followed",
+            elsewhere.port
+        );
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(&target)).collect();
+        assert_eq!(lines.len(), 3, "the alert and both pings say so: {err}");
+        assert!(
+            !err.contains("token=abc"),
+            "the Location's query is not shown: {err}"
+        );
+    }
+}

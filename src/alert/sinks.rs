@@ -1,6 +1,6 @@
 //! One attempt at one sink. HTTP sinks use ureq (rustls for HTTPS) with the sink's timeout for
 //! the whole request; 2xx is success, 429 / 5xx / connection and timeout errors are retriable,
-//! other statuses are final. exec runs an absolute program without a shell, the event in its
+//! other statuses are final, and a redirect is never followed (a 3xx is a final failure). exec runs an absolute program without a shell, the event in its
 //! environment; log writes one logfmt line to stderr or to syslog.
 
 use super::spec::{Secret, Sink, SinkKind};
@@ -41,21 +41,34 @@ pub fn post_text(
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
     let full = format!("{}{suffix}", base.trim_end_matches('/'));
-    let agent = ureq::AgentBuilder::new()
-        .tls_config(tls_config())
-        .timeout(timeout)
-        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
-        .build();
     classify(
-        agent
+        agent(timeout)
             .post(&full)
             .set("Content-Type", "text/plain; charset=utf-8")
             .send_string(body),
     )
 }
 
+/// The HTTP client for one attempt: the whole request within `timeout`, and no redirect
+/// followed. Following one would send the alert's headers (an `X-Api-Key`, an `Authorization`)
+/// to wherever the endpoint points, and turn the POST into a GET without its body that still
+/// counts as delivered; a 3xx is a failed delivery naming where it pointed, so that the URL in
+/// the configuration gets fixed.
+fn agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .tls_config(tls_config())
+        .timeout(timeout)
+        .redirects(0)
+        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> {
     match r {
+        Ok(resp) if (300..400).contains(&resp.status()) => Err(AttemptError::Final(redirected(
+            resp.status(),
+            resp.header("location"),
+        ))),
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => {
             Err(AttemptError::Retriable(format!("HTTP {code}")))
@@ -68,16 +81,33 @@ fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> 
     }
 }
 
+/// "HTTP 302 redirect to https://other.example/path, not followed: …" — the Location without
+/// its query (it may carry a token) and with any credentials masked, control characters escaped.
+fn redirected(code: u16, location: Option<&str>) -> String {
+    let place = match location {
+        Some(l) => {
+            let (base, query) = l.split_once('?').map_or((l, false), |(b, _)| (b, true));
+            let shown: String = crate::redact::mask_url_credentials(base)
+                .chars()
+                .flat_map(char::escape_debug)
+                .take(200)
+                .collect();
+            format!(" to {shown}{}", if query { "?…" } else { "" })
+        }
+        None => " without a Location".to_string(),
+    };
+    format!(
+        "HTTP {code} redirect{place}, not followed (guard sends only to the configured URL: configure the one it points to)"
+    )
+}
+
 fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
     let url = url
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let agent = ureq::AgentBuilder::new()
-        .tls_config(tls_config())
-        .timeout(s.timeout)
-        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut req = agent.post(&url).set("Content-Type", "application/json");
+    let mut req = agent(s.timeout)
+        .post(&url)
+        .set("Content-Type", "application/json");
     for (k, v) in &s.headers {
         let v = v
             .resolve()

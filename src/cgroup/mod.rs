@@ -142,6 +142,11 @@ pub trait Enforce {
     fn dirs(&self) -> Vec<PathBuf> {
         self.dir().map(Path::to_path_buf).into_iter().collect()
     }
+    /// The directories the cleanup sentinel removes should guard die: `dirs`, and on v1 the
+    /// freezer leaf also before it exists (it is made 20 ms in).
+    fn cleanup_dirs(&self) -> Vec<PathBuf> {
+        self.dirs()
+    }
     /// Where the job's processes are read.
     fn proc(&self) -> &Proc;
     /// Whether swap is actually limited (false when the kernel lacks swap accounting).
@@ -492,6 +497,9 @@ impl Enforce for Enforcer {
     }
     fn dirs(&self) -> Vec<PathBuf> {
         each!(self, c => c.dirs())
+    }
+    fn cleanup_dirs(&self) -> Vec<PathBuf> {
+        each!(self, c => c.cleanup_dirs())
     }
     fn proc(&self) -> &Proc {
         each!(self, c => c.proc())

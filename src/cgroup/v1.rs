@@ -260,6 +260,13 @@ impl Enforce for V1Cgroup {
             .chain([self.dir.clone()])
             .collect()
     }
+    fn cleanup_dirs(&self) -> Vec<PathBuf> {
+        self.freezer_at
+            .iter()
+            .cloned()
+            .chain([self.dir.clone()])
+            .collect()
+    }
     fn proc(&self) -> &Proc {
         &self.proc
     }

@@ -1,7 +1,7 @@
 //! The event loop: one synchronous loop, no async runtime. [`Supervisor`] holds the loop's state —
 //! the enforcement, the evidence recorder, the job, the [`Deadlines`] — and has one method per
 //! event: a signal, the child's exit, a memory event (and its re-checks), a sampler tick (the
-//! timeline, poll mode's cap, observe mode, the warning), housekeeping, the sentinel, the timeout
+//! timeline, poll mode's cap, observe mode, the warning), housekeeping, guard's protection, the timeout
 //! and the kill-after deadline. [`Supervisor::step`] applies what one wake-up brought, in that
 //! order; [`Supervisor::run`] waits and steps until COMMAND exits.
 //!
@@ -14,7 +14,7 @@ use super::capture;
 use super::notify::{self, PendingAlert};
 use super::output;
 use super::prepare::protect_self;
-use super::sentinel::{self, Sentinel};
+use super::sentinel::{Sentinel, StoodDown};
 use super::signals::{self, Action};
 use super::verdict::{Ended, Verdict};
 use crate::cgroup::detect::Plan;
@@ -39,7 +39,7 @@ pub const RECHECK_FOR: Duration = Duration::from_millis(300);
 /// The sampler's longest interval while the job's memory is flat, and what counts as flat.
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 const FLAT_BYTES: u64 = 1 << 20;
-/// When housekeeping and the cleanup sentinel come (a shorter job never pays for them).
+/// When housekeeping and guard's protection come (a shorter job never pays for them).
 pub const HOUSEKEEPING_AFTER: Duration = Duration::from_millis(20);
 /// The longest the loop sleeps with nothing due.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
@@ -237,8 +237,8 @@ pub struct Deadlines {
     pub recheck_until: Option<Instant>,
     /// Housekeeping 20 ms into the job: the v1 freezer leaf, the evidence directory, stale cgroups.
     pub housekeeping: Option<Instant>,
-    /// The cleanup sentinel (and guard's own protection), 20 ms into a job with a cgroup.
-    pub sentinel: Option<Instant>,
+    /// guard's own protection (mlockall, oom_score_adj), 20 ms into a capped job with a cgroup.
+    pub protect: Option<Instant>,
     /// --timeout.
     pub timeout: Option<Instant>,
     /// --kill-after, counting from a forwarded terminating signal or the timeout's SIGTERM; once
@@ -256,7 +256,7 @@ impl Deadlines {
         [
             until(self.sample),
             until(self.housekeeping),
-            until(self.sentinel),
+            until(self.protect),
             until(self.timeout),
             until(self.kill_after),
             until(self.give_up),
@@ -301,6 +301,8 @@ pub struct Remains {
     pub recorder: Recorder,
     pub bundle: Option<Result<Pending, EvidenceError>>,
     pub pending: Vec<PendingAlert>,
+    /// The sentinel, told to stand down; reaped when this is dropped, at the end of the run.
+    pub sentinel: Option<StoodDown>,
 }
 
 impl Remains {
@@ -362,6 +364,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         job: J,
         plan: Plan,
         proc_root: PathBuf,
+        sentinel: Option<Sentinel>,
     ) -> Self {
         let mut enforcer = enforcer;
         // Off the job's start-up path: registering on a cgroup already at its limit signals at
@@ -376,10 +379,12 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         let at = Deadlines {
             sample: sampling.then(|| now + base),
             housekeeping: Some(now + HOUSEKEEPING_AFTER),
-            // Forked only once the job has run a moment: most of a short job's cost would be
-            // this fork. Should guard be killed before, the job still gets its parent-death
-            // signal and the next guard run removes the cgroup.
-            sentinel: enforcer.dir().map(|_| now + HOUSEKEEPING_AFTER),
+            // Only once the job has run a moment: mlockall and the oom_score_adj writes would
+            // be most of a short job's cost.
+            protect: enforcer
+                .dir()
+                .filter(|_| cfg.memory.is_some())
+                .map(|_| now + HOUSEKEEPING_AFTER),
             timeout: cfg.timeout.map(|t| now + t),
             ..Deadlines::default()
         };
@@ -404,7 +409,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             bundle: None,
             held_peak: None,
             pending: Vec::new(),
-            sentinel: None,
+            sentinel,
             kills: 0,
             abandoned: false,
         }
@@ -441,8 +446,8 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         if running && due(self.at.housekeeping, now) {
             self.on_housekeeping();
         }
-        if running && due(self.at.sentinel, now) {
-            self.on_sentinel();
+        if running && due(self.at.protect, now) {
+            self.on_protect();
         }
         if running && !self.memory_killed && due(self.at.timeout, now) {
             self.on_timeout(now);
@@ -618,14 +623,11 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         cgroup::cleanup_stale(&self.plan, &self.proc_root);
     }
 
-    /// 20 ms into a job with a cgroup: guard protects itself (when capped) and forks the
-    /// sentinel that cleans up should guard be killed.
-    pub fn on_sentinel(&mut self) {
-        self.at.sentinel = None;
-        if self.cfg.memory.is_some() {
-            protect_self();
-        }
-        self.sentinel = sentinel::start(self.enforcer.dirs());
+    /// 20 ms into a capped job with a cgroup: guard (and its sentinel) keep working when the
+    /// host is short of memory.
+    pub fn on_protect(&mut self) {
+        self.at.protect = None;
+        protect_self(self.sentinel.as_ref().map(|s| s.pid));
     }
 
     /// Out of time: keep the evidence of the (possibly hung) job first, then SIGTERM it and
@@ -753,11 +755,11 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         if let Err(e) = self.enforcer.remove() {
             log::warn!("{e}; the next guard run removes it");
         }
-        drop(self.sentinel);
         Remains {
             recorder: self.recorder,
             bundle: self.bundle,
             pending: self.pending,
+            sentinel: self.sentinel.map(Sentinel::stand_down),
         }
     }
 

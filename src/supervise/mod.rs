@@ -24,6 +24,7 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
+use crate::cgroup::Enforce;
 use crate::cgroup::detect::Sys;
 use crate::config::WrapConfig;
 use crate::evidence::Recorder;
@@ -53,6 +54,11 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     };
     let sys = Sys::live();
     let prepared = prepare::enforcement(cfg, &sys)?;
+    // Before COMMAND: from its first instruction, killing guard leaves nothing of the job.
+    let sentinel = match prepared.enforcer.dir() {
+        Some(_) => sentinel::start(&prepared.enforcer.cleanup_dirs()),
+        None => None,
+    };
     let mut output = output::Output::start(cfg.quiet).map_err(|e| {
         Fatal::new(
             exit::GUARD_FAILED,
@@ -66,7 +72,15 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let start_ping = notify::job_started(cfg);
     let recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
     let job = Child::new(pid, cfg.pgroup);
-    let mut sup = Supervisor::new(cfg, enforcer, recorder, job, prepared.plan, sys.proc);
+    let mut sup = Supervisor::new(
+        cfg,
+        enforcer,
+        recorder,
+        job,
+        prepared.plan,
+        sys.proc,
+        sentinel,
+    );
     // 3. The event loop, until COMMAND exits.
     sup.run(&mut io)?;
     // 4. The verdict: why it ended, nothing of the job left, the bundle, the one line.
@@ -101,5 +115,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         },
     };
     notify::tell(cfg, ending, start_ping, started);
+    // Last: the sentinel stood down at the cleanup and has exited meanwhile; reap it.
+    drop(left.sentinel);
     Ok(status)
 }

@@ -177,11 +177,11 @@ fn spawn_fatal(cfg: &WrapConfig, e: SpawnError) -> Fatal {
     }
 }
 
-/// Keep guard (and the sentinel forked next) working while a job is held at its cap and the host
+/// Keep guard (and its sentinel) working while a job is held at its cap and the host
 /// may be short of memory: lock guard's pages in RAM, and take it out of the OOM killer's reach
 /// when root. Done once the job has run a moment (not on a short job's path); the job itself
 /// started before, with the oom_score_adj it had. Failures only cost the protection.
-pub fn protect_self() {
+pub fn protect_self(sentinel: Option<i32>) {
     // MCL_ONFAULT: lock the pages guard has touched and every page it touches from now on, but
     // do not fault in the rest of its 5 MB binary (TLS, compression and report code that a run
     // may never use): that kept 5.6 MiB resident and locked for every guard.
@@ -196,8 +196,12 @@ pub fn protect_self() {
         }
     }
     if nix::unistd::geteuid().is_root() {
-        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-            log::debug!("oom_score_adj: {e}");
+        // The sentinel shares guard's memory: the OOM killer must spare it as it spares guard.
+        let pids = std::iter::once("self".to_string()).chain(sentinel.map(|p| p.to_string()));
+        for p in pids {
+            if let Err(e) = std::fs::write(format!("/proc/{p}/oom_score_adj"), "-1000") {
+                log::debug!("oom_score_adj of {p}: {e}");
+            }
         }
     }
 }

@@ -237,6 +237,7 @@ fn supervisor<'c>(cfg: &'c WrapConfig, w: &Shared) -> Supervisor<'c, FakeEnforce
         FakeJob { w: w.clone() },
         plan,
         PathBuf::from("/proc"),
+        None,
     )
 }
 

@@ -296,6 +296,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(status: u16, delay: Duration) -> Receiver {
+        Receiver::answering(status, delay, "")
+    }
+
+    /// Answers with `status` and the extra header lines `headers` (each ending in CRLF).
+    pub fn answering(status: u16, delay: Duration, headers: &str) -> Receiver {
+        let headers = headers.to_string();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -303,6 +309,7 @@ impl Receiver {
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 let s3 = s2.clone();
+                let extra = headers.clone();
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn.try_clone().unwrap());
                     let mut line = String::new();
@@ -336,7 +343,7 @@ impl Receiver {
                     let mut c = conn;
                     let _ = write!(
                         c,
-                        "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        "HTTP/1.1 {status} X\r\n{extra}Content-Length: 2\r\nConnection: close\r\n\r\nok"
                     );
                 });
             }
