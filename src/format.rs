@@ -404,21 +404,141 @@ pub fn parse_timeline(text: &str) -> Vec<(u64, u64)> {
     out
 }
 
-/// The finished bundles in `evidence_dir` (directories with a manifest.json), oldest first.
-/// Temporary bundles (`.tmp-…`) are not finished.
-pub fn bundles(evidence_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(evidence_dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| e.path())
-                .filter(|p| p.join("manifest.json").is_file())
-                .collect()
+/// The largest manifest.json a reader takes (guard's are a few KiB; a planted /dev/zero is not
+/// read for ever).
+pub const MAX_MANIFEST: u64 = 8 << 20;
+
+/// Read and parse `dir/manifest.json`: a regular file (a symlink there is not followed), at most
+/// [`MAX_MANIFEST`] bytes.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, ManifestError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("manifest.json");
+    let io = |source| ManifestError::Read {
+        path: path.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(io)?;
+    if !f.metadata().map_err(io)?.is_file() {
+        return Err(ManifestError::NotAFile(path));
+    }
+    let mut text = String::new();
+    f.take(MAX_MANIFEST + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_MANIFEST {
+        return Err(ManifestError::TooLarge(path));
+    }
+    serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a regular file")]
+    NotAFile(PathBuf),
+    #[error("{0} is larger than 8 MiB: not a manifest guard wrote")]
+    TooLarge(PathBuf),
+    #[error("{path} is not a guard manifest: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A bundle guard wrote, found in an evidence directory.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// The finished bundles in `evidence_dir`, oldest first by captured time. Only what guard wrote
+/// counts — everything else there (a user's `1.0-release/` with a manifest.json in it, a
+/// temporary `.tmp-…` bundle, a directory planted by another user) is neither listed, nor
+/// reported as latest, nor removed by retention. A bundle guard wrote is a real directory (not a
+/// symlink) owned by root or by this user, whose manifest is in guard's format and whose name
+/// is the one guard gives it from that manifest: `CAPTURED-JOB-PID[.warning][.N]`.
+pub fn found(evidence_dir: &Path) -> Vec<Found> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let Ok(rd) = std::fs::read_dir(evidence_dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Found> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let md = e.path().symlink_metadata().ok()?;
+            if !md.is_dir() || (md.uid() != me && md.uid() != 0) {
+                return None;
+            }
+            let manifest = read_manifest(&e.path()).ok()?;
+            (manifest.format == FORMAT && is_name_of(&name, &manifest)).then(|| Found {
+                path: e.path(),
+                manifest,
+            })
         })
-        .unwrap_or_default();
-    // Names start with the UTC time, so name order is time order.
-    v.sort();
+        .collect();
+    v.sort_by(|a, b| (&a.manifest.captured_at, &a.path).cmp(&(&b.manifest.captured_at, &b.path)));
     v
+}
+
+/// The paths of [`found`].
+pub fn bundles(evidence_dir: &Path) -> Vec<PathBuf> {
+    found(evidence_dir).into_iter().map(|f| f.path).collect()
+}
+
+/// Whether `name` is the name guard gives a bundle with manifest `m`.
+fn is_name_of(name: &str, m: &Manifest) -> bool {
+    let Ok(captured) = humantime::parse_rfc3339(&m.captured_at) else {
+        return false;
+    };
+    let mut base = format!("{}-{}-{}", compact_utc(captured), m.job, m.pid);
+    if m.trigger == EventKind::Warning {
+        base.push_str(".warning");
+    }
+    let Some(rest) = name.strip_prefix(&base) else {
+        return false;
+    };
+    // `.2`, `.3`, …: a name that was taken when it was moved into place.
+    rest.is_empty()
+        || rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `s` with its control characters escaped (`\x1b`, `\u{9b}`), so that text from a bundle, a job
+/// or a command line cannot drive the terminal it is printed on. `lines`: keep newlines and tabs
+/// (multi-line text such as a report); otherwise they are escaped too (one line).
+pub fn escape_controls(s: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    let escaped = |c: char| c.is_control() && !(lines && matches!(c, '\n' | '\t'));
+    if !s.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match u32::from(c) {
+            _ if !escaped(c) => o.push(c),
+            n if n < 0x100 => {
+                let _ = write!(o, "\\x{n:02x}");
+            }
+            n => {
+                let _ = write!(o, "\\u{{{n:x}}}");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(o)
 }
 
 #[cfg(test)]
@@ -431,6 +551,61 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123Z");
         assert_eq!(compact_utc(t), "20261118T110640Z");
+    }
+
+    #[test]
+    fn names_guard_gives_bundles() {
+        let m = Manifest {
+            job: "nightly.db".into(),
+            pid: 42,
+            captured_at: "2026-11-18T11:06:40.123Z".into(),
+            trigger: EventKind::MemoryLimit,
+            ..Manifest::default()
+        };
+        for ok in [
+            "20261118T110640Z-nightly.db-42",
+            "20261118T110640Z-nightly.db-42.2",
+        ] {
+            assert!(is_name_of(ok, &m), "{ok}");
+        }
+        for bad in [
+            "1.0-release",
+            "20261118T110640Z-nightly.db-43",
+            "20261118T110641Z-nightly.db-42",
+            "20261118T110640Z-nightly.db-42.warning",
+            "20261118T110640Z-nightly.db-42.",
+            "20261118T110640Z-nightly.db-42.x",
+            "20261118T110640Z-nightly.db-42-old",
+        ] {
+            assert!(!is_name_of(bad, &m), "{bad}");
+        }
+        let w = Manifest {
+            trigger: EventKind::Warning,
+            ..m.clone()
+        };
+        assert!(is_name_of("20261118T110640Z-nightly.db-42.warning", &w));
+        assert!(!is_name_of("20261118T110640Z-nightly.db-42", &w));
+        let undated = Manifest {
+            captured_at: "yesterday".into(),
+            ..m
+        };
+        assert!(!is_name_of("20261118T110640Z-nightly.db-42", &undated));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(
+            escape_controls("plain text\n", true),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(escape_controls("a\u{1b}[2Jb", true), "a\\x1b[2Jb");
+        assert_eq!(escape_controls("l1\nl2\tx\r", true), "l1\nl2\tx\\x0d");
+        assert_eq!(escape_controls("l1\nl2", false), "l1\\x0al2");
+        assert_eq!(
+            escape_controls("c1\u{9b}31m\u{7f}", false),
+            "c1\\x9b31m\\x7f"
+        );
+        assert_eq!(escape_controls("ünïcode ✓", false), "ünïcode ✓");
     }
 
     #[test]

@@ -46,7 +46,13 @@ use std::io::Write;
 
 /// Print guard's own error line.
 fn error_line(msg: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr(), "guard: error: {msg}");
+    // One line, whatever the value it names holds (a raw escape code, a newline).
+    let msg = msg.to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "guard: error: {}",
+        format::escape_controls(&msg, false)
+    );
 }
 
 fn init_logging(v: Verbosity) {

@@ -23,7 +23,13 @@ impl log::Log for Stderr {
             log::Level::Warn => "warning: ",
             _ => "",
         };
-        let line = format!("guard: {prefix}{}\n", record.args());
+        // Names, paths and values in a message may come from a job or a user: their control
+        // characters are escaped, so a line cannot drive the terminal it is read on.
+        let msg = record.args().to_string();
+        let line = format!(
+            "guard: {prefix}{}\n",
+            crate::format::escape_controls(&msg, true)
+        );
         // Nothing to do if stderr is gone: guard goes on supervising.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }

@@ -475,3 +475,122 @@ fn a_redirecting_endpoint_is_a_failed_delivery_and_nothing_reaches_its_target() 
         );
     }
 }
+
+/// `guard list` / `guard report` with `args`, in evidence directory `ev`: (status, stdout, stderr).
+fn read_bundles(ev: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = guard_cmd()
+        .args(args)
+        .arg("--evidence-dir")
+        .arg(ev)
+        .bounded();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Defect 7: retention, `--latest` and `list` count only bundles guard wrote; what they print
+/// cannot drive the terminal; `--latest` is the newest kill by captured time, not its warning.
+#[test]
+fn only_bundles_guard_wrote_are_listed_reported_and_retained() {
+    if !privileged("only_bundles_guard_wrote_are_listed_reported_and_retained") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    // A warning and its kill in the same second: the kill is what --latest means.
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "96M", "--warn", "32M", "--name", "leaky", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "300", "--rate", "400"])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let kill = bundle_named(&err, "exceeded its memory limit");
+    let real = entries(ev.path());
+    assert_eq!(real.len(), 2, "a warning and a kill: {real:?}");
+    let manifest_text = std::fs::read_to_string(kill.join("manifest.json")).unwrap();
+    // Things that are not guard's: a user's directory that holds a manifest.json; a future-dated
+    // bundle with a guard-like name owned by another user; one whose name does not match its
+    // manifest; and a root-written one whose job name carries escape codes.
+    let plant = |name: &str, text: &str| {
+        let d = ev.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("manifest.json"), text).unwrap();
+        d
+    };
+    let release = plant("1.0-release", &manifest_text);
+    let m: serde_json::Value = serde_json::from_str(&manifest_text).unwrap();
+    let mut future = m.clone();
+    future["captured_at"] = "2099-01-01T00:00:00.000Z".into();
+    future["job"] = "planted".into();
+    let foreign = plant(
+        &format!("20990101T000000Z-planted-{}", m["pid"]),
+        &future.to_string(),
+    );
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let mismatch = plant("20990101T000000Z-other-1", &future.to_string());
+    let mut evil = m.clone();
+    evil["job"] = "x\u{1b}]0;pwned\u{7}\u{1b}[2J".into();
+    evil["captured_at"] = "2000-01-01T00:00:00.000Z".into();
+    plant(
+        &format!(
+            "20000101T000000Z-{}-{}",
+            evil["job"].as_str().unwrap(),
+            m["pid"]
+        ),
+        &evil.to_string(),
+    );
+
+    let (st, out, err) = read_bundles(ev.path(), &["list"]);
+    assert_eq!(st, 0, "{err}");
+    assert!(
+        !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+        "raw escape codes: {out:?}"
+    );
+    assert!(
+        out.contains("x\\x1b]0;pwned\\x07"),
+        "escaped, still shown: {out}"
+    );
+    for planted in ["1.0-release", "planted", "other-1"] {
+        assert!(!out.contains(planted), "{planted} listed: {out}");
+    }
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows[0].contains("memory-limit") && rows[1].contains("warning"),
+        "newest first: {out}"
+    );
+
+    let (st, out, err) = read_bundles(ev.path(), &["report", "--latest", "--json"]);
+    assert_eq!(st, 0, "{err}");
+    let latest: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(latest["manifest"]["trigger"], "memory-limit", "{out}");
+    let (_, text, _) = read_bundles(ev.path(), &["report", "--latest"]);
+    assert!(text.contains("exceeded its memory limit"), "{text}");
+
+    // Retention: keep 1 — the new kill stays, guard's older bundles go, nothing else is touched.
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "64M", "--warn", "off", "--keep", "1", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(o.status.code(), Some(137));
+    for kept in [&release, &foreign, &mismatch] {
+        assert!(
+            kept.join("manifest.json").exists(),
+            "{} removed",
+            kept.display()
+        );
+    }
+    assert!(
+        !kill.exists(),
+        "guard's own older bundle is removed by --keep 1"
+    );
+}

@@ -628,26 +628,38 @@ mod tests {
         assert!(d.path().join("20260101T000000Z-x-1").exists());
     }
 
+    /// A bundle as guard names and writes it: day `day` of January 2026, job x, pid 1.
+    fn fake_bundle(dir: &Path, day: u32) -> PathBuf {
+        let b = dir.join(format!("202601{day:02}T000000Z-x-1"));
+        fs::create_dir(&b).unwrap();
+        let m = crate::format::Manifest {
+            job: "x".into(),
+            pid: 1,
+            captured_at: format!("2026-01-{day:02}T00:00:00.000Z"),
+            ..Default::default()
+        };
+        fs::write(b.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        b
+    }
+
     #[test]
     fn retention_by_count_and_size_never_the_newest() {
         let d = tempfile::tempdir().unwrap();
-        for i in 0..5 {
-            let b = d.path().join(format!("2026010{i}T000000Z-x-1"));
-            fs::create_dir(&b).unwrap();
-            fs::write(b.join("manifest.json"), vec![b'x'; 1000]).unwrap();
-        }
-        let newest = d.path().join("20260104T000000Z-x-1");
+        let all: Vec<PathBuf> = (1..=5).map(|i| fake_bundle(d.path(), i)).collect();
+        // Not guard's: a user's directory with a manifest.json, never counted nor removed.
+        let theirs = d.path().join("1.0-release");
+        fs::create_dir(&theirs).unwrap();
+        fs::copy(all[0].join("manifest.json"), theirs.join("manifest.json")).unwrap();
+        let newest = all[4].clone();
         let e = ev(d.path());
         let removed = retain(&e, 3, u64::MAX, &newest);
         assert_eq!(removed.len(), 2);
-        assert_eq!(removed[0], d.path().join("20260100T000000Z-x-1"));
-        assert_eq!(
-            crate::format::bundles(d.path()).first().unwrap(),
-            &d.path().join("20260102T000000Z-x-1")
-        );
+        assert_eq!(removed[0], all[0]);
+        assert_eq!(crate::format::bundles(d.path()).first().unwrap(), &all[2]);
         // size: 1 byte allowed → only the protected one survives
         retain(&e, 50, 1, &newest);
         assert_eq!(crate::format::bundles(d.path()), vec![newest]);
+        assert!(theirs.join("manifest.json").exists());
     }
 
     #[test]

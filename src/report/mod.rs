@@ -31,11 +31,8 @@ pub enum ReportError {
         bundle: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not a guard manifest: {source}", manifest.display())]
-    Parse {
-        manifest: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error("{0}")]
+    Manifest(format::ManifestError),
     #[error(
         "the evidence directory {} does not exist (no bundle written yet, or give --evidence-dir DIR)",
         .0.display()
@@ -88,17 +85,14 @@ pub struct Stack {
 impl Report {
     /// Read the bundle at `dir`.
     pub fn load(dir: &Path) -> Result<Report, ReportError> {
-        let mpath = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&mpath).map_err(|source| ReportError::Read {
-            manifest: mpath.clone(),
-            bundle: dir.to_path_buf(),
-            source,
-        })?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|source| ReportError::Parse {
-                manifest: mpath.clone(),
+        let manifest = format::read_manifest(dir).map_err(|e| match e {
+            format::ManifestError::Read { path, source } => ReportError::Read {
+                manifest: path,
+                bundle: dir.to_path_buf(),
                 source,
-            })?;
+            },
+            other => ReportError::Manifest(other),
+        })?;
         let timeline = std::fs::read_to_string(dir.join("timeline.csv"))
             .map(|t| format::parse_timeline(&t))
             .unwrap_or_default();
@@ -193,7 +187,9 @@ pub fn text(r: &Report) -> String {
     stacks(&mut o, r);
     collectors_and_alerts(&mut o, &r.manifest);
     footer(&mut o, r);
-    o
+    // A bundle's fields are what a job (or whoever planted it) chose: no escape code of theirs
+    // reaches the terminal.
+    format::escape_controls(&o, true).into_owned()
 }
 
 /// What happened to which job, where, when, and the memory figures.
@@ -425,23 +421,20 @@ pub struct ListRow {
     pub path: PathBuf,
 }
 
-/// The bundles in `dir`, newest first; unreadable manifests are skipped with a note on stderr.
+/// The bundles guard wrote in `dir`, newest first by captured time.
 pub fn list(dir: &Path) -> Vec<ListRow> {
-    let mut rows = Vec::new();
-    for b in format::bundles(dir).into_iter().rev() {
-        match Report::load(&b) {
-            Ok(r) => rows.push(ListRow {
-                captured_at: r.manifest.captured_at,
-                job: r.manifest.job,
-                trigger: r.manifest.trigger,
-                capture: r.manifest.capture,
-                peak_bytes: r.manifest.peak_bytes,
-                path: b,
-            }),
-            Err(e) => log::warn!("skipping {}: {e}", b.display()),
-        }
-    }
-    rows
+    format::found(dir)
+        .into_iter()
+        .rev()
+        .map(|f| ListRow {
+            captured_at: f.manifest.captured_at,
+            job: f.manifest.job,
+            trigger: f.manifest.trigger,
+            capture: f.manifest.capture,
+            peak_bytes: f.manifest.peak_bytes,
+            path: f.path,
+        })
+        .collect()
 }
 
 pub fn list_text(rows: &[ListRow]) -> String {
@@ -453,24 +446,30 @@ pub fn list_text(rows: &[ListRow]) -> String {
         let _ = writeln!(
             o,
             "{:<24} {:<16} {:<13} {:<11} {:>10}  {}",
-            r.captured_at,
-            r.job,
+            format::escape_controls(&r.captured_at, false),
+            format::escape_controls(&r.job, false),
             r.trigger,
             r.capture,
             opt_size(r.peak_bytes),
-            r.path.display()
+            format::escape_controls(&r.path.display().to_string(), false)
         );
     }
     o
 }
 
-/// The newest bundle in `dir`.
+/// The newest kill or timeout bundle in `dir` by captured time — not a warning's bundle, which
+/// usually comes a moment before the kill it warned of; the newest warning when there is nothing
+/// else.
 pub fn latest(dir: &Path) -> Result<PathBuf, ReportError> {
     if !dir.is_dir() {
         return Err(ReportError::NoDir(dir.to_path_buf()));
     }
-    format::bundles(dir)
-        .pop()
+    let all = format::found(dir);
+    all.iter()
+        .rev()
+        .find(|f| f.manifest.trigger != EventKind::Warning)
+        .or(all.last())
+        .map(|f| f.path.clone())
         .ok_or_else(|| ReportError::Empty(dir.to_path_buf()))
 }
 
