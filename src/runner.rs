@@ -1,12 +1,13 @@
 //! Running helper programs with a bound: py-spy and gcore at a capture, an alert's exec hook.
 //! Each starts with stdin closed and its output going to anonymous in-memory files (no pipe to
-//! fill, no temporary file to leak), is killed at its deadline, and ends as one [`Ran`] with a
-//! [`Status`]. Nothing here knows what the helper is for, so evidence and alerts both use it
+//! fill, no temporary file to leak), in a process group of its own; it is killed whole at its
+//! deadline and ends as one [`Ran`] with a [`Status`]. Nothing here knows what the helper is for, so evidence and alerts both use it
 //! without depending on each other.
 
 use crate::format::Status;
 use std::ffi::OsStr;
 use std::io::{Read, Seek};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,7 +77,10 @@ impl Helper {
                 .map(Stdio::from)
                 .unwrap_or_else(|_| Stdio::null())
         };
+        // A process group of its own: at the deadline the helper is killed whole, with whatever
+        // it started (a hook's `curl &`), not just its first process.
         let child = Command::new(program)
+            .process_group(0)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -94,19 +98,34 @@ impl Helper {
         })
     }
 
+    /// SIGKILL to the helper's whole process group (it leads it: its pid is the group's id).
+    fn kill_group(&mut self) {
+        match i32::try_from(self.child.id()) {
+            Ok(pid) => {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            Err(_) => {
+                let _ = self.child.kill();
+            }
+        }
+    }
+
     /// Wait for the helper until its deadline (then kill it) and collect its output.
     pub fn finish(mut self) -> Ran {
         let deadline = self.t0 + self.timeout;
         let status = loop {
             match self.child.try_wait() {
-                Ok(Some(s)) => break Some(s),
+                Ok(Some(s)) => break Ok(s),
                 Ok(None) if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
+                    self.kill_group();
                     let _ = self.child.wait();
-                    break None;
+                    break Err(None);
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-                Err(_) => break None,
+                Err(e) => break Err(Some(e)),
             }
         };
         let ms = ms_since(self.t0);
@@ -126,12 +145,17 @@ impl Helper {
             .to_string();
         let program = self.program.display();
         let (status, detail) = match status {
-            Some(s) if s.success() => (Status::Ok, String::new()),
-            Some(s) => (
+            Ok(s) if s.success() => (Status::Ok, String::new()),
+            Ok(s) => (
                 Status::Failed,
                 format!("{program} exited with {s}: {first_err}"),
             ),
-            None => (
+            // Its exit status was taken by someone else: it ran, how it ended is unknown.
+            Err(Some(e)) => (
+                Status::Failed,
+                format!("{program} ended, but its exit status is lost ({e})"),
+            ),
+            Err(None) => (
                 Status::Timeout,
                 format!(
                     "{program} did not finish within {}; killed",

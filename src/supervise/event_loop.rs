@@ -197,11 +197,16 @@ impl Job for Child {
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
     }
 
-    /// Reaps every child that ended (orphans too); follows COMMAND into a terminal stop.
+    /// Reaps every child of this thread that ended — COMMAND, orphans handed to guard as
+    /// subreaper or PID 1 — and follows COMMAND into a terminal stop. Not the children of
+    /// guard's other threads (`__WNOTHREAD`): an alert's exec hook is waited for by the thread
+    /// that runs it, which would otherwise find its exit status taken and report a hook that
+    /// took 5 ms as out of time.
     fn reap(&mut self) -> Option<Ended> {
         let mut ended = None;
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::__WNOTHREAD;
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+            match waitpid(None, Some(flags)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.pid => {
                     ended = Some(Ended::Code(code))
                 }
