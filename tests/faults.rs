@@ -652,3 +652,47 @@ fn warning_hooks_are_reported_as_they_ended_and_killed_whole_at_their_deadline()
         processes_with(&mark)
     );
 }
+
+/// Defect 9: with a hanging ping endpoint guard took ~34 s to exit (the alert's bound, then the
+/// ping's); the ping now goes out with the alerts, within one delivery's bound (~16.5 s).
+#[test]
+fn a_hanging_ping_and_a_hanging_alert_cost_one_delivery_bound() {
+    let hang = Receiver::start(200, Duration::from_secs(30));
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("guard.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"{}\"\nevents = [\"failed\"]\n",
+            hang.url("/hook")
+        ),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .arg("--ping")
+        .arg(hang.url("/ping"))
+        .args(["--", "sh", "-c", "exit 3"])
+        .bounded();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    // 3 attempts of 5 s and 1.5 s of backoff, alert and pings in parallel: 16.5 s.
+    assert!(took < Duration::from_secs(21), "took {took:?}: {err}");
+    let paths: Vec<String> = hang.requests().into_iter().map(|r| r.path).collect();
+    for p in ["/hook", "/ping/start", "/ping/fail"] {
+        assert_eq!(
+            paths.iter().filter(|x| *x == p).count(),
+            3,
+            "{p}: {paths:?}"
+        );
+    }
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("after 3 attempt(s)"))
+            .count(),
+        3,
+        "{err}"
+    );
+}

@@ -144,52 +144,68 @@ fn finish_alert(ev: &alert::Event, bundle: Option<&Path>, results: &[Delivery]) 
     }
 }
 
-/// Tell people how the run ended: its alert, the warnings still on their way, the pings, the
-/// metrics.
+/// Tell people how the run ended: the metrics first (no network), then the alert, the
+/// warnings still on their way and the end ping, all at once — a hanging endpoint costs the
+/// bound of one delivery (3 attempts and the backoff), not one per kind of delivery.
 pub fn tell(
     cfg: &WrapConfig,
     mut ending: Ending,
     start_ping: Option<JoinHandle<Delivery>>,
     started: Started,
 ) {
-    let bundle = ending.bundle.as_ref().ok().map(PathBuf::as_path);
-    if let Some(kind) = ending
-        .kind
-        .filter(|k| cfg.alerts.iter().any(|s| s.wants(*k)))
-    {
-        let mut ev = event(
-            cfg,
-            &ending.scrub,
-            ending.pid,
-            kind,
-            bundle,
-            ending.peak,
-            Some(ending.status),
-        );
-        ev.output_tail = ending.tail_text().map(|t| ending.scrub.scrub_str(&t));
-        let results = alert::deliver(&cfg.alerts, &ev);
-        finish_alert(&ev, bundle, &results);
-    }
-    for p in std::mem::take(&mut ending.pending) {
-        let results = p.handle.join().unwrap_or_default();
-        finish_alert(&p.event, p.bundle.as_deref(), &results);
-    }
-    if let Some(url) = &cfg.ping {
-        ping(cfg, url, &ending, start_ping);
-    }
     if let Some(path) = &cfg.metrics_file {
         metrics(cfg, path, &ending, started);
     }
+    let pending = std::mem::take(&mut ending.pending);
+    let ending = &ending;
+    std::thread::scope(|scope| {
+        let end_ping = cfg
+            .ping
+            .as_ref()
+            .map(|url| scope.spawn(move || ping(cfg, url, ending)));
+        alert_the_ending(cfg, ending);
+        for p in pending {
+            let results = p.handle.join().unwrap_or_default();
+            finish_alert(&p.event, p.bundle.as_deref(), &results);
+        }
+        let mut pings: Vec<Delivery> = start_ping.and_then(|h| h.join().ok()).into_iter().collect();
+        pings.extend(end_ping.and_then(|h| h.join().ok()));
+        for r in pings.iter().filter(|r| r.status != Status::Ok) {
+            log::warn!(
+                "{} failed after {} attempt(s): {}; the job's result is unchanged",
+                r.sink,
+                r.attempts,
+                r.detail
+            );
+        }
+    });
+}
+
+/// The alert of how the run ended, to every sink that wants its kind.
+fn alert_the_ending(cfg: &WrapConfig, ending: &Ending) {
+    let bundle = ending.bundle.as_ref().ok().map(PathBuf::as_path);
+    let Some(kind) = ending
+        .kind
+        .filter(|k| cfg.alerts.iter().any(|s| s.wants(*k)))
+    else {
+        return;
+    };
+    let mut ev = event(
+        cfg,
+        &ending.scrub,
+        ending.pid,
+        kind,
+        bundle,
+        ending.peak,
+        Some(ending.status),
+    );
+    ev.output_tail = ending.tail_text().map(|t| ending.scrub.scrub_str(&t));
+    let results = alert::deliver(&cfg.alerts, &ev);
+    finish_alert(&ev, bundle, &results);
 }
 
 /// The end of `--ping`: URL on success, URL/fail with guard's line and the end of the output.
-fn ping(
-    cfg: &WrapConfig,
-    url: &alert::spec::Secret,
-    ending: &Ending,
-    start_ping: Option<JoinHandle<Delivery>>,
-) {
-    let mut results: Vec<Delivery> = start_ping.and_then(|h| h.join().ok()).into_iter().collect();
+fn ping(cfg: &WrapConfig, url: &alert::spec::Secret, ending: &Ending) -> Delivery {
     let (suffix, body) = if ending.status == 0 {
         ("", String::new())
     } else {
@@ -211,15 +227,7 @@ fn ping(
             ),
         )
     };
-    results.push(alert::ping(url, suffix, &ending.scrub.scrub_str(&body)));
-    for r in results.iter().filter(|r| r.status != Status::Ok) {
-        log::warn!(
-            "{} failed after {} attempt(s): {}; the job's result is unchanged",
-            r.sink,
-            r.attempts,
-            r.detail
-        );
-    }
+    alert::ping(url, suffix, &ending.scrub.scrub_str(&body))
 }
 
 /// `--metrics-file`: this run's series.
