@@ -32,6 +32,7 @@ pub mod format;
 pub mod logger;
 pub mod metrics;
 pub mod options;
+pub mod owner;
 pub mod proc;
 pub mod redact;
 pub mod report;

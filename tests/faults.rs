@@ -7,7 +7,8 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A capped job that reaches its 64 MiB cap at once, its evidence to `ev`.
@@ -695,4 +696,96 @@ fn a_hanging_ping_and_a_hanging_alert_cost_one_delivery_bound() {
         3,
         "{err}"
     );
+}
+
+/// guard as PID 1 of a fresh PID namespace (`unshare --pid --fork --mount-proc`), with `args`.
+fn guard_as_pid1(args: &[&str]) -> std::process::Child {
+    Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(guard())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The job cgroup a finished guard's `-v` stderr names.
+fn cgroup_of(child: std::process::Child) -> (Option<i32>, Option<PathBuf>, String) {
+    let o = wait_output_within(child, RUN_LIMIT, "guard as PID 1");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let cg = err.lines().find_map(job_cgroup_in);
+    (o.status.code(), cg, err)
+}
+
+/// Defect 11: two guards that are PID 1 of their namespaces with one --name collided on
+/// `guard-NAME-1` (the second fell back to poll mode); a guard in a PID namespace took a live
+/// host guard's cgroup for stale (it cannot see that pid) and killed its job. Leaf names carry
+/// the namespace; only an owner guard can see is ever taken for dead — in both directions.
+#[test]
+fn guards_in_pid_namespaces_neither_collide_nor_take_each_other_for_dead() {
+    if !privileged("guards_in_pid_namespaces_neither_collide_nor_take_each_other_for_dead") {
+        return;
+    }
+    let a = guard_as_pid1(&["-v", "--name", "twin", "-m", "64M", "--", "sleep", "1.5"]);
+    let b = guard_as_pid1(&["-v", "--name", "twin", "-m", "64M", "--", "sleep", "1.5"]);
+    let (ca, cga, erra) = cgroup_of(a);
+    let (cb, cgb, errb) = cgroup_of(b);
+    assert_eq!((ca, cb), (Some(0), Some(0)), "{erra}\n{errb}");
+    let (cga, cgb) = (cga.expect(&erra), cgb.expect(&errb));
+    assert_ne!(cga, cgb, "one leaf for two guards");
+    for (cg, err) in [(&cga, &erra), (&cgb, &errb)] {
+        let leaf = cg.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(leaf.starts_with("guard-twin-1."), "{leaf}: {err}");
+        assert!(!err.contains("mode poll"), "{err}");
+    }
+
+    // A host guard's job, and a container's guard running beside it for longer than its
+    // housekeeping (20 ms): the host's job survives.
+    let mut host = guard_cmd()
+        .args(["-v", "--name", "hostjob", "-m", "64M", "--", "sleep", "4"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = job_base();
+    assert!(
+        wait_until(Duration::from_secs(5), || !leaves_of(&base, host.id())
+            .is_empty()),
+        "the host guard's leaf"
+    );
+    let inside = guard_as_pid1(&["--name", "inside", "-m", "64M", "--", "sleep", "0.5"]);
+    let (code, _, err) = cgroup_of(inside);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !err.contains("hostjob"),
+        "it went for the host guard's cgroup: {err}"
+    );
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the container's guard killed the host guard's job"
+    );
+    assert_eq!(
+        leaves_of(&base, host.id()).len(),
+        1,
+        "the host guard's leaf is gone"
+    );
+    // And the other way: a container guard's leaf while its job runs, and a host guard's
+    // housekeeping beside it.
+    let long = guard_as_pid1(&["-v", "--name", "contained", "-m", "64M", "--", "sleep", "2"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let o = guard_cmd()
+        .args(["--name", "beside", "-m", "64M", "--", "sleep", "0.5"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(0));
+    let (code, cg, err) = cgroup_of(long);
+    assert_eq!(
+        code,
+        Some(0),
+        "the host guard killed the container's job: {err}"
+    );
+    assert!(cg.is_some(), "{err}");
+    let st = host.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "the host job ran to its end");
 }

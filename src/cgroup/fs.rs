@@ -115,7 +115,13 @@ pub fn reread(file: &mut fs::File, buf: &mut String) -> io::Result<()> {
 /// The pids listed in a `cgroup.procs` file; a vanished cgroup lists nothing.
 pub fn procs(dir: &Path) -> Vec<i32> {
     match fs::read_to_string(dir.join("cgroup.procs")) {
-        Ok(s) => s.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+        // A process outside guard's PID namespace is listed as 0: never a pid to signal (kill(0)
+        // would signal guard's own process group).
+        Ok(s) => s
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|&p: &i32| p > 0)
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -226,15 +232,31 @@ pub fn move_procs(
 }
 
 /// Create the cgroup directory `dir` and run `setup` on it; if setup fails the directory is
-/// removed again, so a failed creation leaves nothing behind.
+/// removed again, so a failed creation leaves nothing behind. A leaf's name holds its guard's
+/// pid and PID namespace: one that exists already was left by a dead guard that had this pid
+/// (pid reuse), so it is emptied and removed first.
 pub fn create_leaf<T>(
     dir: PathBuf,
     setup: impl FnOnce(PathBuf) -> Result<T, CgError>,
 ) -> Result<T, CgError> {
-    fs::create_dir(&dir).map_err(|source| CgError::Mkdir {
-        path: dir.clone(),
-        source,
-    })?;
+    let mkdir = |dir: &Path| {
+        fs::create_dir(dir).map_err(|source| CgError::Mkdir {
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    match mkdir(&dir) {
+        Err(CgError::Mkdir { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+            log::info!(
+                "{} was left by an earlier guard with this pid; removing it",
+                dir.display()
+            );
+            super::kill_cgroup(&dir, std::time::Duration::from_secs(2));
+            rmdir_tree(&dir, 50)?;
+            mkdir(&dir)?;
+        }
+        other => other?,
+    }
     setup(dir.clone()).inspect_err(|_| {
         let _ = rmdir_retry(&dir, 3);
     })

@@ -12,6 +12,7 @@ pub mod v1;
 pub mod v2;
 
 use crate::format::Mode;
+use crate::owner::{Owner, View};
 use crate::proc::Proc;
 use detect::{Plan, V2Placement};
 use fs::CgError;
@@ -52,27 +53,25 @@ pub enum Enforcer {
     Poll(poll::PollTracker),
 }
 
-/// The name of the job's leaf cgroup: `guard-<name>-<guard pid>` (in a dedicated v2 subtree, the
-/// `guard/` parent already says whose it is, so there it is `<name>-<pid>`).
-pub fn leaf_name(name: &str, guard_pid: i32, dedicated: bool) -> String {
+/// The name of the job's leaf cgroup: `guard-<name>-<owner>` (in a dedicated v2 subtree, the
+/// `guard/` parent already says whose it is, so there it is `<name>-<owner>`). The owner is
+/// guard's pid, and its PID namespace outside the initial one (`guard-web-1.4026532190`), so that
+/// two guards that are PID 1 of their containers never share a leaf ([`crate::owner`]).
+pub fn leaf_name(name: &str, owner: Owner, dedicated: bool) -> String {
     if dedicated {
-        format!("{name}-{guard_pid}")
+        format!("{name}-{owner}")
     } else {
-        format!("guard-{name}-{guard_pid}")
+        format!("guard-{name}-{owner}")
     }
 }
 
-/// The guard pid encoded in a leaf name, when the name is one of ours.
-pub fn leaf_owner(leaf: &str, dedicated: bool) -> Option<i32> {
+/// The guard encoded in a leaf name, when the name is one of ours.
+pub fn leaf_owner(leaf: &str, dedicated: bool) -> Option<Owner> {
     if !dedicated && !leaf.starts_with("guard-") {
         return None;
     }
-    let (_, pid) = leaf.rsplit_once('-')?;
-    pid.parse().ok().filter(|p: &i32| *p > 0)
-}
-
-fn pid_alive(proc: &Path, pid: i32) -> bool {
-    proc.join(pid.to_string()).exists()
+    let (_, owner) = leaf.rsplit_once('-')?;
+    Owner::parse(owner)
 }
 
 /// One thing the kernel offers guard (or does not), and what would fix it: `guard doctor`'s rows.
@@ -360,7 +359,7 @@ pub fn kill_cgroup(dir: &Path, wait: Duration) {
 
 /// Remove cgroups left by guards that no longer run (their pid is gone): kill what is still in them
 /// and rmdir. Returns the removed paths.
-pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
+pub fn remove_stale(view: &View, base: &Path, dedicated: bool) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(base) else {
         return removed;
@@ -374,14 +373,16 @@ pub fn remove_stale(proc: &Path, base: &Path, dedicated: bool) -> Vec<PathBuf> {
         let Some(owner) = name.to_str().and_then(|n| leaf_owner(n, dedicated)) else {
             continue;
         };
-        if pid_alive(proc, owner) {
+        // Only a guard this one can see is dead: never the job of a guard out of its sight
+        // (the host's, seen from a container) — cgroup.kill would kill it.
+        if !view.is_dead(owner) {
             continue;
         }
         let dir = e.path();
         kill_cgroup(&dir, Duration::from_secs(2));
         match fs::rmdir_tree(&dir, 50) {
             Ok(()) => removed.push(dir),
-            Err(err) => log::warn!("cannot remove stale cgroup left by guard pid {owner}: {err}"),
+            Err(err) => log::warn!("cannot remove stale cgroup left by guard {owner}: {err}"),
         }
     }
     removed
@@ -407,8 +408,9 @@ pub fn cleanup_stale(plan: &Plan, proc: &Path) {
         }
         Plan::Poll { .. } => return,
     };
+    let view = View::new(proc);
     for (base, dedicated) in bases {
-        for d in remove_stale(proc, base, dedicated) {
+        for d in remove_stale(&view, base, dedicated) {
             log::info!("removed stale cgroup {}", d.display());
         }
     }
@@ -423,7 +425,7 @@ impl Enforcer {
         name: &str,
         limits: &Limits,
     ) -> Result<Enforcer, CgError> {
-        let me = std::process::id() as i32;
+        let me = Owner::me();
         match plan {
             Plan::V1 {
                 base, freezer_base, ..
@@ -581,14 +583,27 @@ mod tests {
 
     #[test]
     fn leaf_names_round_trip() {
-        assert_eq!(leaf_name("fix_images", 42, false), "guard-fix_images-42");
-        assert_eq!(leaf_owner("guard-fix_images-42", false), Some(42));
-        assert_eq!(leaf_owner("guard-a-b-c-7", false), Some(7));
-        assert_eq!(leaf_name("x", 9, true), "x-9");
-        assert_eq!(leaf_owner("x-9", true), Some(9));
+        let host = |pid| Owner { pid, ns: None };
+        assert_eq!(
+            leaf_name("fix_images", host(42), false),
+            "guard-fix_images-42"
+        );
+        assert_eq!(leaf_owner("guard-fix_images-42", false), Some(host(42)));
+        assert_eq!(leaf_owner("guard-a-b-c-7", false), Some(host(7)));
+        assert_eq!(leaf_name("x", host(9), true), "x-9");
+        assert_eq!(leaf_owner("x-9", true), Some(host(9)));
         assert_eq!(leaf_owner("x-9", false), None);
         assert_eq!(leaf_owner("supervisor", true), None);
         assert_eq!(leaf_owner("guard-x-", false), None);
+        let pid1 = Owner {
+            pid: 1,
+            ns: Some(4_026_532_190),
+        };
+        assert_eq!(
+            leaf_name("web.v2", pid1, false),
+            "guard-web.v2-1.4026532190"
+        );
+        assert_eq!(leaf_owner("guard-web.v2-1.4026532190", false), Some(pid1));
     }
 
     #[test]
@@ -596,13 +611,30 @@ mod tests {
         let proc = tempfile::tempdir().unwrap();
         let base = tempfile::tempdir().unwrap();
         std::fs::create_dir(proc.path().join("77")).unwrap(); // alive
-        for d in ["guard-a-77", "guard-b-999999", "other-999999", "supervisor"] {
+        // This guard is PID 1 of a container whose /proc is its own.
+        std::os::unix::fs::symlink("1", proc.path().join("self")).unwrap();
+        let me = Owner {
+            pid: 1,
+            ns: Some(777),
+        };
+        for d in [
+            "guard-a-77.777",
+            "guard-b-999999.777",
+            "guard-host-999999",
+            "guard-other-5.888",
+            "other-999999.777",
+            "supervisor",
+        ] {
             std::fs::create_dir(base.path().join(d)).unwrap();
         }
-        let removed = remove_stale(proc.path(), base.path(), false);
-        assert_eq!(removed, vec![base.path().join("guard-b-999999")]);
-        assert!(base.path().join("guard-a-77").exists());
-        assert!(base.path().join("other-999999").exists());
+        let view = View::of(proc.path(), me);
+        let removed = remove_stale(&view, base.path(), false);
+        assert_eq!(removed, vec![base.path().join("guard-b-999999.777")]);
+        assert!(base.path().join("guard-a-77.777").exists());
+        // Out of sight: the host's guard and another container's are never taken for stale.
+        assert!(base.path().join("guard-host-999999").exists());
+        assert!(base.path().join("guard-other-5.888").exists());
+        assert!(base.path().join("other-999999.777").exists());
         assert!(base.path().join("supervisor").exists());
     }
 }

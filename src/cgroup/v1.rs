@@ -92,7 +92,9 @@ impl V1Cgroup {
     }
 
     fn make_and_join(memory_leaf: &Path, dir: &Path) -> Result<(), CgError> {
-        cgfs::ensure_dir(dir)?;
+        // Made once: one that exists is an earlier guard's with this pid (perhaps FROZEN), which
+        // the job must not join.
+        cgfs::create_leaf(dir.to_path_buf(), |_| Ok(()))?;
         let missing = || {
             let there = cgfs::procs_tree(dir);
             cgfs::procs_tree(memory_leaf)

@@ -257,7 +257,8 @@ impl Recorder {
         if let Ok(d) = &self.dir {
             match bundle::EvidenceDir::open(d) {
                 Ok(ev) => {
-                    for p in bundle::clean_leftovers(&ev, &self.proc) {
+                    let view = crate::owner::View::new(&self.proc);
+                    for p in bundle::clean_leftovers(&ev, &view) {
                         log::info!(
                             "removed an unfinished bundle of a guard that died: {}",
                             p.display()
