@@ -217,6 +217,18 @@ pub struct Manifest {
     /// Added: each alert sink's delivery (sink, status, attempts, ms, detail).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Delivery>,
+    /// Added: processes of the job that left its cgroup while it ran (a root job can write its
+    /// pid into another cgroup's cgroup.procs): outside the cap; guard killed them with the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escaped: Vec<Escaped>,
+}
+
+/// A process that left the job's cgroup: its pid, name, and the cgroup it went to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escaped {
+    pub pid: i32,
+    pub comm: String,
+    pub cgroup: String,
 }
 
 impl Default for Manifest {
@@ -247,6 +259,7 @@ impl Default for Manifest {
             trigger_after_ms: None,
             kernel_counters: BTreeMap::new(),
             alerts: Vec::new(),
+            escaped: Vec::new(),
         }
     }
 }

@@ -789,3 +789,97 @@ fn guards_in_pid_namespaces_neither_collide_nor_take_each_other_for_dead() {
     let st = host.wait().unwrap();
     assert_eq!(st.code(), Some(0), "the host job ran to its end");
 }
+
+/// Defect 12: a root job left its cgroup (writing its pid into another cgroup's cgroup.procs)
+/// and escaped the cap silently; its daemon outlived guard. guard notices a member that leaves,
+/// says so, records it in the manifest and kills it with the job.
+#[test]
+fn a_process_that_leaves_the_jobs_cgroup_is_noticed_recorded_and_killed_with_the_job() {
+    if !privileged(
+        "a_process_that_leaves_the_jobs_cgroup_is_noticed_recorded_and_killed_with_the_job",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ev = tempfile::tempdir().unwrap();
+    let base = job_base();
+    // guard's own cgroup (v1 lets a process join it), else the hierarchy's root (v2's
+    // no-internal-process rule forbids the former).
+    let mut root = base.clone();
+    while root
+        .parent()
+        .is_some_and(|p| p.join("cgroup.procs").exists())
+    {
+        root = root.parent().unwrap().to_path_buf();
+    }
+    let inner = format!(
+        "sleep 0.5; for t in {} {}; do echo $$ > $t/cgroup.procs 2>/dev/null && break; done; \
+         cat /proc/self/cgroup > {dir}/cgroup; echo $$ > {dir}/pid; exec sleep 300",
+        base.display(),
+        root.display(),
+        dir = d.path().display()
+    );
+    let script = format!("sh -c '{inner}' & sleep 1.5; exec \"$HOG\" alloc 200");
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args([
+            "-m", "64M", "--warn", "off", "--name", "escaper", "--", "sh", "-c", &script,
+        ])
+        .env("HOG", example("hog"))
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let moved = std::fs::read_to_string(d.path().join("cgroup")).unwrap();
+    let memory_line = moved
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .or_else(|| moved.lines().find(|l| l.starts_with("0::")))
+        .unwrap_or_default();
+    assert!(
+        !memory_line.contains("guard-escaper-"),
+        "the job did not get out: {moved}"
+    );
+    let pid: i32 = std::fs::read_to_string(d.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.contains("left the job's cgroup"))
+        .unwrap_or_else(|| panic!("not noticed: {err}"));
+    assert!(line.contains(&format!("process {pid} (sleep)")), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(3), || !pid_alive(pid)),
+        "the escapee outlived guard"
+    );
+    let m = manifest(&bundle_named(&err, "exceeded its memory limit"));
+    let escaped = m["escaped"].as_array().unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(escaped.len(), 1, "{m}");
+    assert_eq!(escaped[0]["pid"], pid);
+    assert_eq!(escaped[0]["comm"], "sleep");
+
+    // A job that ends by itself: its escapee goes when guard cleans up.
+    let script = format!("sh -c '{inner}' & sleep 1.5; exit 0");
+    let o = guard_cmd()
+        .args(["-m", "64M", "--name", "escaper", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let pid: i32 = std::fs::read_to_string(d.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        err.contains(&format!("process {pid} (sleep) left the job's cgroup")),
+        "{err}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || !pid_alive(pid)),
+        "the escapee outlived guard"
+    );
+}

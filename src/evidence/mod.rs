@@ -156,6 +156,8 @@ pub struct Recorder {
     oom_kills_at_start: Option<u64>,
     sampler: Option<sampler::Sampler>,
     prepared: bool,
+    /// Processes that left the job's cgroup, as noticed so far (for the manifest).
+    pub escaped: Vec<format::Escaped>,
     /// Observe mode: the container's own cgroup (read only), its usage file, the capture point.
     pub observe: Option<Observe>,
 }
@@ -222,6 +224,7 @@ impl Recorder {
             oom_kills_at_start: None,
             sampler: None,
             prepared: false,
+            escaped: Vec::new(),
             observe: None,
         }
     }
@@ -300,6 +303,25 @@ impl Recorder {
     /// One timeline sample; returns the job's memory.
     pub fn sample(&mut self, enforcer: &mut dyn Enforce) -> Option<u64> {
         self.record(enforcer, false)
+    }
+
+    /// Re-read the job's members now, if the sampler runs (not for a job too short to have been
+    /// sampled): a member that left the cgroup since the last read is noticed.
+    pub fn check_members(&mut self) {
+        if let Some(s) = &mut self.sampler {
+            let _ = s.sample_all();
+        }
+    }
+
+    /// The processes that left the job's cgroup since the last call (recorded for the manifest).
+    pub fn take_escapees(&mut self) -> Vec<sampler::Escapee> {
+        let new = self
+            .sampler
+            .as_mut()
+            .map(sampler::Sampler::take_escapees)
+            .unwrap_or_default();
+        self.escaped.extend(new.iter().map(|e| e.what.clone()));
+        new
     }
 
     /// A sample with every process, now (the last one, at a capture).
@@ -528,6 +550,7 @@ impl Recorder {
             trigger_after_ms: Some(self.timeline.now_ms()),
             kernel_counters: counters,
             alerts: Vec::new(),
+            escaped: self.escaped.clone(),
         })
     }
 
@@ -597,6 +620,7 @@ impl Recorder {
             mut manifest,
         } = p;
         manifest.exit = exit;
+        manifest.escaped.clone_from(&self.escaped);
         // The core is compressed now, after the kill: it never lengthens the hold.
         if let Some(c) = manifest
             .collectors

@@ -20,6 +20,7 @@ use super::verdict::{Ended, Verdict};
 use crate::cgroup::detect::Plan;
 use crate::cgroup::{self, Enforce};
 use crate::config::WrapConfig;
+use crate::evidence::sampler::Escapee;
 use crate::evidence::{EvidenceError, Pending, Recorder, Trigger};
 use crate::exit;
 use crate::units::format_duration;
@@ -354,6 +355,8 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     held_peak: Option<u64>,
     pub pending: Vec<PendingAlert>,
     sentinel: Option<Sentinel>,
+    /// Processes of the job that left its cgroup: killed with it.
+    escapees: Vec<Escapee>,
     /// How often guard has killed the job.
     kills: u32,
     /// guard stopped waiting for a job that would not die (see KILL_WAIT).
@@ -415,6 +418,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             held_peak: None,
             pending: Vec::new(),
             sentinel,
+            escapees: Vec::new(),
             kills: 0,
             abandoned: false,
         }
@@ -547,6 +551,8 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
 
     /// The job was killed: kill again every RE_KILL, stop waiting after KILL_WAIT.
     fn after_kill(&mut self, now: Instant) {
+        self.notice_escapes();
+        self.signal_escapees(Signal::SIGKILL);
         self.at.kill_after = Some(now + RE_KILL);
         self.at.give_up.get_or_insert(now + KILL_WAIT);
     }
@@ -555,6 +561,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// point and the warning threshold, in that order, decide what follows.
     pub fn on_sample_tick(&mut self, now: Instant) {
         let usage = self.recorder.sample(&mut self.enforcer);
+        self.notice_escapes();
         let every = self.pace.next(usage, self.poll_cap.is_some());
         self.at.sample = Some(now + every);
         if let (Some(u), Some(cap)) = (usage, self.poll_cap) {
@@ -570,6 +577,27 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             self.on_observe(u);
         } else if let Some(u) = usage.filter(|&u| self.recorder.warn_due(u, &self.enforcer)) {
             self.on_warning(u);
+        }
+    }
+
+    /// Say so once for each process the sampler found outside the job's cgroup, and keep it to
+    /// kill with the job.
+    fn notice_escapes(&mut self) {
+        for e in self.recorder.take_escapees() {
+            log::warn!(
+                "{}: process {} ({}) left the job's cgroup for {}: it is outside the memory cap; guard kills it with the job",
+                self.cfg.name,
+                e.what.pid,
+                e.what.comm,
+                e.what.cgroup
+            );
+            self.escapees.push(e);
+        }
+    }
+
+    fn signal_escapees(&self, sig: Signal) {
+        for e in &self.escapees {
+            e.signal(sig as libc::c_int);
         }
     }
 
@@ -752,11 +780,15 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// processes COMMAND left behind get SIGTERM and --kill-after, then SIGKILL (guard reaps
     /// meanwhile). Then the cgroup goes, and the sentinel with it.
     pub fn clean_up(mut self, io: &mut impl Wait) -> Remains {
+        self.recorder.check_members();
+        self.notice_escapes();
         if self.memory_killed {
             self.enforcer.kill_all();
         } else {
             self.finish_leftovers(io);
         }
+        // Nothing of the job outlives guard, the processes that left its cgroup included.
+        self.signal_escapees(Signal::SIGKILL);
         if let Err(e) = self.enforcer.remove() {
             log::warn!("{e}; the next guard run removes it");
         }
@@ -771,6 +803,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// COMMAND exited but left processes in the job: SIGTERM them, give them --kill-after, then
     /// SIGKILL.
     fn finish_leftovers(&mut self, io: &mut impl Wait) {
+        self.signal_escapees(Signal::SIGTERM);
         let n = self.enforcer.signal_all(Signal::SIGTERM);
         if n == 0 {
             return;
