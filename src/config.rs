@@ -329,11 +329,7 @@ pub fn wrap_config(
         lock,
         lock_wait,
         alerts: alerts(args, src)?,
-        metrics_file: path(
-            args,
-            "metrics_file",
-            "the metrics file is an empty string: give --metrics-file PATH",
-        )?,
+        metrics_file: metrics_file(args)?,
         evidence: evidence_config(args, src, memory)?,
         swap: swap(args, src, memory)?,
         memory,
@@ -344,6 +340,23 @@ pub fn wrap_config(
         verbosity: verbosity(args, src)?,
         command,
     })
+}
+
+/// --metrics-file: a path ending `.prom`, the only files node_exporter's textfile collector reads.
+fn metrics_file(args: &WrapArgs) -> Result<Option<PathBuf>, UsageError> {
+    let p = path(
+        args,
+        "metrics_file",
+        "the metrics file is an empty string: give --metrics-file PATH",
+    )?;
+    match &p {
+        Some(f) if f.extension().is_none_or(|e| e != "prom") => Err(UsageError(format!(
+            "--metrics-file {}: node_exporter's textfile collector reads only files ending .prom; \
+             name it like /var/lib/node_exporter/textfile/guard.prom",
+            f.display()
+        ))),
+        _ => Ok(p),
+    }
 }
 
 /// COMMAND: given, and not an empty string.
@@ -491,12 +504,12 @@ fn ping(args: &WrapArgs, src: &Src) -> Result<Option<crate::alert::spec::Secret>
     };
     let sec = Secret::parse(u);
     if let Secret::Plain(p) = &sec {
-        if !(p.starts_with("http://") || p.starts_with("https://")) {
-            return Err(UsageError(format!(
-                "invalid {}: expected an http:// or https:// URL (or env:NAME / file:/path)",
+        crate::alert::spec::check_url("ping", p).map_err(|e| {
+            UsageError(format!(
+                "invalid {}: {e}",
                 origin(src, "ping", &redact_url(p))
-            )));
-        }
+            ))
+        })?;
     }
     Ok(Some(sec))
 }
@@ -653,6 +666,12 @@ fn warn(args: &WrapArgs, src: &Src, memory: Option<u64>) -> Result<Option<u64>, 
             )));
         }
     };
+    if bytes == 0 {
+        return Err(UsageError(format!(
+            "invalid {}: a threshold of 0 would warn at once; give a size such as 1G, a percentage of --memory such as 80%, or off",
+            o()
+        )));
+    }
     if let Some(mem) = memory.filter(|&m| bytes >= m) {
         return Err(UsageError(format!(
             "{} is not below --memory {}: the warning must come before the cap (or use --warn off)",

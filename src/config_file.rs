@@ -56,6 +56,9 @@ pub struct ConfigFile {
     pub path: PathBuf,
     source: String,
     shape: FileShape,
+    /// Byte offsets where each line starts: a place is found by binary search, not by scanning
+    /// the file from its start (`config check` of 16,000 jobs took 12 s that way).
+    line_starts: Vec<usize>,
 }
 
 /// A place in a config file: `FILE:LINE:COLUMN` (1-based).
@@ -114,6 +117,16 @@ pub enum ConfigFileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the config file {} is not a regular file (a FIFO, a device, a directory): give the path of a TOML file",
+        .0.display()
+    )]
+    NotAFile(PathBuf),
+    #[error(
+        "the config file {} is larger than 1 MiB: not a guard configuration (split it, or check the path)",
+        .0.display()
+    )]
+    TooLarge(PathBuf),
     /// Not TOML, or not the file's shape: toml's own words (with a hint where one helps).
     #[error("{place}: {message}")]
     Syntax { place: Place, message: String },
@@ -141,22 +154,69 @@ pub enum ConfigFileError {
     Alert { place: Place, problem: AlertProblem },
 }
 
+/// The largest config file guard reads: a few KiB is usual, 16,000 jobs are 700 KiB.
+pub const MAX_CONFIG: u64 = 1 << 20;
+
+/// A config file's text: a regular file (not a FIFO that blocks, not /dev/zero; /dev/null reads as
+/// empty) of at most
+/// [`MAX_CONFIG`] bytes, opened without blocking and read no further than that.
+fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| ConfigFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let md = f.metadata().map_err(read_err)?;
+    // /dev/null (character device 1:3) is the usual way to say "no config file": empty.
+    if std::os::unix::fs::FileTypeExt::is_char_device(&md.file_type())
+        && std::os::unix::fs::MetadataExt::rdev(&md) == libc::makedev(1, 3)
+    {
+        return Ok(String::new());
+    }
+    if !md.is_file() {
+        return Err(ConfigFileError::NotAFile(path.to_path_buf()));
+    }
+    let mut text = String::new();
+    f.take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(ConfigFileError::TooLarge(path.to_path_buf()));
+    }
+    Ok(text)
+}
+
 /// `line:column` (1-based) of byte offset `at` in `src`.
 fn line_col(src: &str, at: usize) -> (usize, usize) {
-    let before = &src[..at.min(src.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    line_col_in(src, &line_starts(src), at)
+}
+
+/// Where each line of `src` starts.
+fn line_starts(src: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// `line:column` of byte offset `at`, given `src`'s [`line_starts`].
+fn line_col_in(src: &str, starts: &[usize], at: usize) -> (usize, usize) {
+    let at = at.min(src.len());
+    let line = starts.partition_point(|&s| s <= at).max(1);
+    let start = starts[line - 1];
+    let col = src.get(start..at).map_or(0, |t| t.chars().count()) + 1;
     (line, col)
 }
 
 impl ConfigFile {
     /// Read and parse `path`. The error is one line: `FILE:LINE:COL: what is wrong`.
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigFileError> {
-        let source = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(path, source)
+        Self::parse(path, read_bounded(path)?)
     }
 
     pub fn parse(path: &Path, source: String) -> Result<ConfigFile, ConfigFileError> {
@@ -178,6 +238,7 @@ impl ConfigFile {
         })?;
         let f = ConfigFile {
             path: path.to_path_buf(),
+            line_starts: line_starts(&source),
             source,
             shape,
         };
@@ -239,7 +300,7 @@ impl ConfigFile {
     }
 
     fn place(&self, span: std::ops::Range<usize>) -> Place {
-        let (line, column) = line_col(&self.source, span.start);
+        let (line, column) = line_col_in(&self.source, &self.line_starts, span.start);
         Place {
             file: self.path.clone(),
             line,
@@ -452,6 +513,22 @@ mod tests {
 
     fn parse(src: &str) -> Result<ConfigFile, String> {
         ConfigFile::parse(Path::new("g.toml"), src.to_string()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn places_are_found_by_line_starts() {
+        let src = "a = 1\nbé = \"x\"\n\n[jobs.x]\n";
+        for (at, want) in [
+            (0, (1, 1)),
+            (4, (1, 5)),
+            (6, (2, 1)),
+            (10, (2, 4)),
+            (16, (3, 1)),
+            (17, (4, 1)),
+        ] {
+            assert_eq!(line_col(src, at), want, "offset {at}");
+        }
+        assert_eq!(line_col(src, 999), (5, 1), "past the end: the last line");
     }
 
     #[test]

@@ -366,9 +366,10 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
         }
     }
     let mut jobs: Vec<Option<String>> = vec![None];
+    let mut seen = std::collections::HashSet::new();
     for f in &layers.files {
         for j in f.job_names() {
-            if !jobs.contains(&Some(j.clone())) {
+            if seen.insert(j.clone()) {
                 jobs.push(Some(j));
             }
         }

@@ -81,9 +81,18 @@ pub fn parse_size(input: &str) -> Result<Size, UnitError> {
         _ => return Err(UnitError(format!("unknown unit '{unit}'"))),
     };
     n.checked_mul(mult)
+        .filter(|&b| b <= MAX_SIZE)
         .map(Size::Bytes)
-        .ok_or_else(|| UnitError("the value is too large".into()))
+        .ok_or_else(|| {
+            UnitError("the value is larger than 1 EiB, more than any machine has".into())
+        })
 }
+
+/// The largest SIZE: 1 EiB (a cgroup's own "no limit" is 2^63 - 1 bytes rounded to pages).
+pub const MAX_SIZE: u64 = 1 << 60;
+
+/// The longest DUR: 366 days (a deadline past it is a typo, and would overflow a clock).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Parse a DUR.
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
@@ -97,7 +106,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     };
     n.checked_mul(ms_per)
         .map(Duration::from_millis)
-        .ok_or_else(|| UnitError("the value is too large".into()))
+        .filter(|&d| d <= MAX_DURATION)
+        .ok_or_else(|| UnitError("the value is longer than 366 days".into()))
 }
 
 /// Human form of a byte count: exact binary units when exact ("64 MiB"), else one decimal ("1.5 GiB").

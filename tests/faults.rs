@@ -883,3 +883,162 @@ fn a_process_that_leaves_the_jobs_cgroup_is_noticed_recorded_and_killed_with_the
         "the escapee outlived guard"
     );
 }
+
+/// Defect 13: bad input is one `guard: error:` line naming the value, exit 125, whatever the
+/// value holds — and nothing runs.
+#[test]
+fn bad_values_are_one_escaped_error_line_and_125() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let fifo = d.path().join("fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let crlf = d.path().join("crlf.toml");
+    std::fs::write(
+        &crlf,
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/x\"\n\
+         headers = { X-Team = \"ops\\r\\nX-Evil: 1\" }\n",
+    )
+    .unwrap();
+    let badname = d.path().join("badname.toml");
+    std::fs::write(
+        &badname,
+        "[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/x\"\n\
+         headers = { \"X Team\" = \"ops\" }\n",
+    )
+    .unwrap();
+    let ran = d.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--memory".into(), "18446744073709551615".into()],
+            "larger than 1 EiB",
+        ),
+        (
+            vec!["--memory".into(), "16777216T".into()],
+            "larger than 1 EiB",
+        ),
+        (
+            vec!["-m".into(), "1G".into(), "--warn".into(), "0".into()],
+            "warn at once",
+        ),
+        (
+            vec!["--timeout".into(), "99999999999h".into()],
+            "longer than 366 days",
+        ),
+        (
+            vec!["--ping".into(), "http://[::1".into()],
+            "invalid IPv6 address",
+        ),
+        (
+            vec!["--alert".into(), "webhook:http://h:99999/x".into()],
+            "invalid port number",
+        ),
+        (
+            vec!["--memory".into(), "1\u{1b}[31mG".into()],
+            "1\\x1b[31mG",
+        ),
+        (
+            vec!["--metrics-file".into(), "/tmp/guard-metrics.txt".into()],
+            "ending .prom",
+        ),
+        (
+            vec!["--config".into(), "/dev/zero".into()],
+            "not a regular file",
+        ),
+        (
+            vec!["--config".into(), fifo.display().to_string()],
+            "not a regular file",
+        ),
+        (
+            vec!["--config".into(), big.display().to_string()],
+            "larger than 1 MiB",
+        ),
+        (
+            vec!["--config".into(), crlf.display().to_string()],
+            "line break",
+        ),
+        (
+            vec!["--config".into(), badname.display().to_string()],
+            "header name 'X Team'",
+        ),
+    ];
+    for (args, says) in cases {
+        let o = guard_cmd()
+            .args(&args)
+            .args(["--", "sh", "-c", &touch])
+            .env("GUARD_CONFIG", "/dev/null")
+            .stdin(Stdio::null())
+            .bounded();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.starts_with("guard: error: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected '{says}' in {err}");
+        assert!(
+            !err.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: raw control characters: {err:?}"
+        );
+        assert!(!ran.exists(), "{args:?}: COMMAND ran");
+    }
+    // `config check` says the same of a header value that would add headers.
+    let o = guard_cmd().args(["config", "check"]).arg(&crlf).bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line break"));
+    // A metrics directory that does not exist: one warning, not two; the job runs.
+    let o = guard_cmd()
+        .args([
+            "--metrics-file",
+            "/nonexistent-guard-dir/x.prom",
+            "--",
+            "true",
+        ])
+        .env("GUARD_CONFIG", "/dev/null")
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Defect 13: `config check` was quadratic in the number of jobs (16,000 jobs: 12 s). Its time
+/// for 8,000 jobs is compared with its time for 2,000 in the same run: linear is about 4x,
+/// quadratic 16x.
+#[test]
+fn config_check_is_linear_in_the_number_of_jobs() {
+    let d = tempfile::tempdir().unwrap();
+    let time_for = |jobs: usize| {
+        let f = d.path().join(format!("jobs{jobs}.toml"));
+        let mut text = String::from("[defaults]\nmemory = \"512M\"\n");
+        for i in 0..jobs {
+            text.push_str(&format!(
+                "\n[jobs.job{i}]\nmemory = \"1G\"\nwarn = \"70%\"\n"
+            ));
+        }
+        std::fs::write(&f, text).unwrap();
+        let t0 = Instant::now();
+        let o = guard_cmd()
+            .args(["config", "check"])
+            .arg(&f)
+            .stdout(Stdio::null())
+            .bounded();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        t0.elapsed().as_secs_f64()
+    };
+    let small = time_for(2000);
+    let large = time_for(8000);
+    assert!(
+        large / small < 9.0,
+        "2,000 jobs {small:.2} s, 8,000 jobs {large:.2} s: worse than linear"
+    );
+}

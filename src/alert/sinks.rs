@@ -112,6 +112,8 @@ fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptEr
         let v = v
             .resolve()
             .map_err(|e| AttemptError::Final(format!("header {k}: {e}")))?;
+        // Read now from env:/file:: a CR or LF would let the value add headers of its own.
+        super::spec::check_header(k, Some(&v)).map_err(|e| AttemptError::Final(e.to_string()))?;
         req = req.set(k, &v);
     }
     classify(req.send_string(&body.to_string()))

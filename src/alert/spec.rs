@@ -21,6 +21,14 @@ pub enum SpecError {
         "{kind} needs an http:// or https:// URL (or env:NAME / file:/path holding one), not '{shown}'"
     )]
     NotUrl { kind: &'static str, shown: String },
+    #[error("not a valid {kind} URL: {why}")]
+    BadUrl { kind: &'static str, why: String },
+    #[error(
+        "header name '{0}' is not valid: use letters, digits and !#$%&'*+-.^_`|~ (like X-Api-Key)"
+    )]
+    HeaderName(String),
+    #[error("the value of header {0} holds a line break or another control character")]
+    HeaderValue(String),
     #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
     NotAbsolute(String),
     #[error("log goes to stderr or syslog, not '{0}'")]
@@ -127,6 +135,38 @@ impl Secret {
     }
 }
 
+/// An http(s) URL with a host, a valid port and nothing malformed (`http://[::1`, port 99999):
+/// caught when guard starts, not when the alert is due. `kind` names the sink in the message.
+pub fn check_url(kind: &'static str, u: &str) -> Result<(), SpecError> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(SpecError::NotUrl {
+            kind,
+            shown: redact_url(u),
+        });
+    }
+    let bad = |why: String| SpecError::BadUrl { kind, why };
+    let parsed = url::Url::parse(u).map_err(|e| bad(e.to_string()))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host".into()));
+    }
+    Ok(())
+}
+
+/// A header name is an HTTP token; a value (when known now: not env:/file:) has no control
+/// character but tab — a CR or LF would let it add headers of its own.
+pub fn check_header(name: &str, value: Option<&str>) -> Result<(), SpecError> {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(tchar) {
+        return Err(SpecError::HeaderName(
+            crate::format::escape_controls(name, false).into_owned(),
+        ));
+    }
+    if value.is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\t')) {
+        return Err(SpecError::HeaderValue(name.to_string()));
+    }
+    Ok(())
+}
+
 /// `scheme://host:port/…`: the path and query of a URL can be a credential (Slack, tokens).
 pub fn redact_url(u: &str) -> String {
     match u.split_once("://") {
@@ -194,12 +234,7 @@ impl Sink {
         match kind {
             SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager => {
                 if let Secret::Plain(u) = &target_secret {
-                    if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        return Err(SpecError::NotUrl {
-                            kind: kind.name(),
-                            shown: redact_url(u),
-                        });
-                    }
+                    check_url(kind.name(), u)?;
                 }
             }
             SinkKind::Exec => {
@@ -219,6 +254,10 @@ impl Sink {
         };
         if timeout.is_some_and(|t| t.is_zero()) {
             return Err(SpecError::ZeroTimeout);
+        }
+        for (k, v) in &headers {
+            let plain = matches!(Secret::parse(v), Secret::Plain(_));
+            check_header(k, plain.then_some(v.as_str()))?;
         }
         Ok(Sink {
             kind,

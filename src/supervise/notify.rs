@@ -12,6 +12,7 @@ use crate::format::{Delivery, EventKind, Status};
 use crate::redact::Scrubber;
 use crate::units::format_size;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -246,14 +247,22 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
         limit_bytes: cfg.memory,
         ending: ending.kind,
     };
+    // A directory found missing at the start was said then, once: not again here.
+    let said = crate::metrics::check(path).is_err() && METRICS_SAID.load(Ordering::Relaxed);
     if let Err(e) = crate::metrics::write(path, &outcome) {
-        log::warn!("metrics not written: {e}; the job's result is unchanged");
+        if !said {
+            log::warn!("metrics not written: {e}; the job's result is unchanged");
+        }
     }
 }
+
+/// The start's metrics check failed and said so.
+static METRICS_SAID: AtomicBool = AtomicBool::new(false);
 
 fn check_metrics(cfg: &WrapConfig) {
     if let Some(path) = &cfg.metrics_file {
         if let Err(e) = crate::metrics::check(path) {
+            METRICS_SAID.store(true, Ordering::Relaxed);
             log::warn!(
                 "--metrics-file {}: {e}; the job runs, but its metrics will not be written",
                 path.display()
