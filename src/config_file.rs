@@ -40,6 +40,7 @@ struct AlertTable {
     events: Option<Spanned<Vec<String>>>,
     headers: Option<Spanned<BTreeMap<String, String>>>,
     timeout: Option<Spanned<Value>>,
+    pass_env: Option<Spanned<Vec<String>>>,
 }
 
 /// A setting taken from a file: its value as the option would have it on the command line, and
@@ -290,13 +291,19 @@ impl ConfigFile {
                     .collect()
             })
             .unwrap_or_default();
-        Sink::new(kind, &target, args, events, headers, timeout).map_err(|e| {
+        let mut sink = Sink::new(kind, &target, args, events, headers, timeout).map_err(|e| {
             let span = match (&t.events, e.in_events()) {
                 (Some(ev), true) => ev.span(),
                 _ => span,
             };
             alert(span, AlertProblem::Sink(e))
-        })
+        })?;
+        if let Some(p) = &t.pass_env {
+            crate::alert::spec::check_pass_env(kind, p.get_ref())
+                .map_err(|e| alert(p.span(), AlertProblem::Sink(e)))?;
+            sink.pass_env.clone_from(p.get_ref());
+        }
+        Ok(sink)
     }
 
     fn place(&self, span: std::ops::Range<usize>) -> Place {

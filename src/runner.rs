@@ -27,6 +27,16 @@ fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     Ok(std::fs::File::from(fd))
 }
 
+/// The environment a helper starts with.
+#[derive(Debug, Clone, Copy)]
+pub enum Env<'a> {
+    /// guard's own, plus these (py-spy, gcore: guard's tools, run against the job).
+    Inherit(&'a [(String, String)]),
+    /// These only (an alert's exec hook: a program of anyone's, which must not see guard's
+    /// secrets — AWS_SECRET_ACCESS_KEY, PGPASSWORD — just because guard had them).
+    Only(&'a [(String, String)]),
+}
+
 /// How a helper run ended.
 #[derive(Debug)]
 pub struct Ran {
@@ -53,12 +63,11 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Start `program args` with extra environment variables `env`; `Err` is the failed run to
-    /// report.
+    /// Start `program args` with the environment `env`; `Err` is the failed run to report.
     pub fn start<S: AsRef<OsStr>>(
         program: &Path,
         args: &[S],
-        env: &[(String, String)],
+        env: Env<'_>,
         timeout: Duration,
     ) -> Result<Helper, Ran> {
         let t0 = Instant::now();
@@ -79,10 +88,18 @@ impl Helper {
         };
         // A process group of its own: at the deadline the helper is killed whole, with whatever
         // it started (a hook's `curl &`), not just its first process.
-        let child = Command::new(program)
+        let mut cmd = Command::new(program);
+        let vars = match env {
+            Env::Inherit(vars) => vars,
+            Env::Only(vars) => {
+                cmd.env_clear();
+                vars
+            }
+        };
+        let child = cmd
             .process_group(0)
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdio(&out))
             .stderr(stdio(&err))
@@ -176,7 +193,7 @@ impl Helper {
 pub fn run_bounded<S: AsRef<OsStr>>(
     program: &Path,
     args: &[S],
-    env: &[(String, String)],
+    env: Env<'_>,
     timeout: Duration,
 ) -> Ran {
     match Helper::start(program, args, env, timeout) {
@@ -193,19 +210,23 @@ mod tests {
     fn bounded_run_reports_each_outcome() {
         let sh = Path::new("/bin/sh");
         let t = Duration::from_secs(5);
-        let ok = run_bounded(sh, &["-c", "echo hi"], &[], t);
+        let none = Env::Inherit(&[]);
+        let ok = run_bounded(sh, &["-c", "echo hi"], none, t);
         assert_eq!(ok.status, Status::Ok);
         assert_eq!(ok.stdout, b"hi\n");
-        let bad = run_bounded(sh, &["-c", "echo oops >&2; exit 3"], &[], t);
+        let bad = run_bounded(sh, &["-c", "echo oops >&2; exit 3"], none, t);
         assert_eq!(bad.status, Status::Failed);
         assert!(bad.detail.contains("oops"), "{}", bad.detail);
         let env = [("GUARD_X".to_string(), "y".to_string())];
-        let with_env = run_bounded(sh, &["-c", "echo $GUARD_X"], &env, t);
+        let with_env = run_bounded(sh, &["-c", "echo $GUARD_X"], Env::Inherit(&env), t);
         assert_eq!(with_env.stdout, b"y\n");
-        let slow = run_bounded(sh, &["-c", "sleep 5"], &[], Duration::from_millis(100));
+        // Only: nothing of guard's environment (HOME is set wherever tests run).
+        let only = run_bounded(sh, &["-c", "echo \"$GUARD_X/$HOME\""], Env::Only(&env), t);
+        assert_eq!(only.stdout, b"y/\n");
+        let slow = run_bounded(sh, &["-c", "sleep 5"], none, Duration::from_millis(100));
         assert_eq!(slow.status, Status::Timeout);
         assert!(slow.ms < 2000.0);
-        let missing = run_bounded(Path::new("/nonexistent/x"), &["a"], &[], t);
+        let missing = run_bounded(Path::new("/nonexistent/x"), &["a"], none, t);
         assert_eq!(missing.status, Status::Failed);
     }
 }

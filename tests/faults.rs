@@ -1042,3 +1042,78 @@ fn config_check_is_linear_in_the_number_of_jobs() {
         "2,000 jobs {small:.2} s, 8,000 jobs {large:.2} s: worse than linear"
     );
 }
+
+/// Defect 14: exec hooks got guard's whole environment (AWS_SECRET_ACCESS_KEY, PGPASSWORD …).
+/// They get the event's GUARD_* variables, PATH, HOME, LANG, LC_ALL, TZ, and what `pass_env`
+/// names.
+#[test]
+fn exec_hooks_get_a_minimal_environment_and_what_pass_env_names() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("env.txt");
+    let hook = d.path().join("hook");
+    std::fs::write(&hook, format!("#!/bin/sh\nenv > {}\n", out.display())).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = d.path().join("guard.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[alerts]]\nkind = \"exec\"\ncommand = [\"{}\"]\nevents = [\"failed\"]\n\
+             pass_env = [\"PAGER_ROUTE\"]\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI")
+        .env("PGPASSWORD", "pgSecret9")
+        .env("GUARD_ALERT", "webhook:https://hooks.example/T0/secretpath")
+        .env("PAGER_ROUTE", "team-db")
+        .env("LANG", "C.UTF-8")
+        .args(["--name", "envjob", "--", "sh", "-c", "exit 2"])
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let env = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for k in ["GUARD_EVENT", "GUARD_JOB", "PATH", "LANG", "PAGER_ROUTE"] {
+        assert!(names.contains(&k), "{k} missing: {env}");
+    }
+    for secret in ["wJalrXUtnFEMI", "pgSecret9", "secretpath"] {
+        assert!(!env.contains(secret), "{secret} reached the hook: {env}");
+    }
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "PAGER_ROUTE",
+        "PWD",
+        "SHLVL",
+        "_",
+    ];
+    for k in &names {
+        assert!(
+            k.starts_with("GUARD_") || allowed.contains(k),
+            "{k} is not in the hook's environment set: {env}"
+        );
+    }
+    // pass_env is checked like the rest.
+    std::fs::write(
+        &f,
+        format!(
+            "[[alerts]]\nkind = \"exec\"\ncommand = [\"{}\"]\npass_env = [\"A=B\"]\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    let o = guard_cmd().args(["config", "check"]).arg(&f).bounded();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("'A=B' is not an environment variable name")
+    );
+}

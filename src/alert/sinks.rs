@@ -272,7 +272,7 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         .target
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let env: Vec<(String, String)> = vec![
+    let mut env: Vec<(String, String)> = vec![
         ("GUARD_EVENT".into(), ev.event.as_str().into()),
         ("GUARD_JOB".into(), ev.job.clone()),
         ("GUARD_PID".into(), ev.pid.to_string()),
@@ -288,11 +288,37 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         ("GUARD_HOST".into(), ev.host.clone()),
         ("GUARD_SUMMARY".into(), ev.summary.clone()),
     ];
-    let ran = crate::runner::run_bounded(std::path::Path::new(&program), &s.args, &env, s.timeout);
+    env.extend(hook_environment(&s.pass_env));
+    let ran = crate::runner::run_bounded(
+        std::path::Path::new(&program),
+        &s.args,
+        crate::runner::Env::Only(&env),
+        s.timeout,
+    );
     match ran.status {
         Status::Ok => Ok(()),
         _ => Err(AttemptError::Final(ran.detail)),
     }
+}
+
+/// What an exec hook gets of guard's environment besides the event's GUARD_* variables.
+pub const HOOK_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
+/// PATH when guard has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// [`HOOK_ENV`] and the sink's `pass_env` names, as far as guard has them set.
+fn hook_environment(pass: &[String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = HOOK_ENV
+        .iter()
+        .copied()
+        .chain(pass.iter().map(String::as_str))
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    out
 }
 
 fn logfmt_value(v: &str) -> String {

@@ -29,6 +29,10 @@ pub enum SpecError {
     HeaderName(String),
     #[error("the value of header {0} holds a line break or another control character")]
     HeaderValue(String),
+    #[error("pass_env: '{0}' is not an environment variable name (letters, digits and _)")]
+    EnvName(String),
+    #[error("pass_env is for exec hooks: a {0} sink sends no environment")]
+    PassEnvNotExec(&'static str),
     #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
     NotAbsolute(String),
     #[error("log goes to stderr or syslog, not '{0}'")]
@@ -167,6 +171,27 @@ pub fn check_header(name: &str, value: Option<&str>) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// `pass_env` names: environment variable names, for an exec sink only.
+pub fn check_pass_env(kind: SinkKind, names: &[String]) -> Result<(), SpecError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    if kind != SinkKind::Exec {
+        return Err(SpecError::PassEnvNotExec(kind.name()));
+    }
+    let ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match names.iter().find(|n| !ok(n)) {
+        Some(bad) => Err(SpecError::EnvName(
+            crate::format::escape_controls(bad, false).into_owned(),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `scheme://host:port/…`: the path and query of a URL can be a credential (Slack, tokens).
 pub fn redact_url(u: &str) -> String {
     match u.split_once("://") {
@@ -194,6 +219,9 @@ pub struct Sink {
     pub events: Vec<EventKind>,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
+    /// exec: names of guard's environment variables the hook gets besides GUARD_* and PATH,
+    /// HOME, LANG, LC_ALL, TZ (`pass_env` in an `[[alerts]]` table).
+    pub pass_env: Vec<String>,
 }
 
 /// Events a sink gets when it names none: all but `failed` (opt-in).
@@ -269,6 +297,7 @@ impl Sink {
                 .map(|(k, v)| (k, Secret::parse(&v)))
                 .collect(),
             timeout: timeout.unwrap_or(super::DEFAULT_TIMEOUT),
+            pass_env: Vec::new(),
         })
     }
 

@@ -5,7 +5,7 @@
 
 use super::bundle::{BundleWriter, DirFd};
 use crate::format::{CollectorResult, Status};
-use crate::runner::{Helper, Ran, run_bounded, which};
+use crate::runner::{Env, Helper, Ran, run_bounded, which};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
@@ -73,7 +73,7 @@ pub fn pyspy(
             if locals {
                 args.push("--locals".into());
             }
-            (pid, Helper::start(&bin, &args, &[], timeout))
+            (pid, Helper::start(&bin, &args, Env::Inherit(&[]), timeout))
         })
         .collect();
     let mut out = Vec::new();
@@ -116,7 +116,7 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
             prefix.as_os_str(),
             OsStr::new(&pid.to_string()),
         ],
-        &[],
+        Env::Inherit(&[]),
         GCORE_TIMEOUT,
     );
     let core = format!("{dir}/core.{pid}");
