@@ -446,7 +446,12 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ManifestError> {
     if text.len() as u64 > MAX_MANIFEST {
         return Err(ManifestError::TooLarge(path));
     }
-    serde_json::from_str(&text).map_err(|source| ManifestError::Parse { path, source })
+    parse_manifest(&text).map_err(|source| ManifestError::Parse { path, source })
+}
+
+/// A manifest's text, parsed (what [`read_manifest`] and the fuzz target read).
+pub fn parse_manifest(text: &str) -> Result<Manifest, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 /// Why a manifest could not be read.

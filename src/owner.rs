@@ -137,15 +137,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    fn o(pid: i32, ns: Option<u64>) -> Owner {
+        Owner { pid, ns }
+    }
+
     #[test]
     fn tokens_round_trip() {
-        for o in [
-            Owner { pid: 42, ns: None },
-            Owner {
-                pid: 1,
-                ns: Some(4_026_532_190),
-            },
-        ] {
+        for o in [o(42, None), o(1, Some(4_026_532_190))] {
             assert_eq!(Owner::parse(&o.to_string()), Some(o));
         }
         assert_eq!(
@@ -172,63 +170,36 @@ mod tests {
 
     #[test]
     fn from_the_initial_namespace() {
-        let me = Owner { pid: 10, ns: None };
+        let me = o(10, None);
         let p = proc_tree(10, &[(10, INIT_PID_NS), (20, INIT_PID_NS), (30, 777)]);
         let v = View::of(p.path(), me);
         assert!(!v.is_dead(me));
-        assert!(!v.is_dead(Owner { pid: 20, ns: None }));
-        assert!(v.is_dead(Owner { pid: 21, ns: None }));
+        assert!(!v.is_dead(o(20, None)));
+        assert!(v.is_dead(o(21, None)));
         // A container with a process left: its guard may be alive, whatever its pid.
-        assert!(!v.is_dead(Owner {
-            pid: 1,
-            ns: Some(777)
-        }));
-        assert!(v.is_dead(Owner {
-            pid: 1,
-            ns: Some(888)
-        }));
+        assert!(!v.is_dead(o(1, Some(777))));
+        assert!(v.is_dead(o(1, Some(888))));
     }
 
     #[test]
     fn from_inside_a_namespace() {
-        let me = Owner {
-            pid: 1,
-            ns: Some(777),
-        };
+        let me = o(1, Some(777));
         let p = proc_tree(1, &[(1, 777), (5, 777)]);
         let v = View::of(p.path(), me);
-        assert!(!v.is_dead(Owner {
-            pid: 5,
-            ns: Some(777)
-        }));
-        assert!(v.is_dead(Owner {
-            pid: 6,
-            ns: Some(777)
-        }));
+        assert!(!v.is_dead(o(5, Some(777))));
+        assert!(v.is_dead(o(6, Some(777))));
         // The host's guards and other containers' are out of sight: never stale.
-        assert!(!v.is_dead(Owner {
-            pid: 999_999,
-            ns: None
-        }));
-        assert!(!v.is_dead(Owner {
-            pid: 1,
-            ns: Some(888)
-        }));
+        assert!(!v.is_dead(o(999_999, None)));
+        assert!(!v.is_dead(o(1, Some(888))));
     }
 
     #[test]
     fn a_proc_of_another_namespace_shows_nothing_dead() {
         // PID 1 of a container whose /proc is still the host's: its `self` is not 1.
-        let me = Owner {
-            pid: 1,
-            ns: Some(777),
-        };
+        let me = o(1, Some(777));
         let p = proc_tree(4242, &[(4242, 777)]);
         let v = View::of(p.path(), me);
-        assert!(!v.is_dead(Owner {
-            pid: 6,
-            ns: Some(777)
-        }));
-        assert!(!v.is_dead(Owner { pid: 6, ns: None }));
+        assert!(!v.is_dead(o(6, Some(777))));
+        assert!(!v.is_dead(o(6, None)));
     }
 }

@@ -307,6 +307,8 @@ fn no_secret_leaves_guard_in_any_body_line_or_file() {
         .args(["--alert", "log:stderr"])
         .arg("--ping")
         .arg(rx.url("/ping"))
+        .arg("--metrics-file")
+        .arg(ev.path().join("guard.prom"))
         .args(["--", "sh", "-c", script, "job", "--password=ArgvSecret1"])
         .env("HOG", example("hog"))
         .env("MY_API_TOKEN", "tok-abcdef123456")
@@ -338,6 +340,9 @@ fn no_secret_leaves_guard_in_any_body_line_or_file() {
         .map(|r| (format!("request {}", r.path), r.body.clone()))
         .collect();
     places.push(("guard's stderr".into(), err.clone()));
+    let prom = std::fs::read_to_string(ev.path().join("guard.prom")).unwrap();
+    assert!(prom.contains("guard_job_last_exit_code"), "{prom}");
+    places.push(("the metrics file".into(), prom));
     let mut files = Vec::new();
     walk_files(&bundle, &mut files);
     for f in files {
@@ -364,13 +369,18 @@ fn walk_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 /// Processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> Vec<i32> {
+    processes_whose("cmdline", marker)
+}
+
+/// Live processes whose /proc/PID/`file` contains `needle`.
+fn processes_whose(file: &str, needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            std::fs::read(format!("/proc/{p}/{file}"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
                 && pid_alive(*p)
         })
         .collect()
@@ -1115,5 +1125,298 @@ fn exec_hooks_get_a_minimal_environment_and_what_pass_env_names() {
     assert_eq!(o.status.code(), Some(125));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("'A=B' is not an environment variable name")
+    );
+}
+
+/// Processes whose environment holds `FAULT_MARK=<mark>` (every process of a job started with
+/// it, guard's own and its sentinel's included).
+fn processes_marked(mark: &str) -> Vec<i32> {
+    processes_whose("environ", &format!("FAULT_MARK={mark}\0"))
+}
+
+/// The suite: SIGKILL of guard at 100 random moments of a run that reaches its cap — starting,
+/// running, holding and capturing, delivering to an endpoint that hangs. No process of the job
+/// survives; no half-written bundle is under a final name; after the next run no cgroup of a
+/// killed guard and no temporary bundle is left. Four guards at a time.
+#[test]
+fn sigkill_of_guard_during_capture_and_delivery_leaves_nothing_behind() {
+    if !privileged("sigkill_of_guard_during_capture_and_delivery_leaves_nothing_behind") {
+        return;
+    }
+    let trials: u64 = std::env::var("GUARD_TEST_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let hang = Receiver::start(200, Duration::from_secs(60));
+    let ev = tempfile::tempdir().unwrap();
+    let seed = u64::from(std::process::id());
+    let mut rng = seed;
+    let mut next = move || {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        rng >> 33
+    };
+    let base = job_base();
+    let mut killed = Vec::new();
+    let mut survivors = Vec::new();
+    for round in 0..trials.div_ceil(4) {
+        let batch: Vec<(String, u64, std::process::Child)> = (0..4)
+            .map(|k| {
+                let mark = format!("m{seed}-{round}-{k}");
+                let at_ms = next() % 700;
+                // One in four dumps a core: a capture long enough to be killed in.
+                let core: &[&str] = if k == 0 { &["--core"] } else { &[] };
+                let g = guard_cmd()
+                    .arg("--evidence-dir")
+                    .arg(ev.path())
+                    .args(core)
+                    .args(["-m", "64M", "--warn", "off", "--alert"])
+                    .arg(format!("webhook:{}", hang.url("/hook")))
+                    .args([
+                        "--",
+                        "sh",
+                        "-c",
+                        "sleep 30 & exec \"$HOG\" alloc 200 --rate 400",
+                    ])
+                    .env("HOG", example("hog"))
+                    .env("FAULT_MARK", &mark)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (mark, at_ms, g)
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut batch = batch;
+        batch.sort_by_key(|(_, at, _)| *at);
+        for (_, at_ms, g) in &mut batch {
+            let due = t0 + Duration::from_millis(*at_ms);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let _ = g.kill();
+            let _ = g.wait();
+            killed.push(g.id());
+        }
+        for (mark, at_ms, _) in &batch {
+            let gone = wait_until(Duration::from_secs(5), || processes_marked(mark).is_empty());
+            if !gone {
+                let left = processes_marked(mark);
+                survivors.push((*at_ms, left.clone()));
+                for p in left {
+                    send(p as u32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    let names = entries(ev.path());
+    println!(
+        "{} kills: {} finished bundles (killed while delivering), {} temporary (killed mid-capture)",
+        killed.len(),
+        names.iter().filter(|n| !n.starts_with('.')).count(),
+        names.iter().filter(|n| n.starts_with(".tmp-")).count()
+    );
+    // Under a final name only whole bundles: a manifest that reads.
+    for name in names.iter().filter(|n| !n.starts_with('.')) {
+        let m = ev.path().join(name).join("manifest.json");
+        let text = std::fs::read_to_string(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // The next run removes what killed guards left: cgroups and temporary bundles.
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "64M", "--", "sleep", "0.5"])
+        .bounded();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let left: Vec<PathBuf> = killed.iter().flat_map(|&p| leaves_of(&base, p)).collect();
+    assert!(left.is_empty(), "cgroups of killed guards left: {left:?}");
+    let tmp: Vec<String> = entries(ev.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(tmp.is_empty(), "temporary bundles left: {tmp:?}");
+    assert!(
+        survivors.is_empty(),
+        "seed {seed}: {} of {trials} kills left processes (ms, pids): {survivors:?}",
+        survivors.len()
+    );
+}
+
+/// The suite: 50 guards at once in one evidence directory, every third at its cap. Each ends as
+/// its job did (137 with its own whole bundle, captured before the kill; 0 otherwise), and none
+/// leaves a cgroup or a process.
+#[test]
+fn fifty_concurrent_guards_some_at_the_cap_each_end_as_their_job_did() {
+    if !privileged("fifty_concurrent_guards_some_at_the_cap_each_end_as_their_job_did") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let mark = format!("fifty{}", std::process::id());
+    let guards: Vec<(bool, std::process::Child)> = (0..50)
+        .map(|i| {
+            let capped = i % 3 == 0;
+            let mut c = guard_cmd();
+            c.arg("--evidence-dir")
+                .arg(ev.path())
+                .args([
+                    "-m",
+                    "64M",
+                    "--warn",
+                    "off",
+                    "--name",
+                    &format!("c{i}"),
+                    "--",
+                ])
+                .env("FAULT_MARK", &mark)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if capped {
+                c.arg(example("hog")).args(["alloc", "200"]);
+            } else {
+                c.args(["sh", "-c", "sleep 0.5 & sleep 1"]);
+            }
+            (capped, c.spawn().unwrap())
+        })
+        .collect();
+    let base = job_base();
+    let mut bundles = std::collections::HashSet::new();
+    let mut pids = Vec::new();
+    for (capped, g) in guards {
+        pids.push(g.id());
+        let o = wait_output_within(g, RUN_LIMIT, "one of 50 guards");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        if capped {
+            assert_eq!(o.status.code(), Some(137), "{err}");
+            let b = bundle_named(&err, "exceeded its memory limit");
+            assert_eq!(manifest(&b)["capture"], "pre-kill", "{err}");
+            assert!(
+                bundles.insert(b.clone()),
+                "two guards named {}",
+                b.display()
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{err}");
+        }
+    }
+    assert_eq!(bundles.len(), 17);
+    assert!(wait_until(Duration::from_secs(5), || processes_marked(
+        &mark
+    )
+    .is_empty()));
+    let left: Vec<PathBuf> = pids.iter().flat_map(|&p| leaves_of(&base, p)).collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// The suite: an evidence directory on a full or a read-only filesystem costs the bundle, never
+/// the cap or the exit status, and leaves no temporary bundle behind.
+#[test]
+fn a_full_or_read_only_evidence_directory_costs_the_bundle_only() {
+    if !privileged("a_full_or_read_only_evidence_directory_costs_the_bundle_only") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    // A 64 KiB tmpfs, mounted in a mount namespace of the test's own: full after a few files.
+    let script = format!(
+        "mount -t tmpfs -o size=64k tmpfs {m} && head -c 60000 /dev/zero > {m}/filler; \
+         \"$GUARD\" --evidence-dir {m} -m 64M --warn off -- \"$HOG\" alloc 200; echo \"status $?\"; \
+         ls -A {m}; mount -o remount,ro {m}; \
+         \"$GUARD\" --evidence-dir {m} -m 64M --warn off -- \"$HOG\" alloc 200; echo \"status $?\"; \
+         ls -A {m}",
+        m = mnt.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("GUARD", guard())
+        .env("HOG", example("hog"))
+        .env_remove("GUARD_CONFIG")
+        .stdin(Stdio::null())
+        .bounded();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let statuses: Vec<&str> = out.lines().filter(|l| l.starts_with("status ")).collect();
+    assert_eq!(statuses, ["status 137", "status 137"], "{out}\n{err}");
+    assert!(!out.contains(".tmp-"), "a temporary bundle was left: {out}");
+    let kill_lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("exceeded its memory limit"))
+        .collect();
+    assert_eq!(kill_lines.len(), 2, "{err}");
+    assert!(
+        kill_lines.iter().all(|l| l.contains("no evidence")),
+        "{err}"
+    );
+}
+
+/// An endpoint that accepts and resets every connection (SO_LINGER 0, then close).
+fn resetting_endpoint() -> u16 {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on a socket we own, with a linger struct of the right size.
+            unsafe {
+                libc::setsockopt(
+                    conn.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&raw const linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            drop(conn);
+        }
+    });
+    port
+}
+
+/// The suite: endpoints that reset the connection are retried and then one warning each; the
+/// exit status is the job's, and guard ends within the delivery bound.
+#[test]
+fn resetting_endpoints_are_retried_then_reported_and_change_nothing() {
+    let port = resetting_endpoint();
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("guard.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\nevents = [\"failed\"]\n\n\
+             [[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:{port}\"\nevents = [\"failed\"]\n"
+        ),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .env("GUARD_CONFIG", &f)
+        .arg("--ping")
+        .arg(format!("http://127.0.0.1:{port}/ping"))
+        .args(["--", "sh", "-c", "exit 6"])
+        .bounded();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("after 3 attempt(s)"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        4,
+        "webhook, alertmanager, ping start and end: {err}"
     );
 }

@@ -110,15 +110,47 @@ impl Report {
                 not_read.push((p.pid, t.trim().to_string()));
             }
         }
+        Ok(Report::of(dir, manifest, timeline, stacks, not_read))
+    }
+
+    /// A report from a manifest's and a timeline's text alone (the fuzz target; no files read).
+    pub fn from_texts(
+        bundle: &Path,
+        manifest: &str,
+        timeline: &str,
+    ) -> Result<Report, ReportError> {
+        let manifest = format::parse_manifest(manifest).map_err(|source| {
+            ReportError::Manifest(format::ManifestError::Parse {
+                path: bundle.join("manifest.json"),
+                source,
+            })
+        })?;
+        let timeline = format::parse_timeline(timeline);
+        Ok(Report::of(
+            bundle,
+            manifest,
+            timeline,
+            Vec::new(),
+            Vec::new(),
+        ))
+    }
+
+    fn of(
+        bundle: &Path,
+        manifest: Manifest,
+        timeline: Vec<(u64, u64)>,
+        stacks: Vec<Stack>,
+        not_read: Vec<(i32, String)>,
+    ) -> Report {
         let growth = growth(&manifest, &timeline);
-        Ok(Report {
-            bundle: dir.to_path_buf(),
+        Report {
+            bundle: bundle.to_path_buf(),
             manifest,
             timeline,
             growth,
             stacks,
             not_read,
-        })
+        }
     }
 }
 
