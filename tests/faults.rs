@@ -746,8 +746,10 @@ fn guards_in_pid_namespaces_neither_collide_nor_take_each_other_for_dead() {
     let (cga, cgb) = (cga.expect(&erra), cgb.expect(&errb));
     assert_ne!(cga, cgb, "one leaf for two guards");
     for (cg, err) in [(&cga, &erra), (&cgb, &errb)] {
+        // guard-twin-1.NS, or twin-1.NS in v2's dedicated guard/ subtree.
         let leaf = cg.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(leaf.starts_with("guard-twin-1."), "{leaf}: {err}");
+        let leaf = leaf.strip_prefix("guard-").unwrap_or(&leaf);
+        assert!(leaf.starts_with("twin-1."), "{leaf}: {err}");
         assert!(!err.contains("mode poll"), "{err}");
     }
 
@@ -1017,8 +1019,8 @@ fn bad_values_are_one_escaped_error_line_and_125() {
 }
 
 /// Defect 13: `config check` was quadratic in the number of jobs (16,000 jobs: 12 s). Its time
-/// for 8,000 jobs is compared with its time for 2,000 in the same run: linear is about 4x,
-/// quadratic 16x.
+/// for 6,000 jobs is compared with its time for 1,500 in the same run: linear is at most 4x
+/// (less with the fixed cost of starting), quadratic up to 16x.
 #[test]
 fn config_check_is_linear_in_the_number_of_jobs() {
     let d = tempfile::tempdir().unwrap();
@@ -1032,11 +1034,14 @@ fn config_check_is_linear_in_the_number_of_jobs() {
         }
         std::fs::write(&f, text).unwrap();
         let t0 = Instant::now();
-        let o = guard_cmd()
-            .args(["config", "check"])
-            .arg(&f)
-            .stdout(Stdio::null())
-            .bounded();
+        // Generous: the v2 lane runs a debug build under emulation.
+        let o = output_within(
+            guard_cmd()
+                .args(["config", "check"])
+                .arg(&f)
+                .stdout(Stdio::null()),
+            Duration::from_secs(300),
+        );
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -1045,11 +1050,11 @@ fn config_check_is_linear_in_the_number_of_jobs() {
         );
         t0.elapsed().as_secs_f64()
     };
-    let small = time_for(2000);
-    let large = time_for(8000);
+    let small = time_for(1500);
+    let large = time_for(6000);
     assert!(
-        large / small < 9.0,
-        "2,000 jobs {small:.2} s, 8,000 jobs {large:.2} s: worse than linear"
+        large / small < 6.5,
+        "1,500 jobs {small:.2} s, 6,000 jobs {large:.2} s: worse than linear"
     );
 }
 
