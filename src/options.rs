@@ -172,7 +172,7 @@ pub const OPTIONS: &[Opt] = &[
     opt!("capture_at", "capture-at", "GUARD_CAPTURE_AT", None, Percent, "PCT", true,
         "Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM killer [default: 95%]"),
     opt!("alert", "alert", "GUARD_ALERT", None, List, "KIND:TARGET", false,
-        "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr or log:syslog; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
+        "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr, log:syslog or log:journal; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
     opt!("metrics_file", "metrics-file", "GUARD_METRICS_FILE", None, Path, "PATH", true,
         "Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH in the node_exporter textfile format; several jobs can share one file. PATH must end in .prom"),
     opt!("require_cgroup", "require-cgroup", "GUARD_REQUIRE_CGROUP", None, Flag, "", true,

@@ -499,3 +499,37 @@ fn https_works_with_the_systems_roots_and_refuses_an_unknown_ca() {
         stderr(&without)
     );
 }
+
+/// `log:syslog` and `log:journal` deliver to the machine's own sockets; where nothing listens
+/// (no syslog daemon, no journald: this project's host and its busybox guests) the delivery is
+/// a failure saying so — syslog(3) dropped the line and the manifest said ok.
+#[test]
+fn local_log_sinks_say_when_nothing_listens() {
+    for (target, socket) in [
+        ("syslog", "/dev/log"),
+        ("journal", "/run/systemd/journal/socket"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let f = config(
+            d.path(),
+            &format!("[[alerts]]\nkind = \"log\"\ntarget = \"{target}\"\nevents = [\"failed\"]\n"),
+        );
+        let o = guard_cmd()
+            .env("GUARD_CONFIG", &f)
+            .args(["--name", "locallog", "--", "sh", "-c", "exit 4"])
+            .bounded();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(4), "{err}");
+        let failed = err
+            .lines()
+            .any(|l| l.contains(&format!("nothing listens at {socket}")));
+        let listening = std::os::unix::net::UnixDatagram::unbound()
+            .unwrap()
+            .connect(socket)
+            .is_ok();
+        assert_eq!(
+            failed, !listening,
+            "{target} ({socket} listening: {listening}): {err}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //!   (`env:NAME`, `file:/path`) resolved only when sending and never printed.
 //! - [`sinks`]: webhook, Slack, Alertmanager (API v2), exec, log.
 
+pub mod local;
 pub mod sinks;
 pub mod spec;
 

@@ -23,10 +23,7 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
             post(s, &Secret::Plain(url), alertmanager_body(ev))
         }
         SinkKind::Exec => exec(s, ev),
-        SinkKind::Log => {
-            log_line(s, ev);
-            Ok(())
-        }
+        SinkKind::Log => log_line(s, ev).map_err(|e| AttemptError::Final(e.to_string())),
     }
 }
 
@@ -354,26 +351,61 @@ pub fn logfmt(ev: &Event) -> String {
         .join(" ")
 }
 
-fn log_line(s: &Sink, ev: &Event) {
+fn log_line(s: &Sink, ev: &Event) -> Result<(), super::local::LocalLogError> {
+    use super::local;
     let line = logfmt(ev);
+    // syslog severities: 2 critical, 4 warning.
+    let priority = if ev.severity() == "critical" { 2 } else { 4 };
     match &s.target {
-        Secret::Plain(t) if t == "syslog" => {
-            let msg = std::ffi::CString::new(format!("guard: {line}")).unwrap_or_default();
-            let ident = c"guard";
-            let priority = if ev.severity() == "critical" {
-                libc::LOG_CRIT
-            } else {
-                libc::LOG_WARNING
-            };
-            // SAFETY: the C strings live across the calls; "%s" with one string argument.
-            unsafe {
-                libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_USER);
-                libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr());
-                libc::closelog();
-            }
+        Secret::Plain(t) if t == "syslog" => local::send_syslog(
+            std::path::Path::new(local::SYSLOG_SOCKET),
+            priority,
+            &format!("guard: {line}"),
+        ),
+        Secret::Plain(t) if t == "journal" => {
+            let fields = journal_fields(ev, priority);
+            let borrowed: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            local::send_journal(std::path::Path::new(local::JOURNAL_SOCKET), &borrowed)
         }
-        _ => eprintln!("guard: alert {line}"),
+        _ => {
+            eprintln!("guard: alert {line}");
+            Ok(())
+        }
     }
+}
+
+/// The journal's MESSAGE_ID of each event kind (`journalctl MESSAGE_ID=…` finds them all).
+pub fn message_id(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::MemoryLimit => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a01",
+        EventKind::Warning => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a02",
+        EventKind::KernelOom => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a03",
+        EventKind::Failed => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a04",
+        EventKind::Timeout => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a05",
+        EventKind::Drill => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a06",
+        EventKind::Signal => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a07",
+        EventKind::Unknown => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a00",
+    }
+}
+
+/// A journal entry for `ev`: MESSAGE (the summary), PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER and
+/// the GUARD_* fields.
+fn journal_fields(ev: &Event, priority: u8) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
+    vec![
+        ("MESSAGE", format!("guard: {}", summary(ev))),
+        ("PRIORITY", priority.to_string()),
+        ("MESSAGE_ID", message_id(ev.event).to_string()),
+        ("SYSLOG_IDENTIFIER", "guard".to_string()),
+        ("GUARD_EVENT", ev.event.as_str().to_string()),
+        ("GUARD_JOB", ev.job.clone()),
+        ("GUARD_PID", ev.pid.to_string()),
+        ("GUARD_BUNDLE", ev.bundle.clone().unwrap_or_default()),
+        ("GUARD_LIMIT_BYTES", opt(ev.limit_bytes)),
+        ("GUARD_PEAK_BYTES", opt(ev.peak_bytes)),
+        ("GUARD_HOST", ev.host.clone()),
+    ]
 }
 
 #[cfg(test)]

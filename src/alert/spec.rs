@@ -14,7 +14,7 @@ pub enum SpecError {
     #[error("unknown alert kind '{0}': expected webhook, slack, alertmanager, exec or log")]
     UnknownKind(String),
     #[error(
-        "'{0}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog)"
+        "'{0}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog|journal)"
     )]
     NotKindTarget(String),
     #[error(
@@ -35,7 +35,7 @@ pub enum SpecError {
     PassEnvNotExec(&'static str),
     #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
     NotAbsolute(String),
-    #[error("log goes to stderr or syslog, not '{0}'")]
+    #[error("log goes to stderr, syslog or journal, not '{0}'")]
     LogTarget(String),
     #[error("unknown event '{event}': expected {expected}")]
     UnknownEvent { event: String, expected: String },
@@ -212,7 +212,7 @@ pub fn redact_url(u: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Sink {
     pub kind: SinkKind,
-    /// URL (webhook, slack, alertmanager), program (exec), or "stderr" / "syslog" (log).
+    /// URL (webhook, slack, alertmanager), program (exec), or "stderr" / "syslog" / "journal" (log).
     pub target: Secret,
     /// Extra arguments for exec.
     pub args: Vec<String>,
@@ -271,7 +271,7 @@ impl Sink {
                 }
             }
             SinkKind::Log => {
-                if !matches!(target, "stderr" | "syslog") {
+                if !matches!(target, "stderr" | "syslog" | "journal") {
                     return Err(SpecError::LogTarget(target.to_string()));
                 }
             }
@@ -354,6 +354,7 @@ mod tests {
         assert_eq!(s.label(), "webhook env:HOOK_URL");
         assert!(Sink::from_cli("exec:/usr/local/bin/page").is_ok());
         assert!(Sink::from_cli("log:syslog").is_ok());
+        assert!(Sink::from_cli("log:journal").is_ok());
         for bad in [
             "exec:page",
             "log:file",
