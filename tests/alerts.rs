@@ -533,3 +533,127 @@ fn local_log_sinks_say_when_nothing_listens() {
         );
     }
 }
+
+/// A python3 listener at the journal's socket, in a mount namespace of its own (a tmpfs over
+/// /run): guard's stderr is "the journal" (JOURNAL_STREAM names the file it goes to), so its
+/// kill line arrives as a native entry with the event's fields, and `log:journal` delivers too.
+#[test]
+fn with_stderr_the_journal_the_kill_line_and_log_journal_are_native_entries() {
+    let test = "with_stderr_the_journal_the_kill_line_and_log_journal_are_native_entries";
+    if !privileged(test) || !tool(test, "python3") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dump = d.path().join("entries.hex");
+    let listener = d.path().join("listen.py");
+    std::fs::write(
+        &listener,
+        format!(
+            "import socket, sys\n\
+             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             s.bind('/run/systemd/journal/socket')\n\
+             open('{ready}', 'w').close()\n\
+             s.settimeout(20)\n\
+             with open('{dump}', 'w') as out:\n\
+             \x20   try:\n\
+             \x20       while True:\n\
+             \x20           out.write(s.recv(65536).hex() + '\\n'); out.flush()\n\
+             \x20   except socket.timeout:\n\
+             \x20       pass\n",
+            ready = d.path().join("ready").display(),
+            dump = dump.display()
+        ),
+    )
+    .unwrap();
+    let err_file = d.path().join("stderr");
+    let ev = d.path().join("ev");
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && \
+         (python3 {listener} &) && while [ ! -e {ready} ]; do sleep 0.05; done; \
+         : > {err}; export JOURNAL_STREAM=$(stat -c '%d:%i' {err}); \
+         \"$GUARD\" --evidence-dir {ev} -m 64M --warn off --name journaled --alert log:journal \
+           -- \"$HOG\" alloc 200 2>> {err}; echo \"status $?\"; sleep 1; pkill -f {listener}; true",
+        listener = listener.display(),
+        ready = d.path().join("ready").display(),
+        err = err_file.display(),
+        ev = ev.display()
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("GUARD", guard())
+        .env("HOG", example("hog"))
+        .env("GUARD_CONFIG", "/dev/null")
+        .bounded();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("status 137"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let entries: Vec<Vec<(String, String)>> = std::fs::read_to_string(&dump)
+        .unwrap_or_default()
+        .lines()
+        .map(|h| native_fields(&hex(h)))
+        .collect();
+    let get = |e: &[(String, String)], k: &str| {
+        e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
+    let kill = entries
+        .iter()
+        .find(|e| get(e, "MESSAGE").is_some_and(|m| m.contains("exceeded its memory limit")))
+        .unwrap_or_else(|| panic!("no kill line in the journal: {entries:?}"));
+    assert_eq!(get(kill, "GUARD_EVENT").as_deref(), Some("memory-limit"));
+    assert_eq!(get(kill, "GUARD_JOB").as_deref(), Some("journaled"));
+    assert_eq!(get(kill, "PRIORITY").as_deref(), Some("2"));
+    assert_eq!(get(kill, "SYSLOG_IDENTIFIER").as_deref(), Some("guard"));
+    assert_eq!(get(kill, "GUARD_LIMIT_BYTES").as_deref(), Some("67108864"));
+    assert!(
+        get(kill, "GUARD_BUNDLE").is_some_and(|b| b.contains("journaled")),
+        "{kill:?}"
+    );
+    assert_eq!(
+        get(kill, "MESSAGE_ID").as_deref(),
+        Some("8a1f4be3c6d54f0e9b2a7c1d5e6f7a01")
+    );
+    let alert = entries
+        .iter()
+        .find(|e| {
+            get(e, "MESSAGE").is_some_and(|m| m.starts_with("guard: journaled"))
+                && get(e, "GUARD_PEAK_BYTES").is_some()
+                && e != &kill
+        })
+        .unwrap_or_else(|| panic!("no log:journal entry: {entries:?}"));
+    assert_eq!(get(alert, "GUARD_EVENT").as_deref(), Some("memory-limit"));
+    // Nothing of it went to stderr: the journal had it.
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(!err.contains("exceeded its memory limit"), "{err}");
+}
+
+fn hex(h: &str) -> Vec<u8> {
+    (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The journal's native protocol, read back.
+fn native_fields(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.iter().position(|&c| c == b'\n') {
+        let line = &b[..nl];
+        if let Some(eq) = line.iter().position(|&c| c == b'=') {
+            out.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            b = &b[nl + 1..];
+        } else {
+            let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
+            out.push((
+                String::from_utf8_lossy(line).into_owned(),
+                String::from_utf8_lossy(&b[nl + 9..nl + 9 + len]).into_owned(),
+            ));
+            b = &b[(nl + 10 + len).min(b.len())..];
+        }
+    }
+    out
+}

@@ -1019,7 +1019,7 @@ fn bad_values_are_one_escaped_error_line_and_125() {
 }
 
 /// Defect 13: `config check` was quadratic in the number of jobs (16,000 jobs: 12 s). Its time
-/// for 6,000 jobs is compared with its time for 1,500 in the same run: linear is at most 4x
+/// for 4,000 jobs is compared with its time for 1,000 in the same run: linear is at most 4x
 /// (less with the fixed cost of starting), quadratic up to 16x.
 #[test]
 fn config_check_is_linear_in_the_number_of_jobs() {
@@ -1050,11 +1050,16 @@ fn config_check_is_linear_in_the_number_of_jobs() {
         );
         t0.elapsed().as_secs_f64()
     };
-    let small = time_for(1500);
-    let large = time_for(6000);
+    // The least of three runs each, interleaved: what other tests running beside this one add
+    // is noise that only ever lengthens a run.
+    let (mut small, mut large) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        small = small.min(time_for(1000));
+        large = large.min(time_for(4000));
+    }
     assert!(
-        large / small < 6.5,
-        "1,500 jobs {small:.2} s, 6,000 jobs {large:.2} s: worse than linear"
+        large / small < 6.0,
+        "1,000 jobs {small:.2} s, 4,000 jobs {large:.2} s: worse than linear"
     );
 }
 

@@ -14,6 +14,20 @@ pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// Where syslog daemons (and journald) listen.
 pub const SYSLOG_SOCKET: &str = "/dev/log";
 
+/// The journal's MESSAGE_ID of each event kind (`journalctl MESSAGE_ID=…` finds them all).
+pub fn message_id(kind: crate::format::EventKind) -> &'static str {
+    match kind {
+        crate::format::EventKind::MemoryLimit => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a01",
+        crate::format::EventKind::Warning => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a02",
+        crate::format::EventKind::KernelOom => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a03",
+        crate::format::EventKind::Failed => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a04",
+        crate::format::EventKind::Timeout => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a05",
+        crate::format::EventKind::Drill => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a06",
+        crate::format::EventKind::Signal => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a07",
+        crate::format::EventKind::Unknown => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a00",
+    }
+}
+
 /// Why an entry did not reach its log.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalLogError {

@@ -375,20 +375,6 @@ fn log_line(s: &Sink, ev: &Event) -> Result<(), super::local::LocalLogError> {
     }
 }
 
-/// The journal's MESSAGE_ID of each event kind (`journalctl MESSAGE_ID=…` finds them all).
-pub fn message_id(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::MemoryLimit => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a01",
-        EventKind::Warning => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a02",
-        EventKind::KernelOom => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a03",
-        EventKind::Failed => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a04",
-        EventKind::Timeout => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a05",
-        EventKind::Drill => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a06",
-        EventKind::Signal => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a07",
-        EventKind::Unknown => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a00",
-    }
-}
-
 /// A journal entry for `ev`: MESSAGE (the summary), PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER and
 /// the GUARD_* fields.
 fn journal_fields(ev: &Event, priority: u8) -> Vec<(&'static str, String)> {
@@ -396,7 +382,7 @@ fn journal_fields(ev: &Event, priority: u8) -> Vec<(&'static str, String)> {
     vec![
         ("MESSAGE", format!("guard: {}", summary(ev))),
         ("PRIORITY", priority.to_string()),
-        ("MESSAGE_ID", message_id(ev.event).to_string()),
+        ("MESSAGE_ID", super::local::message_id(ev.event).to_string()),
         ("SYSLOG_IDENTIFIER", "guard".to_string()),
         ("GUARD_EVENT", ev.event.as_str().to_string()),
         ("GUARD_JOB", ev.job.clone()),

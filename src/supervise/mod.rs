@@ -72,6 +72,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let start_ping = notify::job_started(cfg);
     let recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
     let job = Child::new(pid, cfg.pgroup);
+    crate::logger::set_job(&cfg.name, pid);
     let mut sup = Supervisor::new(
         cfg,
         enforcer,
@@ -94,7 +95,23 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         output.replay();
     }
     if let Some(line) = verdict.line(cfg, pid, peak, &evidence_text(&bundle)) {
-        eprintln!("{line}");
+        let shown = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
+        let path = bundle
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match verdict.kind() {
+            Some(kind) => crate::logger::event_line(
+                &line,
+                kind,
+                &[
+                    ("GUARD_BUNDLE", path),
+                    ("GUARD_LIMIT_BYTES", shown(cfg.memory)),
+                    ("GUARD_PEAK_BYTES", shown(peak)),
+                ],
+            ),
+            None => eprintln!("{line}"),
+        }
     }
     // 5. Tell people: alerts, pings, metrics.
     let status = verdict.status();
