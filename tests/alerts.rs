@@ -593,7 +593,7 @@ fn with_stderr_the_journal_the_kill_line_and_log_journal_are_native_entries() {
     let entries: Vec<Vec<(String, String)>> = std::fs::read_to_string(&dump)
         .unwrap_or_default()
         .lines()
-        .map(|h| native_fields(&hex(h)))
+        .map(|h| guard::alert::local::parse_journal_entry(&hex(h)))
         .collect();
     let get = |e: &[(String, String)], k: &str| {
         e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
@@ -633,27 +633,4 @@ fn hex(h: &str) -> Vec<u8> {
     (0..h.len() / 2)
         .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
         .collect()
-}
-
-/// The journal's native protocol, read back.
-fn native_fields(mut b: &[u8]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.iter().position(|&c| c == b'\n') {
-        let line = &b[..nl];
-        if let Some(eq) = line.iter().position(|&c| c == b'=') {
-            out.push((
-                String::from_utf8_lossy(&line[..eq]).into_owned(),
-                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
-            ));
-            b = &b[nl + 1..];
-        } else {
-            let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
-            out.push((
-                String::from_utf8_lossy(line).into_owned(),
-                String::from_utf8_lossy(&b[nl + 9..nl + 9 + len]).into_owned(),
-            ));
-            b = &b[(nl + 10 + len).min(b.len())..];
-        }
-    }
-    out
 }

@@ -59,6 +59,34 @@ pub fn journal_entry(fields: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Read a native-protocol entry back into its fields, as journald does (the tests read what
+/// guard sent with it). A truncated entry yields the fields before the cut.
+pub fn parse_journal_entry(mut b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.iter().position(|&c| c == b'\n') {
+        let line = &b[..nl];
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        if let Some(eq) = line.iter().position(|&c| c == b'=') {
+            out.push((text(&line[..eq]), text(&line[eq + 1..])));
+            b = &b[nl + 1..];
+            continue;
+        }
+        let Some(len) = b
+            .get(nl + 1..nl + 9)
+            .and_then(|l| l.try_into().ok())
+            .map(|l| u64::from_le_bytes(l) as usize)
+        else {
+            break;
+        };
+        let Some(value) = b.get(nl + 9..nl + 9 + len) else {
+            break;
+        };
+        out.push((text(line), text(value)));
+        b = b.get(nl + 10 + len..).unwrap_or_default();
+    }
+    out
+}
+
 /// Send `fields` as one journal entry to the socket at `path`.
 pub fn send_journal(path: &Path, fields: &[(&str, &str)]) -> Result<(), LocalLogError> {
     let entry = journal_entry(fields);
@@ -140,29 +168,6 @@ fn classify(path: &Path, e: std::io::Error) -> LocalLogError {
 mod tests {
     use super::*;
 
-    /// Parse native-protocol fields back (what journald does).
-    fn parse(mut b: &[u8]) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        while !b.is_empty() {
-            let nl = b.iter().position(|&c| c == b'\n').unwrap();
-            let line = &b[..nl];
-            if let Some(eq) = line.iter().position(|&c| c == b'=') {
-                out.push((
-                    String::from_utf8_lossy(&line[..eq]).into(),
-                    String::from_utf8_lossy(&line[eq + 1..]).into(),
-                ));
-                b = &b[nl + 1..];
-            } else {
-                let key = String::from_utf8_lossy(line).into_owned();
-                let len = u64::from_le_bytes(b[nl + 1..nl + 9].try_into().unwrap()) as usize;
-                let v = &b[nl + 9..nl + 9 + len];
-                out.push((key, String::from_utf8_lossy(v).into()));
-                b = &b[nl + 9 + len + 1..];
-            }
-        }
-        out
-    }
-
     #[test]
     fn entries_round_trip_with_multiline_values() {
         let fields = [
@@ -170,7 +175,7 @@ mod tests {
             ("GUARD_EVENT", "memory-limit"),
             ("E", ""),
         ];
-        let back = parse(&journal_entry(&fields));
+        let back = parse_journal_entry(&journal_entry(&fields));
         let want: Vec<(String, String)> = fields
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -186,7 +191,10 @@ mod tests {
         send_journal(&path, &[("MESSAGE", "hi"), ("PRIORITY", "2")]).unwrap();
         let mut buf = vec![0u8; 4096];
         let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(parse(&buf[..n])[0], ("MESSAGE".into(), "hi".into()));
+        assert_eq!(
+            parse_journal_entry(&buf[..n])[0],
+            ("MESSAGE".into(), "hi".into())
+        );
         send_syslog(&path, 2, "guard: event=memory-limit").unwrap();
         let n = listener.recv(&mut buf).unwrap();
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -231,6 +239,6 @@ mod tests {
         let mut data = Vec::new();
         std::io::Seek::rewind(&mut f).unwrap();
         std::io::Read::read_to_end(&mut f, &mut data).unwrap();
-        assert_eq!(parse(&data)[0].1.len(), 1 << 20);
+        assert_eq!(parse_journal_entry(&data)[0].1.len(), 1 << 20);
     }
 }

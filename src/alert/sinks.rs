@@ -269,22 +269,11 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         .target
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let mut env: Vec<(String, String)> = vec![
-        ("GUARD_EVENT".into(), ev.event.as_str().into()),
-        ("GUARD_JOB".into(), ev.job.clone()),
-        ("GUARD_PID".into(), ev.pid.to_string()),
-        ("GUARD_BUNDLE".into(), ev.bundle.clone().unwrap_or_default()),
-        (
-            "GUARD_LIMIT_BYTES".into(),
-            ev.limit_bytes.map(|v| v.to_string()).unwrap_or_default(),
-        ),
-        (
-            "GUARD_PEAK_BYTES".into(),
-            ev.peak_bytes.map(|v| v.to_string()).unwrap_or_default(),
-        ),
-        ("GUARD_HOST".into(), ev.host.clone()),
-        ("GUARD_SUMMARY".into(), ev.summary.clone()),
-    ];
+    let mut env: Vec<(String, String)> = guard_fields(ev)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain([("GUARD_SUMMARY".to_string(), ev.summary.clone())])
+        .collect();
     env.extend(hook_environment(&s.pass_env));
     let ran = crate::runner::run_bounded(
         std::path::Path::new(&program),
@@ -378,12 +367,20 @@ fn log_line(s: &Sink, ev: &Event) -> Result<(), super::local::LocalLogError> {
 /// A journal entry for `ev`: MESSAGE (the summary), PRIORITY, MESSAGE_ID, SYSLOG_IDENTIFIER and
 /// the GUARD_* fields.
 fn journal_fields(ev: &Event, priority: u8) -> Vec<(&'static str, String)> {
-    let opt = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
-    vec![
+    let mut fields = vec![
         ("MESSAGE", format!("guard: {}", summary(ev))),
         ("PRIORITY", priority.to_string()),
         ("MESSAGE_ID", super::local::message_id(ev.event).to_string()),
         ("SYSLOG_IDENTIFIER", "guard".to_string()),
+    ];
+    fields.extend(guard_fields(ev));
+    fields
+}
+
+/// The GUARD_* fields of an event: an exec hook's environment, a journal entry's fields.
+fn guard_fields(ev: &Event) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
+    vec![
         ("GUARD_EVENT", ev.event.as_str().to_string()),
         ("GUARD_JOB", ev.job.clone()),
         ("GUARD_PID", ev.pid.to_string()),
