@@ -52,6 +52,10 @@ pub struct WrapConfig {
     pub capture_at: u8,
     pub lock: Option<PathBuf>,
     pub lock_wait: Option<Duration>,
+    /// The slice for guard's transient scope (None: the manager's default).
+    pub slice: Option<String>,
+    /// --no-systemd: never ask systemd for a scope.
+    pub no_systemd: bool,
 }
 
 /// Why no evidence directory can be used: decided once per run, carried to the kill line
@@ -338,8 +342,20 @@ pub fn wrap_config(
         kill_after: kill_after(args, src)?,
         require_cgroup: flag(src, args, "require_cgroup")?,
         verbosity: verbosity(args, src)?,
+        slice: slice(args, src)?,
+        no_systemd: flag(src, args, "no_systemd")?,
         command,
     })
+}
+
+/// --slice: a slice unit name (`NAME.slice`).
+fn slice(args: &WrapArgs, src: &Src) -> Result<Option<String>, UsageError> {
+    let Some(s) = args.text("slice") else {
+        return Ok(None);
+    };
+    crate::systemd::check_slice(s)
+        .map_err(|e| UsageError(format!("invalid {}: {e}", origin(src, "slice", s))))?;
+    Ok(Some(s.to_string()))
 }
 
 /// --metrics-file: a path ending `.prom`, the only files node_exporter's textfile collector reads.
@@ -598,6 +614,11 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("no_environ", (!e.environ).to_string()),
         ("pyspy_locals", e.pyspy_locals.to_string()),
         ("require_cgroup", cfg.require_cgroup.to_string()),
+        (
+            "slice",
+            cfg.slice.clone().unwrap_or_else(|| "default".into()),
+        ),
+        ("no_systemd", cfg.no_systemd.to_string()),
         ("verbosity", format!("{:?}", cfg.verbosity).to_lowercase()),
         ("quiet", cfg.quiet.to_string()),
         ("metrics_file", path(&cfg.metrics_file)),

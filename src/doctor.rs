@@ -6,6 +6,7 @@
 use crate::cgroup::detect::{self, Layout, Plan, Sys, V2Placement};
 use crate::cgroup::{self, Capability, Enforce, Enforcer, Limits, fs as cgfs};
 use crate::proc::Proc;
+use crate::systemd;
 use serde::Serialize;
 use std::path::Path;
 
@@ -24,6 +25,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
     pub probe: String,
+    /// Whether a run asks systemd for a transient scope, and why.
+    pub systemd: String,
     pub capabilities: Vec<Capability>,
     /// Where bundles would go and the collectors' tools (not kernel capabilities).
     pub evidence: Vec<Capability>,
@@ -170,6 +173,68 @@ fn own_cgroups(layout: &Layout) -> Vec<String> {
     own
 }
 
+/// The path a run takes on a machine systemd runs: asking the manager for a scope (the plan is
+/// then the supervisor-leaf path inside it), or why not. Returns the plan to report, the systemd
+/// line, and the probe text when the scope path replaces the probe.
+fn with_scope(
+    layout: &Layout,
+    plan: Plan,
+    decision: &systemd::Decision,
+) -> (Plan, String, Option<String>) {
+    let manager = match decision {
+        systemd::Decision::Skip { why, fix } => {
+            let plan = match (plan, fix) {
+                (Plan::Poll { reason, .. }, Some(fix)) => Plan::Poll {
+                    reason: format!("{reason}; {why}"),
+                    fix: fix.clone(),
+                },
+                (plan, _) => plan,
+            };
+            return (plan, format!("not asked: {why}"), None);
+        }
+        systemd::Decision::Ask(m) => m,
+    };
+    let slice = std::env::var("GUARD_SLICE")
+        .ok()
+        .filter(|s| systemd::check_slice(s).is_ok())
+        .unwrap_or_else(|| manager.default_slice().to_string());
+    let version = systemd::manager_version(manager);
+    let line = format!(
+        "a run asks {} for a transient scope guard-<name>-<pid>.scope (Delegate=yes) in {slice}, \
+         because guard's cgroup {} is not delegated; {}",
+        manager.describe(),
+        layout.v2.as_ref().map(|h| h.own.as_str()).unwrap_or("?"),
+        match &version {
+            Ok(v) => format!("the manager answers (systemd {v})"),
+            Err(e) =>
+                format!("but the manager does not answer: {e}; a run then goes on without a scope"),
+        }
+    );
+    let (Ok(_), Some(v2)) = (&version, &layout.v2) else {
+        return (plan, line, None);
+    };
+    let scope = v2
+        .mount
+        .join(systemd::slice_dir(manager, &slice))
+        .join("guard-<name>-<pid>.scope");
+    let in_scope = Plan::V2 {
+        base: scope.clone(),
+        placement: V2Placement::Supervisor,
+        group: scope.clone(),
+        reason: format!(
+            "systemd runs this machine and guard's cgroup is not delegated: a run asks {} for its \
+             own scope, moves itself to the scope's 'supervisor' leaf and puts the job in a sibling leaf",
+            manager.describe()
+        ),
+    };
+    let probe = format!(
+        "not tried: a run asks {} for {} first",
+        manager.describe(),
+        scope.display()
+    );
+    (in_scope, line, Some(probe))
+}
+
 /// Build the report (may create and remove a probe cgroup).
 pub fn report() -> Report {
     let sys = Sys::live();
@@ -185,8 +250,22 @@ pub fn report() -> Report {
             fix: "mount /proc".into(),
         },
     };
-    let (probe, capabilities) = probe(&plan, &proc);
+    let no_systemd = std::env::var("GUARD_NO_SYSTEMD").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    });
+    let decision = systemd::decide(&sys, &layout, &plan, no_systemd);
+    // The kernel's capabilities are probed where guard would go without systemd (the same
+    // kernel features a scope offers); the scope itself is made only by a run.
+    let (mut probe, capabilities) = probe(&plan, &proc);
+    let (plan, systemd_line, scope_probe) = with_scope(&layout, plan, &decision);
+    if let Some(p) = scope_probe {
+        probe = format!("{p} ({probe})");
+    }
     Report {
+        systemd: systemd_line,
         evidence: evidence_caps(),
         kernel: kernel(),
         euid: sys.euid,
@@ -232,6 +311,7 @@ pub fn print(r: &Report) {
         println!("to enforce:  {f}");
     }
     println!("probe:       {}", r.probe);
+    println!("systemd:     {}", r.systemd);
     for (title, caps) in [
         ("capabilities:", &r.capabilities),
         ("evidence:", &r.evidence),

@@ -38,6 +38,7 @@ pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod supervise;
+pub mod systemd;
 pub mod units;
 
 use clap::{ArgMatches, FromArgMatches};

@@ -421,6 +421,32 @@ pub fn plan(sys: &Sys, layout: &Layout) -> Plan {
     }
 }
 
+/// Whether guard may split `own` into a supervisor leaf and a job leaf with memory enabled.
+fn usable_for_leaves(own: &Path) -> bool {
+    cgfs::writable(own)
+        && cgfs::writable(&own.join("cgroup.procs"))
+        && cgfs::writable(&own.join("cgroup.subtree_control"))
+        && has_controller(own, "cgroup.controllers", "memory")
+}
+
+/// The plan inside a scope systemd made for guard with `Delegate=yes` (`why` says so): the
+/// supervisor-leaf path when the scope's cgroup is usable, else what [`plan`] finds.
+pub fn plan_in_scope(sys: &Sys, layout: &Layout, why: &str) -> Plan {
+    if let (true, Some(v2)) = (layout.v2_has_memory(), &layout.v2) {
+        if usable_for_leaves(&v2.own_dir) {
+            return Plan::V2 {
+                base: v2.own_dir.clone(),
+                placement: V2Placement::Supervisor,
+                group: v2.own_dir.clone(),
+                reason: format!(
+                    "{why}: guard moves itself to its 'supervisor' leaf and puts the job in a sibling leaf"
+                ),
+            };
+        }
+    }
+    plan(sys, layout)
+}
+
 fn plan_v2(sys: &Sys, v2: &Hierarchy) -> Plan {
     let root = &v2.mount;
     let own = &v2.own_dir;
@@ -433,10 +459,7 @@ fn plan_v2(sys: &Sys, v2: &Hierarchy) -> Plan {
         group: root.clone(),
         reason: why,
     };
-    let own_usable = cgfs::writable(own)
-        && cgfs::writable(&own.join("cgroup.procs"))
-        && cgfs::writable(&own.join("cgroup.subtree_control"))
-        && has_controller(own, "cgroup.controllers", "memory");
+    let own_usable = usable_for_leaves(own);
 
     // The true root has no memory.max; a container's namespace root does.
     if at_root && !own.join("memory.max").exists() {

@@ -13,6 +13,7 @@ use crate::evidence::Observe;
 use crate::exit;
 use crate::format::Mode;
 use crate::proc::Proc;
+use crate::systemd;
 use crate::units::{format_duration, format_size};
 use std::os::fd::OwnedFd;
 
@@ -28,13 +29,7 @@ pub struct Prepared {
 /// Choose the enforcement, create it, and say what it is (-v) and what it cannot do.
 pub fn enforcement(cfg: &WrapConfig, sys: &Sys) -> Result<Prepared, Fatal> {
     let proc = Proc::at(&sys.proc);
-    let plan = match Layout::read(sys) {
-        Ok(layout) => detect::plan(sys, &layout),
-        Err(e) => Plan::Poll {
-            reason: e.to_string(),
-            fix: "check that /proc is mounted".into(),
-        },
-    };
+    let plan = choose(cfg, sys);
     let limits = Limits {
         memory: cfg.memory,
         swap: cfg.swap,
@@ -61,6 +56,88 @@ pub fn enforcement(cfg: &WrapConfig, sys: &Sys) -> Result<Prepared, Fatal> {
         plan,
         observe,
     })
+}
+
+/// The plan: from the cgroup layout, and on a machine systemd runs where guard's cgroup is not
+/// delegated, from inside the transient scope guard asks the manager for.
+fn choose(cfg: &WrapConfig, sys: &Sys) -> Plan {
+    let layout = match Layout::read(sys) {
+        Ok(layout) => layout,
+        Err(e) => {
+            return Plan::Poll {
+                reason: e.to_string(),
+                fix: "check that /proc is mounted".into(),
+            };
+        }
+    };
+    let plan = detect::plan(sys, &layout);
+    match systemd::decide(sys, &layout, &plan, cfg.no_systemd) {
+        systemd::Decision::Ask(manager) => in_scope(cfg, sys, &manager).unwrap_or(plan),
+        systemd::Decision::Skip { why, fix } => {
+            log::debug!("no systemd scope: {why}");
+            match (plan, fix) {
+                (Plan::Poll { reason, .. }, Some(fix)) => Plan::Poll {
+                    reason: format!("{reason}; {why}"),
+                    fix,
+                },
+                (plan, _) => plan,
+            }
+        }
+    }
+}
+
+/// Ask `manager` for guard's scope; once guard is in it, the plan there. None (with a warning)
+/// when no scope was had: guard goes on as without systemd.
+fn in_scope(cfg: &WrapConfig, sys: &Sys, manager: &systemd::Manager) -> Option<Plan> {
+    let pid = std::process::id();
+    let unit = systemd::scope_name(&cfg.name, pid);
+    let scrub = crate::redact::Scrubber::new(&cfg.evidence.redact);
+    let argv: Vec<String> = cfg
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut command = scrub.argv(&argv).join(" ");
+    if command.len() > 200 {
+        let cut = (0..=200)
+            .rev()
+            .find(|i| command.is_char_boundary(*i))
+            .unwrap_or(0);
+        command.truncate(cut);
+        command.push('…');
+    }
+    let cap = cfg
+        .memory
+        .map(format_size)
+        .unwrap_or_else(|| "no cap".into());
+    let req = systemd::Request {
+        unit: unit.clone(),
+        slice: cfg.slice.clone(),
+        description: format!("guard: {} ({cap}): {command}", cfg.name),
+        pid,
+    };
+    let slice = cfg.slice.as_deref().unwrap_or(manager.default_slice());
+    match systemd::start_scope(manager, &req, &sys.proc) {
+        Ok(()) => {
+            log::info!(
+                "systemd: {} made {unit} (Delegate=yes) in {slice} for this job",
+                manager.describe()
+            );
+            let layout = Layout::read(sys).ok()?;
+            let why = format!(
+                "systemd runs this machine and guard's cgroup was not delegated: {} made {unit} \
+                 (Delegate=yes) in {slice} for guard",
+                manager.describe()
+            );
+            Some(detect::plan_in_scope(sys, &layout, &why))
+        }
+        Err(e) => {
+            log::warn!(
+                "no systemd scope for the job ({e}); going on without one (--no-systemd skips asking)"
+            );
+            None
+        }
+    }
 }
 
 /// Poll mode (with a warning) when a cgroup cannot be had, unless `--require-cgroup`.

@@ -218,6 +218,8 @@ fn config(evidence: &Path) -> WrapConfig {
         capture_at: 95,
         lock: None,
         lock_wait: None,
+        slice: None,
+        no_systemd: true,
     }
 }
 
