@@ -1057,8 +1057,10 @@ fn config_check_is_linear_in_the_number_of_jobs() {
         small = small.min(time_for(1000));
         large = large.min(time_for(4000));
     }
+    // Linear is 4x, quadratic 16x; 8x (their geometric middle) leaves room for the noise of a
+    // loaded emulated guest (6.2x was seen once with a release build running beside the lane).
     assert!(
-        large / small < 6.0,
+        large / small < 8.0,
         "1,000 jobs {small:.2} s, 4,000 jobs {large:.2} s: worse than linear"
     );
 }

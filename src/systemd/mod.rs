@@ -116,19 +116,22 @@ pub fn decide(sys: &Sys, layout: &Layout, plan: &Plan, no_systemd: bool) -> Deci
             group.display()
         )),
         Plan::V2 { .. } if sys.euid == 0 => Decision::Ask(Manager::System),
-        Plan::Poll { .. } if sys.euid != 0 => ask_user_manager(sys),
+        Plan::Poll { .. } if sys.euid != 0 => ask_user_manager(sys, Manager::for_euid(sys.euid)),
         _ => skip("guard cannot use a scope here (see the reason above)"),
     }
 }
 
 /// An unprivileged guard asks its user manager, if one runs and has memory to delegate.
-fn ask_user_manager(sys: &Sys) -> Decision {
-    let manager = Manager::for_euid(sys.euid);
+fn ask_user_manager(sys: &Sys, manager: Manager) -> Decision {
     let Manager::User { uid, .. } = &manager else {
         return skip("not a user manager");
     };
     let socket = manager.private_socket();
-    if !socket.exists() {
+    if !sys
+        .root
+        .join(socket.strip_prefix("/").unwrap_or(&socket))
+        .exists()
+    {
         return Decision::Skip {
             why: format!(
                 "no user manager runs for uid {uid} (no {})",
@@ -460,6 +463,66 @@ mod tests {
         assert_eq!(
             slice_dir(&user, "app.slice"),
             Path::new("user.slice/user-1000.slice/user@1000.service/app.slice")
+        );
+    }
+
+    /// A fixture machine run by systemd whose user manager for uid 1000 runs, with `controllers`
+    /// in its cgroup.
+    fn user_machine(controllers: &str) -> (tempfile::TempDir, Sys, Manager) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("run/systemd/system")).unwrap();
+        std::fs::create_dir_all(d.path().join("run/user/1000/systemd")).unwrap();
+        std::fs::write(d.path().join("run/user/1000/systemd/private"), "").unwrap();
+        let cg = d
+            .path()
+            .join("sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service");
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.controllers"), controllers).unwrap();
+        let sys = Sys {
+            proc: d.path().join("proc"),
+            root: d.path().to_path_buf(),
+            euid: 1000,
+        };
+        let m = Manager::User {
+            uid: 1000,
+            runtime_dir: PathBuf::from("/run/user/1000"),
+        };
+        (d, sys, m)
+    }
+
+    #[test]
+    fn a_user_manager_that_delegates_memory_is_asked() {
+        let (_d, sys, m) = user_machine("cpu memory pids\n");
+        assert_eq!(ask_user_manager(&sys, m.clone()), Decision::Ask(m));
+    }
+
+    #[test]
+    fn a_user_manager_without_memory_is_named_with_the_fix() {
+        let (_d, sys, m) = user_machine("cpu pids\n");
+        let Decision::Skip { why, fix } = ask_user_manager(&sys, m) else {
+            panic!("asked a user manager that cannot delegate memory");
+        };
+        assert!(
+            why.contains("user@1000.service") && why.contains("memory"),
+            "{why}"
+        );
+        let fix = fix.expect("a fix");
+        assert!(
+            fix.contains("Delegate=pids memory cpu") && fix.contains("user@1000.service"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn no_user_manager_says_how_to_get_one() {
+        let (d, sys, m) = user_machine("memory\n");
+        std::fs::remove_file(d.path().join("run/user/1000/systemd/private")).unwrap();
+        let Decision::Skip { fix, .. } = ask_user_manager(&sys, m) else {
+            panic!("asked a user manager that does not run");
+        };
+        assert!(
+            fix.unwrap_or_default()
+                .contains("loginctl enable-linger 1000")
         );
     }
 
