@@ -119,6 +119,8 @@ pub struct EvidenceConfig {
     pub redact: Vec<String>,
     pub environ: bool,
     pub pyspy_locals: bool,
+    /// The Python heap census (None: --no-pyheap).
+    pub pyheap: Option<crate::evidence::pyheap::Settings>,
 }
 
 pub const DEFAULT_WARN_PERCENT: u8 = 80;
@@ -613,6 +615,21 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("redact", e.redact.join(",")),
         ("no_environ", (!e.environ).to_string()),
         ("pyspy_locals", e.pyspy_locals.to_string()),
+        ("no_pyheap", e.pyheap.is_none().to_string()),
+        (
+            "pyheap_window",
+            units::format_duration(
+                e.pyheap
+                    .map_or(crate::evidence::pyheap::DEFAULT_WINDOW, |p| p.window),
+            ),
+        ),
+        (
+            "pyheap_headroom",
+            match e.pyheap.and_then(|p| p.headroom) {
+                Some(h) => units::format_size(h),
+                None => "5% of --memory, at least 32 MiB".into(),
+            },
+        ),
         ("require_cgroup", cfg.require_cgroup.to_string()),
         (
             "slice",
@@ -642,8 +659,41 @@ fn evidence_config(
         redact: redact(args, src)?,
         environ: !flag(src, args, "no_environ")?,
         pyspy_locals: flag(src, args, "pyspy_locals")?,
+        pyheap: pyheap(args, src)?,
     })
 }
+
+/// --no-pyheap, --pyheap-window (more than 0, at most a minute: the held job runs that long),
+/// --pyheap-headroom.
+fn pyheap(
+    args: &WrapArgs,
+    src: &Src,
+) -> Result<Option<crate::evidence::pyheap::Settings>, UsageError> {
+    let window = duration(args, src, "pyheap_window")?;
+    let headroom = match args.text("pyheap_headroom") {
+        Some(_) => Some(plain_size(args, src, "pyheap_headroom", 0)?),
+        None => None,
+    };
+    if flag(src, args, "no_pyheap")? {
+        return Ok(None);
+    }
+    if let (Some(w), Some(t)) = (window, args.text("pyheap_window")) {
+        if w > MAX_PYHEAP_WINDOW {
+            return Err(UsageError(format!(
+                "invalid {}: the held job would run that long past its cap; the longest window is {}",
+                origin(src, "pyheap_window", t),
+                units::format_duration(MAX_PYHEAP_WINDOW)
+            )));
+        }
+    }
+    Ok(Some(crate::evidence::pyheap::Settings {
+        window: window.unwrap_or(crate::evidence::pyheap::DEFAULT_WINDOW),
+        headroom,
+    }))
+}
+
+/// The longest --pyheap-window.
+const MAX_PYHEAP_WINDOW: Duration = Duration::from_secs(60);
 
 /// A SIZE option that takes bytes only (no percentage).
 fn plain_size(args: &WrapArgs, src: &Src, key: &str, default: u64) -> Result<u64, UsageError> {

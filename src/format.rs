@@ -362,6 +362,90 @@ impl CollectorResult {
     }
 }
 
+/// `processes/<pid>/pyheap.json` (`format: guard-pyheap/1`): a Python process's heap census, as
+/// its hook sent it and guard checked it (sizes bounded, control characters escaped).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PyHeap {
+    pub format: String,
+    pub pid: i32,
+    /// The Python version (`3.11.7`) and implementation (`cpython`).
+    pub python: String,
+    pub implementation: String,
+    /// Objects the collector tracks (gc.get_objects()).
+    pub objects: u64,
+    /// Large (>= 1 KiB) untracked objects found among their referents (bytes, str, bytearray).
+    pub untracked_large: u64,
+    /// The shallow sizes of everything counted.
+    pub total_bytes: u64,
+    pub by_size: Vec<PyType>,
+    pub by_count: Vec<PyType>,
+    /// Retention paths of the largest types.
+    pub paths: Vec<PyPath>,
+    /// False when the deadline cut a phase short (then `notes` says which).
+    pub complete: bool,
+    pub notes: Vec<String>,
+    /// Why the census failed inside the process, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The census's own cost: time, and the process's memory before and after.
+    pub duration_ms: f64,
+    pub phases_ms: BTreeMap<String, f64>,
+    pub rss_before_bytes: u64,
+    pub rss_after_bytes: u64,
+    pub hwm_growth_bytes: u64,
+}
+
+/// One line of a census histogram.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PyType {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// Why instances of one type are alive: the most common path from sampled instances to a root.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PyPath {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Instances traced, and how many of them took this path.
+    pub samples: u32,
+    pub agree: u32,
+    /// From the holder of the instance up to the root: `Image.data`, `list[700]`,
+    /// `QuerySet._result_cache`, `local 'qs' in fix_images (leak.py:45)`.
+    pub path: Vec<String>,
+    /// `local`, `global` or `class`; none when no root was reached.
+    pub root: Option<String>,
+    /// Paths the other samples took.
+    pub others: Vec<Vec<String>>,
+}
+
+pub const PYHEAP_FORMAT: &str = "guard-pyheap/1";
+
+impl PyHeap {
+    /// The heap's first finding, for a line: `bytearray ×700 (171 MiB) ← Image.data ← … ← local
+    /// 'qs' in fix_images (leak.py:45)`.
+    pub fn top_finding(&self) -> Option<String> {
+        let p = self.paths.first()?;
+        let t = self.by_size.iter().find(|t| t.type_name == p.type_name)?;
+        let mut s = format!(
+            "{} \u{d7}{} ({})",
+            t.type_name,
+            crate::units::format_count(t.count),
+            crate::units::format_size(t.bytes)
+        );
+        for label in &p.path {
+            s.push_str(" \u{2190} ");
+            s.push_str(label);
+        }
+        Some(s)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub trigger_to_frozen_ms: Option<f64>,

@@ -47,6 +47,9 @@ pub struct Event {
     /// The last 64 KiB of the job's output (--quiet only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
+    /// What holds the memory: the Python heap census's first finding, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
 }
 
 impl Event {

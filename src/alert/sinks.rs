@@ -192,8 +192,13 @@ pub fn summary(ev: &Event) -> String {
         .as_deref()
         .map(|b| format!(" Evidence: {b} (guard report {b})."))
         .unwrap_or_default();
+    let finding = ev
+        .finding
+        .as_deref()
+        .map(|f| format!(" What holds the memory: {f}."))
+        .unwrap_or_default();
     format!(
-        "{what} on {} (pid {}, command: {}).{bundle}",
+        "{what} on {} (pid {}, command: {}).{finding}{bundle}",
         ev.host,
         ev.pid,
         ev.command.join(" ")
@@ -408,6 +413,7 @@ mod tests {
             capture: None,
             bundle: Some("/var/lib/guard/evidence/x".into()),
             summary: String::new(),
+            finding: None,
             exit_code: None,
             guard_version: "0.1.0".into(),
             time: String::new(),

@@ -11,6 +11,7 @@
 
 pub mod bundle;
 pub mod collectors;
+pub mod pyheap;
 pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
@@ -133,6 +134,11 @@ impl Pending {
     pub fn mark_post_mortem(&mut self) {
         self.manifest.capture = Capture::PostMortem;
     }
+
+    /// Whether the job was held (not yet killed) when it was read.
+    pub fn pre_kill(&self) -> bool {
+        self.manifest.capture == Capture::PreKill
+    }
 }
 
 /// The evidence state of one run.
@@ -160,6 +166,8 @@ pub struct Recorder {
     pub escaped: Vec<format::Escaped>,
     /// Observe mode: the container's own cgroup (read only), its usage file, the capture point.
     pub observe: Option<Observe>,
+    /// The Python heap census, when its hook is in the job.
+    pub pyheap: Option<pyheap::Census>,
 }
 
 /// Observe mode state.
@@ -226,6 +234,7 @@ impl Recorder {
             prepared: false,
             escaped: Vec::new(),
             observe: None,
+            pyheap: None,
         }
     }
 
@@ -552,6 +561,79 @@ impl Recorder {
             alerts: Vec::new(),
             escaped: self.escaped.clone(),
         })
+    }
+
+    /// The Python heap census, into `p`: ask the job's hooked Python processes, and record one
+    /// collector result per process. `at_cap`: the job is held at its cap; it is let run within
+    /// its headroom (never past cap + headroom) while they answer, and killed by the caller
+    /// after. Else (a warning) the job runs, and the census stops if it reaches its cap.
+    pub fn census(&mut self, enforcer: &mut dyn Enforce, p: &mut Pending, at_cap: bool) {
+        let limit = self.limit;
+        let Some(census) = self.pyheap.as_mut() else {
+            return;
+        };
+        if !p.pre_kill() {
+            return;
+        }
+        let pids = enforcer.pids();
+        let Some((hooked, not)) = census.candidates(&self.proc, &pids) else {
+            p.manifest.collectors.push(CollectorResult::skipped(
+                "pyheap",
+                "no Python process in the job",
+            ));
+            return;
+        };
+        let asked = census.ask(&hooked, &not);
+        let kills = enforcer.verdict().oom_kills;
+        let mut bound = limit;
+        if at_cap && !hooked.is_empty() {
+            let headroom = census.settings.headroom_for(limit.unwrap_or(0));
+            // --core already released CORE_RELEASE (and stopped every process).
+            let cored = p
+                .manifest
+                .collectors
+                .iter()
+                .any(|c| c.name == "core" && c.status != Status::Skipped);
+            let extra = if cored {
+                headroom.saturating_sub(CORE_RELEASE)
+            } else {
+                headroom
+            };
+            if let Err(e) = enforcer.release(extra) {
+                log::warn!("cannot let the held job run for its Python heap census: {e}");
+            }
+            enforcer.signal_all(nix::sys::signal::Signal::SIGCONT);
+            bound = limit.map(|l| l.saturating_add(headroom));
+        }
+        let after = if at_cap {
+            "the kill went ahead"
+        } else {
+            "the job went on"
+        };
+        let stop = || {
+            if enforcer.verdict().oom_kills > kills {
+                return Some("the kernel's OOM killer acted in the job".to_string());
+            }
+            let (Some(b), Some(u)) = (bound, enforcer.usage()) else {
+                return None;
+            };
+            (u >= b).then(|| {
+                format!(
+                    "the job reached {} ({})",
+                    crate::units::format_size(b),
+                    if at_cap {
+                        "its cap and the census headroom"
+                    } else {
+                        "its cap"
+                    }
+                )
+            })
+        };
+        let results = census.collect(asked, &p.writer, stop, after);
+        for r in &results {
+            log::debug!("{}: {} {}", r.name, r.status.as_str(), r.detail);
+        }
+        p.manifest.collectors.extend(results);
     }
 
     /// `--core`: the largest process, stopped (not frozen: gcore hangs on a frozen task).

@@ -111,6 +111,51 @@ pub fn svg(r: &Report) -> String {
     o
 }
 
+/// What holds the memory: the largest Python heap census, its retention paths and top types.
+fn heap(r: &Report) -> String {
+    let Some(h) = r.pyheap.first() else {
+        return String::new();
+    };
+    let mut o = format!(
+        "<h2>What holds the memory</h2>\n<p>Python heap census of pid {}, Python {}, {} objects, {:.0} ms.</p>\n<ul>\n",
+        h.pid,
+        esc(&h.python),
+        crate::units::format_count(h.objects),
+        h.duration_ms
+    );
+    for p in &h.paths {
+        let Some(t) = h.by_size.iter().find(|t| t.type_name == p.type_name) else {
+            continue;
+        };
+        let _ = writeln!(
+            o,
+            "<li><b>{} \u{d7}{} ({})</b> \u{2190} {} <small>({} of {} samples)</small></li>",
+            esc(&t.type_name),
+            crate::units::format_count(t.count),
+            crate::units::format_size(t.bytes),
+            p.path
+                .iter()
+                .map(|l| esc(l))
+                .collect::<Vec<_>>()
+                .join(" \u{2190} "),
+            p.agree,
+            p.samples
+        );
+    }
+    o.push_str("</ul>\n<table><tr><th>type</th><th>size</th><th>count</th></tr>\n");
+    for t in h.by_size.iter().take(10) {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.type_name),
+            crate::units::format_size(t.bytes),
+            crate::units::format_count(t.count)
+        );
+    }
+    o.push_str("</table>\n");
+    o
+}
+
 /// The whole page.
 pub fn html(r: &Report) -> String {
     let m = &r.manifest;
@@ -123,12 +168,13 @@ pub fn html(r: &Report) -> String {
 <h1>{job}: {trigger}</h1>
 <p>Memory of the job over time (blue), with the warning and cap lines.</p>
 {svg}
-<pre>{text}</pre>
+{heap}<pre>{text}</pre>
 </body></html>
 "#,
         job = esc(&m.job),
         trigger = esc(m.trigger.as_str()),
         svg = svg(r),
+        heap = heap(r),
         text = esc(&super::text(r)),
     )
 }

@@ -59,6 +59,9 @@ pub struct Report {
     pub growth: Growth,
     /// py-spy output per process.
     pub stacks: Vec<Stack>,
+    /// The Python heap censuses (`processes/<pid>/pyheap.json`), the largest heap first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pyheap: Vec<crate::format::PyHeap>,
     /// Processes whose map files could not be read in time (`not-read.txt`): pid, the note.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_read: Vec<(i32, String)>,
@@ -98,8 +101,12 @@ impl Report {
             .unwrap_or_default();
         let mut stacks = Vec::new();
         let mut not_read = Vec::new();
+        let mut heaps = Vec::new();
         for p in &manifest.processes {
             let pdir = dir.join("processes").join(p.pid.to_string());
+            if let Some(h) = read_pyheap(&pdir.join("pyheap.json")) {
+                heaps.push(h);
+            }
             if let Ok(t) = std::fs::read_to_string(pdir.join("pyspy.txt")) {
                 stacks.push(Stack {
                     pid: p.pid,
@@ -110,7 +117,17 @@ impl Report {
                 not_read.push((p.pid, t.trim().to_string()));
             }
         }
-        Ok(Report::of(dir, manifest, timeline, stacks, not_read))
+        let mut r = Report::of(dir, manifest, timeline, stacks, not_read);
+        heaps.sort_by_key(|h: &crate::format::PyHeap| std::cmp::Reverse(h.total_bytes));
+        r.pyheap = heaps;
+        Ok(r)
+    }
+
+    /// The first finding of the largest Python heap census, for alerts and the first line.
+    pub fn top_finding(&self) -> Option<String> {
+        self.pyheap
+            .iter()
+            .find_map(crate::format::PyHeap::top_finding)
     }
 
     /// A report from a manifest's and a timeline's text alone (the fuzz target; no files read).
@@ -150,8 +167,22 @@ impl Report {
             growth,
             stacks,
             not_read,
+            pyheap: Vec::new(),
         }
     }
+}
+
+/// A census file guard wrote (at most 8 MiB is read; one that does not parse is left out, and
+/// the collector's line still says what happened).
+fn read_pyheap(path: &Path) -> Option<crate::format::PyHeap> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(8 << 20)
+        .read_to_end(&mut data)
+        .ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 fn mb_per_s(bytes: i128, ms: u64) -> Option<f64> {
@@ -215,6 +246,7 @@ pub fn text(r: &Report) -> String {
     let mut o = String::new();
     header(&mut o, &r.manifest);
     growth_line(&mut o, &r.growth);
+    heap(&mut o, r);
     processes(&mut o, r);
     stacks(&mut o, r);
     collectors_and_alerts(&mut o, &r.manifest);
@@ -304,6 +336,118 @@ fn growth_line(o: &mut String, g: &Growth) {
         growth.push("no timeline samples (the job was caught before the first sample)".into());
     }
     let _ = writeln!(o, "  growth    {}", growth.join("; "));
+}
+
+/// What holds the memory: the largest Python heap census (types, the retention paths of the
+/// large ones), one line for each other census; or why there is none.
+fn heap(o: &mut String, r: &Report) {
+    let Some(h) = r.pyheap.first() else {
+        if let Some(why) = no_census(&r.manifest) {
+            let _ = writeln!(o, "\nwhat holds the memory: {why}");
+        }
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\nwhat holds the memory (Python heap census of pid {}, Python {}, {} objects, {:.0} ms{}):",
+        h.pid,
+        h.python,
+        crate::units::format_count(h.objects),
+        h.duration_ms,
+        if h.complete { "" } else { ", cut short" }
+    );
+    if let Some(e) = &h.error {
+        let _ = writeln!(o, "  the census failed inside the process: {e}");
+    }
+    for (i, p) in h.paths.iter().enumerate() {
+        let Some(t) = h.by_size.iter().find(|t| t.type_name == p.type_name) else {
+            continue;
+        };
+        // The first always; the others when they hold a tenth of what was counted.
+        if i > 0 && t.bytes.saturating_mul(10) < h.total_bytes {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {} \u{d7}{} ({}) \u{2190} {}",
+            t.type_name,
+            crate::units::format_count(t.count),
+            format_size(t.bytes),
+            p.path.join(" \u{2190} ")
+        );
+        let _ = writeln!(
+            o,
+            "      {} of {} sampled instance(s) held this way{}",
+            p.agree,
+            p.samples,
+            if p.root.is_some() {
+                ""
+            } else {
+                "; no root reached (held from C code, or the deadline came first)"
+            }
+        );
+    }
+    let row = |t: &crate::format::PyType, bytes: bool| {
+        if bytes {
+            format!(
+                "{} {} \u{d7}{}",
+                t.type_name,
+                format_size(t.bytes),
+                crate::units::format_count(t.count)
+            )
+        } else {
+            format!(
+                "{} \u{d7}{}",
+                t.type_name,
+                crate::units::format_count(t.count)
+            )
+        }
+    };
+    let list = |rows: &[crate::format::PyType], bytes: bool| {
+        rows.iter()
+            .take(6)
+            .map(|t| row(t, bytes))
+            .collect::<Vec<_>>()
+            .join(" \u{b7} ")
+    };
+    let _ = writeln!(o, "  largest types  {}", list(&h.by_size, true));
+    let _ = writeln!(o, "  most objects   {}", list(&h.by_count, false));
+    for other in r.pyheap.iter().skip(1).take(4) {
+        let _ = writeln!(
+            o,
+            "  pid {}: {}",
+            other.pid,
+            other.top_finding().unwrap_or_else(|| "no finding".into())
+        );
+    }
+    let _ = writeln!(o, "  (processes/{}/pyheap.json)", h.pid);
+}
+
+/// Why a bundle of a Python job has no census, and how to get one (None: not a Python job).
+fn no_census(m: &Manifest) -> Option<String> {
+    if let Some(c) = m
+        .collectors
+        .iter()
+        .find(|c| c.name.starts_with("pyheap:") && c.status != crate::format::Status::Ok)
+    {
+        return Some(format!(
+            "no Python heap census ({} {}: {})",
+            c.name, c.status, c.detail
+        ));
+    }
+    if m.collectors.iter().any(|c| c.name == "pyheap") {
+        return None; // "no Python process in the job"
+    }
+    let python = m
+        .collectors
+        .iter()
+        .any(|c| c.name.starts_with("py-spy") && !c.detail.contains("no Python process"));
+    python.then(|| {
+        "no Python heap census in this bundle: guard ran with --no-pyheap (or is older than \
+         the census); run without --no-pyheap to see which objects hold the memory and through \
+         which reference"
+            .to_string()
+    })
 }
 
 /// The largest processes by PSS, each with its largest mappings; what could not be read.

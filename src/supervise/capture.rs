@@ -1,7 +1,8 @@
 //! The captures the supervisor makes, each one decision of the event loop: at the cap (hold,
 //! capture, kill), after the kernel killed the job (what is left: post-mortem), at `--timeout`
 //! and in observe mode (hold, capture, let it run again), and at the warning threshold (a light
-//! bundle while the job runs). Each returns the pending bundle, or why there is none.
+//! bundle while the job runs); the Python heap census at the cap and at the warning. Each returns
+//! the pending bundle, or why there is none.
 
 use crate::cgroup::Enforce;
 use crate::evidence::{EvidenceError, Occasion, Pending, Recorder, Trigger};
@@ -16,7 +17,7 @@ pub fn hold_capture_kill(
     trigger: Instant,
     peak: &mut Option<u64>,
 ) -> Result<Pending, EvidenceError> {
-    let result = held_capture(
+    let mut result = held_capture(
         enforcer,
         recorder,
         Trigger::MemoryLimit,
@@ -24,6 +25,9 @@ pub fn hold_capture_kill(
         None,
         |e| *peak = e.peak(),
     );
+    if let Ok(p) = &mut result {
+        recorder.census(enforcer, p, true);
+    }
     log::debug!(
         "captured the evidence {:.1} ms after the memory event; killing the job",
         trigger.elapsed().as_secs_f64() * 1000.0
@@ -128,7 +132,7 @@ pub fn capture_and_release(
 /// The early-warning threshold: a light bundle (manifest, timeline, tree, stacks) while the job
 /// keeps running, finished at once (the job's end adds nothing to it).
 pub fn warning(
-    enforcer: &dyn Enforce,
+    enforcer: &mut dyn Enforce,
     recorder: &mut Recorder,
     usage: u64,
 ) -> Result<std::path::PathBuf, EvidenceError> {
@@ -139,7 +143,7 @@ pub fn warning(
         trigger_to_frozen_ms: None,
         usage: Some(usage),
     };
-    recorder
-        .capture(enforcer, occ)
-        .and_then(|p| recorder.finish(p, None, false, None, None))
+    let mut p = recorder.capture(enforcer, occ)?;
+    recorder.census(enforcer, &mut p, false);
+    recorder.finish(p, None, false, None, None)
 }

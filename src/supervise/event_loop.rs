@@ -604,7 +604,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// The job crossed its early-warning threshold: a light bundle while it keeps running, one
     /// warning line, the warning alert.
     pub fn on_warning(&mut self, usage: u64) {
-        let r = capture::warning(&self.enforcer, &mut self.recorder, usage);
+        let r = capture::warning(&mut self.enforcer, &mut self.recorder, usage);
         let what = notify::warning_text(self.cfg, usage);
         let scrub = self.recorder.scrubber();
         self.pending.extend(notify::warning(

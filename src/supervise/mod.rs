@@ -66,11 +66,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         )
     })?;
     // 2. Start COMMAND inside the cgroup.
+    let pyheap = prepare::pyheap(cfg);
     let started = notify::Started::now();
-    let (enforcer, pid) = prepare::start(cfg, prepared.enforcer, output.stdio())?;
+    let env = pyheap.as_ref().map(|(_, env)| env.as_slice());
+    let (enforcer, pid) = prepare::start(cfg, prepared.enforcer, output.stdio(), env)?;
     io.capture = output.started();
     let start_ping = notify::job_started(cfg);
-    let recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
+    let mut recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
+    recorder.pyheap = pyheap.map(|(census, _)| census);
     let job = Child::new(pid, cfg.pgroup);
     crate::logger::set_job(&cfg.name, pid);
     let mut sup = Supervisor::new(

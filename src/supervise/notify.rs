@@ -97,9 +97,9 @@ fn event(
     peak: Option<u64>,
     exit_code: Option<i32>,
 ) -> alert::Event {
-    let m = bundle
-        .and_then(|b| crate::report::Report::load(b).ok())
-        .map(|r| r.manifest);
+    let report = bundle.and_then(|b| crate::report::Report::load(b).ok());
+    let finding = report.as_ref().and_then(crate::report::Report::top_finding);
+    let m = report.map(|r| r.manifest);
     let command = m.as_ref().map(|m| m.command.clone()).unwrap_or_else(|| {
         let argv: Vec<String> = cfg
             .command
@@ -124,6 +124,7 @@ fn event(
         guard_version: env!("CARGO_PKG_VERSION").into(),
         time: crate::format::rfc3339(SystemTime::now()),
         output_tail: None,
+        finding,
     };
     ev.summary = alert::sinks::summary(&ev);
     ev

@@ -10,6 +10,7 @@ use crate::cgroup::detect::{self, Layout, Plan, Sys};
 use crate::cgroup::{Enforce, Enforcer, Limits};
 use crate::config::WrapConfig;
 use crate::evidence::Observe;
+use crate::evidence::pyheap::{Census, Hook};
 use crate::exit;
 use crate::format::Mode;
 use crate::proc::Proc;
@@ -198,6 +199,28 @@ fn announce(cfg: &WrapConfig, enforcer: &Enforcer) {
     }
 }
 
+/// The Python heap census: its hook written (or checked) for this uid, and the job's environment
+/// that loads it. None with --no-pyheap, without an evidence directory (a census goes into a
+/// bundle), or when the hook cannot be put in place (one warning says why; the cap is not
+/// affected).
+pub fn pyheap(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
+    let settings = cfg.evidence.pyheap?;
+    cfg.evidence.dir.as_ref().ok()?;
+    match Hook::install(settings) {
+        Ok(hook) => {
+            let env = hook.environ();
+            log::debug!("Python hook in {}", hook.dir.display());
+            Some((Census::new(hook, settings), env))
+        }
+        Err(e) => {
+            log::warn!(
+                "no Python heap census: {e}; the memory cap still applies (--no-pyheap silences this)"
+            );
+            None
+        }
+    }
+}
+
 /// Start COMMAND inside the job's cgroup, its stdout and stderr to `stdio` where given. A failed
 /// join falls back to poll mode (the cgroup is removed) unless `--require-cgroup`. Returns the
 /// enforcement in force and the job's pid; on an error nothing of the job is left.
@@ -205,8 +228,9 @@ pub fn start(
     cfg: &WrapConfig,
     enforcer: Enforcer,
     stdio: (Option<&OwnedFd>, Option<&OwnedFd>),
+    env: Option<&[std::ffi::CString]>,
 ) -> Result<(Enforcer, i32), Fatal> {
-    let spawned = spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup);
+    let spawned = spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup, env);
     match spawned {
         Ok(pid) => {
             log::debug!("started {} as pid {pid}", cfg.command[0].to_string_lossy());
@@ -222,7 +246,7 @@ pub fn start(
             );
             let poll = Enforcer::poll(enforcer.proc());
             let _ = enforcer.remove();
-            let pid = spawn::spawn(&cfg.command, &[], stdio, cfg.pgroup)
+            let pid = spawn::spawn(&cfg.command, &[], stdio, cfg.pgroup, env)
                 .map_err(|e| spawn_fatal(cfg, e))?;
             Ok((poll, pid))
         }

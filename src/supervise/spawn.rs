@@ -37,6 +37,8 @@ const STAGE_EXEC: i32 = 3;
 struct Child {
     file: CString,
     argv: Vec<*const libc::c_char>,
+    /// The job's environment when guard changes it (the Python hook); else guard's own.
+    envp: Option<Vec<*const libc::c_char>>,
     attach: [RawFd; 2],
     stdout: RawFd,
     stderr: RawFd,
@@ -54,12 +56,14 @@ const CHILD_STACK: usize = 64 * 1024;
 /// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
 /// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet, or the tee that
 /// keeps the output tail); the caller closes its copies after the spawn.
-/// `own_group`: the job leads a process group of its own (--pgroup).
+/// `own_group`: the job leads a process group of its own (--pgroup). `env`: the job's whole
+/// environment, when it is not guard's own.
 pub fn spawn(
     argv: &[OsString],
     attach: &[BorrowedFd<'_>],
     stdio: (Option<&OwnedFd>, Option<&OwnedFd>),
     own_group: bool,
+    env: Option<&[CString]>,
 ) -> Result<i32, SpawnError> {
     let cstr = |a: &OsString| {
         CString::new(a.as_bytes()).map_err(|_| {
@@ -80,9 +84,15 @@ pub fn spawn(
     for (slot, fd) in attach_fds.iter_mut().zip(attach) {
         *slot = fd.as_raw_fd();
     }
+    let envp = env.map(|vars| {
+        let mut p: Vec<*const libc::c_char> = vars.iter().map(|v| v.as_ptr()).collect();
+        p.push(std::ptr::null());
+        p
+    });
     let child = Child {
         file: first.clone(),
         argv: ptrs,
+        envp,
         attach: attach_fds,
         stdout: stdio.0.map_or(-1, |f| f.as_raw_fd()),
         stderr: stdio.1.map_or(-1, |f| f.as_raw_fd()),
@@ -205,7 +215,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(STAGE_ATTACH);
             }
         }
-        libc::execvp(c.file.as_ptr(), c.argv.as_ptr());
+        match &c.envp {
+            Some(envp) => libc::execvpe(c.file.as_ptr(), c.argv.as_ptr(), envp.as_ptr()),
+            None => libc::execvp(c.file.as_ptr(), c.argv.as_ptr()),
+        };
     }
     fail(STAGE_EXEC)
 }

@@ -207,6 +207,7 @@ fn config(evidence: &Path) -> WrapConfig {
             redact: vec!["TOKEN".into()],
             environ: false,
             pyspy_locals: false,
+            pyheap: None,
         },
         metrics_file: None,
         alerts: Vec::new(),

@@ -1,0 +1,764 @@
+//! The Python heap census (guard(1), PYTHON HEAP CENSUS): the hook guard puts on the job's
+//! PYTHONPATH — its directory, written and checked here — the environment that turns it on, and
+//! the census itself: signal the job's hooked Python processes, take each answer on guard's
+//! abstract unix socket (checked against the pid that sent it, bounded in size and time), check
+//! it, and write it into the bundle as `processes/<pid>/pyheap.json`.
+//!
+//! Why a hook and a signal: CPython before 3.14 cannot run code on request from outside except
+//! through a debugger (gdb or a ptrace injection, which needs a running, stoppable task and
+//! risks the interpreter's state), and py-spy reads stacks, not objects. The hook is the
+//! `sitecustomize`-on-PYTHONPATH convention of opentelemetry-instrument and ddtrace-run: it
+//! chains to the sitecustomize it shadows, registers one real-time signal's handler (only when
+//! nothing handles that signal), and costs nothing more until asked. The census runs inside the
+//! process, in its own interpreter, with gc.get_objects / get_referrers.
+
+use super::bundle::BundleWriter;
+use super::collectors::{MAX_PYSPY, is_python};
+use crate::format::{CollectorResult, PYHEAP_FORMAT, PyHeap, Status};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The hook's two files, as they are written into its directory.
+pub const SITECUSTOMIZE: &str = include_str!("pyheap/sitecustomize.py");
+pub const HOOK: &str = include_str!("pyheap/_guard_hook.py");
+pub const CENSUS: &str = include_str!("pyheap/_guard_pyheap.py");
+/// How long a census may take unless --pyheap-window says otherwise.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
+/// The headroom at the cap: this share of --memory, and at least MIN_HEADROOM.
+pub const HEADROOM_PERCENT: u64 = 5;
+pub const MIN_HEADROOM: u64 = 32 << 20;
+/// The largest answer guard reads (a census is tens of kilobytes).
+const MAX_ANSWER: u64 = 4 << 20;
+/// The signal is SIGRTMAX minus this: far from SIGRTMIN, which threading libraries use.
+const SIGNAL_BELOW_RTMAX: i32 = 6;
+/// The environment variable the hook reads.
+pub const ENV: &str = "GUARD_PYHEAP";
+
+/// Why the hook could not be put in place (guard goes on without a census, and says so).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("cannot create or open {}: {source}", path.display())]
+    Open { path: PathBuf, source: Errno },
+    #[error("{} is owned by uid {uid}, not by guard's uid {want}", path.display())]
+    Owner { path: PathBuf, uid: u32, want: u32 },
+    #[error("{} may be written by others (mode {mode:o})", path.display())]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{} contains ':', which PYTHONPATH cannot carry", path.display())]
+    Colon { path: PathBuf },
+}
+
+/// The census settings of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub window: Duration,
+    /// Extra memory at the cap (None: HEADROOM_PERCENT of --memory, at least MIN_HEADROOM).
+    pub headroom: Option<u64>,
+}
+
+impl Settings {
+    /// The headroom for a cap of `limit` bytes.
+    pub fn headroom_for(&self, limit: u64) -> u64 {
+        self.headroom
+            .unwrap_or_else(|| (limit / 100 * HEADROOM_PERCENT).max(MIN_HEADROOM))
+    }
+}
+
+/// The hook of one run: where its files are, the socket name its processes answer on, the
+/// signal that asks them.
+#[derive(Debug)]
+pub struct Hook {
+    pub dir: PathBuf,
+    sock: String,
+    signal: i32,
+    window: Duration,
+}
+
+/// The signal guard sends (SIGRTMAX - 6: 58 on Linux with glibc).
+pub fn signal_number() -> i32 {
+    libc::SIGRTMAX() - SIGNAL_BELOW_RTMAX
+}
+
+impl Hook {
+    /// Write (or check) the hook's directory for guard's uid and pick this run's socket name.
+    pub fn install(settings: Settings) -> Result<Hook, HookError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        let dir = hook_dir(uid)?;
+        Ok(Hook {
+            dir,
+            sock: format!("guard-pyheap-{}-{:016x}", std::process::id(), random_u64()),
+            signal: signal_number(),
+            window: settings.window,
+        })
+    }
+
+    /// The job's environment: guard's own, with the hook's directory first on PYTHONPATH and
+    /// GUARD_PYHEAP set (as `execve` wants it).
+    pub fn environ(&self) -> Vec<CString> {
+        let mut out = Vec::new();
+        let mut pythonpath = self.dir.as_os_str().to_os_string();
+        for (k, v) in std::env::vars_os() {
+            if k == "PYTHONPATH" {
+                if !v.is_empty() {
+                    pythonpath.push(":");
+                    pythonpath.push(&v);
+                }
+                continue;
+            }
+            if k == ENV {
+                continue;
+            }
+            out.extend(entry(&k, &v));
+        }
+        out.extend(entry(OsStr::new("PYTHONPATH"), &pythonpath));
+        out.extend(entry(OsStr::new(ENV), OsStr::new(&self.value())));
+        out
+    }
+
+    /// GUARD_PYHEAP's value: `socket:signal:window_ms:dir`.
+    fn value(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.sock,
+            self.signal,
+            self.window.as_millis(),
+            self.dir.display()
+        )
+    }
+}
+
+fn entry(k: &OsStr, v: &OsStr) -> Option<CString> {
+    let mut kv = k.as_bytes().to_vec();
+    kv.push(b'=');
+    kv.extend_from_slice(v.as_bytes());
+    CString::new(kv).ok()
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // No getrandom (kernels before 3.17): the time and pid still make a name nobody guesses
+        // ahead of time for a socket that lives a few seconds.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// FNV-1a of the hook's files: its directory's name changes with its content, so guards of two
+/// versions never share (or fight over) one.
+fn content_hash() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let files = [SITECUSTOMIZE, HOOK, CENSUS];
+    for b in files.iter().flat_map(|f| f.bytes().chain([0])) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The hook's directory for `uid`, made and checked: `/run/guard/pyhook-HASH` as root (0755, so
+/// a job that drops its privileges still loads it), else `$XDG_RUNTIME_DIR/guard/pyhook-HASH` or
+/// `/tmp/guard-UID/pyhook-HASH` (0700).
+pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
+    let (base, parts, dir_mode): (PathBuf, Vec<String>, u32) = if uid == 0 {
+        if Path::new("/run").is_dir() {
+            ("/run".into(), vec!["guard".into()], 0o755)
+        } else {
+            ("/tmp".into(), vec!["guard-0".into()], 0o755)
+        }
+    } else {
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| owned_by(Path::new(d), uid)) {
+            Some(d) => (d.into(), vec!["guard".into()], 0o700),
+            None => ("/tmp".into(), vec![format!("guard-{uid}")], 0o700),
+        }
+    };
+    let name = format!("pyhook-{:016x}", content_hash());
+    let mut path = base.clone();
+    let mut cur: OwnedFd = openat(
+        nix::fcntl::AT_FDCWD,
+        &base,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| HookError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    for comp in parts.iter().map(String::as_str).chain([name.as_str()]) {
+        path.push(comp);
+        cur = own_dir(&cur, comp, dir_mode, uid, &path)?;
+    }
+    if path.as_os_str().as_bytes().contains(&b':') {
+        return Err(HookError::Colon { path });
+    }
+    for (file, content) in [
+        ("sitecustomize.py", SITECUSTOMIZE),
+        ("_guard_hook.py", HOOK),
+        ("_guard_pyheap.py", CENSUS),
+    ] {
+        ensure_file(&cur, file, content.as_bytes(), dir_mode & 0o644).map_err(|source| {
+            HookError::Write {
+                path: path.join(file),
+                source,
+            }
+        })?;
+    }
+    Ok(path)
+}
+
+fn owned_by(p: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+}
+
+/// The directory `name` in `parent`, made with `mode` when missing, opened without following a
+/// symlink, and checked: owned by `uid`, writable by nobody else.
+fn own_dir(
+    parent: &OwnedFd,
+    name: &str,
+    mode: u32,
+    uid: u32,
+    path: &Path,
+) -> Result<OwnedFd, HookError> {
+    let open_err = |source| HookError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let made = match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
+        Ok(()) => true,
+        Err(Errno::EEXIST) => false,
+        Err(e) => return Err(open_err(e)),
+    };
+    let fd = openat(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(open_err)?;
+    if made {
+        // The umask may have taken bits the hook needs (0755: a job that drops privileges).
+        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(open_err)?;
+    }
+    let st = fstat(&fd).map_err(open_err)?;
+    if st.st_uid != uid {
+        return Err(HookError::Owner {
+            path: path.to_path_buf(),
+            uid: st.st_uid,
+            want: uid,
+        });
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(HookError::Writable {
+            path: path.to_path_buf(),
+            mode: st.st_mode & 0o7777,
+        });
+    }
+    Ok(fd)
+}
+
+/// `name` in `dir` holds exactly `content`; else it is replaced through a temporary file and a
+/// rename (another guard may be reading it).
+fn ensure_file(dir: &OwnedFd, name: &str, content: &[u8], mode: u32) -> io::Result<()> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if let Ok(fd) = openat(dir, name, flags, Mode::empty()) {
+        let mut have = Vec::with_capacity(content.len() + 1);
+        File::from(fd)
+            .take(content.len() as u64 + 1)
+            .read_to_end(&mut have)?;
+        if have == content {
+            return Ok(());
+        }
+    }
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    let wflags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, tmp.as_str(), wflags, Mode::from_bits_truncate(mode)) {
+        Ok(fd) => fd,
+        Err(Errno::EEXIST) => {
+            // Left by a guard of this pid that died mid-write: ours to replace.
+            nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+            openat(dir, tmp.as_str(), wflags, Mode::from_bits_truncate(mode))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    fchmod(&fd, Mode::from_bits_truncate(mode))?;
+    let mut f = File::from(fd);
+    f.write_all(content)?;
+    f.sync_all()?;
+    Ok(renameat(dir, tmp.as_str(), dir, name)?)
+}
+
+/// Whether `pid` handles the hook's signal (its SigCgt mask in /proc/PID/status).
+pub fn handles(proc: &Path, pid: i32, signal: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(proc.join(pid.to_string()).join("status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| (1..=64).contains(&signal) && mask & (1u64 << (signal - 1)) != 0)
+}
+
+/// The census side of a run: the hook, and guard's socket once a census was asked for.
+#[derive(Debug)]
+pub struct Census {
+    pub hook: Hook,
+    pub settings: Settings,
+    listener: Option<UnixListener>,
+}
+
+/// The processes asked, and those that could not be.
+pub struct Asked {
+    started: Instant,
+    pending: BTreeMap<i32, ()>,
+    results: Vec<CollectorResult>,
+}
+
+impl Census {
+    pub fn new(hook: Hook, settings: Settings) -> Census {
+        Census {
+            hook,
+            settings,
+            listener: None,
+        }
+    }
+
+    /// The Python processes among `pids` (the largest first, at most 8), and which of them
+    /// handle the hook's signal. None when there is no Python process.
+    pub fn candidates(&self, proc: &Path, pids: &[i32]) -> Option<(Vec<i32>, Vec<i32>)> {
+        let python: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| is_python(proc, p))
+            .take(MAX_PYSPY)
+            .collect();
+        if python.is_empty() {
+            return None;
+        }
+        let (hooked, not): (Vec<i32>, Vec<i32>) = python
+            .into_iter()
+            .partition(|&p| handles(proc, p, self.hook.signal));
+        Some((hooked, not))
+    }
+
+    /// Ask the `hooked` processes for a census (the signal; guard's socket bound first). The
+    /// others get a `skipped` result saying why.
+    pub fn ask(&mut self, hooked: &[i32], not: &[i32]) -> Asked {
+        let mut asked = Asked {
+            started: Instant::now(),
+            pending: BTreeMap::new(),
+            results: not.iter().map(|&p| not_hooked(p)).collect(),
+        };
+        if hooked.is_empty() {
+            return asked;
+        }
+        if let Err(e) = self.bind() {
+            asked
+                .results
+                .extend(hooked.iter().map(|&p| CollectorResult {
+                    name: name(p),
+                    status: Status::Failed,
+                    duration_ms: 0.0,
+                    detail: format!("cannot listen for the answer: {e}"),
+                }));
+            return asked;
+        }
+        for &p in hooked {
+            // nix's Signal has no real-time signals.
+            // SAFETY: kill takes a pid and a signal number; it touches no memory of ours.
+            if unsafe { libc::kill(p, self.hook.signal) } == 0 {
+                asked.pending.insert(p, ());
+            } else {
+                asked.results.push(CollectorResult {
+                    name: name(p),
+                    status: Status::Failed,
+                    duration_ms: 0.0,
+                    detail: format!("cannot signal the process: {}", io::Error::last_os_error()),
+                });
+            }
+        }
+        asked
+    }
+
+    fn bind(&mut self) -> io::Result<()> {
+        if self.listener.is_some() {
+            return Ok(());
+        }
+        let addr = SocketAddr::from_abstract_name(self.hook.sock.as_bytes())?;
+        let l = UnixListener::bind_addr(&addr)?;
+        l.set_nonblocking(true)?;
+        self.listener = Some(l);
+        Ok(())
+    }
+
+    /// Take the answers of `asked` until all came, the window is over, or `stop` says the job
+    /// must not run longer (it names why); write each into `w`. One result per process.
+    pub fn collect(
+        &self,
+        mut asked: Asked,
+        w: &BundleWriter,
+        mut stop: impl FnMut() -> Option<String>,
+        after: &str,
+    ) -> Vec<CollectorResult> {
+        let deadline = asked.started + self.settings.window;
+        let mut stopped = None;
+        while let (false, Some(l)) = (asked.pending.is_empty(), &self.listener) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if let Some(why) = stop() {
+                stopped = Some(why);
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(20));
+            let fds = &mut [nix::poll::PollFd::new(
+                l.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = nix::poll::PollTimeout::try_from(wait.as_millis().max(1) as i32)
+                .unwrap_or(nix::poll::PollTimeout::ZERO);
+            if nix::poll::poll(fds, ms).unwrap_or(0) <= 0 {
+                continue;
+            }
+            while let Ok((stream, _)) = l.accept() {
+                if let Some(r) = self.answer(stream, &mut asked, w, deadline) {
+                    asked.results.push(r);
+                }
+            }
+        }
+        let ms = asked.started.elapsed().as_secs_f64() * 1000.0;
+        for (&p, ()) in &asked.pending {
+            asked.results.push(match &stopped {
+                Some(why) => CollectorResult {
+                    name: name(p),
+                    status: Status::Failed,
+                    duration_ms: ms,
+                    detail: format!("stopped after {ms:.0} ms: {why}"),
+                },
+                None => CollectorResult {
+                    name: name(p),
+                    status: Status::Timeout,
+                    duration_ms: ms,
+                    detail: format!(
+                        "no answer within {} (--pyheap-window); {after}",
+                        crate::units::format_duration(self.settings.window)
+                    ),
+                },
+            });
+        }
+        asked.results.sort_by(|a, b| a.name.cmp(&b.name));
+        asked.results
+    }
+
+    /// One connection: who sent it (it must be a process that was asked and has not answered),
+    /// what it says (bounded), written into the bundle.
+    fn answer(
+        &self,
+        stream: std::os::unix::net::UnixStream,
+        asked: &mut Asked,
+        w: &BundleWriter,
+        deadline: Instant,
+    ) -> Option<CollectorResult> {
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        let pid = cred.pid();
+        asked.pending.remove(&pid)?;
+        let ms = || asked.started.elapsed().as_secs_f64() * 1000.0;
+        let fail = |detail: String, ms: f64| CollectorResult {
+            name: name(pid),
+            status: Status::Failed,
+            duration_ms: ms,
+            detail,
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(50));
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(left));
+        let mut data = Vec::new();
+        if let Err(e) = (&stream).take(MAX_ANSWER + 1).read_to_end(&mut data) {
+            return Some(fail(format!("reading the answer: {e}"), ms()));
+        }
+        if data.len() as u64 > MAX_ANSWER {
+            return Some(fail(
+                format!(
+                    "the answer is larger than {}",
+                    crate::units::format_size(MAX_ANSWER)
+                ),
+                ms(),
+            ));
+        }
+        let mut heap = match checked(&data, pid) {
+            Ok(h) => h,
+            Err(why) => return Some(fail(why, ms())),
+        };
+        let rel = format!("processes/{pid}/pyheap.json");
+        heap.pid = pid;
+        let json = serde_json::to_vec_pretty(&heap).unwrap_or_default();
+        if let Err(e) = w.write(&rel, &json) {
+            return Some(fail(format!("cannot write {rel}: {e}"), ms()));
+        }
+        Some(CollectorResult {
+            name: name(pid),
+            status: if heap.error.is_some() {
+                Status::Failed
+            } else {
+                Status::Ok
+            },
+            duration_ms: ms(),
+            detail: detail(&heap, &rel),
+        })
+    }
+}
+
+fn name(pid: i32) -> String {
+    format!("pyheap:{pid}")
+}
+
+fn not_hooked(pid: i32) -> CollectorResult {
+    CollectorResult::skipped(
+        &name(pid),
+        "guard's Python hook is not loaded in this process (started with python -E, -I or -S, \
+         a PYTHONPATH of its own, Python before 3.6, or the program handles the signal itself)",
+    )
+}
+
+/// The collector's line: what was counted, what it cost, the top finding.
+fn detail(h: &PyHeap, rel: &str) -> String {
+    if let Some(e) = &h.error {
+        return format!("the census failed inside the process: {e}");
+    }
+    let mut s = format!(
+        "{rel}: {} objects in {:.0} ms, its own memory +{} (Python {})",
+        crate::units::format_count(h.objects),
+        h.duration_ms,
+        crate::units::format_size(h.hwm_growth_bytes),
+        h.python
+    );
+    if !h.complete {
+        s.push_str("; cut short by its deadline");
+    }
+    if let Some(top) = h.by_size.first() {
+        s.push_str(&format!(
+            "; largest: {} \u{d7}{} ({})",
+            top.type_name,
+            crate::units::format_count(top.count),
+            crate::units::format_size(top.bytes)
+        ));
+    }
+    s
+}
+
+/// Limits on what an answer may carry (guard writes what it checked, not what it was sent).
+const MAX_ROWS: usize = 50;
+const MAX_PATHS: usize = 10;
+const MAX_LABELS: usize = 64;
+const MAX_TEXT: usize = 300;
+
+/// Parse and bound an answer from `pid`.
+fn checked(data: &[u8], pid: i32) -> Result<PyHeap, String> {
+    let mut h: PyHeap = serde_json::from_slice(data)
+        .map_err(|e| format!("the answer is not a {PYHEAP_FORMAT} document: {e}"))?;
+    if h.format != PYHEAP_FORMAT {
+        return Err(format!(
+            "the answer's format is '{}', not {PYHEAP_FORMAT}",
+            text(&h.format)
+        ));
+    }
+    if h.pid != 0 && h.pid != pid {
+        return Err(format!(
+            "the answer names pid {}, but came from {pid}",
+            h.pid
+        ));
+    }
+    h.python = text(&h.python);
+    h.implementation = text(&h.implementation);
+    h.error = h.error.as_deref().map(text);
+    h.notes = h.notes.iter().take(10).map(|n| text(n)).collect();
+    for rows in [&mut h.by_size, &mut h.by_count] {
+        rows.truncate(MAX_ROWS);
+        for r in rows.iter_mut() {
+            r.type_name = text(&r.type_name);
+        }
+    }
+    h.paths.truncate(MAX_PATHS);
+    for p in &mut h.paths {
+        p.type_name = text(&p.type_name);
+        p.path = labels(&p.path);
+        p.root = p.root.as_deref().map(text);
+        p.others.truncate(4);
+        p.others = p.others.iter().map(|o| labels(o)).collect();
+    }
+    h.phases_ms = std::mem::take(&mut h.phases_ms)
+        .into_iter()
+        .take(10)
+        .map(|(k, v)| (text(&k), v))
+        .collect();
+    Ok(h)
+}
+
+fn labels(path: &[String]) -> Vec<String> {
+    path.iter().take(MAX_LABELS).map(|l| text(l)).collect()
+}
+
+/// A string from the job: control characters escaped, at most MAX_TEXT characters.
+fn text(s: &str) -> String {
+    let mut t: String = s.chars().take(MAX_TEXT).collect();
+    if s.chars().count() > MAX_TEXT {
+        t.push('\u{2026}');
+    }
+    crate::format::escape_controls(&t, false).into_owned()
+}
+
+/// The environment entries of `environ` as `OsString`s (for tests and the doctor).
+pub fn env_value(environ: &[CString], key: &str) -> Option<OsString> {
+    let prefix = format!("{key}=");
+    environ.iter().find_map(|e| {
+        e.as_bytes()
+            .strip_prefix(prefix.as_bytes())
+            .map(|v| OsString::from_vec(v.to_vec()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_directory_is_made_checked_and_its_files_restored() {
+        // As the user this test runs as: XDG_RUNTIME_DIR or /tmp/guard-UID.
+        let uid = nix::unistd::geteuid().as_raw();
+        let dir = hook_dir(uid).unwrap();
+        assert!(dir.ends_with(format!("pyhook-{:016x}", content_hash())));
+        let site = dir.join("sitecustomize.py");
+        assert_eq!(std::fs::read_to_string(&site).unwrap(), SITECUSTOMIZE);
+        std::fs::write(&site, "tampered").unwrap();
+        assert_eq!(hook_dir(uid).unwrap(), dir);
+        assert_eq!(std::fs::read_to_string(&site).unwrap(), SITECUSTOMIZE);
+    }
+
+    #[test]
+    fn a_directory_of_another_owner_or_writable_by_others_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let base: OwnedFd = openat(
+            nix::fcntl::AT_FDCWD,
+            d.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        let p = d.path().join("x");
+        std::fs::create_dir(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            own_dir(&base, "x", 0o700, uid, &p),
+            Err(HookError::Writable { .. })
+        ));
+        assert!(matches!(
+            own_dir(&base, "x", 0o700, uid + 1, &p),
+            Err(HookError::Owner { .. })
+        ));
+        std::os::unix::fs::symlink("/", d.path().join("l")).unwrap();
+        assert!(matches!(
+            own_dir(&base, "l", 0o700, uid, &d.path().join("l")),
+            Err(HookError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn the_environment_puts_the_hook_first_and_keeps_the_rest() {
+        let hook = Hook {
+            dir: "/run/guard/pyhook-1".into(),
+            sock: "guard-pyheap-1-2".into(),
+            signal: 58,
+            window: Duration::from_millis(1500),
+        };
+        let env = hook.environ();
+        let pp = env_value(&env, "PYTHONPATH").unwrap();
+        assert!(pp.as_bytes().starts_with(b"/run/guard/pyhook-1"));
+        assert_eq!(
+            env_value(&env, ENV).unwrap(),
+            "guard-pyheap-1-2:58:1500:/run/guard/pyhook-1"
+        );
+        assert!(env_value(&env, "PATH").is_some());
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.as_bytes().starts_with(b"PYTHONPATH="))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn answers_are_checked_and_bounded() {
+        let long = "x".repeat(1000);
+        let doc = serde_json::json!({
+            "format": PYHEAP_FORMAT, "pid": 7, "python": "3.11.7", "objects": 10,
+            "by_size": [{"type": format!("evil\u{1b}[2J{long}"), "count": 1, "bytes": 2}],
+            "paths": [{"type": "bytes", "path": vec!["a"; 100], "root": "local"}],
+            "unknown_field": 1
+        });
+        let h = checked(&serde_json::to_vec(&doc).unwrap(), 7).unwrap();
+        assert!(h.by_size[0].type_name.starts_with("evil\\x1b[2J"));
+        assert!(h.by_size[0].type_name.chars().count() <= MAX_TEXT + 8);
+        assert_eq!(h.paths[0].path.len(), MAX_LABELS);
+        assert!(checked(&serde_json::to_vec(&doc).unwrap(), 8).is_err());
+        assert!(checked(b"{\"format\":\"other\"}", 7).is_err());
+        assert!(checked(b"not json", 7).is_err());
+    }
+
+    #[test]
+    fn sigcgt_decides_who_is_asked() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("5")).unwrap();
+        // Bit 58 (value 1 << 57) and SIGINT (bit 2).
+        std::fs::write(
+            d.path().join("5/status"),
+            "Name:\tpython3\nSigCgt:\t0200000000000002\n",
+        )
+        .unwrap();
+        assert!(handles(d.path(), 5, 58));
+        assert!(handles(d.path(), 5, 2));
+        assert!(!handles(d.path(), 5, 57));
+        assert!(!handles(d.path(), 6, 58));
+    }
+
+    #[test]
+    fn the_headroom_is_a_share_of_the_cap_and_at_least_32_mib() {
+        let s = Settings {
+            window: DEFAULT_WINDOW,
+            headroom: None,
+        };
+        assert_eq!(s.headroom_for(100 << 20), MIN_HEADROOM);
+        assert_eq!(s.headroom_for(2 << 30), (2u64 << 30) / 100 * 5);
+        let s = Settings {
+            headroom: Some(1 << 20),
+            ..s
+        };
+        assert_eq!(s.headroom_for(2 << 30), 1 << 20);
+    }
+}
