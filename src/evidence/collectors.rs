@@ -30,6 +30,16 @@ pub fn is_python(proc: &Path, pid: i32) -> bool {
     exe_name.starts_with("python") || comm.trim().starts_with("python")
 }
 
+/// The Python processes among `pids`, in their order, at most MAX_PYSPY: those py-spy and the
+/// heap census read.
+pub fn python_pids(proc: &Path, pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|&p| is_python(proc, p))
+        .take(MAX_PYSPY)
+        .collect()
+}
+
 /// `py-spy dump --nonblocking` for each Python process among `pids` (largest first), into
 /// `processes/<pid>/pyspy.txt`. One result per process, or one `skipped` result.
 pub fn pyspy(
@@ -39,12 +49,7 @@ pub fn pyspy(
     locals: bool,
     timeout: Duration,
 ) -> std::io::Result<Vec<CollectorResult>> {
-    let python: Vec<i32> = pids
-        .iter()
-        .copied()
-        .filter(|&p| is_python(proc, p))
-        .take(MAX_PYSPY)
-        .collect();
+    let python = python_pids(proc, pids);
     if python.is_empty() {
         return Ok(vec![CollectorResult::skipped(
             "py-spy",

@@ -13,18 +13,18 @@
 //! process, in its own interpreter, with gc.get_objects / get_referrers.
 
 use super::bundle::BundleWriter;
-use super::collectors::{MAX_PYSPY, is_python};
+use super::collectors::python_pids;
 use crate::format::{CollectorResult, PYHEAP_FORMAT, PyHeap, Status};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
-use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -330,7 +330,7 @@ pub struct Census {
 /// The processes asked, and those that could not be.
 pub struct Asked {
     started: Instant,
-    pending: BTreeMap<i32, ()>,
+    pending: BTreeSet<i32>,
     results: Vec<CollectorResult>,
 }
 
@@ -346,12 +346,7 @@ impl Census {
     /// The Python processes among `pids` (the largest first, at most 8), and which of them
     /// handle the hook's signal. None when there is no Python process.
     pub fn candidates(&self, proc: &Path, pids: &[i32]) -> Option<(Vec<i32>, Vec<i32>)> {
-        let python: Vec<i32> = pids
-            .iter()
-            .copied()
-            .filter(|&p| is_python(proc, p))
-            .take(MAX_PYSPY)
-            .collect();
+        let python = python_pids(proc, pids);
         if python.is_empty() {
             return None;
         }
@@ -366,7 +361,7 @@ impl Census {
     pub fn ask(&mut self, hooked: &[i32], not: &[i32]) -> Asked {
         let mut asked = Asked {
             started: Instant::now(),
-            pending: BTreeMap::new(),
+            pending: BTreeSet::new(),
             results: not.iter().map(|&p| not_hooked(p)).collect(),
         };
         if hooked.is_empty() {
@@ -387,7 +382,7 @@ impl Census {
             // nix's Signal has no real-time signals.
             // SAFETY: kill takes a pid and a signal number; it touches no memory of ours.
             if unsafe { libc::kill(p, self.hook.signal) } == 0 {
-                asked.pending.insert(p, ());
+                asked.pending.insert(p);
             } else {
                 asked.results.push(CollectorResult {
                     name: name(p),
@@ -448,7 +443,7 @@ impl Census {
             }
         }
         let ms = asked.started.elapsed().as_secs_f64() * 1000.0;
-        for (&p, ()) in &asked.pending {
+        for &p in &asked.pending {
             asked.results.push(match &stopped {
                 Some(why) => CollectorResult {
                     name: name(p),
@@ -484,7 +479,9 @@ impl Census {
             nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
                 .ok()?;
         let pid = cred.pid();
-        asked.pending.remove(&pid)?;
+        if !asked.pending.remove(&pid) {
+            return None;
+        }
         let ms = || asked.started.elapsed().as_secs_f64() * 1000.0;
         let fail = |detail: String, ms: f64| CollectorResult {
             name: name(pid),
@@ -632,19 +629,21 @@ fn text(s: &str) -> String {
     crate::format::escape_controls(&t, false).into_owned()
 }
 
-/// The environment entries of `environ` as `OsString`s (for tests and the doctor).
-pub fn env_value(environ: &[CString], key: &str) -> Option<OsString> {
-    let prefix = format!("{key}=");
-    environ.iter().find_map(|e| {
-        e.as_bytes()
-            .strip_prefix(prefix.as_bytes())
-            .map(|v| OsString::from_vec(v.to_vec()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    /// The value of `key` in an `execve` environment.
+    fn env_value(environ: &[CString], key: &str) -> Option<OsString> {
+        let prefix = format!("{key}=");
+        environ.iter().find_map(|e| {
+            e.as_bytes()
+                .strip_prefix(prefix.as_bytes())
+                .map(|v| OsString::from_vec(v.to_vec()))
+        })
+    }
 
     #[test]
     fn the_hook_directory_is_made_checked_and_its_files_restored() {
