@@ -162,46 +162,54 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-/// FNV-1a of the hook's files: its directory's name changes with its content, so guards of two
-/// versions never share (or fight over) one.
-fn content_hash() -> u64 {
+/// FNV-1a of the hook's files, computed at compile time: its directory's name changes with its
+/// content, so guards of two versions never share (or fight over) one.
+const CONTENT_HASH: u64 = {
+    let files = [SITECUSTOMIZE.as_bytes(), HOOK.as_bytes(), CENSUS.as_bytes()];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let files = [SITECUSTOMIZE, HOOK, CENSUS];
-    for b in files.iter().flat_map(|f| f.bytes().chain([0])) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut f = 0;
+    while f < files.len() {
+        let bytes = files[f];
+        let mut i = 0;
+        // Each file's bytes, then a 0 between files.
+        while i <= bytes.len() {
+            let b = if i < bytes.len() { bytes[i] } else { 0 };
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        f += 1;
     }
     h
-}
+};
 
 /// The hook's directory for `uid`, made and checked: `/run/guard/pyhook-HASH` as root (0755, so
 /// a job that drops its privileges still loads it), else `$XDG_RUNTIME_DIR/guard/pyhook-HASH` or
 /// `/tmp/guard-UID/pyhook-HASH` (0700).
 pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
-    let (base, parts, dir_mode): (PathBuf, Vec<String>, u32) = if uid == 0 {
-        if Path::new("/run").is_dir() {
-            ("/run".into(), vec!["guard".into()], 0o755)
-        } else {
-            ("/tmp".into(), vec!["guard-0".into()], 0o755)
+    let dflags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let open_base = |base: &Path| openat(nix::fcntl::AT_FDCWD, base, dflags, Mode::empty());
+    let (base, parts, dir_mode, opened): (PathBuf, Vec<String>, u32, _) = if uid == 0 {
+        match open_base(Path::new("/run")) {
+            Err(Errno::ENOENT | Errno::ENOTDIR) => {
+                ("/tmp".into(), vec!["guard-0".into()], 0o755, None)
+            }
+            run => ("/run".into(), vec!["guard".into()], 0o755, Some(run)),
         }
     } else {
         match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| owned_by(Path::new(d), uid)) {
-            Some(d) => (d.into(), vec!["guard".into()], 0o700),
-            None => ("/tmp".into(), vec![format!("guard-{uid}")], 0o700),
+            Some(d) => (d.into(), vec!["guard".into()], 0o700, None),
+            None => ("/tmp".into(), vec![format!("guard-{uid}")], 0o700, None),
         }
     };
-    let name = format!("pyhook-{:016x}", content_hash());
+    let name = format!("pyhook-{CONTENT_HASH:016x}");
     let mut path = base.clone();
-    let mut cur: OwnedFd = openat(
-        nix::fcntl::AT_FDCWD,
-        &base,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|source| HookError::Open {
-        path: path.clone(),
-        source,
-    })?;
+    let mut cur: OwnedFd = opened
+        .unwrap_or_else(|| open_base(&base))
+        .map_err(|source| HookError::Open {
+            path: path.clone(),
+            source,
+        })?;
     for comp in parts.iter().map(String::as_str).chain([name.as_str()]) {
         path.push(comp);
         cur = own_dir(&cur, comp, dir_mode, uid, &path)?;
@@ -214,7 +222,7 @@ pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
         ("_guard_hook.py", HOOK),
         ("_guard_pyheap.py", CENSUS),
     ] {
-        ensure_file(&cur, file, content.as_bytes(), dir_mode & 0o644).map_err(|source| {
+        ensure_file(&cur, file, content.as_bytes(), dir_mode & 0o644, uid).map_err(|source| {
             HookError::Write {
                 path: path.join(file),
                 source,
@@ -242,22 +250,27 @@ fn own_dir(
         path: path.to_path_buf(),
         source,
     };
-    let made = match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
-        Ok(()) => true,
-        Err(Errno::EEXIST) => false,
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    // Opened first: on every run but the first the directory is there, and one syscall less
+    // is start time saved for every job.
+    let fd = match openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(open_err(e)),
+            }
+            let fd = openat(parent, name, flags, Mode::empty()).map_err(open_err)?;
+            // The umask may have taken bits the hook needs (0755: a job that drops
+            // privileges). Whoever made it, the owner check below decides.
+            let st = fstat(&fd).map_err(open_err)?;
+            if st.st_uid == uid {
+                fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(open_err)?;
+            }
+            fd
+        }
         Err(e) => return Err(open_err(e)),
     };
-    let fd = openat(
-        parent,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(open_err)?;
-    if made {
-        // The umask may have taken bits the hook needs (0755: a job that drops privileges).
-        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(open_err)?;
-    }
     let st = fstat(&fd).map_err(open_err)?;
     if st.st_uid != uid {
         return Err(HookError::Owner {
@@ -277,16 +290,20 @@ fn own_dir(
 
 /// `name` in `dir` holds exactly `content`; else it is replaced through a temporary file and a
 /// rename (another guard may be reading it).
-fn ensure_file(dir: &OwnedFd, name: &str, content: &[u8], mode: u32) -> io::Result<()> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if let Ok(fd) = openat(dir, name, flags, Mode::empty()) {
-        let mut have = Vec::with_capacity(content.len() + 1);
-        File::from(fd)
-            .take(content.len() as u64 + 1)
-            .read_to_end(&mut have)?;
-        if have == content {
-            return Ok(());
-        }
+///
+/// The common case costs one `fstatat`: a regular file of `content`'s length, owned by `uid`
+/// and writable by nobody else, in a directory only `uid` may write (checked by the caller)
+/// and named after the content's hash, can only have been written whole by a guard of this
+/// version (files are renamed into place, never written where they are) — or changed by `uid`
+/// itself, which could change guard too. Anything else is replaced.
+fn ensure_file(dir: &OwnedFd, name: &str, content: &[u8], mode: u32, uid: u32) -> io::Result<()> {
+    if let Ok(st) = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_uid == uid
+        && st.st_mode & 0o022 == 0
+        && u64::try_from(st.st_size).is_ok_and(|n| n == content.len() as u64)
+    {
+        return Ok(());
     }
     let tmp = format!(".{name}.{}.tmp", std::process::id());
     let wflags =
@@ -650,12 +667,34 @@ mod tests {
         // As the user this test runs as: XDG_RUNTIME_DIR or /tmp/guard-UID.
         let uid = nix::unistd::geteuid().as_raw();
         let dir = hook_dir(uid).unwrap();
-        assert!(dir.ends_with(format!("pyhook-{:016x}", content_hash())));
+        assert!(dir.ends_with(format!("pyhook-{CONTENT_HASH:016x}")));
         let site = dir.join("sitecustomize.py");
         assert_eq!(std::fs::read_to_string(&site).unwrap(), SITECUSTOMIZE);
         std::fs::write(&site, "tampered").unwrap();
         assert_eq!(hook_dir(uid).unwrap(), dir);
         assert_eq!(std::fs::read_to_string(&site).unwrap(), SITECUSTOMIZE);
+        // Same length, but others may write it: read, compared, rewritten, 0644/0600 again.
+        use std::os::unix::fs::PermissionsExt;
+        let same_len = "#".repeat(SITECUSTOMIZE.len());
+        std::fs::write(&site, &same_len).unwrap();
+        std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o666)).unwrap();
+        hook_dir(uid).unwrap();
+        assert_eq!(std::fs::read_to_string(&site).unwrap(), SITECUSTOMIZE);
+        let mode = std::fs::metadata(&site).unwrap().permissions().mode();
+        assert_eq!(mode & 0o022, 0, "{mode:o}");
+        // A symlink in a file's place is replaced, not followed.
+        let census = dir.join("_guard_pyheap.py");
+        let target = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(target.path(), "x".repeat(CENSUS.len())).unwrap();
+        std::fs::remove_file(&census).unwrap();
+        std::os::unix::fs::symlink(target.path(), &census).unwrap();
+        hook_dir(uid).unwrap();
+        assert!(!std::fs::symlink_metadata(&census).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&census).unwrap(), CENSUS);
+        assert_eq!(
+            std::fs::read_to_string(target.path()).unwrap(),
+            "x".repeat(CENSUS.len())
+        );
     }
 
     #[test]
