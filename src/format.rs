@@ -221,6 +221,37 @@ pub struct Manifest {
     /// pid into another cgroup's cgroup.procs): outside the cap; guard killed them with the job.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escaped: Vec<Escaped>,
+    /// Added: how the job's memory grew up to the trigger (the rate over the last seconds, the
+    /// time to the cap at that rate, the shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<Forecast>,
+}
+
+/// The growth forecast at a trigger (`growth` in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// The least-squares slope over the window, in bytes per second (negative: shrinking).
+    pub bytes_per_second: f64,
+    /// The span of the samples the rate is measured over (at most the last 10 s).
+    pub window_ms: u64,
+    /// At that rate, the time left until the cap; absent when there is no cap or no growth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_ms: Option<u64>,
+    /// The shape of the growth from the first sample to the trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
+}
+
+/// The shape of a job's growth up to its trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// A straight line fits it: a leak's shape (every row, every request adds its share).
+    Steady,
+    /// Reached within 2 s, or half of it in the last tenth of the run: one large allocation.
+    Burst,
+    /// Neither: plateaus and jumps (batches, caches filled in stages).
+    Steps,
 }
 
 /// A process that left the job's cgroup: its pid, name, and the cgroup it went to.
@@ -260,6 +291,7 @@ impl Default for Manifest {
             kernel_counters: BTreeMap::new(),
             alerts: Vec::new(),
             escaped: Vec::new(),
+            growth: None,
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod doctor;
 pub mod evidence;
 pub mod exit;
 pub mod format;
+pub mod growth;
 pub mod logger;
 pub mod metrics;
 pub mod options;

@@ -634,3 +634,62 @@ fn hex(h: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
         .collect()
 }
+
+/// The realistic case: a job leaking 10 MiB/s toward a 2 GiB cap. Its warning fires, and the
+/// line, the alert and the warning bundle carry the rate and the time to the cap at that rate.
+#[test]
+fn a_slow_leak_toward_a_2_gib_cap_is_warned_with_its_rate_and_time_to_the_cap() {
+    if !privileged("a_slow_leak_toward_a_2_gib_cap_is_warned_with_its_rate_and_time_to_the_cap") {
+        return;
+    }
+    let r = Receiver::start(200, Duration::ZERO);
+    let ev = tempfile::tempdir().unwrap();
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args([
+            "--alert",
+            &format!("webhook:{}", r.url("/hook")),
+            "-m",
+            "2G",
+            "--warn",
+            "40M",
+            "--",
+        ])
+        .arg(example("hog"))
+        .args(["alloc", "70", "--rate", "10", "--exit"])
+        .bounded();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("past its warning threshold"))
+        .unwrap_or_else(|| panic!("no warning for a slow leak:\n{err}"));
+    assert!(line.contains(", growing "), "{line}");
+    assert!(line.contains(" MB/s over the last "), "{line}");
+    let body = r.requests().first().expect("a warning alert").json();
+    assert_eq!(body["event"], "warning");
+    let rate = body["growth"]["bytes_per_second"].as_f64().unwrap();
+    // 10 MiB/s = 10.5 MB/s, give or take a sampler's pace.
+    assert!((7.5e6..14e6).contains(&rate), "{body}");
+    let left = body["growth"]["time_to_limit_ms"].as_u64().unwrap();
+    let expect = ((2u64 << 30) - body["peak_bytes"].as_u64().unwrap()) as f64 / rate * 1000.0;
+    assert!(
+        (left as f64 - expect).abs() < 2000.0,
+        "{left} vs {expect}: {body}"
+    );
+    let eta = guard::growth::eta(left);
+    let summary = body["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("; the cap in {eta}.")),
+        "{eta}: {summary}"
+    );
+    assert!(line.contains(&format!("the cap in {eta}")), "{line}");
+    let b = bundle_named(&err, "; evidence: ");
+    let m = manifest(&b);
+    assert_eq!(m["trigger"], "warning");
+    assert!(m["growth"]["time_to_limit_ms"].as_u64().is_some(), "{m}");
+    let rep = guard_cmd().arg("report").arg(&b).bounded();
+    let text = String::from_utf8_lossy(&rep.stdout);
+    assert!(text.contains("at that rate"), "{text}");
+}

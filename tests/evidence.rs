@@ -699,3 +699,44 @@ fn a_kernel_oom_kill_without_a_cap_leaves_a_post_mortem_bundle() {
     assert_eq!(m["exit"]["signal"], 9);
     assert!(b.join("cgroup").is_dir() && b.join("system/meminfo").is_file());
 }
+
+/// The kill report says whether growth was steady (a leak) or a burst.
+#[test]
+fn the_kill_report_tells_a_leak_from_a_burst() {
+    if !privileged("the_kill_report_tells_a_leak_from_a_burst") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let hog = hog.to_str().unwrap();
+    for (args, shape, words) in [
+        (
+            vec!["-m", "64M", "--", hog, "alloc", "200", "--rate", "20"],
+            "steady",
+            "steady growth, a leak's shape",
+        ),
+        (
+            vec!["-m", "64M", "--", hog, "alloc", "200"],
+            "burst",
+            "a burst: most of it at the end",
+        ),
+    ] {
+        let o = run_in(ev.path(), &args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(137), "{args:?}: {err}");
+        let b = bundle_named(&err, "; evidence: ");
+        let m = manifest(&b);
+        assert_eq!(m["growth"]["shape"], shape, "{args:?}: {m}");
+        assert!(m["growth"].get("time_to_limit_ms").is_none(), "{m}");
+        let rep = guard_cmd().arg("report").arg(&b).bounded();
+        let text = String::from_utf8_lossy(&rep.stdout);
+        let growth = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("growth"))
+            .unwrap_or("");
+        assert!(growth.contains(words), "{args:?}: {text}");
+        let json = guard_cmd().args(["report", "--json"]).arg(&b).bounded();
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(v["growth"]["shape"], shape);
+    }
+}

@@ -50,6 +50,9 @@ pub struct Event {
     /// What holds the memory: the Python heap census's first finding, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding: Option<String>,
+    /// How the job's memory grew up to the event: rate, time to the cap, shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<crate::format::Forecast>,
 }
 
 impl Event {

@@ -198,11 +198,31 @@ pub fn summary(ev: &Event) -> String {
         .map(|f| format!(" What holds the memory: {f}."))
         .unwrap_or_default();
     format!(
-        "{what} on {} (pid {}, command: {}).{finding}{bundle}",
+        "{what} on {} (pid {}, command: {}).{}{finding}{bundle}",
         ev.host,
         ev.pid,
-        ev.command.join(" ")
+        ev.command.join(" "),
+        growth_sentence(ev)
     )
+}
+
+/// " Memory: growing 12.3 MB/s over the last 10 s; the cap in ~2 min." for a warning; for a
+/// kill also the shape: " Growth: steady growth, a leak's shape (10.2 MB/s over the last 10 s)."
+fn growth_sentence(ev: &Event) -> String {
+    let Some(g) = ev.growth else {
+        return String::new();
+    };
+    match (ev.event, g.shape) {
+        (EventKind::Warning, _) | (_, None) => {
+            format!(" Memory: {}.", crate::growth::describe(&g))
+        }
+        (_, Some(shape)) => format!(
+            " Growth: {} ({:.1} MB/s over the last {:.1} s).",
+            crate::growth::shape_text(shape),
+            g.bytes_per_second / 1e6,
+            g.window_ms as f64 / 1000.0
+        ),
+    }
 }
 
 fn slack_body(ev: &Event) -> serde_json::Value {
@@ -418,9 +438,38 @@ mod tests {
             guard_version: "0.1.0".into(),
             time: String::new(),
             output_tail: None,
+            growth: None,
         };
         e.summary = summary(&e);
         e
+    }
+
+    #[test]
+    fn summaries_carry_the_forecast_or_the_shape() {
+        let mut w = ev();
+        w.event = EventKind::Warning;
+        w.growth = Some(crate::format::Forecast {
+            bytes_per_second: 12.3e6,
+            window_ms: 10_000,
+            time_to_limit_ms: Some(118_000),
+            shape: Some(crate::format::Shape::Steady),
+        });
+        assert!(
+            summary(&w)
+                .contains(". Memory: growing 12.3 MB/s over the last 10 s; the cap in ~2 min."),
+            "{}",
+            summary(&w)
+        );
+        let mut k = w.clone();
+        k.event = EventKind::MemoryLimit;
+        assert!(
+            summary(&k).contains(
+                ". Growth: steady growth, a leak's shape (12.3 MB/s over the last 10.0 s)."
+            ),
+            "{}",
+            summary(&k)
+        );
+        assert!(!summary(&ev()).contains("Growth"));
     }
 
     #[test]

@@ -560,7 +560,16 @@ impl Recorder {
             kernel_counters: counters,
             alerts: Vec::new(),
             escaped: self.escaped.clone(),
+            growth: self.forecast(occ.usage),
         })
+    }
+
+    /// How the job's memory grew until now: the rate over the last seconds, the time to the
+    /// cap at that rate, the shape (from the timeline; None before enough samples).
+    pub fn forecast(&self, usage: Option<u64>) -> Option<format::Forecast> {
+        let series = self.timeline.job_series();
+        let now = usage.or(series.last().map(|s| s.1))?;
+        crate::growth::forecast(&series, self.timeline.now_ms(), now, self.limit)
     }
 
     /// The Python heap census, into `p`: ask the job's hooked Python processes, and record one

@@ -78,6 +78,11 @@ impl Timeline {
         self.samples.iter()
     }
 
+    /// (milliseconds since the start, the job's bytes) of every sample, oldest first.
+    pub fn job_series(&self) -> Vec<(u64, u64)> {
+        self.samples.iter().map(|s| (s.t_ms, s.job_bytes)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }

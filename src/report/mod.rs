@@ -13,8 +13,8 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The window for "growth over the last seconds".
-const RECENT_MS: u64 = 5_000;
+/// The window for "growth over the last seconds": the forecast's.
+const RECENT_MS: u64 = crate::growth::RECENT_MS;
 /// Lines of each Python stack shown on the screen.
 const STACK_LINES: usize = 12;
 
@@ -77,6 +77,12 @@ pub struct Growth {
     /// From the first sample at or above the warning threshold to the trigger.
     pub warn_to_trigger_ms: Option<u64>,
     pub samples: usize,
+    /// Steady (a leak), a burst, or in steps: the manifest's, else from the timeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<crate::format::Shape>,
+    /// A warning's forecast: the time to the cap at the rate of the last seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +229,18 @@ pub fn growth(m: &Manifest, tl: &[(u64, u64)]) -> Growth {
             g.warn_to_trigger_ms = Some(tt.saturating_sub(t));
         }
     }
+    if let Some(f) = m.growth {
+        // The figure the alert and the warning line gave: one rate, wherever it is read.
+        g.recent_mb_per_s = Some(f.bytes_per_second / 1e6);
+        g.recent_window_ms = Some(f.window_ms);
+    }
+    g.shape = m
+        .growth
+        .and_then(|f| f.shape)
+        .or_else(|| crate::growth::shape(&upto));
+    if m.trigger == EventKind::Warning {
+        g.time_to_limit_ms = m.growth.and_then(|f| f.time_to_limit_ms);
+    }
     g
 }
 
@@ -331,6 +349,12 @@ fn growth_line(o: &mut String, g: &Growth) {
     }
     if let Some(t) = g.warn_to_trigger_ms {
         growth.push(format!("{} from the warning to the trigger", secs(t)));
+    }
+    if let Some(t) = g.time_to_limit_ms {
+        growth.push(format!("the cap in {} at that rate", crate::growth::eta(t)));
+    }
+    if let Some(s) = g.shape {
+        growth.push(crate::growth::shape_text(s).into());
     }
     if growth.is_empty() {
         growth.push("no timeline samples (the job was caught before the first sample)".into());
@@ -666,8 +690,10 @@ mod tests {
         assert_eq!(g.time_to_trigger_ms, Some(10_000));
         assert!((g.overall_mb_per_s.unwrap() - 10.0).abs() < 0.01);
         assert!((g.recent_mb_per_s.unwrap() - 10.0).abs() < 0.01);
-        assert_eq!(g.recent_window_ms, Some(5_000));
+        assert_eq!(g.recent_window_ms, Some(10_000));
         assert_eq!(g.warn_to_trigger_ms, Some(2_000));
+        assert_eq!(g.shape, Some(crate::format::Shape::Steady));
+        assert_eq!(g.time_to_limit_ms, None, "a kill report forecasts nothing");
     }
 
     #[test]

@@ -604,8 +604,9 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// The job crossed its early-warning threshold: a light bundle while it keeps running, one
     /// warning line, the warning alert.
     pub fn on_warning(&mut self, usage: u64) {
+        let growth = self.recorder.forecast(Some(usage));
         let r = capture::warning(&mut self.enforcer, &mut self.recorder, usage);
-        let what = notify::warning_text(self.cfg, usage);
+        let what = notify::warning_text(self.cfg, usage, growth.as_ref());
         let scrub = self.recorder.scrubber();
         self.pending.extend(notify::warning(
             self.cfg,
@@ -614,6 +615,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             &what,
             r,
             &scrub,
+            growth,
         ));
     }
 
@@ -644,6 +646,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             &what,
             r,
             &scrub,
+            self.recorder.forecast(Some(usage)),
         ));
     }
 

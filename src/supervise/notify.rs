@@ -58,6 +58,7 @@ pub fn warning(
     what: &str,
     r: Result<PathBuf, EvidenceError>,
     scrub: &Scrubber,
+    growth: Option<crate::format::Forecast>,
 ) -> Option<PendingAlert> {
     match &r {
         Ok(p) => log::warn!("{} (pid {pid}) {what}; evidence: {}", cfg.name, p.display()),
@@ -67,7 +68,7 @@ pub fn warning(
         return None;
     }
     let bundle = r.ok();
-    let ev = event(
+    let mut ev = event(
         cfg,
         scrub,
         pid,
@@ -76,6 +77,11 @@ pub fn warning(
         Some(usage),
         None,
     );
+    if ev.growth.is_none() && growth.is_some() {
+        // No bundle (or none readable): the forecast taken at the warning still goes out.
+        ev.growth = growth;
+        ev.summary = alert::sinks::summary(&ev);
+    }
     let sinks = cfg.alerts.clone();
     let sent = ev.clone();
     let handle = std::thread::spawn(move || alert::deliver(&sinks, &sent));
@@ -125,6 +131,7 @@ fn event(
         time: crate::format::rfc3339(SystemTime::now()),
         output_tail: None,
         finding,
+        growth: m.as_ref().and_then(|m| m.growth),
     };
     ev.summary = alert::sinks::summary(&ev);
     ev
@@ -273,13 +280,20 @@ fn check_metrics(cfg: &WrapConfig) {
 }
 
 /// "uses 170 MiB of its 200 MiB limit, past its warning threshold 160 MiB"
-pub fn warning_text(cfg: &WrapConfig, usage: u64) -> String {
+pub fn warning_text(
+    cfg: &WrapConfig,
+    usage: u64,
+    growth: Option<&crate::format::Forecast>,
+) -> String {
     let of_cap = cfg
         .memory
         .map(|m| format!(" of its {} limit", format_size(m)))
         .unwrap_or_default();
+    let growth = growth
+        .map(|g| format!(", {}", crate::growth::describe(g)))
+        .unwrap_or_default();
     format!(
-        "uses {}{of_cap}, past its warning threshold {}",
+        "uses {}{of_cap}, past its warning threshold {}{growth}",
         format_size(usage),
         cfg.evidence.warn.map(format_size).unwrap_or_default()
     )
