@@ -38,14 +38,10 @@ pub fn forecast(
     }
     let (slope, _) = fit(&recent)?;
     let bytes_per_second = slope * 1000.0;
-    let time_to_limit_ms = limit.and_then(|l| {
-        (bytes_per_second >= FLAT_BYTES_PER_S && l > now_bytes)
-            .then(|| ((l - now_bytes) as f64 / bytes_per_second * 1000.0) as u64)
-    });
     Some(Forecast {
         bytes_per_second: bytes_per_second.round(),
         window_ms: span,
-        time_to_limit_ms,
+        time_to_limit_ms: time_to(limit, now_bytes, bytes_per_second),
         shape: shape(&upto),
     })
 }
@@ -60,11 +56,17 @@ fn early_burst(t_ms: u64, now_bytes: u64, limit: Option<u64>) -> Option<Forecast
     Some(Forecast {
         bytes_per_second,
         window_ms: t_ms,
-        time_to_limit_ms: limit.and_then(|l| {
-            (l > now_bytes && bytes_per_second >= FLAT_BYTES_PER_S)
-                .then(|| ((l - now_bytes) as f64 / bytes_per_second * 1000.0) as u64)
-        }),
+        time_to_limit_ms: time_to(limit, now_bytes, bytes_per_second),
         shape: Some(Shape::Burst),
+    })
+}
+
+/// Milliseconds from `now_bytes` to `limit` at `bytes_per_second`; None without a cap, at or
+/// past it, or without growth.
+fn time_to(limit: Option<u64>, now_bytes: u64, bytes_per_second: f64) -> Option<u64> {
+    limit.and_then(|l| {
+        (l > now_bytes && bytes_per_second >= FLAT_BYTES_PER_S)
+            .then(|| ((l - now_bytes) as f64 / bytes_per_second * 1000.0) as u64)
     })
 }
 
@@ -82,7 +84,8 @@ pub fn shape(samples: &[(u64, u64)]) -> Option<Shape> {
     }
     let half = first.1 + (last.1 - first.1) / 2;
     let t_half = samples.iter().find(|s| s.1 >= half).map_or(last.0, |s| s.0);
-    if t_half.saturating_sub(first.0) * 10 >= span * 9 {
+    // u128: the times come from manifests too, where any u64 may stand.
+    if u128::from(t_half.saturating_sub(first.0)) * 10 >= u128::from(span) * 9 {
         return Some(Shape::Burst);
     }
     let (_, r2) = fit(samples)?;
@@ -162,7 +165,7 @@ fn seconds(ms: u64) -> String {
     if ms < 10_000 {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else {
-        format!("{} s", (ms + 500) / 1000)
+        format!("{} s", ms.saturating_add(500) / 1000)
     }
 }
 
@@ -244,6 +247,22 @@ mod tests {
         let f = forecast(&s, 5000, 5_000_000, None).unwrap();
         assert_eq!(f.window_ms, 5000);
         assert_eq!(f.time_to_limit_ms, None);
+    }
+
+    #[test]
+    fn times_and_sizes_near_u64_max_from_a_manifest_do_not_overflow() {
+        // The fuzz case that failed CI: a manifest's timeline with a time of 2e18 ms.
+        let s = [(0, 0), (1, 0), (2_000_000_000_000_000_000, 2)];
+        assert_eq!(shape(&s), Some(Shape::Burst));
+        let s = [(0, 0), (u64::MAX / 2, 1), (u64::MAX, u64::MAX)];
+        assert!(shape(&s).is_some());
+        let f = Forecast {
+            bytes_per_second: 1e9,
+            window_ms: u64::MAX,
+            time_to_limit_ms: Some(u64::MAX),
+            shape: Some(Shape::Steady),
+        };
+        assert!(describe(&f).contains("the cap in ~"), "{}", describe(&f));
     }
 
     #[test]
