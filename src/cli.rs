@@ -33,7 +33,7 @@ which mode would be used here and why.";
     long_about = LONG_ABOUT,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard doctor [--json]\n       guard config check [FILE]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard held [--json]\n       guard kill NAME|PID\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -46,7 +46,9 @@ pub struct Cli {
 const RUN_ABOUT: &str = "Run COMMAND under guard (the same as 'guard [OPTIONS] -- COMMAND')";
 const REPORT_ABOUT: &str =
     "Explain an evidence bundle on one screen (or as JSON, or as an HTML page with a memory plot)";
-const LIST_ABOUT: &str = "List evidence bundles, newest first";
+const LIST_ABOUT: &str = "List evidence bundles, newest first (and the jobs held now)";
+const HELD_ABOUT: &str = "List the jobs held frozen now (--hold-for), with when each hold ends";
+const KILL_ABOUT: &str = "End a --hold-for hold now: the held job is killed, its guard exits 137";
 const DOCTOR_ABOUT: &str = "Show which enforcement mode guard would use here, and why";
 const CONFIG_ABOUT: &str = "Check configuration files";
 
@@ -58,6 +60,10 @@ pub enum Sub {
     Report(ReportArgs),
     #[command(about = LIST_ABOUT)]
     List(ListArgs),
+    #[command(about = HELD_ABOUT)]
+    Held(HeldArgs),
+    #[command(about = KILL_ABOUT)]
+    Kill(KillArgs),
     #[command(about = DOCTOR_ABOUT)]
     Doctor(DoctorArgs),
     #[command(subcommand, about = CONFIG_ABOUT)]
@@ -96,6 +102,12 @@ fn eager_report(shell: clap::Command) -> clap::Command {
 fn eager_list(shell: clap::Command) -> clap::Command {
     eager(shell, "list")
 }
+fn eager_held(shell: clap::Command) -> clap::Command {
+    eager(shell, "held")
+}
+fn eager_kill(shell: clap::Command) -> clap::Command {
+    eager(shell, "kill")
+}
 fn eager_doctor(shell: clap::Command) -> clap::Command {
     eager(shell, "doctor")
 }
@@ -108,10 +120,12 @@ type Build = fn(clap::Command) -> clap::Command;
 
 impl Subcommand for LazySub {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
-        let shells: [(&str, &str, Build); 5] = [
+        let shells: [(&str, &str, Build); 7] = [
             ("run", RUN_ABOUT, eager_run),
             ("report", REPORT_ABOUT, eager_report),
             ("list", LIST_ABOUT, eager_list),
+            ("held", HELD_ABOUT, eager_held),
+            ("kill", KILL_ABOUT, eager_kill),
             ("doctor", DOCTOR_ABOUT, eager_doctor),
             ("config", CONFIG_ABOUT, eager_config),
         ];
@@ -331,6 +345,20 @@ pub struct ListArgs {
     /// The evidence directory to list
     #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
     pub evidence_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HeldArgs {
+    /// Print the held jobs as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The held job: its --name, its pid, or the pid of the guard holding it
+    #[arg(value_name = "NAME|PID")]
+    pub target: String,
 }
 
 #[derive(Debug, Args)]

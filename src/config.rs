@@ -56,6 +56,8 @@ pub struct WrapConfig {
     pub slice: Option<String>,
     /// --no-systemd: never ask systemd for a scope.
     pub no_systemd: bool,
+    /// --hold-for: keep the job frozen this long after the capture at the cap.
+    pub hold_for: Option<Duration>,
 }
 
 /// Why no evidence directory can be used: decided once per run, carried to the kill line
@@ -325,7 +327,14 @@ pub fn wrap_config(
             "--lock-wait needs --lock FILE: it is how long to wait for that lock".into(),
         ));
     }
+    let hold_for = duration(args, src, "hold_for")?;
+    if hold_for.is_some() && memory.is_none() {
+        return Err(UsageError(
+            "--hold-for needs --memory SIZE: it is how long guard holds the job at that cap".into(),
+        ));
+    }
     Ok(WrapConfig {
+        hold_for,
         capture_at: capture_at(args, src)?,
         subreaper: flag(src, args, "subreaper")?,
         pgroup: flag(src, args, "pgroup")?,
@@ -607,6 +616,12 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
             cfg.timeout
                 .map(units::format_duration)
                 .unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "hold_for",
+            cfg.hold_for
+                .map(units::format_duration)
+                .unwrap_or_else(|| "none (kill at once)".into()),
         ),
         ("lock", path(&cfg.lock)),
         ("sample_interval", units::format_duration(e.sample_interval)),

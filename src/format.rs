@@ -225,6 +225,60 @@ pub struct Manifest {
     /// time to the cap at that rate, the shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<Forecast>,
+    /// Added: `--hold-for`: how long the job was kept frozen after the capture, and what ended
+    /// the hold (absent without --hold-for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldInfo>,
+}
+
+/// `--hold-for` in the manifest: the hold asked for and how it went. A bundle is written when
+/// the hold begins (so that people can read it meanwhile); `ended_at`, `ended_by` and the
+/// manifest's `exit` are added when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldInfo {
+    /// The hold asked for, in milliseconds.
+    pub requested_ms: u64,
+    /// When the hold began, and when it ends at the latest (RFC 3339 UTC).
+    pub since: String,
+    pub until: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<HoldEnd>,
+    /// Who or what, for people: "guard kill (pid 4711, uid 0)", "SIGTERM from pid 1 (uid 0)".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// What ended a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HoldEnd {
+    /// The --hold-for time ran out.
+    Expired,
+    /// `guard kill NAME|PID`.
+    GuardKill,
+    /// A terminating signal to guard (SIGTERM, SIGINT, SIGHUP, SIGQUIT).
+    Signal,
+    /// The job ended during the hold (killed from outside).
+    JobEnded,
+    /// The held job grew (poll mode: something let a stopped job run again).
+    Grew,
+    #[serde(other)]
+    Unknown,
+}
+
+impl HoldEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldEnd::Expired => "expired",
+            HoldEnd::GuardKill => "guard-kill",
+            HoldEnd::Signal => "signal",
+            HoldEnd::JobEnded => "job-ended",
+            HoldEnd::Grew => "grew",
+            HoldEnd::Unknown => "unknown",
+        }
+    }
 }
 
 /// The growth forecast at a trigger (`growth` in the manifest).
@@ -292,6 +346,7 @@ impl Default for Manifest {
             alerts: Vec::new(),
             escaped: Vec::new(),
             growth: None,
+            hold: None,
         }
     }
 }

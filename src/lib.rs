@@ -14,9 +14,11 @@
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
+//! - [`held`]: the register of held jobs (`--hold-for`), `guard held` and `guard kill`.
 //! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`redact`]: one redaction pass for everything that leaves guard.
+//! - [`rundir`]: guard's runtime directory (the Python hook, the register of held jobs).
 //! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
 
@@ -30,6 +32,7 @@ pub mod evidence;
 pub mod exit;
 pub mod format;
 pub mod growth;
+pub mod held;
 pub mod logger;
 pub mod metrics;
 pub mod options;
@@ -37,6 +40,7 @@ pub mod owner;
 pub mod proc;
 pub mod redact;
 pub mod report;
+pub mod rundir;
 pub mod runner;
 pub mod supervise;
 pub mod systemd;
@@ -198,6 +202,17 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             init_logging(Verbosity::Normal);
             list_cmd(&l)
         }
+        Some(cli::Sub::Held(h)) => held_cmd(&h),
+        Some(cli::Sub::Kill(k)) => match held::kill_cmd(&k.target) {
+            Ok(said) => {
+                println!("{said}");
+                0
+            }
+            Err(e) => {
+                error_line(&e);
+                exit::GUARD_FAILED
+            }
+        },
         Some(cli::Sub::Config(cli::ConfigCmd::Check(c))) => {
             init_logging(Verbosity::Normal);
             let sub = matches
@@ -286,11 +301,37 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
     if a.json {
         return print_json(&rows);
     }
+    // Held jobs first: a hold is the one thing in the list that is still going on.
+    match held::live() {
+        Ok(h) if !h.is_empty() => println!("{}", held::text(&h)),
+        Ok(_) => {}
+        Err(e) => log::warn!("{e}"),
+    }
     if rows.is_empty() {
         eprintln!("guard: no bundles in {}", dir.display());
         return 0;
     }
     print!("{}", report::list_text(&rows));
+    0
+}
+
+/// `guard held [--json]`
+fn held_cmd(a: &cli::HeldArgs) -> i32 {
+    let held = match held::live() {
+        Ok(h) => h,
+        Err(e) => {
+            error_line(&e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    if a.json {
+        return print_json(&held);
+    }
+    if held.is_empty() {
+        eprintln!("guard: no job is held now (by this user's guards)");
+        return 0;
+    }
+    print!("{}", held::text(&held));
     0
 }
 

@@ -163,6 +163,8 @@ pub const OPTIONS: &[Opt] = &[
         "How long a Python heap census may take; at the cap the held job runs this long at most, within --pyheap-headroom, and is then killed [default: 2s]"),
     opt!("pyheap_headroom", "pyheap-headroom", "GUARD_PYHEAP_HEADROOM", None, Size, "SIZE", true,
         "Memory a job at its cap gets on top of --memory while its Python heap census runs; it never gets more [default: 5% of --memory, at least 32M]"),
+    opt!("hold_for", "hold-for", "GUARD_HOLD_FOR", None, Duration, "DUR", true,
+        "After the capture at the cap, keep the job frozen for DUR instead of killing it at once (its memory stays capped, its CPU stopped) so that a person can look at it: py-spy dump --nonblocking, /proc. 'guard kill NAME' or SIGTERM to guard ends the hold sooner; then the job is killed and guard exits 137 [default: kill at once]"),
     opt!("timeout", "timeout", "GUARD_TIMEOUT", None, Duration, "DUR", true,
         "Time limit: past DUR the job gets SIGTERM (after its evidence is captured), and the whole job is killed --kill-after later; guard exits 124"),
     opt!("lock", "lock", "GUARD_LOCK", None, Path, "FILE", true,

@@ -53,6 +53,10 @@ pub struct Event {
     /// How the job's memory grew up to the event: rate, time to the cap, shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<crate::format::Forecast>,
+    /// `--hold-for`: the job is held frozen until then (RFC 3339 UTC), then killed; `guard
+    /// kill JOB` on the host ends the hold sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<String>,
 }
 
 impl Event {

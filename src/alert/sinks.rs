@@ -160,12 +160,22 @@ fn size(v: Option<u64>) -> String {
 /// The one-paragraph summary every sink carries.
 pub fn summary(ev: &Event) -> String {
     let what = match ev.event {
-        EventKind::MemoryLimit => format!(
-            "{} exceeded its memory limit {} (peak {}) and was killed",
-            ev.job,
-            size(ev.limit_bytes),
-            size(ev.peak_bytes)
-        ),
+        EventKind::MemoryLimit => match &ev.held_until {
+            Some(until) => format!(
+                "{} exceeded its memory limit {} (peak {}) and is held frozen until {until} for debugging, then killed ('guard kill {}' on {} ends the hold now)",
+                ev.job,
+                size(ev.limit_bytes),
+                size(ev.peak_bytes),
+                ev.job,
+                ev.host
+            ),
+            None => format!(
+                "{} exceeded its memory limit {} (peak {}) and was killed",
+                ev.job,
+                size(ev.limit_bytes),
+                size(ev.peak_bytes)
+            ),
+        },
         EventKind::Warning => format!(
             "{} crossed its early-warning threshold (peak so far {} of a {} limit); it keeps running",
             ev.job,
@@ -275,6 +285,9 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
     });
     if let Some(b) = &ev.bundle {
         alert["annotations"]["bundle"] = json!(b);
+    }
+    if let Some(u) = &ev.held_until {
+        alert["annotations"]["held_until"] = json!(u);
     }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         alert["annotations"]["output"] = json!(last_chars(t, 1000));
@@ -414,6 +427,9 @@ fn guard_fields(ev: &Event) -> Vec<(&'static str, String)> {
         ("GUARD_PEAK_BYTES", opt(ev.peak_bytes)),
         ("GUARD_HOST", ev.host.clone()),
     ]
+    .into_iter()
+    .chain(ev.held_until.clone().map(|u| ("GUARD_HELD_UNTIL", u)))
+    .collect()
 }
 
 #[cfg(test)]
@@ -434,6 +450,7 @@ mod tests {
             bundle: Some("/var/lib/guard/evidence/x".into()),
             summary: String::new(),
             finding: None,
+            held_until: None,
             exit_code: None,
             guard_version: "0.1.0".into(),
             time: String::new(),

@@ -139,6 +139,11 @@ impl Pending {
     pub fn pre_kill(&self) -> bool {
         self.manifest.capture == Capture::PreKill
     }
+
+    /// `--hold-for`: the job is held after this capture, as `hold` says.
+    pub fn set_hold(&mut self, hold: format::HoldInfo) {
+        self.manifest.hold = Some(hold);
+    }
 }
 
 /// The evidence state of one run.
@@ -561,6 +566,7 @@ impl Recorder {
             alerts: Vec::new(),
             escaped: self.escaped.clone(),
             growth: self.forecast(occ.usage),
+            hold: None,
         })
     }
 
@@ -790,9 +796,40 @@ impl Recorder {
     }
 }
 
-/// Record the alert deliveries in a finished bundle: manifest.json (and summary.txt) rewritten
-/// through a temporary file and a rename, so a reader sees the old or the new one, never half.
+/// Record the alert deliveries in a finished bundle.
 pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), EvidenceError> {
+    update_manifest(bundle, |m| m.alerts = deliveries.to_vec(), None)
+}
+
+/// How a held job's run ended (`--hold-for`), added to the bundle written when the hold began:
+/// its exit, its end, what ended the hold; and with --quiet the end of its output (`tail`,
+/// scrubbed by the caller as every file of a bundle is).
+pub fn record_hold_end(
+    bundle: &Path,
+    exit: Option<format::ExitInfo>,
+    hold: format::HoldInfo,
+    tail: Option<Vec<u8>>,
+) -> Result<(), EvidenceError> {
+    let now = format::rfc3339(SystemTime::now());
+    update_manifest(
+        bundle,
+        |m| {
+            m.exit = exit;
+            m.ended_at = Some(now);
+            m.hold = Some(hold);
+        },
+        tail.as_ref().map(|t| ("output.tail", t.as_slice())),
+    )
+}
+
+/// Change a finished bundle's manifest.json with `change` (and write `extra`, a file beside
+/// it): each file rewritten through a temporary file and a rename, so a reader sees the old or
+/// the new one, never half; summary.txt follows.
+fn update_manifest(
+    bundle: &Path,
+    change: impl FnOnce(&mut Manifest),
+    extra: Option<(&str, &[u8])>,
+) -> Result<(), EvidenceError> {
     let mpath = bundle.join("manifest.json");
     let update = |source: io::Error| EvidenceError::Update {
         path: mpath.clone(),
@@ -819,7 +856,10 @@ pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(
         path: mpath.clone(),
         source: e.into(),
     })?;
-    m.alerts = deliveries.to_vec();
+    change(&mut m);
+    if let Some((file, data)) = extra {
+        dir.replace(file, data).map_err(update)?;
+    }
     let json = serde_json::to_vec_pretty(&m).map_err(|e| update(io::Error::other(e)))?;
     dir.replace("manifest.json", &json).map_err(update)?;
     let via_fd = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));

@@ -17,7 +17,7 @@ use super::collectors::python_pids;
 use crate::format::{CollectorResult, PYHEAP_FORMAT, PyHeap, Status};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
+use nix::sys::stat::{Mode, fchmod};
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -48,12 +48,8 @@ pub const ENV: &str = "GUARD_PYHEAP";
 /// Why the hook could not be put in place (guard goes on without a census, and says so).
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("cannot create or open {}: {source}", path.display())]
-    Open { path: PathBuf, source: Errno },
-    #[error("{} is owned by uid {uid}, not by guard's uid {want}", path.display())]
-    Owner { path: PathBuf, uid: u32, want: u32 },
-    #[error("{} may be written by others (mode {mode:o})", path.display())]
-    Writable { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Dir(#[from] crate::rundir::RunDirError),
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("{} contains ':', which PYTHONPATH cannot carry", path.display())]
@@ -183,37 +179,13 @@ const CONTENT_HASH: u64 = {
     h
 };
 
-/// The hook's directory for `uid`, made and checked: `/run/guard/pyhook-HASH` as root (0755, so
-/// a job that drops its privileges still loads it), else `$XDG_RUNTIME_DIR/guard/pyhook-HASH` or
-/// `/tmp/guard-UID/pyhook-HASH` (0700).
+/// The hook's directory for `uid`, made and checked: `pyhook-HASH` in guard's runtime directory
+/// ([`crate::rundir`]: `/run/guard` as root, 0755 so a job that drops its privileges still
+/// loads it; else `$XDG_RUNTIME_DIR/guard` or `/tmp/guard-UID`, 0700).
 pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
-    let dflags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let open_base = |base: &Path| openat(nix::fcntl::AT_FDCWD, base, dflags, Mode::empty());
-    let (base, parts, dir_mode, opened): (PathBuf, Vec<String>, u32, _) = if uid == 0 {
-        match open_base(Path::new("/run")) {
-            Err(Errno::ENOENT | Errno::ENOTDIR) => {
-                ("/tmp".into(), vec!["guard-0".into()], 0o755, None)
-            }
-            run => ("/run".into(), vec!["guard".into()], 0o755, Some(run)),
-        }
-    } else {
-        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| owned_by(Path::new(d), uid)) {
-            Some(d) => (d.into(), vec!["guard".into()], 0o700, None),
-            None => ("/tmp".into(), vec![format!("guard-{uid}")], 0o700, None),
-        }
-    };
     let name = format!("pyhook-{CONTENT_HASH:016x}");
-    let mut path = base.clone();
-    let mut cur: OwnedFd = opened
-        .unwrap_or_else(|| open_base(&base))
-        .map_err(|source| HookError::Open {
-            path: path.clone(),
-            source,
-        })?;
-    for comp in parts.iter().map(String::as_str).chain([name.as_str()]) {
-        path.push(comp);
-        cur = own_dir(&cur, comp, dir_mode, uid, &path)?;
-    }
+    let mode = if uid == 0 { 0o755 } else { 0o700 };
+    let crate::rundir::Dir { fd: cur, path } = crate::rundir::open(uid, &[&name], mode)?;
     if path.as_os_str().as_bytes().contains(&b':') {
         return Err(HookError::Colon { path });
     }
@@ -222,7 +194,7 @@ pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
         ("_guard_hook.py", HOOK),
         ("_guard_pyheap.py", CENSUS),
     ] {
-        ensure_file(&cur, file, content.as_bytes(), dir_mode & 0o644, uid).map_err(|source| {
+        ensure_file(&cur, file, content.as_bytes(), mode & 0o644, uid).map_err(|source| {
             HookError::Write {
                 path: path.join(file),
                 source,
@@ -230,62 +202,6 @@ pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
         })?;
     }
     Ok(path)
-}
-
-fn owned_by(p: &Path, uid: u32) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid)
-}
-
-/// The directory `name` in `parent`, made with `mode` when missing, opened without following a
-/// symlink, and checked: owned by `uid`, writable by nobody else.
-fn own_dir(
-    parent: &OwnedFd,
-    name: &str,
-    mode: u32,
-    uid: u32,
-    path: &Path,
-) -> Result<OwnedFd, HookError> {
-    let open_err = |source| HookError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    // Opened first: on every run but the first the directory is there, and one syscall less
-    // is start time saved for every job.
-    let fd = match openat(parent, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => {
-            match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(open_err(e)),
-            }
-            let fd = openat(parent, name, flags, Mode::empty()).map_err(open_err)?;
-            // The umask may have taken bits the hook needs (0755: a job that drops
-            // privileges). Whoever made it, the owner check below decides.
-            let st = fstat(&fd).map_err(open_err)?;
-            if st.st_uid == uid {
-                fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(open_err)?;
-            }
-            fd
-        }
-        Err(e) => return Err(open_err(e)),
-    };
-    let st = fstat(&fd).map_err(open_err)?;
-    if st.st_uid != uid {
-        return Err(HookError::Owner {
-            path: path.to_path_buf(),
-            uid: st.st_uid,
-            want: uid,
-        });
-    }
-    if st.st_mode & 0o022 != 0 {
-        return Err(HookError::Writable {
-            path: path.to_path_buf(),
-            mode: st.st_mode & 0o7777,
-        });
-    }
-    Ok(fd)
 }
 
 /// `name` in `dir` holds exactly `content`; else it is replaced through a temporary file and a
@@ -695,36 +611,6 @@ mod tests {
             std::fs::read_to_string(target.path()).unwrap(),
             "x".repeat(CENSUS.len())
         );
-    }
-
-    #[test]
-    fn a_directory_of_another_owner_or_writable_by_others_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let base: OwnedFd = openat(
-            nix::fcntl::AT_FDCWD,
-            d.path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .unwrap();
-        let uid = nix::unistd::geteuid().as_raw();
-        let p = d.path().join("x");
-        std::fs::create_dir(&p).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(matches!(
-            own_dir(&base, "x", 0o700, uid, &p),
-            Err(HookError::Writable { .. })
-        ));
-        assert!(matches!(
-            own_dir(&base, "x", 0o700, uid + 1, &p),
-            Err(HookError::Owner { .. })
-        ));
-        std::os::unix::fs::symlink("/", d.path().join("l")).unwrap();
-        assert!(matches!(
-            own_dir(&base, "l", 0o700, uid, &d.path().join("l")),
-            Err(HookError::Open { .. })
-        ));
     }
 
     #[test]

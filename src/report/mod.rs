@@ -321,6 +321,9 @@ fn header(o: &mut String, m: &Manifest) {
         };
         let _ = writeln!(o, "  ended     {e}{how}");
     }
+    if let Some(h) = &m.hold {
+        let _ = writeln!(o, "  held      {}", hold_text(h, &m.job));
+    }
     let _ = writeln!(
         o,
         "  memory    limit {}   warn {}   at trigger {}   peak {}",
@@ -333,6 +336,26 @@ fn header(o: &mut String, m: &Manifest) {
         opt_size(m.usage_at_trigger_bytes),
         opt_size(m.peak_bytes)
     );
+}
+
+/// `--hold-for`: "frozen from … until …; ended by guard kill (pid 4711, uid 0) at …", or, while
+/// it lasts, how to end it.
+fn hold_text(h: &crate::format::HoldInfo, job: &str) -> String {
+    let asked = crate::units::format_duration(std::time::Duration::from_millis(h.requested_ms));
+    match (&h.ended_at, h.ended_by) {
+        (Some(at), Some(by)) => format!(
+            "frozen after the capture from {} (--hold-for {asked}); the hold ended at {at}: {}",
+            h.since,
+            match by {
+                crate::format::HoldEnd::Expired => format!("--hold-for {asked} ran out"),
+                _ => h.detail.clone(),
+            }
+        ),
+        _ => format!(
+            "frozen after the capture from {} until {} (--hold-for {asked}); 'guard kill {job}' on its host ends the hold now",
+            h.since, h.until
+        ),
+    }
 }
 
 /// How fast memory grew, and how long it took to get there.

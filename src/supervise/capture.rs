@@ -8,10 +8,11 @@ use crate::cgroup::Enforce;
 use crate::evidence::{EvidenceError, Occasion, Pending, Recorder, Trigger};
 use std::time::Instant;
 
-/// At the cap: hold the job (freeze / stop), capture the evidence while it is held, then kill it
-/// whole. `trigger` is when guard learnt of the cap; `peak` gets the peak as the job reached it
-/// (`--core` raises the limit a little for gcore afterwards).
-pub fn hold_capture_kill(
+/// At the cap: hold the job (freeze / stop) and capture the evidence while it is held, the
+/// Python heap census last; the caller kills it whole (or holds it, --hold-for). `trigger` is
+/// when guard learnt of the cap; `peak` gets the peak as the job reached it (`--core` raises the
+/// limit a little for gcore afterwards).
+pub fn hold_and_capture(
     enforcer: &mut dyn Enforce,
     recorder: &mut Recorder,
     trigger: Instant,
@@ -29,10 +30,9 @@ pub fn hold_capture_kill(
         recorder.census(enforcer, p, true);
     }
     log::debug!(
-        "captured the evidence {:.1} ms after the memory event; killing the job",
+        "captured the evidence {:.1} ms after the memory event",
         trigger.elapsed().as_secs_f64() * 1000.0
     );
-    enforcer.kill_all();
     result
 }
 

@@ -11,6 +11,7 @@
 
 use super::Fatal;
 use super::capture;
+use super::hold::Hold;
 use super::notify::{self, PendingAlert};
 use super::output;
 use super::prepare::protect_self;
@@ -49,11 +50,35 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 const RE_KILL: Duration = Duration::from_secs(1);
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// A signal as guard's signalfd read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    pub signo: i32,
+    /// si_code: SI_USER (kill), SI_KERNEL (the terminal), SI_QUEUE (`guard kill`), ...
+    pub code: i32,
+    /// The sender, as the kernel (or, for a queued signal, the sender) gave it.
+    pub pid: u32,
+    pub uid: u32,
+    /// A queued signal's value ([`crate::held::KILL_VALUE`] from `guard kill`).
+    pub value: i32,
+}
+
+#[cfg(test)]
+impl Received {
+    pub fn new(signo: i32, code: i32) -> Received {
+        Received {
+            signo,
+            code,
+            ..Received::default()
+        }
+    }
+}
+
 /// What one wake-up of the loop brought.
 #[derive(Debug, Default)]
 pub struct Ready {
-    /// (signal number, si_code) of each signal read from the signalfd, in order.
-    pub signals: Vec<(i32, i32)>,
+    /// Each signal read from the signalfd, in order.
+    pub signals: Vec<Received>,
     /// The enforcement's memory event fd was ready.
     pub memory_event: bool,
 }
@@ -159,7 +184,13 @@ impl Wait for Io {
         let mut signals = Vec::new();
         if sig_ready {
             while let Ok(Some(si)) = self.sfd.read_signal() {
-                signals.push((si.ssi_signo as i32, si.ssi_code));
+                signals.push(Received {
+                    signo: si.ssi_signo as i32,
+                    code: si.ssi_code,
+                    pid: si.ssi_pid,
+                    uid: si.ssi_uid,
+                    value: si.ssi_int,
+                });
             }
         }
         Ok(Ready {
@@ -252,6 +283,9 @@ pub struct Deadlines {
     pub kill_after: Option<Instant>,
     /// Once guard has killed the job: when it stops waiting for it to end.
     pub give_up: Option<Instant>,
+    /// --hold-for: when the hold ends, and the next look at the held job's memory.
+    pub hold_until: Option<Instant>,
+    pub hold_check: Option<Instant>,
 }
 
 impl Deadlines {
@@ -266,6 +300,8 @@ impl Deadlines {
             until(self.timeout),
             until(self.kill_after),
             until(self.give_up),
+            until(self.hold_until),
+            until(self.hold_check),
             self.recheck_until.map(|_| RECHECK_EVERY),
         ]
         .into_iter()
@@ -306,6 +342,8 @@ impl Pace {
 pub struct Remains {
     pub recorder: Recorder,
     pub bundle: Option<Result<Pending, EvidenceError>>,
+    /// --hold-for: the hold, whose bundle was finished as it began.
+    pub hold: Option<Hold>,
     pub pending: Vec<PendingAlert>,
     /// The sentinel, told to stand down; reaped when this is dropped, at the end of the run.
     pub sentinel: Option<StoodDown>,
@@ -320,6 +358,10 @@ impl Remains {
         peak: Option<u64>,
         tail: Option<&[u8]>,
     ) -> Result<PathBuf, EvidenceError> {
+        if let Some(h) = self.hold.take() {
+            let tail = tail.map(|t| self.recorder.scrubber().scrub(t));
+            return h.finish(ended.map(Ended::exit_info), tail);
+        }
         match self.bundle.take() {
             Some(Ok(p)) => self
                 .recorder
@@ -328,11 +370,18 @@ impl Remains {
             None => Err(self.recorder.why_none()),
         }
     }
+
+    /// How the kill line says guard killed the job at its cap.
+    pub fn killed_text(&self) -> String {
+        self.hold
+            .as_ref()
+            .map_or_else(|| "killed".to_string(), Hold::killed_text)
+    }
 }
 
 /// The loop's state for one run.
 pub struct Supervisor<'c, E: Enforce, J: Job> {
-    cfg: &'c WrapConfig,
+    pub(super) cfg: &'c WrapConfig,
     pub enforcer: E,
     pub recorder: Recorder,
     pub job: J,
@@ -352,7 +401,9 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     /// The bundle the run will end with, or why there is none.
     pub bundle: Option<Result<Pending, EvidenceError>>,
     /// The peak as the job reached the cap (before --core's extra).
-    held_peak: Option<u64>,
+    pub(super) held_peak: Option<u64>,
+    /// --hold-for: the hold after the capture at the cap.
+    pub hold: Option<Hold>,
     pub pending: Vec<PendingAlert>,
     sentinel: Option<Sentinel>,
     /// Processes of the job that left its cgroup: killed with it.
@@ -416,6 +467,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             timed_out: false,
             bundle: None,
             held_peak: None,
+            hold: None,
             pending: Vec::new(),
             sentinel,
             escapees: Vec::new(),
@@ -439,8 +491,12 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// `now` is when the wake-up happened; a deadline that passes during a capture of this
     /// step is handled at the next (which comes at once).
     pub fn step(&mut self, ready: Ready, now: Instant) {
-        for (signo, code) in ready.signals {
-            self.on_signal(signo, code, now);
+        for r in ready.signals {
+            if self.holding() && signals::ends_a_hold(r.signo) {
+                self.end_hold_by_signal(r, now);
+            } else {
+                self.on_signal(r.signo, r.code, now);
+            }
         }
         if ready.memory_event {
             self.on_memory_event(now);
@@ -466,6 +522,12 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         }
         if self.ended.is_none() && due(self.at.give_up, now) {
             self.on_give_up();
+        }
+        if self.holding() && due(self.at.hold_until, now) {
+            self.on_hold_expired(now);
+        }
+        if self.holding() && due(self.at.hold_check, now) {
+            self.on_hold_check(now);
         }
     }
 
@@ -527,23 +589,32 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         }
     }
 
-    /// The job is at its cap: hold it, keep the evidence, kill it whole.
+    /// The job is at its cap: hold it, keep the evidence, kill it whole — or with --hold-for
+    /// keep holding it (unless it is dying already, or a terminating signal asked it to end).
     fn at_the_cap(&mut self, trigger: Instant) {
         self.memory_killed = true;
         self.at.sample = None;
         self.at.recheck_until = None;
-        self.bundle = Some(capture::hold_capture_kill(
+        let captured = capture::hold_and_capture(
             &mut self.enforcer,
             &mut self.recorder,
             trigger,
             &mut self.held_peak,
-        ));
-        self.kills += 1;
-        self.after_kill(Instant::now());
+        );
+        let now = Instant::now();
+        match self.cfg.hold_for {
+            Some(d) if self.enforcer.verdict().oom_kills == 0 && self.at.kill_after.is_none() => {
+                self.begin_hold(captured, d, now)
+            }
+            _ => {
+                self.bundle = Some(captured);
+                self.kill(now);
+            }
+        }
     }
 
     /// Kill the whole job now, and keep at it (bounded) until it has ended.
-    fn kill(&mut self, now: Instant) {
+    pub(super) fn kill(&mut self, now: Instant) {
         self.enforcer.kill_all();
         self.kills += 1;
         self.after_kill(now);
@@ -798,6 +869,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         Remains {
             recorder: self.recorder,
             bundle: self.bundle,
+            hold: self.hold,
             pending: self.pending,
             sentinel: self.sentinel.map(Sentinel::stand_down),
         }

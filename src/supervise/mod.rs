@@ -12,6 +12,7 @@
 
 mod capture;
 mod event_loop;
+mod hold;
 mod lock;
 mod notify;
 pub mod output;
@@ -92,12 +93,14 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let (peak, metrics_peak) = sup.peaks(verdict);
     let ended = sup.ended;
     let mut left = sup.clean_up(&mut io);
+    let killed = left.killed_text();
+    let alerted = left.hold.is_some();
     let output_tail = output.finish(io.capture.take());
     let bundle = left.finish_bundle(ended, peak, output_tail.as_deref());
     if verdict.failed() {
         output.replay();
     }
-    if let Some(line) = verdict.line(cfg, pid, peak, &evidence_text(&bundle)) {
+    if let Some(line) = verdict.line(cfg, pid, peak, &killed, &evidence_text(&bundle)) {
         let shown = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
         let path = bundle
             .as_ref()
@@ -133,6 +136,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         } else {
             left.recorder.scrubber()
         },
+        alerted,
     };
     notify::tell(cfg, ending, start_ping, started);
     // Last: the sentinel stood down at the cleanup and has exited meanwhile; reap it.

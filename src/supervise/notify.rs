@@ -92,6 +92,41 @@ pub fn warning(
     })
 }
 
+/// `--hold-for`: the memory-limit alert goes out as the hold begins — the job is held, until
+/// when, and how to end the hold — on its own thread (joined when the run is over); the run's
+/// end sends no second one.
+pub fn held(
+    cfg: &WrapConfig,
+    pid: i32,
+    scrub: &Scrubber,
+    bundle: Option<PathBuf>,
+    peak: Option<u64>,
+    until: &str,
+) -> Option<PendingAlert> {
+    if !cfg.alerts.iter().any(|s| s.wants(EventKind::MemoryLimit)) {
+        return None;
+    }
+    let mut ev = event(
+        cfg,
+        scrub,
+        pid,
+        EventKind::MemoryLimit,
+        bundle.as_deref(),
+        peak,
+        None,
+    );
+    ev.held_until = Some(until.to_string());
+    ev.summary = alert::sinks::summary(&ev);
+    let sinks = cfg.alerts.clone();
+    let sent = ev.clone();
+    let handle = std::thread::spawn(move || alert::deliver(&sinks, &sent));
+    Some(PendingAlert {
+        event: ev,
+        bundle,
+        handle,
+    })
+}
+
 /// The event the alert sinks get (what the bundle's manifest says, where there is one), its
 /// command line redacted as the bundle's is.
 fn event(
@@ -132,6 +167,7 @@ fn event(
         output_tail: None,
         finding,
         growth: m.as_ref().and_then(|m| m.growth),
+        held_until: None,
     };
     ev.summary = alert::sinks::summary(&ev);
     ev
@@ -190,8 +226,12 @@ pub fn tell(
     });
 }
 
-/// The alert of how the run ended, to every sink that wants its kind.
+/// The alert of how the run ended, to every sink that wants its kind (unless it went out as a
+/// hold began).
 fn alert_the_ending(cfg: &WrapConfig, ending: &Ending) {
+    if ending.alerted {
+        return;
+    }
     let bundle = ending.bundle.as_ref().ok().map(PathBuf::as_path);
     let Some(kind) = ending
         .kind

@@ -31,6 +31,12 @@ pub const TERMINATING: &[Signal] = &[
     Signal::SIGQUIT,
 ];
 
+/// Whether `signo` ends a `--hold-for` hold: a terminating signal, sent to guard or from the
+/// terminal (the person at it pressed Ctrl-C). A frozen job would not act on it anyway.
+pub fn ends_a_hold(signo: i32) -> bool {
+    Signal::try_from(signo).is_ok_and(|s| TERMINATING.contains(&s))
+}
+
 /// Every signal guard blocks and reads from its signalfd.
 pub fn handled() -> SigSet {
     let mut set = SigSet::empty();

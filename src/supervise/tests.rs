@@ -3,7 +3,7 @@
 //! [`Supervisor::step`] the wake-ups a real run would bring, at the times they would come.
 
 use super::Fatal;
-use super::event_loop::{Deadlines, Job, RECHECK_EVERY, Ready, Supervisor, Wait};
+use super::event_loop::{Deadlines, Job, RECHECK_EVERY, Ready, Received, Supervisor, Wait};
 use super::verdict::{Ended, Verdict};
 use crate::cgroup::fs::CgError;
 use crate::cgroup::{Enforce, MemoryVerdict, SampledFiles};
@@ -179,7 +179,7 @@ impl Wait for Script {
 
 fn sigchld() -> Ready {
     Ready {
-        signals: vec![(libc::SIGCHLD, 1)],
+        signals: vec![Received::new(libc::SIGCHLD, 1)],
         memory_event: false,
     }
 }
@@ -221,6 +221,7 @@ fn config(evidence: &Path) -> WrapConfig {
         lock_wait: None,
         slice: None,
         no_systemd: true,
+        hold_for: None,
     }
 }
 
@@ -387,7 +388,7 @@ fn a_signal_that_arrives_with_the_cap_is_forwarded_and_the_hold_still_comes() {
     let t0 = Instant::now();
     sup.step(
         Ready {
-            signals: vec![(libc::SIGTERM, 0)],
+            signals: vec![Received::new(libc::SIGTERM, 0)],
             memory_event: true,
         },
         t0,
@@ -449,7 +450,7 @@ fn a_signal_during_a_timeout_hold_is_forwarded_once_the_job_runs_again() {
     // kill-after count the timeout started is kept.
     sup.step(
         Ready {
-            signals: vec![(libc::SIGINT, 0)],
+            signals: vec![Received::new(libc::SIGINT, 0)],
             memory_event: false,
         },
         t0 + Duration::from_millis(70),
@@ -494,4 +495,150 @@ fn deadlines_wake_the_loop_at_the_earliest() {
     d.kill_after = None;
     d.recheck_until = Some(now + Duration::from_millis(300));
     assert_eq!(d.wait(now), RECHECK_EVERY);
+}
+
+/// A run that ended after a --hold-for hold: the bundle written as the hold began, completed
+/// with the job's end.
+fn finished_after_hold(sup: Supervisor<'_, FakeEnforcer, FakeJob>) -> crate::format::Manifest {
+    let ended = sup.ended;
+    let mut left = sup.clean_up(&mut Script(Vec::new()));
+    assert!(
+        left.bundle.is_none(),
+        "the bundle was finished as the hold began"
+    );
+    let path = left.finish_bundle(ended, None, None).expect("written");
+    crate::report::Report::load(&path)
+        .expect("readable")
+        .manifest
+}
+
+fn hold_config(d: &Path) -> WrapConfig {
+    let mut cfg = config(d);
+    cfg.hold_for = Some(Duration::from_secs(30));
+    cfg
+}
+
+#[test]
+fn with_hold_for_the_job_stays_frozen_until_the_hold_runs_out_then_is_killed() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = hold_config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().usage = 100 * MIB;
+    w.borrow_mut().at_cap = true;
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(memory_event(), t0);
+    assert_eq!(
+        calls(&w),
+        [Call::Hold, Call::Hold],
+        "held, and held again: no kill"
+    );
+    assert!(sup.holding());
+    // The bundle is there already, saying the job is held and until when.
+    let bundles = crate::format::bundles(d.path());
+    assert_eq!(bundles.len(), 1);
+    let m = crate::report::Report::load(&bundles[0]).unwrap().manifest;
+    let h = m.hold.expect("hold in the manifest");
+    assert_eq!(h.requested_ms, 30_000);
+    assert_eq!(h.ended_by, None);
+    assert!(m.exit.is_none());
+    // No sampling, no timeline while held: the hold's end and a look at its memory each second.
+    assert_eq!(sup.at.sample, None);
+    assert!(
+        sup.at
+            .hold_until
+            .is_some_and(|u| u >= t0 + Duration::from_secs(30))
+    );
+    sup.step(Ready::default(), t0 + Duration::from_secs(29));
+    assert_eq!(calls(&w), [Call::Hold, Call::Hold], "still held at 29 s");
+    let end = t0 + Duration::from_secs(31);
+    sup.step(Ready::default(), end);
+    assert_eq!(calls(&w), [Call::Hold, Call::Hold, Call::KillAll]);
+    assert!(!sup.holding());
+    sup.step(sigchld(), end);
+    let v = sup.verdict();
+    assert_eq!((v, v.status()), (Verdict::MemoryLimit, 137));
+    let m = finished_after_hold(sup);
+    let h = m.hold.expect("hold");
+    assert_eq!(h.ended_by, Some(crate::format::HoldEnd::Expired));
+    assert_eq!(m.exit.and_then(|e| e.signal), Some(libc::SIGKILL));
+    assert!(m.ended_at.is_some());
+}
+
+#[test]
+fn a_terminating_signal_or_guard_kill_ends_the_hold_and_is_not_forwarded() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = hold_config(d.path());
+    for (code, value, by) in [
+        (0, 0, crate::format::HoldEnd::Signal),
+        (
+            libc::SI_QUEUE,
+            crate::held::KILL_VALUE,
+            crate::format::HoldEnd::GuardKill,
+        ),
+    ] {
+        let w = Shared::default();
+        w.borrow_mut().at_cap = true;
+        let mut sup = supervisor(&cfg, &w);
+        let t0 = Instant::now();
+        sup.step(memory_event(), t0);
+        // SIGUSR1 is forwarded as ever; SIGTERM ends the hold.
+        let mut term = Received::new(libc::SIGTERM, code);
+        term.value = value;
+        sup.step(
+            Ready {
+                signals: vec![Received::new(libc::SIGUSR1, 0), term],
+                memory_event: false,
+            },
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(w.borrow().forwarded, [Signal::SIGUSR1]);
+        assert_eq!(calls(&w), [Call::Hold, Call::Hold, Call::KillAll]);
+        sup.step(sigchld(), t0 + Duration::from_secs(1));
+        assert_eq!(sup.verdict().status(), 137);
+        assert_eq!(finished_after_hold(sup).hold.unwrap().ended_by, Some(by));
+    }
+}
+
+#[test]
+fn a_held_job_that_grows_is_killed_and_one_asked_to_end_is_not_held() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = hold_config(d.path());
+    let w = Shared::default();
+    w.borrow_mut().usage = 100 * MIB;
+    w.borrow_mut().at_cap = true;
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    sup.step(memory_event(), t0);
+    let later = t0 + 2 * super::hold::HOLD_CHECK;
+    sup.step(Ready::default(), later);
+    assert_eq!(calls(&w), [Call::Hold, Call::Hold], "not grown: still held");
+    w.borrow_mut().usage = 200 * MIB;
+    let later = t0 + 4 * super::hold::HOLD_CHECK;
+    sup.step(Ready::default(), later);
+    assert_eq!(calls(&w), [Call::Hold, Call::Hold, Call::KillAll]);
+    sup.step(sigchld(), later);
+    let _ = sup.verdict();
+    let h = finished_after_hold(sup).hold.unwrap();
+    assert_eq!(h.ended_by, Some(crate::format::HoldEnd::Grew));
+    assert!(
+        h.detail.contains("grew from 100 MiB to 200 MiB"),
+        "{}",
+        h.detail
+    );
+
+    // SIGTERM reached guard (and the job) before the cap: the job was asked to end, so the cap
+    // kills it at once.
+    let w = Shared::default();
+    w.borrow_mut().at_cap = true;
+    let mut sup = supervisor(&cfg, &w);
+    sup.step(
+        Ready {
+            signals: vec![Received::new(libc::SIGTERM, 0)],
+            memory_event: true,
+        },
+        t0,
+    );
+    assert_eq!(calls(&w), [Call::Hold, Call::KillAll]);
+    assert!(sup.hold.is_none());
 }

@@ -76,11 +76,14 @@ impl Verdict {
     }
 
     /// guard's one line on stderr about how the run ended (None: the job's own end says it).
+    /// `killed`: how guard killed the job at its cap ("killed", or "held 2.0 s (…), then
+    /// killed" after --hold-for).
     pub fn line(
         self,
         cfg: &WrapConfig,
         pid: i32,
         peak: Option<u64>,
+        killed: &str,
         evidence: &str,
     ) -> Option<String> {
         match self {
@@ -88,7 +91,7 @@ impl Verdict {
                 let limit = cfg.memory.map(format_size).unwrap_or_else(|| "none".into());
                 let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
                 Some(format!(
-                    "guard: {} (pid {pid}) exceeded its memory limit {limit} (peak {peak}); killed; {evidence}",
+                    "guard: {} (pid {pid}) exceeded its memory limit {limit} (peak {peak}); {killed}; {evidence}",
                     cfg.name
                 ))
             }
@@ -122,6 +125,8 @@ pub struct Ending {
     pub pending: Vec<PendingAlert>,
     /// What everything sent out is scrubbed with.
     pub scrub: crate::redact::Scrubber,
+    /// The ending's alert went out already (as a --hold-for hold began).
+    pub alerted: bool,
 }
 
 impl Ending {
