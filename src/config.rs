@@ -121,6 +121,8 @@ pub struct EvidenceConfig {
     pub redact: Vec<String>,
     pub environ: bool,
     pub pyspy_locals: bool,
+    /// --pyspy: the py-spy program (None: looked for, see `runner::locate`).
+    pub pyspy: Option<PathBuf>,
     /// The Python heap census (None: --no-pyheap).
     pub pyheap: Option<crate::evidence::pyheap::Settings>,
 }
@@ -630,6 +632,16 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("redact", e.redact.join(",")),
         ("no_environ", (!e.environ).to_string()),
         ("pyspy_locals", e.pyspy_locals.to_string()),
+        (
+            "pyspy",
+            match &e.pyspy {
+                Some(p) => p.display().to_string(),
+                None => match crate::runner::locate("py-spy") {
+                    Ok(p) => format!("{} (found)", p.display()),
+                    Err(e) => format!("none ({e})"),
+                },
+            },
+        ),
         ("no_pyheap", e.pyheap.is_none().to_string()),
         (
             "pyheap_window",
@@ -674,8 +686,26 @@ fn evidence_config(
         redact: redact(args, src)?,
         environ: !flag(src, args, "no_environ")?,
         pyspy_locals: flag(src, args, "pyspy_locals")?,
+        pyspy: program(args, src, "pyspy")?,
         pyheap: pyheap(args, src)?,
     })
+}
+
+/// A helper program option (--pyspy): an executable file, made absolute.
+fn program(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<PathBuf>, UsageError> {
+    let Some(p) = path(args, key, "the program is an empty string: give its path")? else {
+        return Ok(None);
+    };
+    let shown = p.display().to_string();
+    let executable = std::fs::metadata(&p).is_ok_and(|m| m.is_file())
+        && nix::unistd::access(&p, nix::unistd::AccessFlags::X_OK).is_ok();
+    if !executable {
+        return Err(UsageError(format!(
+            "invalid {}: not an executable file (pip install py-spy puts it in /usr/local/bin, ~/.local/bin or the virtualenv's bin)",
+            origin(src, key, &shown)
+        )));
+    }
+    Ok(Some(p))
 }
 
 /// --no-pyheap, --pyheap-window (more than 0, at most a minute: the held job runs that long),

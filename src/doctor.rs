@@ -80,17 +80,17 @@ fn evidence_caps() -> Vec<Capability> {
         )),
     }
     let tool = |name: &'static str, what: &str, fix: &str| {
-        let found = crate::runner::which(name);
+        let found = crate::runner::locate(name);
         let detail = match &found {
-            Some(p) => format!("{} ({what})", p.display()),
-            None => format!("not on PATH ({what})"),
+            Ok(p) => format!("{} ({what})", p.display()),
+            Err(e) => format!("{e} ({what})"),
         };
-        Capability::new(name, found.is_some(), detail, fix)
+        Capability::new(name, found.is_ok(), detail, fix)
     };
     caps.push(tool(
         "py-spy",
         "Python stacks in bundles",
-        "pip install py-spy",
+        "pip install py-spy (or name it: --pyspy PATH, pyspy = \"PATH\" in guard.toml)",
     ));
     caps.push(tool("gcore", "cores with --core", "apt-get install gdb"));
     caps

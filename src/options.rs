@@ -155,6 +155,8 @@ pub const OPTIONS: &[Opt] = &[
         "Environment variables whose names contain one of these words (comma-separated, case-insensitive; *WORD: at the end, WORD*: at the start) have their values replaced by <redacted> in bundles, alerts, pings and log lines [default: PASS,SECRET,TOKEN,KEY,CREDENTIAL,AUTH,COOKIE,SESSION,PRIVATE,DSN,DATABASE_URL,CONN,*_PWD,*_PAT]"),
     opt!("no_environ", "no-environ", "GUARD_NO_ENVIRON", None, Flag, "", true,
         "Write no environ files into bundles"),
+    opt!("pyspy", "pyspy", "GUARD_PYSPY", None, Path, "PATH", true,
+        "The py-spy program for Python stacks in bundles [default: py-spy on PATH, else in /usr/local/bin, /usr/bin or ~/.local/bin when owned by root or you and writable by nobody else]"),
     opt!("pyspy_locals", "pyspy-locals", "GUARD_PYSPY_LOCALS", None, Flag, "", true,
         "Include local variables in Python stacks (py-spy --locals; they may contain secrets)"),
     opt!("no_pyheap", "no-pyheap", "GUARD_NO_PYHEAP", None, Flag, "", true,

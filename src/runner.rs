@@ -20,6 +20,56 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file())
 }
 
+/// Where guard looks for a helper beyond PATH: cron's PATH is /usr/bin:/bin, and pip puts
+/// programs in /usr/local/bin (root) or ~/.local/bin (a user, pipx).
+const USUAL_PLACES: &[&str] = &["/usr/local/bin", "/usr/bin", "/usr/local/sbin", "/usr/sbin"];
+
+/// Where a helper was looked for and not found (for the collector's line and doctor).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} is not on PATH nor in {looked}")]
+pub struct NotFound {
+    pub name: String,
+    pub looked: String,
+}
+
+/// The helper `name`: the first executable on PATH, else in [`USUAL_PLACES`] or
+/// `$HOME/.local/bin`. Outside PATH only a file that root or guard's own user owns, in a
+/// directory of the same owners, and that nobody else may write, is taken: guard may run as
+/// root with another user's HOME (sudo keeps it), and must not run that user's program as root.
+pub fn locate(name: &str) -> Result<PathBuf, NotFound> {
+    if let Some(p) = which(name) {
+        return Ok(p);
+    }
+    let home = std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/bin"));
+    let dirs: Vec<PathBuf> = USUAL_PLACES.iter().map(PathBuf::from).chain(home).collect();
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| trusted_executable(p))
+        .ok_or_else(|| NotFound {
+            name: name.to_string(),
+            looked: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// An executable regular file (symlinks followed: pip's are) owned by root or guard's user and
+/// writable by nobody else, in a directory with the same owners and no other writer.
+fn trusted_executable(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let ok = |m: &std::fs::Metadata| (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0;
+    let (Ok(file), Some(dir)) = (std::fs::metadata(p), p.parent()) else {
+        return false;
+    };
+    file.is_file()
+        && ok(&file)
+        && std::fs::metadata(dir).is_ok_and(|d| ok(&d))
+        && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
 /// An anonymous in-memory file for a helper's output.
 fn memfd(name: &str) -> std::io::Result<std::fs::File> {
     let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
@@ -205,6 +255,29 @@ pub fn run_bounded<S: AsRef<OsStr>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_helper_outside_path_is_taken_only_from_its_owners() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("tool");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&bin, 0o755);
+        set(d.path(), 0o755);
+        assert!(trusted_executable(&bin));
+        set(&bin, 0o775);
+        assert!(!trusted_executable(&bin), "others may write the program");
+        set(&bin, 0o755);
+        set(d.path(), 0o777);
+        assert!(!trusted_executable(&bin), "others may write its directory");
+        set(d.path(), 0o755);
+        set(&bin, 0o644);
+        assert!(!trusted_executable(&bin), "not executable");
+        assert!(!trusted_executable(d.path()), "a directory");
+    }
 
     #[test]
     fn bounded_run_reports_each_outcome() {

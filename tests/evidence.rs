@@ -610,6 +610,71 @@ fn leak_py_report_names_the_allocating_line() {
     assert_eq!(pyspy["status"], "ok", "{pyspy}");
 }
 
+/// cron's PATH (/usr/bin:/bin) misses a py-spy installed elsewhere: --pyspy names it; without
+/// it the report says how to get stacks. A --pyspy that is not a program is refused up front.
+#[test]
+fn under_crons_path_pyspy_names_the_program_and_a_report_without_stacks_says_how() {
+    let test = "under_crons_path_pyspy_names_the_program_and_a_report_without_stacks_says_how";
+    if !privileged(test) || !tool(test, "python3") || !tool(test, "py-spy") {
+        return;
+    }
+    let pyspy = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("py-spy"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let leak = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/leak.py");
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let ev = tempfile::tempdir().unwrap().keep();
+        let o = guard_cmd()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .arg("--evidence-dir")
+            .arg(&ev)
+            .args(["--warn", "off", "-m", "200M"])
+            .args(extra)
+            .args(["--", "/usr/bin/python3", leak.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .bounded();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(137), "{err}");
+        bundle_from_kill_line(&err)
+    };
+    let status = |b: &Path| {
+        manifest(b)["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("py-spy"))
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let named = run(&["--pyspy", pyspy.to_str().unwrap()]);
+    assert_eq!(status(&named), "ok");
+    let unnamed = run(&[]);
+    let text = String::from_utf8_lossy(&guard_cmd().arg("report").arg(&unnamed).bounded().stdout)
+        .into_owned();
+    if status(&unnamed) != "ok" {
+        // Not in /usr/local/bin, /usr/bin or ~/.local/bin on this machine.
+        assert!(
+            text.contains("Python stacks: none in this bundle"),
+            "{text}"
+        );
+        assert!(text.contains("--pyspy PATH"), "{text}");
+    }
+    let o = guard_cmd()
+        .args(["--pyspy", "/nonexistent/py-spy", "-m", "1G", "--", "true"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(125));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(
+            "guard: error: invalid --pyspy '/nonexistent/py-spy': not an executable file"
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn core_of_the_largest_process_on_request() {
     if !privileged("core_of_the_largest_process_on_request")

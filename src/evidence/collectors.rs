@@ -5,7 +5,7 @@
 
 use super::bundle::{BundleWriter, DirFd};
 use crate::format::{CollectorResult, Status};
-use crate::runner::{Env, Helper, Ran, run_bounded, which};
+use crate::runner::{Env, Helper, Ran, locate, run_bounded};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
@@ -42,13 +42,25 @@ pub fn python_pids(proc: &Path, pids: &[i32]) -> Vec<i32> {
 
 /// `py-spy dump --nonblocking` for each Python process among `pids` (largest first), into
 /// `processes/<pid>/pyspy.txt`. One result per process, or one `skipped` result.
+/// How py-spy is run: the program (--pyspy; None: looked for), --locals, the bound.
+#[derive(Debug, Clone, Copy)]
+pub struct PySpy<'a> {
+    pub program: Option<&'a Path>,
+    pub locals: bool,
+    pub timeout: Duration,
+}
+
 pub fn pyspy(
     proc: &Path,
     pids: &[i32],
     w: &BundleWriter,
-    locals: bool,
-    timeout: Duration,
+    how: PySpy<'_>,
 ) -> std::io::Result<Vec<CollectorResult>> {
+    let PySpy {
+        program,
+        locals,
+        timeout,
+    } = how;
     let python = python_pids(proc, pids);
     if python.is_empty() {
         return Ok(vec![CollectorResult::skipped(
@@ -56,14 +68,21 @@ pub fn pyspy(
             "no Python process in the job",
         )]);
     }
-    let Some(bin) = which("py-spy") else {
-        return Ok(vec![CollectorResult::skipped(
-            "py-spy",
-            format!(
-                "py-spy is not on PATH ({} Python process(es) in the job; install it with 'pip install py-spy')",
-                python.len()
-            ),
-        )]);
+    let found = match program {
+        Some(p) => Ok(p.to_path_buf()),
+        None => locate("py-spy"),
+    };
+    let bin = match found {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(vec![CollectorResult::skipped(
+                "py-spy",
+                format!(
+                    "{e} ({} Python process(es) in the job; install it with 'pip install py-spy', or name it with --pyspy PATH)",
+                    python.len()
+                ),
+            )]);
+        }
     };
     // All at once: each dump takes tens of milliseconds, mostly py-spy starting up.
     let started: Vec<(i32, Result<Helper, Ran>)> = python
@@ -105,11 +124,14 @@ pub fn pyspy(
 /// so it is given a path through guard's descriptor of the bundle, not through the evidence
 /// directory's name.
 pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
-    let Some(bin) = which("gcore") else {
-        return Ok(CollectorResult::skipped(
-            "core",
-            "gcore is not on PATH (install gdb)",
-        ));
+    let bin = match locate("gcore") {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(CollectorResult::skipped(
+                "core",
+                format!("{e} (install gdb)"),
+            ));
+        }
     };
     let dir = format!("processes/{pid}");
     w.mkdir(&dir)?;

@@ -509,8 +509,11 @@ impl Recorder {
                 &self.proc,
                 &ordered,
                 w,
-                self.cfg.pyspy_locals,
-                bound,
+                collectors::PySpy {
+                    program: self.cfg.pyspy.as_deref(),
+                    locals: self.cfg.pyspy_locals,
+                    timeout: bound,
+                },
             )?);
         } else {
             collectors.push(CollectorResult::skipped(
@@ -684,10 +687,10 @@ impl Recorder {
                 ),
             ));
         }
-        if crate::runner::which("gcore").is_none() {
+        if let Err(e) = crate::runner::locate("gcore") {
             return Ok(CollectorResult::skipped(
                 "core",
-                "gcore is not on PATH (install gdb)",
+                format!("{e} (install gdb)"),
             ));
         }
         let pids: Vec<i32> = by_size.iter().map(|&(p, _)| p).collect();

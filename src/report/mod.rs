@@ -497,6 +497,33 @@ fn no_census(m: &Manifest) -> Option<String> {
     })
 }
 
+/// Why a bundle of a Python job has no py-spy stack, and how to get one (None: stacks are
+/// there, or no Python process was in the job).
+fn no_stacks(m: &Manifest) -> Option<String> {
+    use crate::format::Status;
+    let c = m
+        .collectors
+        .iter()
+        .filter(|c| c.name.starts_with("py-spy"))
+        .find(|c| c.status != Status::Ok && !c.detail.contains("no Python process"))?;
+    Some(match c.status {
+        Status::Skipped if c.detail.contains("no longer running") => {
+            "none: the job had died before guard could read it (a post-mortem bundle)".into()
+        }
+        Status::Skipped => "none: py-spy was not found (see the collectors below); install it \
+             ('pip install py-spy'; guard looks on PATH, then in /usr/local/bin, /usr/bin and \
+             ~/.local/bin) or name it with --pyspy PATH (pyspy = \"PATH\" in guard.toml); \
+             'guard doctor' says whether guard finds it"
+            .into(),
+        _ => format!(
+            "none: {} {} ({}); py-spy reads the process's memory: run guard as root, in a \
+             container with CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE), and for a \
+             non-root guard with kernel.yama.ptrace_scope at 1 or less",
+            c.name, c.status, c.detail
+        ),
+    })
+}
+
 /// The largest processes by PSS, each with its largest mappings; what could not be read.
 fn processes(o: &mut String, r: &Report) {
     let m = &r.manifest;
@@ -568,6 +595,11 @@ fn process_rows(o: &mut String, p: &crate::format::ProcessEntry) {
 
 /// The Python stacks py-spy captured, the first lines of each.
 fn stacks(o: &mut String, r: &Report) {
+    if r.stacks.is_empty() {
+        if let Some(why) = no_stacks(&r.manifest) {
+            let _ = writeln!(o, "\nPython stacks: {why}");
+        }
+    }
     for s in &r.stacks {
         let _ = writeln!(o, "\nPython stack of {} (py-spy, innermost first):", s.pid);
         let lines: Vec<&str> = s
@@ -753,5 +785,34 @@ mod tests {
             t.contains("pid 42: not read: smaps_rollup, maps (the read did not answer in time)"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_bundle_without_python_stacks_says_how_to_get_them() {
+        use crate::format::{CollectorResult, Status};
+        let with = |status: Status, detail: &str| Manifest {
+            collectors: vec![CollectorResult {
+                name: "py-spy".into(),
+                status,
+                duration_ms: 0.0,
+                detail: detail.into(),
+            }],
+            ..Default::default()
+        };
+        let missing = no_stacks(&with(
+            Status::Skipped,
+            "py-spy is not on PATH nor in /usr/bin",
+        ));
+        let t = missing.expect("a reason");
+        assert!(t.contains("install it ('pip install py-spy'"), "{t}");
+        assert!(t.contains("--pyspy PATH"), "{t}");
+        assert!(t.starts_with("none: py-spy was not found"), "{t}");
+        let denied = no_stacks(&with(Status::Failed, "Permission denied")).expect("a reason");
+        assert!(denied.contains("--cap-add SYS_PTRACE"), "{denied}");
+        assert_eq!(
+            no_stacks(&with(Status::Skipped, "no Python process in the job")),
+            None
+        );
+        assert_eq!(no_stacks(&with(Status::Ok, "")), None);
     }
 }

@@ -124,8 +124,27 @@ pub fn capture_and_release(
     trigger: Trigger,
     usage: Option<u64>,
 ) -> Result<Pending, EvidenceError> {
-    let result = held_capture(enforcer, recorder, trigger, Instant::now(), usage, |_| {});
+    // Observe mode: the container's OOM killer is not guard's enforcer's; its counter says
+    // whether it struck during the capture (guard's own reads and the bundle are charged to
+    // the container too).
+    let container_kills = |r: &Recorder| {
+        r.observe.as_ref().and_then(|o| {
+            crate::cgroup::kernel_counters_of(&o.dir)
+                .get("oom_kill")
+                .copied()
+        })
+    };
+    let before = container_kills(recorder);
+    let mut result = held_capture(enforcer, recorder, trigger, Instant::now(), usage, |_| {});
     enforcer.unhold();
+    if let (Some(b), Some(a), Ok(p)) = (before, container_kills(recorder), &mut result) {
+        if a > b {
+            log::info!(
+                "the container's OOM killer acted during the capture; the bundle is post-mortem"
+            );
+            p.mark_post_mortem();
+        }
+    }
     result
 }
 

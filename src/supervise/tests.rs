@@ -207,6 +207,7 @@ fn config(evidence: &Path) -> WrapConfig {
             redact: vec!["TOKEN".into()],
             environ: false,
             pyspy_locals: false,
+            pyspy: None,
             pyheap: None,
         },
         metrics_file: None,
