@@ -274,9 +274,9 @@ fn report_cmd(a: &cli::ReportArgs) -> i32 {
         return print_json(&r);
     }
     if let Some(out) = &a.html {
-        if let Err(e) = std::fs::write(out, report::html(&r)) {
+        if let Err(e) = write_private(out, report::html(&r).as_bytes()) {
             error_line(format!(
-                "cannot write {}: {e} (choose a writable path for --html)",
+                "cannot write {}: {e} (choose a writable path for --html; guard does not write through a symlink)",
                 out.display()
             ));
             return exit::GUARD_FAILED;
@@ -286,6 +286,22 @@ fn report_cmd(a: &cli::ReportArgs) -> i32 {
     }
     print!("{}", report::text(&r));
     0
+}
+
+/// Write `data` to `path` as the bundle's files are: 0600 (the page holds the bundle's
+/// command lines and paths), never through a symlink (root writing where another user points).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // An existing file keeps its mode through O_CREAT: make it private too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(data)
 }
 
 /// `guard list [--json]`

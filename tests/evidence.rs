@@ -540,6 +540,33 @@ fn retention_keeps_the_newest_and_leftovers_of_dead_guards_go() {
         "{page}"
     );
     assert!(!page.contains("<script"), "self-contained, no scripts");
+    assert!(page.contains("white-space:pre-wrap"), "the text wraps");
+    let mode = std::fs::metadata(&html).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o600, "private like the bundle: {mode:o}");
+    // An existing page becomes private too; a symlink in its place is not written through.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&html, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = guard_cmd()
+        .arg("report")
+        .arg(&paths[2])
+        .arg("--html")
+        .arg(&html)
+        .bounded();
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(std::fs::metadata(&html).unwrap().mode() & 0o777, 0o600);
+    let target = ev.path().join("target.txt");
+    std::fs::write(&target, "untouched").unwrap();
+    let link = ev.path().join("link.html");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let refused = guard_cmd()
+        .arg("report")
+        .arg(&paths[2])
+        .arg("--html")
+        .arg(&link)
+        .bounded();
+    assert_eq!(refused.status.code(), Some(125));
+    assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
 }
 
 #[test]
@@ -657,7 +684,7 @@ fn under_crons_path_pyspy_names_the_program_and_a_report_without_stacks_says_how
     if status(&unnamed) != "ok" {
         // Not in /usr/local/bin, /usr/bin or ~/.local/bin on this machine.
         assert!(
-            text.contains("Python stacks: none in this bundle"),
+            text.contains("Python stacks: none: py-spy was not found"),
             "{text}"
         );
         assert!(text.contains("--pyspy PATH"), "{text}");

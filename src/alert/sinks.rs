@@ -157,8 +157,25 @@ fn size(v: Option<u64>) -> String {
     v.map(format_size).unwrap_or_else(|| "unknown".into())
 }
 
-/// The one-paragraph summary every sink carries.
+/// The one-paragraph summary every sink carries: what happened on which host, how memory
+/// grew, what holds it, where the evidence is.
 pub fn summary(ev: &Event) -> String {
+    let finding = ev
+        .finding
+        .as_deref()
+        .map(|f| format!(" What holds the memory: {f}."))
+        .unwrap_or_default();
+    let bundle = ev
+        .bundle
+        .as_deref()
+        .map(|b| format!(" Evidence: {b} (guard report {b})."))
+        .unwrap_or_default();
+    format!("{}{finding}{bundle}", headline(ev))
+}
+
+/// The summary's first part: what happened to the job, on which host, with its command and
+/// how its memory grew.
+fn headline(ev: &Event) -> String {
     let what = match ev.event {
         EventKind::MemoryLimit => match &ev.held_until {
             Some(until) => format!(
@@ -197,18 +214,8 @@ pub fn summary(ev: &Event) -> String {
         ),
         other => format!("{}: {other}", ev.job),
     };
-    let bundle = ev
-        .bundle
-        .as_deref()
-        .map(|b| format!(" Evidence: {b} (guard report {b})."))
-        .unwrap_or_default();
-    let finding = ev
-        .finding
-        .as_deref()
-        .map(|f| format!(" What holds the memory: {f}."))
-        .unwrap_or_default();
     format!(
-        "{what} on {} (pid {}, command: {}).{}{finding}{bundle}",
+        "{what} on {} (pid {}, command: {}).{}",
         ev.host,
         ev.pid,
         ev.command.join(" "),
@@ -235,8 +242,13 @@ fn growth_sentence(ev: &Event) -> String {
     }
 }
 
+/// Slack: the title as the notification text; in the message the summary's headline once,
+/// what holds the memory, the numbers, where the evidence is, the end of the output.
 fn slack_body(ev: &Event) -> serde_json::Value {
     let title = match ev.event {
+        EventKind::MemoryLimit if ev.held_until.is_some() => {
+            format!(":ice_cube: {} held at its memory limit", ev.job)
+        }
         EventKind::MemoryLimit => format!(":rotating_light: {} killed at its memory limit", ev.job),
         EventKind::Warning => format!(":warning: {} near its memory limit", ev.job),
         EventKind::KernelOom => format!(
@@ -257,16 +269,21 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": ev.summary}}),
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context.join(" · ")}]}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": headline(ev)}}),
     ];
+    if let Some(f) = &ev.finding {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*What holds the memory:* {f}")}}));
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context.join(" · ")}]}),
+    );
     if let Some(b) = &ev.bundle {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}`\nRun `guard report {b}` on {}", ev.host)}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}` (`guard report` it on {})", ev.host)}}));
     }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Last output:\n```{}```", last_chars(t, 1500))}}));
     }
-    json!({"text": format!("{title}: {}", ev.summary), "blocks": blocks})
+    json!({"text": format!("{title} on {}", ev.host), "blocks": blocks})
 }
 
 fn alertmanager_body(ev: &Event) -> serde_json::Value {
@@ -514,6 +531,48 @@ mod tests {
             "{l}"
         );
         assert!(l.contains("summary=\"fix_images exceeded"), "{l}");
+    }
+
+    /// A new user's complaint: the summary came three times in one Slack message. Now: the
+    /// headline once, what holds the memory once, the bundle once; the notification text is
+    /// the title.
+    #[test]
+    fn slack_carries_the_summary_once_and_the_top_finding() {
+        let mut e = ev();
+        e.finding = Some("bytearray \u{d7}700 (175 MiB) \u{2190} QuerySet._result_cache".into());
+        e.summary = summary(&e);
+        let body = slack_body(&e).to_string();
+        let count = |needle: &str| body.matches(needle).count();
+        assert_eq!(count("exceeded its memory limit"), 1, "{body}");
+        assert_eq!(count("QuerySet._result_cache"), 1, "{body}");
+        assert_eq!(count("/var/lib/guard/evidence/x"), 1, "{body}");
+        let sl = slack_body(&e);
+        assert_eq!(
+            sl["text"],
+            ":rotating_light: fix_images killed at its memory limit on web1"
+        );
+        let finding = sl["blocks"][2]["text"]["text"].as_str().unwrap();
+        assert!(
+            finding.starts_with("*What holds the memory:* bytearray"),
+            "{finding}"
+        );
+        e.held_until = Some("2026-12-04T06:00:00.000Z".into());
+        let held = slack_body(&e);
+        assert!(
+            held["text"]
+                .as_str()
+                .unwrap()
+                .contains("held at its memory limit")
+        );
+        let headline = held["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            headline.contains("held frozen until 2026-12-04T06:00:00.000Z"),
+            "{headline}"
+        );
+        assert!(
+            headline.contains("'guard kill fix_images' on web1"),
+            "{headline}"
+        );
     }
 
     #[test]
