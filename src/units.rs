@@ -3,7 +3,8 @@
 //! SIZE: an integer with an optional suffix. `K M G T` and `KiB MiB GiB TiB` are powers of 1024,
 //! `KB MB GB TB` powers of 1000, no suffix or `B` = bytes, case-insensitive; `N%` is a percentage
 //! that the caller resolves against a base (memory available to guard, or `--memory` for `--warn`).
-//! DUR: `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+//! DUR: numbers with units, as timeout(1) and systemd.time(7) users write them: `500ms`, `30s`,
+//! `1.5s`, `5m`, `1min`, `1h30m`, `2h 15min`, `2d`, or plain (possibly decimal) seconds.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,8 +12,7 @@ use std::time::Duration;
 /// The accepted SIZE forms, quoted in every error message about a size.
 pub const SIZE_FORMS: &str = "an integer with an optional unit: 512M, 2G, 1GiB (powers of 1024), 500MB (powers of 1000), 1048576 (bytes), or a percentage like 50%";
 /// The accepted DUR forms, quoted in every error message about a duration.
-pub const DUR_FORMS: &str =
-    "an integer with an optional unit: 500ms, 30s, 5m, 1h, or plain seconds";
+pub const DUR_FORMS: &str = "numbers with units, like 500ms, 30s, 1.5s, 5m, 1min, 1h30m, 2d, or plain seconds (units: ms, s, m or min, h, d, w)";
 
 /// A parsed SIZE: bytes, or a percentage still to be resolved against a base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,20 +94,104 @@ pub const MAX_SIZE: u64 = 1 << 60;
 /// The longest DUR: 366 days (a deadline past it is a typo, and would overflow a clock).
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// Parse a DUR.
+/// Nanoseconds in one of DUR's units (the names systemd.time(7) and timeout(1) use; `m` is
+/// minutes, never months).
+fn duration_unit(unit: &str) -> Option<u128> {
+    const S: u128 = 1_000_000_000;
+    Some(match unit {
+        "ms" | "msec" => 1_000_000,
+        "s" | "sec" | "secs" | "second" | "seconds" => S,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60 * S,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600 * S,
+        "d" | "day" | "days" => 86_400 * S,
+        "w" | "week" | "weeks" => 7 * 86_400 * S,
+        _ => return None,
+    })
+}
+
+/// Parse a DUR: one or more NUMBER UNIT terms, summed (`1h30m`, `2h 15min`), or one plain
+/// NUMBER of seconds; a NUMBER may have a decimal part (`1.5s`, `0.5`). At most 366 days.
 pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
-    let (n, unit) = number_and_unit(input)?;
-    let ms_per: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        other => return Err(UnitError(format!("unknown unit '{other}'"))),
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(UnitError("the value is empty".into()));
+    }
+    let mut rest = s;
+    let mut total: u128 = 0;
+    let mut terms = 0;
+    while !rest.is_empty() {
+        let (int, frac, after) = decimal(rest)?;
+        let unit_end = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let per = if unit.is_empty() {
+            // A bare number is seconds, and only on its own.
+            if terms > 0 || !next.trim().is_empty() {
+                return Err(UnitError(format!(
+                    "a number without a unit after '{}'",
+                    &s[..s.len() - rest.len()].trim()
+                )));
+            }
+            1_000_000_000
+        } else {
+            duration_unit(unit).ok_or_else(|| UnitError(format!("unknown unit '{unit}'")))?
+        };
+        total = total
+            .checked_add(scaled(int, frac, per)?)
+            .ok_or_else(|| UnitError("the value is longer than 366 days".into()))?;
+        terms += 1;
+        rest = next.trim_start();
+    }
+    let max = MAX_DURATION.as_nanos();
+    if total > max {
+        return Err(UnitError("the value is longer than 366 days".into()));
+    }
+    Ok(Duration::from_nanos(total as u64))
+}
+
+/// The leading `DIGITS[.DIGITS]` of `s`: integer digits, fraction digits, and what follows
+/// (spaces after the number skipped).
+fn decimal(s: &str) -> Result<(&str, &str, &str), UnitError> {
+    let int_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (int, rest) = s.split_at(int_end);
+    let (frac, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            r.split_at(end)
+        }
+        None => ("", rest),
     };
-    n.checked_mul(ms_per)
-        .map(Duration::from_millis)
-        .filter(|&d| d <= MAX_DURATION)
-        .ok_or_else(|| UnitError("the value is longer than 366 days".into()))
+    if int.is_empty() && frac.is_empty() {
+        return Err(UnitError(if s.starts_with('-') {
+            "a duration cannot be negative".into()
+        } else {
+            format!("'{s}' does not start with a number")
+        }));
+    }
+    Ok((int, frac, rest.trim_start()))
+}
+
+/// `int.frac` units of `per` nanoseconds, in nanoseconds (fractions below 1 ns dropped).
+fn scaled(int: &str, frac: &str, per: u128) -> Result<u128, UnitError> {
+    let too_long = || UnitError("the value is longer than 366 days".into());
+    // 30 digits hold more than 366 days in any unit; longer is a typo, and would overflow.
+    if int.trim_start_matches('0').len() > 30 || frac.len() > 30 {
+        return Err(too_long());
+    }
+    let i: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| too_long())?
+    };
+    let whole = i.checked_mul(per).ok_or_else(too_long)?;
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| too_long())?
+    };
+    let part = f.checked_mul(per).ok_or_else(too_long)? / 10u128.pow(frac.len() as u32);
+    whole.checked_add(part).ok_or_else(too_long)
 }
 
 /// Human form of a byte count: exact binary units when exact ("64 MiB"), else one decimal ("1.5 GiB").
@@ -217,9 +301,45 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "s", "1.5s", "10x", "-3", "5 minutes", "1d"] {
+        // timeout(1) and systemd.time(7) forms.
+        let s = Duration::from_secs;
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(s(5400)));
+        assert_eq!(parse_duration("2h 15min"), Ok(s(8100)));
+        assert_eq!(parse_duration("1min"), Ok(s(60)));
+        assert_eq!(parse_duration("5 minutes"), Ok(s(300)));
+        assert_eq!(parse_duration("2d"), Ok(s(2 * 86_400)));
+        assert_eq!(parse_duration("1w"), Ok(s(7 * 86_400)));
+        assert_eq!(parse_duration("1.5h"), Ok(s(5400)));
+        assert_eq!(
+            parse_duration("55s500ms"),
+            Ok(Duration::from_millis(55_500))
+        );
+        assert_eq!(parse_duration("366d"), Ok(s(366 * 86_400)));
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "-3",
+            "1 2",
+            "1h 30",
+            "1..5s",
+            ".s",
+            "367d",
+            "1M",
+            "1e3",
+            "1h-5m",
+            "99999999999999999999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
+        assert_eq!(parse_duration("10x").unwrap_err().0, "unknown unit 'x'");
+        assert_eq!(
+            parse_duration("1h 30").unwrap_err().0,
+            "a number without a unit after '1h'"
+        );
     }
 
     #[test]
@@ -275,6 +395,13 @@ mod tests {
             let v = n << (10 * (idx + 1));
             let text = format_size(v).replace(' ', "");
             prop_assert_eq!(parse_size(&text), Ok(Size::Bytes(v)));
+        }
+
+        #[test]
+        fn compound_durations_sum_their_terms(h in 0u64..100, m in 0u64..60, ms in 0u64..1000) {
+            let d = Duration::from_millis(h * 3_600_000 + m * 60_000 + ms);
+            prop_assert_eq!(parse_duration(&format!("{h}h{m}m{ms}ms")), Ok(d));
+            prop_assert_eq!(parse_duration(&format!("{h}h {m}min {ms}ms")), Ok(d));
         }
 
         #[test]

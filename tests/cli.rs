@@ -54,8 +54,8 @@ fn bad_values_exit_125_with_one_line() {
             "--kill-after 'soon'",
         ),
         (
-            &["--kill-after", "5 minutes", "--", "true"],
-            "500ms, 30s, 5m, 1h",
+            &["--kill-after", "5 fortnights", "--", "true"],
+            "500ms, 30s, 1.5s, 5m, 1min, 1h30m, 2d",
         ),
         (&["--name", "a/b", "--", "true"], "--name 'a/b'"),
         (&["--bogus", "--", "true"], "--bogus"),

@@ -179,7 +179,7 @@ fn sizes_and_durations() -> String {
             "SIZES AND DURATIONS",
             &[
                 "SIZE is an integer with an optional suffix. K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; no suffix or B means bytes; suffixes are case-insensitive. N% is a percentage of the memory available to guard: its own cgroup's limit if it has one, else MemTotal. A SIZE is at most 1 EiB.",
-                "DUR is 500ms, 30s, 5m, 1h, or plain seconds; at most 366 days.",
+                "DUR is one or more NUMBER UNIT terms, summed, or a plain NUMBER of seconds, as timeout(1) and systemd.time(7) take them: 500ms, 30s, 1.5s, 5m, 1min, 1h30m, 2h 15min, 2d. A NUMBER is digits with an optional decimal part; UNIT is ms (msec), s (sec, second, seconds), m (min, minute, minutes; never months), h (hr, hour, hours), d (day, days) or w (week, weeks); spaces between terms are allowed. At most 366 days.",
                 "Everything is checked before COMMAND starts, and a mistake is one line 'guard: error: ...' naming the value (control characters shown escaped) with exit status 125: URLs must parse (scheme http or https, a host, a port up to 65535), header names are HTTP tokens and header values hold no line break, --warn is more than 0, --metrics-file ends in .prom (node_exporter reads nothing else), and a config file is a regular file of at most 1 MiB (/dev/null reads as empty; a FIFO or a device is refused rather than read). URLs and header values given as env:NAME or file:/path are checked when they are read, at delivery.",
             ],
         )
