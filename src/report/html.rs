@@ -51,16 +51,16 @@ fn byte_ticks(max: u64) -> Vec<u64> {
         .unwrap_or(1);
     let step = (nice_step(max as f64 / unit as f64) * unit as f64).max(1.0) as u64;
     // Room above the highest line (the cap, usually) for its label.
-    let n = max.saturating_add(max / 20).div_ceil(step).max(1);
-    (0..=n).map(|i| i * step).collect()
+    let n = max.saturating_add(max / 20).div_ceil(step).clamp(1, 20);
+    (0..=n).map(|i| i.saturating_mul(step)).collect()
 }
 
 /// Time ticks (milliseconds) from 0 to at least `max_ms`, at round seconds (or round fractions
 /// of one for short runs).
 fn time_ticks(max_ms: u64) -> Vec<u64> {
     let step = nice_step(max_ms as f64).max(1.0) as u64;
-    let n = max_ms.div_ceil(step).max(1);
-    (0..=n).map(|i| i * step).collect()
+    let n = max_ms.div_ceil(step).clamp(1, 20);
+    (0..=n).map(|i| i.saturating_mul(step)).collect()
 }
 
 /// "2 s", "0.5 s", "1 min 30 s".
@@ -260,5 +260,8 @@ mod tests {
         assert_eq!(time_label(10_000), "10 s");
         assert_eq!(time_label(500), "0.5 s");
         assert_eq!(time_label(240_000), "4 min");
+        // A manifest may say anything: no overflow, a bounded axis.
+        assert!(byte_ticks(u64::MAX).len() <= 21);
+        assert!(time_ticks(u64::MAX).len() <= 21);
     }
 }
