@@ -1,8 +1,14 @@
 //! `--metrics-file PATH`: the job's outcome in the node_exporter textfile format, written
 //! atomically (a temporary file in the same directory, then rename) under an exclusive lock on
-//! `PATH.lock`, so several jobs can share one file: each run replaces its own job's series
-//! (labels `job`, `host`) and keeps every other job's. `guard_job_memory_kills_total` is carried
-//! over from the previous file.
+//! `PATH.lock`, so several jobs can share one file: each run replaces its own job's series and
+//! keeps every other job's. `guard_job_memory_kills_total` and
+//! `guard_job_last_success_timestamp_seconds` are carried over from the previous file.
+//!
+//! The one label is `guard_job` (the job's --name). Not `job`: Prometheus sets `job` itself to
+//! the scrape job (node_exporter's), so a `job` of ours would arrive as `exported_job`; and no
+//! `host`: the scrape's `instance` names the machine already (naming practice: a label that
+//! repeats the target's identity is left to the target labels). A file written with the old
+//! `job`/`host` labels is read and rewritten with `guard_job`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,7 +20,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub job: String,
-    pub host: String,
     pub started_unix: f64,
     pub duration_s: f64,
     pub exit_code: i32,
@@ -55,10 +60,18 @@ const METRICS: &[(&str, &str, &str)] = &[
         "counter",
         "Runs guard killed for exceeding the memory limit.",
     ),
+    (
+        "guard_job_last_success_timestamp_seconds",
+        "gauge",
+        "When the job's last successful run (exit status 0) under guard ended (Unix time).",
+    ),
 ];
 
-/// `name{job="..",host=".."}` → value, for every series in a file this module wrote.
-type Series = BTreeMap<(String, String, String), String>;
+/// The label naming the job.
+const LABEL: &str = "guard_job";
+
+/// `name{guard_job=".."}` → value, for every series in a file this module wrote.
+type Series = BTreeMap<(String, String), String>;
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -98,8 +111,9 @@ fn parse(text: &str) -> Series {
             continue;
         };
         let mut job = None;
-        let mut host = None;
-        // labels: job="...",host="..." (values escaped, no unescaped quotes inside)
+        let mut legacy_job = None;
+        // labels: guard_job="..." (or, written by guard before 0.2, job="...",host="..."),
+        // values escaped, no unescaped quotes inside
         let mut rest = labels;
         while let Some((k, after)) = rest.split_once("=\"") {
             let mut end = None;
@@ -119,14 +133,14 @@ fn parse(text: &str) -> Series {
             let Some(e) = end else { break };
             let v = unescape(&after[..e]);
             match k.trim_start_matches(',') {
-                "job" => job = Some(v),
-                "host" => host = Some(v),
+                LABEL => job = Some(v),
+                "job" => legacy_job = Some(v),
                 _ => {}
             }
             rest = &after[e + 1..];
         }
-        if let (Some(j), Some(h)) = (job, host) {
-            s.insert((name.to_string(), j, h), value.trim().to_string());
+        if let Some(j) = job.or(legacy_job) {
+            s.insert((name.to_string(), j), value.trim().to_string());
         }
     }
     s
@@ -135,19 +149,14 @@ fn parse(text: &str) -> Series {
 fn render(s: &Series) -> String {
     let mut o = String::new();
     for (name, ty, help) in METRICS {
-        let rows: Vec<_> = s.iter().filter(|((n, _, _), _)| n == name).collect();
+        let rows: Vec<_> = s.iter().filter(|((n, _), _)| n == name).collect();
         if rows.is_empty() {
             continue;
         }
         let _ = writeln!(o, "# HELP {name} {help}");
         let _ = writeln!(o, "# TYPE {name} {ty}");
-        for ((_, job, host), v) in rows {
-            let _ = writeln!(
-                o,
-                "{name}{{job=\"{}\",host=\"{}\"}} {v}",
-                escape(job),
-                escape(host)
-            );
+        for ((_, job), v) in rows {
+            let _ = writeln!(o, "{name}{{{LABEL}=\"{}\"}} {v}", escape(job));
         }
     }
     o
@@ -155,7 +164,7 @@ fn render(s: &Series) -> String {
 
 /// Update `s` with this run.
 fn update(s: &mut Series, r: &Outcome) {
-    let key = |n: &str| (n.to_string(), r.job.clone(), r.host.clone());
+    let key = |n: &str| (n.to_string(), r.job.clone());
     let kills: u64 = s
         .get(&key("guard_job_memory_kills_total"))
         .and_then(|v| v.parse().ok())
@@ -179,6 +188,12 @@ fn update(s: &mut Series, r: &Outcome) {
         None => s.remove(&key("guard_job_memory_limit_bytes")),
     };
     s.insert(key("guard_job_memory_kills_total"), kills.to_string());
+    if r.exit_code == 0 {
+        s.insert(
+            key("guard_job_last_success_timestamp_seconds"),
+            format!("{:.3}", r.started_unix + r.duration_s),
+        );
+    }
 }
 
 /// Why the metrics file cannot be written (one warning line; the job's result is unchanged).
@@ -291,7 +306,6 @@ mod tests {
     fn run(job: &str, code: i32, killed: bool) -> Outcome {
         Outcome {
             job: job.into(),
-            host: "h1".into(),
             started_unix: 1_795_000_000.5,
             duration_s: 2.25,
             exit_code: code,
@@ -311,20 +325,27 @@ mod tests {
         write(&p, &run("a", 0, false)).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(
-            text.contains("guard_job_memory_kills_total{job=\"a\",host=\"h1\"} 2\n"),
+            text.contains("guard_job_memory_kills_total{guard_job=\"a\"} 2\n"),
             "{text}"
         );
         assert!(
-            text.contains("guard_job_memory_kills_total{job=\"b\",host=\"h1\"} 0\n"),
+            text.contains("guard_job_memory_kills_total{guard_job=\"b\"} 0\n"),
             "{text}"
         );
         assert!(
-            text.contains("guard_job_last_exit_code{job=\"a\",host=\"h1\"} 0\n"),
+            text.contains("guard_job_last_exit_code{guard_job=\"a\"} 0\n"),
             "{text}"
         );
-        assert!(text.contains(
-            "guard_job_last_run_timestamp_seconds{job=\"b\",host=\"h1\"} 1795000000.500\n"
-        ));
+        assert!(
+            text.contains("guard_job_last_run_timestamp_seconds{guard_job=\"b\"} 1795000000.500\n")
+        );
+        // The success time: the end of the last run that exited 0.
+        assert!(
+            text.contains(
+                "guard_job_last_success_timestamp_seconds{guard_job=\"a\"} 1795000002.750\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("# TYPE guard_job_memory_kills_total counter\n"));
         assert_eq!(
             text.matches("# TYPE guard_job_duration_seconds gauge")
@@ -344,14 +365,33 @@ mod tests {
     fn labels_round_trip() {
         let mut s = Series::new();
         s.insert(
-            (
-                "guard_job_last_exit_code".into(),
-                "we\"ird\\job".into(),
-                "h".into(),
-            ),
+            ("guard_job_last_exit_code".into(), "we\"ird\\job".into()),
             "1".into(),
         );
         assert_eq!(parse(&render(&s)), s);
+    }
+
+    #[test]
+    fn a_file_with_the_old_labels_is_carried_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("guard.prom");
+        std::fs::write(
+            &p,
+            "# TYPE guard_job_memory_kills_total counter\n\
+             guard_job_memory_kills_total{job=\"a\",host=\"h1\"} 5\n",
+        )
+        .unwrap();
+        write(&p, &run("a", 137, true)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("guard_job_memory_kills_total{guard_job=\"a\"} 6\n"),
+            "{text}"
+        );
+        assert!(!text.contains("host="), "{text}");
+        assert!(
+            !text.contains("guard_job_last_success"),
+            "no success yet: {text}"
+        );
     }
 
     #[test]

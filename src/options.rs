@@ -184,7 +184,7 @@ pub const OPTIONS: &[Opt] = &[
     opt!("alert", "alert", "GUARD_ALERT", None, List, "KIND:TARGET", false,
         "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr, log:syslog or log:journal; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
     opt!("metrics_file", "metrics-file", "GUARD_METRICS_FILE", None, Path, "PATH", true,
-        "Write the job's outcome (last run, exit code, duration, peak, limit, memory kills) to PATH in the node_exporter textfile format; several jobs can share one file. PATH must end in .prom"),
+        "Write the job's outcome (last run, last success, exit code, duration, peak, limit, memory kills; label guard_job) to PATH in the node_exporter textfile format; several jobs can share one file. PATH must end in .prom"),
     opt!("require_cgroup", "require-cgroup", "GUARD_REQUIRE_CGROUP", None, Flag, "", true,
         "Fail (exit 125) instead of falling back to best-effort poll mode when no cgroup can be created"),
     opt!("slice", "slice", "GUARD_SLICE", None, Text, "NAME", true,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn value(text: &str, metric: &str, job: &str) -> Option<String> {
-    let prefix = format!("{metric}{{job=\"{job}\",");
+    let prefix = format!("{metric}{{guard_job=\"{job}\"}}");
     text.lines()
         .find(|l| l.starts_with(&prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -175,7 +175,7 @@ fn node_exporter_serves_guards_metrics() {
     let _ = ne.wait();
     let body = body.expect("node_exporter served no guard_job metrics within 20 s");
     assert!(
-        body.contains("guard_job_last_exit_code{host=") && body.contains("job=\"fix_images\"} 7"),
+        body.contains("guard_job_last_exit_code{guard_job=\"fix_images\"} 7"),
         "{body}"
     );
     assert!(body.contains("guard_job_memory_kills_total{"), "{body}");
@@ -185,4 +185,63 @@ fn node_exporter_serves_guards_metrics() {
         "node_exporter could not parse the file: {body}"
     );
     assert!(Path::new(&f).exists());
+}
+
+/// Prometheus' own linter on the file: names, types, help, units and label practice
+/// (`promtool check metrics`, from Debian's prometheus package, installed by scripts/test).
+#[test]
+fn promtool_finds_nothing_to_say_about_the_metrics_file() {
+    let test = "promtool_finds_nothing_to_say_about_the_metrics_file";
+    let Some(promtool) = on_path(&["promtool"]) else {
+        gate(
+            test,
+            Some("promtool is not installed".into()),
+            "GUARD_TEST_REQUIRE_TOOLS",
+        );
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("guard.prom");
+    for (name, cmd) in [("ok", "true"), ("bad", "exit 3")] {
+        let o = guard_cmd()
+            .arg("--metrics-file")
+            .arg(&f)
+            .args(["--name", name, "-m", "256M", "--", "sh", "-c", cmd])
+            .bounded();
+        assert!(o.status.code().is_some());
+    }
+    let text = std::fs::read_to_string(&f).unwrap();
+    assert!(
+        text.contains("guard_job_last_success_timestamp_seconds{guard_job=\"ok\"}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("guard_job_last_success_timestamp_seconds{guard_job=\"bad\"}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("job=\"") || text.contains("guard_job=\""),
+        "{text}"
+    );
+    assert!(!text.contains("host="), "{text}");
+    let mut p = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = wait_output_within(p, RUN_LIMIT, "promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}\n{text}");
+    assert!(
+        said.trim().is_empty(),
+        "promtool has remarks: {said}\n{text}"
+    );
 }

@@ -283,7 +283,6 @@ fn ping(cfg: &WrapConfig, url: &alert::spec::Secret, ending: &Ending) -> Deliver
 fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
     let outcome = crate::metrics::Outcome {
         job: cfg.name.clone(),
-        host: host(),
         started_unix: started
             .wall
             .duration_since(std::time::UNIX_EPOCH)
