@@ -174,7 +174,7 @@ pub const OPTIONS: &[Opt] = &[
     opt!("lock_wait", "lock-wait", "GUARD_LOCK_WAIT", None, Duration, "DUR", true,
         "With --lock: wait up to DUR for the lock instead of exiting 75 at once"),
     opt!("ping", "ping", "GUARD_PING", None, Text, "URL", true,
-        "healthchecks-compatible pings: URL/start when the job starts, URL when it succeeds, URL/fail (with the end of its output) when it fails; bounded and retried, never failing the job. URL may be env:NAME or file:/path"),
+        "healthchecks-compatible pings: URL/start when the job starts, URL when it succeeds, URL/STATUS (healthchecks' exit-status endpoint: URL/2, URL/124 after --timeout, URL/137 after a memory kill; with guard's line and the end of the output) when it fails; one run id (rid=UUID) on both; bounded and retried, never failing the job. URL may be env:NAME or file:/path"),
     opt!("subreaper", "subreaper", "GUARD_SUBREAPER", None, Flag, "", true,
         "Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard always tries; as PID 1 it reaps them anyway)"),
     opt!("pgroup", "pgroup", "GUARD_PGROUP", None, Flag, "", true,

@@ -221,16 +221,43 @@ fn pings_start_success_and_failure_with_the_output_tail() {
         .args(["sh", "-c", "echo disk full >&2; exit 2"])
         .bounded();
     assert_eq!(o.status.code(), Some(2));
+    // healthchecks' exit-status endpoint, and one run id for the start and the end.
     let fail = r
         .requests()
         .into_iter()
-        .find(|q| q.path == "/ping/abc/fail")
-        .expect("a /fail ping");
+        .find(|q| q.path == "/ping/abc/2")
+        .expect("a /2 ping");
     assert!(
-        fail.body.contains("backup exited with status 2"),
+        fail.body
+            .starts_with("guard: backup exited with status 2\n"),
         "{}",
         fail.body
     );
+    let rid = fail.query.strip_prefix("rid=").expect("rid=");
+    assert_eq!(rid.len(), 36, "a UUID: {rid}");
+    let starts: Vec<_> = r
+        .requests()
+        .into_iter()
+        .filter(|q| q.path == "/ping/abc/start" && q.query == fail.query)
+        .collect();
+    assert_eq!(starts.len(), 1, "the start ping of the same run");
+    // After a timeout the body says so, not "exited with status 124".
+    let o = guard_cmd()
+        .args(["--ping", &url, "--timeout", "0.3s", "--name", "slow", "--"])
+        .args(["sleep", "30"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    let late = r
+        .requests()
+        .into_iter()
+        .find(|q| q.path == "/ping/abc/124")
+        .expect("a /124 ping");
+    assert!(
+        late.body.starts_with("guard: slow (pid ") && late.body.contains("exceeded its time limit"),
+        "{}",
+        late.body
+    );
+    assert!(!late.body.contains("exited with status"), "{}", late.body);
     assert!(
         fail.body.contains("disk full"),
         "the output tail: {}",

@@ -158,13 +158,29 @@ pub fn with_retries(
     }
 }
 
-/// `--ping URL`: a healthchecks-compatible ping to `URL` + `suffix` ("/start", "", "/fail") with
-/// `body` (the output tail on failure), bounded and retried like the alert sinks.
-pub fn ping(url: &spec::Secret, suffix: &str, body: &str) -> Delivery {
+/// `--ping URL`: a healthchecks-compatible ping to `URL` + `suffix` ("/start", "" on success,
+/// "/STATUS" — healthchecks' exit-status endpoint — on failure) with the run id `rid` and `body`
+/// (guard's line and the output tail on failure), bounded and retried like the alert sinks.
+pub fn ping(url: &spec::Secret, suffix: &str, rid: &str, body: &str) -> Delivery {
     let label = format!("ping {}{suffix}", url.shown());
     with_retries(&label, MAX_TRIES, || {
-        sinks::post_text(url, suffix, body, DEFAULT_TIMEOUT)
+        sinks::post_text(url, suffix, rid, body, DEFAULT_TIMEOUT)
     })
+}
+
+/// A run id for the pings of one run: a random UUID (version 4), as healthchecks expects.
+pub fn run_id() -> String {
+    let (a, b) = (crate::random_u64(), crate::random_u64());
+    let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000; // version 4
+    let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000; // variant 1
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
 }
 
 /// One warning line per failed delivery.

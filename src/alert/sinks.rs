@@ -27,23 +27,36 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
     }
 }
 
-/// POST a plain-text body to `url` + `suffix` (healthchecks pings).
+/// POST a plain-text body to `url` + `suffix` (healthchecks pings), with `rid=RID` added to the
+/// URL's query (healthchecks pairs a start with its end by it).
 pub fn post_text(
     url: &Secret,
     suffix: &str,
+    rid: &str,
     body: &str,
     timeout: std::time::Duration,
 ) -> Result<(), AttemptError> {
     let base = url
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let full = format!("{}{suffix}", base.trim_end_matches('/'));
+    let full = ping_url(&base, suffix, rid);
     classify(
         agent(timeout)
             .post(&full)
             .set("Content-Type", "text/plain; charset=utf-8")
             .send_string(body),
     )
+}
+
+/// `base` + `suffix`, its query kept, `rid=RID` added: `https://hc-ping.com/KEY/start?rid=…`,
+/// `https://hc/ping/KEY/slug/137?create=1&rid=…`.
+pub fn ping_url(base: &str, suffix: &str, rid: &str) -> String {
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) if !q.is_empty() => (p, format!("{q}&")),
+        Some((p, _)) => (p, String::new()),
+        None => (base, String::new()),
+    };
+    format!("{}{suffix}?{query}rid={rid}", path.trim_end_matches('/'))
 }
 
 /// The HTTP client for one attempt: the whole request within `timeout`, and no redirect
@@ -573,6 +586,19 @@ mod tests {
             headline.contains("'guard kill fix_images' on web1"),
             "{headline}"
         );
+    }
+
+    #[test]
+    fn ping_urls_keep_their_query_and_carry_the_run_id() {
+        assert_eq!(
+            ping_url("https://hc-ping.com/k/", "/start", "r1"),
+            "https://hc-ping.com/k/start?rid=r1"
+        );
+        assert_eq!(
+            ping_url("https://hc/ping/k/db?create=1", "/137", "r2"),
+            "https://hc/ping/k/db/137?create=1&rid=r2"
+        );
+        assert_eq!(ping_url("http://h/p?", "", "r3"), "http://h/p?rid=r3");
     }
 
     #[test]

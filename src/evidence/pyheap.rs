@@ -94,7 +94,11 @@ impl Hook {
         let dir = hook_dir(uid)?;
         Ok(Hook {
             dir,
-            sock: format!("guard-pyheap-{}-{:016x}", std::process::id(), random_u64()),
+            sock: format!(
+                "guard-pyheap-{}-{:016x}",
+                std::process::id(),
+                crate::random_u64()
+            ),
             signal: signal_number(),
             window: settings.window,
         })
@@ -140,22 +144,6 @@ fn entry(k: &OsStr, v: &OsStr) -> Option<CString> {
     kv.push(b'=');
     kv.extend_from_slice(v.as_bytes());
     CString::new(kv).ok()
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 8 {
-        // No getrandom (kernels before 3.17): the time and pid still make a name nobody guesses
-        // ahead of time for a socket that lives a few seconds.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        return t ^ (u64::from(std::process::id()) << 32);
-    }
-    u64::from_ne_bytes(b)
 }
 
 /// FNV-1a of the hook's files, computed at compile time: its directory's name changes with its

@@ -815,10 +815,15 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         if self.memory_killed {
             return Verdict::MemoryLimit;
         }
-        // Only a SIGKILL can be the kernel's (and only then are its counters read).
+        // Only a SIGKILL can be the kernel's (and only then are its counters read). The
+        // machine-wide count says only that the OOM killer acted somewhere: not when guard sent
+        // the SIGKILL itself (--kill-after, a timeout) — another job's OOM kill meanwhile must
+        // not turn guard's own kill into a kernel one.
         let sigkill = self.ended == Some(Ended::Signal(libc::SIGKILL));
+        let by_guard = self.kills > 0;
         if sigkill
-            && (self.enforcer.verdict().oom_kills > 0 || self.recorder.kernel_oom_since_start())
+            && (self.enforcer.verdict().oom_kills > 0
+                || (!by_guard && self.recorder.kernel_oom_since_start()))
         {
             self.bundle = Some(capture::post_mortem(
                 &self.enforcer,

@@ -100,7 +100,8 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     if verdict.failed() {
         output.replay();
     }
-    if let Some(line) = verdict.line(cfg, pid, peak, &killed, &evidence_text(&bundle)) {
+    let said = verdict.line(cfg, pid, peak, &killed, &evidence_text(&bundle));
+    if let Some(line) = &said {
         let shown = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
         let path = bundle
             .as_ref()
@@ -137,6 +138,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             left.recorder.scrubber()
         },
         alerted,
+        line: said.unwrap_or_else(|| verdict.exit_text(&cfg.name)),
     };
     notify::tell(cfg, ending, start_ping, started);
     // Last: the sentinel stood down at the cleanup and has exited meanwhile; reap it.

@@ -39,14 +39,25 @@ pub struct PendingAlert {
     handle: JoinHandle<Vec<Delivery>>,
 }
 
+/// The `--ping URL/start` on its way, and the run id its end ping carries too.
+pub struct StartPing {
+    handle: JoinHandle<Delivery>,
+    rid: String,
+}
+
 /// The job has started: `--ping URL/start` on a thread of its own (a slow or dead endpoint
 /// never delays the job), and a `--metrics-file` that cannot be written said now, not after the
 /// run.
-pub fn job_started(cfg: &WrapConfig) -> Option<JoinHandle<Delivery>> {
+pub fn job_started(cfg: &WrapConfig) -> Option<StartPing> {
     check_metrics(cfg);
-    cfg.ping
-        .clone()
-        .map(|url| std::thread::spawn(move || alert::ping(&url, "/start", "")))
+    cfg.ping.clone().map(|url| {
+        let rid = alert::run_id();
+        let id = rid.clone();
+        StartPing {
+            handle: std::thread::spawn(move || alert::ping(&url, "/start", &id, "")),
+            rid,
+        }
+    })
 }
 
 /// One warning line naming the bundle (`r`), and the warning alert on its own thread (joined,
@@ -192,28 +203,30 @@ fn finish_alert(ev: &alert::Event, bundle: Option<&Path>, results: &[Delivery]) 
 /// Tell people how the run ended: the metrics first (no network), then the alert, the
 /// warnings still on their way and the end ping, all at once — a hanging endpoint costs the
 /// bound of one delivery (3 attempts and the backoff), not one per kind of delivery.
-pub fn tell(
-    cfg: &WrapConfig,
-    mut ending: Ending,
-    start_ping: Option<JoinHandle<Delivery>>,
-    started: Started,
-) {
+pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>, started: Started) {
     if let Some(path) = &cfg.metrics_file {
         metrics(cfg, path, &ending, started);
     }
     let pending = std::mem::take(&mut ending.pending);
     let ending = &ending;
     std::thread::scope(|scope| {
+        let rid = start_ping
+            .as_ref()
+            .map(|s| s.rid.clone())
+            .unwrap_or_default();
         let end_ping = cfg
             .ping
             .as_ref()
-            .map(|url| scope.spawn(move || ping(cfg, url, ending)));
+            .map(|url| scope.spawn(move || ping(url, &rid, ending)));
         alert_the_ending(cfg, ending);
         for p in pending {
             let results = p.handle.join().unwrap_or_default();
             finish_alert(&p.event, p.bundle.as_deref(), &results);
         }
-        let mut pings: Vec<Delivery> = start_ping.and_then(|h| h.join().ok()).into_iter().collect();
+        let mut pings: Vec<Delivery> = start_ping
+            .and_then(|s| s.handle.join().ok())
+            .into_iter()
+            .collect();
         pings.extend(end_ping.and_then(|h| h.join().ok()));
         for r in pings.iter().filter(|r| r.status != Status::Ok) {
             log::warn!(
@@ -253,30 +266,28 @@ fn alert_the_ending(cfg: &WrapConfig, ending: &Ending) {
     finish_alert(&ev, bundle, &results);
 }
 
-/// The end of `--ping`: URL on success, URL/fail with guard's line and the end of the output.
-fn ping(cfg: &WrapConfig, url: &alert::spec::Secret, ending: &Ending) -> Delivery {
-    let (suffix, body) = if ending.status == 0 {
-        ("", String::new())
-    } else {
-        // healthchecks keeps the first 10 KB of a ping body: the end of the output matters.
-        let tail = ending
-            .tail_text()
-            .map(|t| {
-                let n = t.chars().count();
-                t.chars().skip(n.saturating_sub(9000)).collect::<String>()
-            })
-            .unwrap_or_default();
-        (
-            "/fail",
-            format!(
-                "guard: {} exited with status {}; {}\n{tail}",
-                cfg.name,
-                ending.status,
-                ending.evidence_text()
-            ),
-        )
-    };
-    alert::ping(url, suffix, &ending.scrub.scrub_str(&body))
+/// The end of `--ping`: URL on success; on failure URL/STATUS (healthchecks' exit-status
+/// endpoint: 124 after a timeout, 137 after a memory kill) with guard's line and the end of
+/// the output.
+fn ping(url: &alert::spec::Secret, rid: &str, ending: &Ending) -> Delivery {
+    if ending.status == 0 {
+        return alert::ping(url, "", rid, "");
+    }
+    // healthchecks keeps the first 10 KB of a ping body: the end of the output matters.
+    let tail = ending
+        .tail_text()
+        .map(|t| {
+            let n = t.chars().count();
+            t.chars().skip(n.saturating_sub(9000)).collect::<String>()
+        })
+        .unwrap_or_default();
+    let body = format!("{}\n{tail}", ending.line);
+    alert::ping(
+        url,
+        &format!("/{}", ending.status),
+        rid,
+        &ending.scrub.scrub_str(&body),
+    )
 }
 
 /// `--metrics-file`: this run's series.

@@ -109,6 +109,26 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// How the job ended, for a ping's body when guard printed no line of its own: "guard:
+    /// backup exited with status 2", "guard: backup was killed by signal 15 (SIGTERM)".
+    pub fn exit_text(self, name: &str) -> String {
+        match self {
+            Verdict::Exited(Some(Ended::Code(c))) => {
+                format!("guard: {name} exited with status {c}")
+            }
+            Verdict::Exited(Some(Ended::Signal(s))) => {
+                let sig = nix::sys::signal::Signal::try_from(s)
+                    .map(|x| format!(" ({})", x.as_str()))
+                    .unwrap_or_default();
+                format!("guard: {name} was killed by signal {s}{sig}")
+            }
+            Verdict::Exited(None) => format!("guard: {name}: guard lost track of the job"),
+            v => format!("guard: {name} ended: {:?}", v.kind()),
+        }
+    }
+}
+
 /// What the run left for the people to be told.
 pub struct Ending {
     pub status: i32,
@@ -127,14 +147,11 @@ pub struct Ending {
     pub scrub: crate::redact::Scrubber,
     /// The ending's alert went out already (as a --hold-for hold began).
     pub alerted: bool,
+    /// guard's line about the end (the kill line, the timeout line), or how the job ended.
+    pub line: String,
 }
 
 impl Ending {
-    /// "evidence: PATH" or "no evidence: WHY", as the kill line ends.
-    pub fn evidence_text(&self) -> String {
-        evidence_text(&self.bundle)
-    }
-
     pub fn tail_text(&self) -> Option<String> {
         self.output_tail
             .as_ref()

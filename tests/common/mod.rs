@@ -271,7 +271,10 @@ pub fn job_cgroup_in(line: &str) -> Option<PathBuf> {
 /// A tiny HTTP server on loopback for the alert and ping tests.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The request target without its query.
     pub path: String,
+    /// The query after '?' (empty when none).
+    pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -316,7 +319,9 @@ impl Receiver {
                     if r.read_line(&mut line).is_err() {
                         return;
                     }
-                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let target = line.split_whitespace().nth(1).unwrap_or("");
+                    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                    let (path, query) = (path.to_string(), query.to_string());
                     let mut headers = Vec::new();
                     loop {
                         let mut h = String::new();
@@ -336,6 +341,7 @@ impl Receiver {
                     let _ = r.read_exact(&mut body);
                     s3.lock().unwrap().push(Request {
                         path,
+                        query,
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });
