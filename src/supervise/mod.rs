@@ -109,7 +109,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
             .unwrap_or_default();
         match verdict.kind() {
             Some(kind) => crate::logger::event_line(
-                &line,
+                line,
                 kind,
                 &[
                     ("GUARD_BUNDLE", path),
