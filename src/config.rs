@@ -58,6 +58,8 @@ pub struct WrapConfig {
     pub no_systemd: bool,
     /// --hold-for: keep the job frozen this long after the capture at the cap.
     pub hold_for: Option<Duration>,
+    /// --runbook: sent in every alert.
+    pub runbook: Option<String>,
 }
 
 /// Why no evidence directory can be used: decided once per run, carried to the kill line
@@ -337,6 +339,7 @@ pub fn wrap_config(
     }
     Ok(WrapConfig {
         hold_for,
+        runbook: runbook(args, src)?,
         capture_at: capture_at(args, src)?,
         subreaper: flag(src, args, "subreaper")?,
         pgroup: flag(src, args, "pgroup")?,
@@ -359,6 +362,29 @@ pub fn wrap_config(
         no_systemd: flag(src, args, "no_systemd")?,
         command,
     })
+}
+
+/// --runbook: one line of text or a URL, at most 2000 characters.
+fn runbook(args: &WrapArgs, src: &Src) -> Result<Option<String>, UsageError> {
+    let Some(r) = args.text("runbook") else {
+        return Ok(None);
+    };
+    let why = if r.trim().is_empty() {
+        Some("it is empty")
+    } else if r.chars().any(char::is_control) {
+        Some("it holds a line break or another control character: give one line, or a URL")
+    } else if r.chars().count() > 2000 {
+        Some("it is longer than 2000 characters: give a URL to it instead")
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(UsageError(format!(
+            "invalid {}: {w}",
+            origin(src, "runbook", r)
+        ))),
+        None => Ok(Some(r.trim().to_string())),
+    }
 }
 
 /// --slice: a slice unit name (`NAME.slice`).
@@ -618,6 +644,10 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
             cfg.timeout
                 .map(units::format_duration)
                 .unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "runbook",
+            cfg.runbook.clone().unwrap_or_else(|| "none".into()),
         ),
         (
             "hold_for",

@@ -41,6 +41,8 @@ struct AlertTable {
     headers: Option<Spanned<BTreeMap<String, String>>>,
     timeout: Option<Spanned<Value>>,
     pass_env: Option<Spanned<Vec<String>>>,
+    /// Alertmanager: labels added to the alert's own.
+    labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// A setting taken from a file: its value as the option would have it on the command line, and
@@ -302,6 +304,16 @@ impl ConfigFile {
             crate::alert::spec::check_pass_env(kind, p.get_ref())
                 .map_err(|e| alert(p.span(), AlertProblem::Sink(e)))?;
             sink.pass_env.clone_from(p.get_ref());
+        }
+        if let Some(l) = &t.labels {
+            let labels: Vec<(String, String)> = l
+                .get_ref()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            crate::alert::spec::check_labels(kind, &labels)
+                .map_err(|e| alert(l.span(), AlertProblem::Sink(e)))?;
+            sink.labels = labels;
         }
         Ok(sink)
     }

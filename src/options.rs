@@ -183,6 +183,8 @@ pub const OPTIONS: &[Opt] = &[
         "Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM killer [default: 95%]"),
     opt!("alert", "alert", "GUARD_ALERT", None, List, "KIND:TARGET", false,
         "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr, log:syslog or log:journal; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
+    opt!("runbook", "runbook", "GUARD_RUNBOOK", None, Text, "URL|TEXT", true,
+        "The job's runbook — a URL (your disaster checklist) or one line of text — sent in every alert: Alertmanager's runbook_url annotation, a line of Slack's message, the webhook's runbook, GUARD_RUNBOOK for exec hooks and the journal, the summary everywhere"),
     opt!("metrics_file", "metrics-file", "GUARD_METRICS_FILE", None, Path, "PATH", true,
         "Write the job's outcome (last run, last success, exit code, duration, peak, limit, memory kills; label guard_job) to PATH in the node_exporter textfile format; several jobs can share one file. PATH must end in .prom"),
     opt!("require_cgroup", "require-cgroup", "GUARD_REQUIRE_CGROUP", None, Flag, "", true,

@@ -320,7 +320,9 @@ fn a_real_alertmanager_lists_guards_alert() {
     let f = config(
         d.path(),
         &format!(
-            "[[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:{port}/\"\nevents = [\"failed\", \"memory-limit\"]\n"
+            "[defaults]\nrunbook = \"https://wiki.example/guard/nightly_export\"\n\n\
+             [[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:{port}/\"\nevents = [\"failed\", \"memory-limit\"]\n\
+             labels = {{ team = \"data\", tier = \"batch\" }}\n"
         ),
     );
     let o = guard_cmd()
@@ -354,6 +356,13 @@ fn a_real_alertmanager_lists_guards_alert() {
             .as_str()
             .unwrap()
             .contains("exit status 2"),
+        "{a}"
+    );
+    // The config's extra labels and the job's runbook, one click from the alert.
+    assert_eq!(a["labels"]["team"], "data", "{a}");
+    assert_eq!(a["labels"]["tier"], "batch", "{a}");
+    assert_eq!(
+        a["annotations"]["runbook_url"], "https://wiki.example/guard/nightly_export",
         "{a}"
     );
 }

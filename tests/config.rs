@@ -250,3 +250,48 @@ fn config_check_prints_every_job_with_its_sources() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("bad.toml:2:10"), "{}", stderr(&o));
 }
+
+/// Alertmanager labels and a job's runbook are checked up front: one line naming the place, 125.
+#[test]
+fn labels_and_runbooks_are_checked_before_anything_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nlabels = { team = \"x\" }\n",
+            "labels are for kind = \"alertmanager\"",
+        ),
+        (
+            "[[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nlabels = { severity = \"low\" }\n",
+            "label 'severity' is guard's own",
+        ),
+        (
+            "[[alerts]]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nlabels = { \"a-b\" = \"x\" }\n",
+            "label name 'a-b' is not valid",
+        ),
+        ("[jobs.x]\nrunbook = \"line one\\nline two\"\n", "runbook"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let f = write(d.path(), &format!("c{i}.toml"), text);
+        let o = guard_cmd()
+            .env("GUARD_CONFIG", &f)
+            .args(["--name", "x", "--", "true"])
+            .bounded();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{needle:?} in {err}");
+        assert!(
+            err.contains(&f.display().to_string()),
+            "names the file: {err}"
+        );
+    }
+    let ok = write(
+        d.path(),
+        "ok.toml",
+        "[jobs.x]\nrunbook = \"https://wiki.example/x\"\n",
+    );
+    let o = guard_cmd().args(["config", "check"]).arg(&ok).bounded();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("https://wiki.example/x"), "{out}");
+}

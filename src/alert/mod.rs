@@ -57,6 +57,9 @@ pub struct Event {
     /// kill JOB` on the host ends the hold sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_until: Option<String>,
+    /// The job's runbook (a URL or a line of text; `runbook` in guard.toml, --runbook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 impl Event {

@@ -20,7 +20,7 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
                 .resolve()
                 .map_err(|e| AttemptError::Final(e.to_string()))?;
             let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-            post(s, &Secret::Plain(url), alertmanager_body(ev))
+            post(s, &Secret::Plain(url), alertmanager_body(ev, &s.labels))
         }
         SinkKind::Exec => exec(s, ev),
         SinkKind::Log => log_line(s, ev).map_err(|e| AttemptError::Final(e.to_string())),
@@ -183,7 +183,16 @@ pub fn summary(ev: &Event) -> String {
         .as_deref()
         .map(|b| format!(" Evidence: {b} (guard report {b})."))
         .unwrap_or_default();
-    format!("{}{finding}{bundle}", headline(ev))
+    let runbook = ev
+        .runbook
+        .as_deref()
+        .map(|r| format!(" Runbook: {r}."))
+        .unwrap_or_default();
+    format!("{}{finding}{runbook}{bundle}", headline(ev))
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
 }
 
 /// The summary's first part: what happened to the job, on which host, with its command and
@@ -287,6 +296,9 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     if let Some(f) = &ev.finding {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*What holds the memory:* {f}")}}));
     }
+    if let Some(r) = &ev.runbook {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Runbook:* {r}")}}));
+    }
     blocks.push(
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context.join(" · ")}]}),
     );
@@ -299,7 +311,9 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     json!({"text": format!("{title} on {}", ev.host), "blocks": blocks})
 }
 
-fn alertmanager_body(ev: &Event) -> serde_json::Value {
+/// Alertmanager: guard's labels and the sink's extra ones, the summary, the bundle, the
+/// runbook (runbook_url when it is a URL), the output tail.
+fn alertmanager_body(ev: &Event, extra: &[(String, String)]) -> serde_json::Value {
     let now = std::time::SystemTime::now();
     let mut alert = json!({
         "labels": {
@@ -318,6 +332,13 @@ fn alertmanager_body(ev: &Event) -> serde_json::Value {
     }
     if let Some(u) = &ev.held_until {
         alert["annotations"]["held_until"] = json!(u);
+    }
+    if let Some(r) = &ev.runbook {
+        let key = if is_url(r) { "runbook_url" } else { "runbook" };
+        alert["annotations"][key] = json!(r);
+    }
+    for (k, v) in extra {
+        alert["labels"][k] = json!(v);
     }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         alert["annotations"]["output"] = json!(last_chars(t, 1000));
@@ -375,12 +396,28 @@ fn hook_environment(pass: &[String]) -> Vec<(String, String)> {
     out
 }
 
+/// A logfmt value: quoted when it holds a space, a quote, '=' or any control character, with
+/// backslash, quote, newline, carriage return and tab escaped (\\ \" \n \r \t) and other control
+/// characters as \u{..}, so that one event is always one line.
 fn logfmt_value(v: &str) -> String {
-    if v.is_empty() || v.contains([' ', '"', '=']) {
-        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        v.to_string()
+    if !v.is_empty() && !v.contains([' ', '"', '=', '\\']) && !v.contains(char::is_control) {
+        return v.to_string();
     }
+    let mut o = String::with_capacity(v.len() + 2);
+    o.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if c.is_control() => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
 }
 
 /// `event=... job=... host=... pid=... limit_bytes=... peak_bytes=... bundle=... summary="..."`
@@ -399,6 +436,9 @@ pub fn logfmt(ev: &Event) -> String {
     }
     if let Some(b) = &ev.bundle {
         parts.push(("bundle", b.clone()));
+    }
+    if let Some(r) = &ev.runbook {
+        parts.push(("runbook", r.clone()));
     }
     parts.push(("summary", ev.summary.clone()));
     parts
@@ -459,6 +499,7 @@ fn guard_fields(ev: &Event) -> Vec<(&'static str, String)> {
     ]
     .into_iter()
     .chain(ev.held_until.clone().map(|u| ("GUARD_HELD_UNTIL", u)))
+    .chain(ev.runbook.clone().map(|r| ("GUARD_RUNBOOK", r)))
     .collect()
 }
 
@@ -481,6 +522,7 @@ mod tests {
             summary: String::new(),
             finding: None,
             held_until: None,
+            runbook: None,
             exit_code: None,
             guard_version: "0.1.0".into(),
             time: String::new(),
@@ -528,7 +570,7 @@ mod tests {
             "{}",
             e.summary
         );
-        let am = alertmanager_body(&e);
+        let am = alertmanager_body(&e, &[]);
         assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryLimit");
         assert_eq!(am[0]["labels"]["severity"], "critical");
         assert_eq!(am[0]["labels"]["instance"], "web1");
@@ -589,6 +631,25 @@ mod tests {
     }
 
     #[test]
+    fn logfmt_lines_stay_one_line_and_escape_quotes() {
+        assert_eq!(logfmt_value("plain"), "plain");
+        assert_eq!(logfmt_value(""), "\"\"");
+        assert_eq!(logfmt_value("a b"), "\"a b\"");
+        assert_eq!(logfmt_value("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(logfmt_value("two\nlines\r\tx"), "\"two\\nlines\\r\\tx\"");
+        assert_eq!(logfmt_value("c:\\d"), "\"c:\\\\d\"");
+        assert_eq!(logfmt_value("esc\u{1b}[31m"), "\"esc\\u{1b}[31m\"");
+        let mut e = ev();
+        e.summary = "line one\nline \"two\"".into();
+        let l = logfmt(&e);
+        assert!(!l.contains('\n'), "{l}");
+        assert!(
+            l.ends_with("summary=\"line one\\nline \\\"two\\\"\""),
+            "{l}"
+        );
+    }
+
+    #[test]
     fn ping_urls_keep_their_query_and_carry_the_run_id() {
         assert_eq!(
             ping_url("https://hc-ping.com/k/", "/start", "r1"),
@@ -602,10 +663,42 @@ mod tests {
     }
 
     #[test]
+    fn the_runbook_travels_in_every_body_and_labels_reach_alertmanager() {
+        let mut e = ev();
+        e.runbook = Some("https://wiki.example/disaster-checklist".into());
+        e.summary = summary(&e);
+        assert!(
+            e.summary
+                .contains(" Runbook: https://wiki.example/disaster-checklist.")
+        );
+        let am = alertmanager_body(&e, &[("team".into(), "data".into())]);
+        assert_eq!(
+            am[0]["annotations"]["runbook_url"],
+            "https://wiki.example/disaster-checklist"
+        );
+        assert_eq!(am[0]["labels"]["team"], "data");
+        assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryLimit");
+        assert!(
+            slack_body(&e)
+                .to_string()
+                .contains("*Runbook:* https://wiki.example")
+        );
+        assert!(guard_fields(&e).contains(&(
+            "GUARD_RUNBOOK",
+            "https://wiki.example/disaster-checklist".into()
+        )));
+        assert!(logfmt(&e).contains("runbook=https://wiki.example/disaster-checklist"));
+        e.runbook = Some("call the DBA on duty".into());
+        let am = alertmanager_body(&e, &[]);
+        assert_eq!(am[0]["annotations"]["runbook"], "call the DBA on duty");
+        assert!(am[0]["annotations"].get("runbook_url").is_none());
+    }
+
+    #[test]
     fn warnings_resolve_themselves() {
         let mut e = ev();
         e.event = EventKind::Warning;
-        let am = alertmanager_body(&e);
+        let am = alertmanager_body(&e, &[]);
         assert_eq!(am[0]["labels"]["alertname"], "GuardMemoryWarning");
         assert_eq!(am[0]["labels"]["severity"], "warning");
         assert!(am[0]["endsAt"].is_string());

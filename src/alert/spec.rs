@@ -33,6 +33,16 @@ pub enum SpecError {
     EnvName(String),
     #[error("pass_env is for exec hooks: a {0} sink sends no environment")]
     PassEnvNotExec(&'static str),
+    #[error("labels are for kind = \"alertmanager\": a {0} sink sends none")]
+    LabelsNotAlertmanager(&'static str),
+    #[error(
+        "label name '{0}' is not valid: use letters, digits and _, not starting with a digit or __ (Prometheus' rule)"
+    )]
+    LabelName(String),
+    #[error("label '{0}' is guard's own (alertname, job, instance, severity): choose another name")]
+    LabelTaken(String),
+    #[error("the value of label {0} holds a control character")]
+    LabelValue(String),
     #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
     NotAbsolute(String),
     #[error("log goes to stderr, syslog or journal, not '{0}'")]
@@ -192,6 +202,33 @@ pub fn check_pass_env(kind: SinkKind, names: &[String]) -> Result<(), SpecError>
     }
 }
 
+/// Alertmanager `labels`: Prometheus label names (not `__`-prefixed, not guard's own labels),
+/// values without control characters; for an alertmanager sink only.
+pub fn check_labels(kind: SinkKind, labels: &[(String, String)]) -> Result<(), SpecError> {
+    if labels.is_empty() {
+        return Ok(());
+    }
+    if kind != SinkKind::Alertmanager {
+        return Err(SpecError::LabelsNotAlertmanager(kind.name()));
+    }
+    let esc = |s: &str| crate::format::escape_controls(s, false).into_owned();
+    for (k, v) in labels {
+        let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && !k.starts_with("__")
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(SpecError::LabelName(esc(k)));
+        }
+        if ["alertname", "job", "instance", "severity"].contains(&k.as_str()) {
+            return Err(SpecError::LabelTaken(k.clone()));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(SpecError::LabelValue(k.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// `scheme://host:port/…`: the path and query of a URL can be a credential (Slack, tokens).
 pub fn redact_url(u: &str) -> String {
     match u.split_once("://") {
@@ -222,6 +259,8 @@ pub struct Sink {
     /// exec: names of guard's environment variables the hook gets besides GUARD_* and PATH,
     /// HOME, LANG, LC_ALL, TZ (`pass_env` in an `[[alerts]]` table).
     pub pass_env: Vec<String>,
+    /// alertmanager: labels added to guard's own (`labels` in an `[[alerts]]` table).
+    pub labels: Vec<(String, String)>,
 }
 
 /// Events a sink gets when it names none: all but `failed` (opt-in).
@@ -298,6 +337,7 @@ impl Sink {
                 .collect(),
             timeout: timeout.unwrap_or(super::DEFAULT_TIMEOUT),
             pass_env: Vec::new(),
+            labels: Vec::new(),
         })
     }
 
@@ -365,6 +405,32 @@ mod tests {
             assert!(Sink::from_cli(bad).is_err(), "{bad}");
         }
         assert_eq!(redact_url("https://u:p@h:1/x?y"), "https://h:1/…");
+    }
+
+    #[test]
+    fn alertmanager_labels_are_checked() {
+        let am = SinkKind::Alertmanager;
+        let l = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert!(check_labels(am, &l("team", "ops")).is_ok());
+        assert!(check_labels(am, &l("_x1", "")).is_ok());
+        for bad in ["1x", "__meta", "a-b", ""] {
+            assert!(
+                matches!(check_labels(am, &l(bad, "v")), Err(SpecError::LabelName(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_labels(am, &l("job", "v")),
+            Err(SpecError::LabelTaken(_))
+        ));
+        assert!(matches!(
+            check_labels(am, &l("a", "x\ny")),
+            Err(SpecError::LabelValue(_))
+        ));
+        assert!(matches!(
+            check_labels(SinkKind::Webhook, &l("team", "ops")),
+            Err(SpecError::LabelsNotAlertmanager("webhook"))
+        ));
     }
 
     #[test]

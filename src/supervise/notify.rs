@@ -179,6 +179,7 @@ fn event(
         finding,
         growth: m.as_ref().and_then(|m| m.growth),
         held_until: None,
+        runbook: cfg.runbook.clone(),
     };
     ev.summary = alert::sinks::summary(&ev);
     ev

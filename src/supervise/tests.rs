@@ -223,6 +223,7 @@ fn config(evidence: &Path) -> WrapConfig {
         slice: None,
         no_systemd: true,
         hold_for: None,
+        runbook: None,
     }
 }
 
