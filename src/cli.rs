@@ -32,6 +32,7 @@ which mode would be used here and why.";
     about = ABOUT,
     long_about = LONG_ABOUT,
     args_conflicts_with_subcommands = true,
+    after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
     override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard held [--json]\n       guard kill NAME|PID\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
@@ -54,7 +55,11 @@ const CONFIG_ABOUT: &str = "Check configuration files";
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
-    #[command(about = RUN_ABOUT)]
+    #[command(
+        about = RUN_ABOUT,
+        override_usage = "guard run [OPTIONS] -- COMMAND [ARGS]...",
+        after_help = AFTER_HELP
+    )]
     Run(Box<WrapArgs>),
     #[command(about = REPORT_ABOUT)]
     Report(ReportArgs),
@@ -366,6 +371,72 @@ pub struct DoctorArgs {
     /// Print the findings as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// The subcommand a mistyped first word was probably meant to be (`lst` → `list`, `rport` →
+/// `report`), for the "command not found" line; None when nothing is close, or it has a '/'.
+pub fn similar_subcommand(word: &str) -> Option<&'static str> {
+    const SUBCOMMANDS: [&str; 8] = [
+        "run", "report", "list", "held", "kill", "doctor", "drill", "config",
+    ];
+    if word.contains('/') || word.len() < 2 {
+        return None;
+    }
+    SUBCOMMANDS
+        .into_iter()
+        .map(|s| (strsim::damerau_levenshtein(word, s), s))
+        .filter(|&(d, s)| d <= 1 || (d == 2 && s.len() > 4))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, s)| s)
+}
+
+/// The end of `guard --help`: the exit statuses (the table of exit.rs, checked by a test) and
+/// where the rest is.
+pub const AFTER_HELP: &str = "\
+Exit status:
+  (the child's)  the child exited normally: guard exits with its code
+  128 + N        the child was killed by signal N
+  137            guard killed the job for exceeding --memory (also a kernel OOM kill)
+  124            the job exceeded --timeout
+  75             --lock: another run holds the lock (COMMAND not started)
+  125            guard itself failed: a bad option or config, no cgroup with --require-cgroup
+  126            COMMAND found but not executable
+  127            COMMAND not found
+
+See guard(1) (man guard) for everything, guard.toml(5) for the configuration file.";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_help_ends_with_every_exit_status_of_the_table() {
+        let help = super::AFTER_HELP;
+        for row in crate::exit::TABLE {
+            let status = if row.status == "the child's code" {
+                "(the child's)"
+            } else {
+                row.status
+            };
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(status)),
+                "{status} missing from --help"
+            );
+        }
+        // clap wraps --help at 100 columns: no row may wrap.
+        assert!(help.lines().all(|l| l.chars().count() <= 100), "{help}");
+        assert!(help.ends_with("guard.toml(5) for the configuration file."));
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_is_recognised() {
+        use super::similar_subcommand as s;
+        assert_eq!(s("lst"), Some("list"));
+        assert_eq!(s("rport"), Some("report"));
+        assert_eq!(s("doctr"), Some("doctor"));
+        assert_eq!(s("hled"), Some("held"));
+        assert_eq!(s("python3"), None);
+        assert_eq!(s("./lst"), None);
+        assert_eq!(s("x"), None);
+    }
 }
 
 /// The clap command, for the man page and for tests.

@@ -37,6 +37,29 @@ fn guard_toml_5_is_current_and_documents_every_key() {
 }
 
 #[test]
+fn the_man_pages_have_their_sections_and_no_stray_escape() {
+    let guard1 = man::render();
+    for section in [
+        ".SH FILES",
+        ".SH \"SEE ALSO\"",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"HOLDING A JOB\"",
+    ] {
+        assert!(guard1.contains(section), "guard(1) lacks {section}");
+    }
+    let toml5 = man::render_toml5();
+    assert!(
+        toml5.contains(".SH NAME\nguard.toml \\- configuration file for guard(1)\n"),
+        "guard.toml(5)'s NAME line: {}",
+        toml5.lines().take(4).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        !toml5.contains("\\\\"),
+        "a literal backslash in guard.toml(5)"
+    );
+}
+
+#[test]
 fn example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/guard.toml");
     let f = guard::config_file::ConfigFile::load(&path).expect("examples/guard.toml parses");

@@ -263,7 +263,12 @@ fn spawn_fatal(cfg: &WrapConfig, e: SpawnError) -> Fatal {
     match e {
         SpawnError::Exec(err) if err.kind() == std::io::ErrorKind::NotFound => Fatal::new(
             exit::NOT_FOUND,
-            format!("cannot run '{cmd}': command not found (check the name and PATH)"),
+            match crate::cli::similar_subcommand(&cmd) {
+                Some(sub) => format!(
+                    "cannot run '{cmd}': command not found; did you mean 'guard {sub}'? (to run a program of that name, give its path)"
+                ),
+                None => format!("cannot run '{cmd}': command not found (check the name and PATH)"),
+            },
         ),
         SpawnError::Exec(err) => {
             Fatal::new(exit::NOT_EXECUTABLE, format!("cannot run '{cmd}': {err}"))

@@ -46,7 +46,7 @@ pub fn render_toml5() -> String {
         ],
     );
     r.control("SH", ["NAME"]);
-    r.text([roman("guard.toml \\- configuration file for guard(1)")]);
+    r.text([roman("guard.toml - configuration file for guard(1)")]);
     r.control("SH", ["SYNOPSIS"]);
     r.text([roman("/etc/guard/guard.toml, $XDG_CONFIG_HOME/guard/guard.toml (~/.config/guard/guard.toml), or the file given by --config FILE / GUARD_CONFIG.")]);
     r.control("SH", ["DESCRIPTION"]);
@@ -152,7 +152,9 @@ pub fn render() -> String {
         alerts(),
         metrics(),
         environment(),
+        files(),
         examples(),
+        see_also(),
     ] {
         s.push_str(&part);
     }
@@ -324,6 +326,29 @@ fn metrics() -> String {
             &["--metrics-file PATH writes the job's outcome in the node_exporter textfile format (point node_exporter's --collector.textfile.directory at PATH's directory; PATH must end in .prom): guard_job_last_run_timestamp_seconds, guard_job_last_exit_code (guard's exit status), guard_job_duration_seconds, guard_job_peak_memory_bytes, guard_job_memory_limit_bytes (when capped), the counter guard_job_memory_kills_total and guard_job_last_success_timestamp_seconds (when the last run that exited 0 ended; absent until one has), each with one label, guard_job, the job's --name. Not job: Prometheus sets job to the scrape job (node_exporter's) and would rename guard's to exported_job; and no host label: the scrape's instance names the machine. A file written with the earlier job and host labels is read, its kill counter kept, and rewritten with guard_job. Alert on a job that stopped succeeding with, say, time() - guard_job_last_success_timestamp_seconds{guard_job=\"nightly\"} > 26 * 3600. The file is replaced atomically (a temporary file, then rename) under a lock on PATH.lock, so several jobs can share it: each run rewrites its own series and keeps the others', and the kill counter carries over between runs. A metrics file that cannot be written is one warning line; the job's exit status never changes because of it."],
         )
         .to_roff()
+}
+
+fn files() -> String {
+    tagged(
+        "FILES",
+        &[
+            ("/etc/guard/guard.toml", "The system's configuration (guard.toml(5)); read unless --config names another file."),
+            ("$XDG_CONFIG_HOME/guard/guard.toml", "The user's configuration (~/.config/guard/guard.toml); wins over the system's."),
+            ("/var/lib/guard/evidence", "Evidence bundles of root's guards (0700; the packages' tmpfiles.d entry makes it). Other users': $XDG_STATE_HOME/guard/evidence (~/.local/state/guard/evidence)."),
+            ("/run/guard", "guard's runtime directory as root (another user's: $XDG_RUNTIME_DIR/guard, else /tmp/guard-UID): pyhook-HASH, the Python hook put on the job's PYTHONPATH; held/, the register of --hold-for holds that guard held and guard kill read."),
+            ("/sys/fs/cgroup/.../guard-NAME-PID", "The job's cgroup while it runs (cgroup v1: in the memory and freezer hierarchies; under systemd inside guard-NAME-PID.scope); removed when guard ends, or by the next run when guard was killed."),
+            ("/usr/lib/systemd/system/guard@.service, guard@.timer", "A service template that runs /etc/guard/jobs/NAME under guard, and its nightly timer (packaging/systemd)."),
+        ],
+    )
+    .to_roff()
+}
+
+fn see_also() -> String {
+    section(
+        "SEE ALSO",
+        &["guard.toml(5), systemd-run(1), systemd.resource-control(5), cgroups(7), timeout(1), systemd.time(7), chronic(1), tini(1), py-spy(1), gdb(1), journalctl(1); the README's examples and the packaging/ directory of guard's sources."],
+    )
+    .to_roff()
 }
 
 fn environment() -> String {
