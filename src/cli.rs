@@ -405,6 +405,19 @@ Exit status:
 
 See guard(1) (man guard) for everything, guard.toml(5) for the configuration file.";
 
+/// The clap command, for the man page and for tests.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// [`command`] with every deferred subcommand built: for the man page and for tests that walk
+/// the options.
+pub fn command_built() -> clap::Command {
+    let mut cmd = command();
+    cmd.build();
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -437,17 +450,4 @@ mod tests {
         assert_eq!(s("./lst"), None);
         assert_eq!(s("x"), None);
     }
-}
-
-/// The clap command, for the man page and for tests.
-pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command()
-}
-
-/// [`command`] with every deferred subcommand built: for the man page and for tests that walk
-/// the options.
-pub fn command_built() -> clap::Command {
-    let mut cmd = command();
-    cmd.build();
-    cmd
 }
