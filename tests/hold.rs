@@ -219,7 +219,8 @@ fn the_alert_goes_out_as_the_hold_begins_and_says_until_when_and_how_to_end_it()
     let r = Receiver::start(200, Duration::ZERO);
     let alert = format!("webhook:{}", r.url("/hook"));
     let n = name("hold-alert");
-    let (g, _, err) = held_guard(&n, "1h", &["--alert", &alert]);
+    // No warning: a slow guest's sampler can catch the job past 80 % on its way to the cap.
+    let (g, _, err) = held_guard(&n, "1h", &["--alert", &alert, "--warn", "off"]);
     // While the job is held, the alert is there.
     assert!(
         wait_until(Duration::from_secs(20), || !r.requests().is_empty()),
