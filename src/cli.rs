@@ -34,7 +34,7 @@ which mode would be used here and why.";
     args_conflicts_with_subcommands = true,
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard held [--json]\n       guard kill NAME|PID\n       guard doctor [--json]\n       guard config check [FILE]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard held [--json]\n       guard kill NAME|PID\n       guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,6 +50,7 @@ const REPORT_ABOUT: &str =
 const LIST_ABOUT: &str = "List evidence bundles, newest first (and the jobs held now)";
 const HELD_ABOUT: &str = "List the jobs held frozen now (--hold-for), with when each hold ends";
 const KILL_ABOUT: &str = "End a --hold-for hold now: the held job is killed, its guard exits 137";
+const DRILL_ABOUT: &str = "Rehearse the failure path with a job's settings: cap, capture, bundle, every alert sink, ping, metrics — a checklist; exit 0 only when all pass";
 const DOCTOR_ABOUT: &str = "Show which enforcement mode guard would use here, and why";
 const CONFIG_ABOUT: &str = "Check configuration files";
 
@@ -69,6 +70,8 @@ pub enum Sub {
     Held(HeldArgs),
     #[command(about = KILL_ABOUT)]
     Kill(KillArgs),
+    #[command(about = DRILL_ABOUT)]
+    Drill(DrillArgs),
     #[command(about = DOCTOR_ABOUT)]
     Doctor(DoctorArgs),
     #[command(subcommand, about = CONFIG_ABOUT)]
@@ -113,6 +116,9 @@ fn eager_held(shell: clap::Command) -> clap::Command {
 fn eager_kill(shell: clap::Command) -> clap::Command {
     eager(shell, "kill")
 }
+fn eager_drill(shell: clap::Command) -> clap::Command {
+    eager(shell, "drill")
+}
 fn eager_doctor(shell: clap::Command) -> clap::Command {
     eager(shell, "doctor")
 }
@@ -125,12 +131,13 @@ type Build = fn(clap::Command) -> clap::Command;
 
 impl Subcommand for LazySub {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
-        let shells: [(&str, &str, Build); 7] = [
+        let shells: [(&str, &str, Build); 8] = [
             ("run", RUN_ABOUT, eager_run),
             ("report", REPORT_ABOUT, eager_report),
             ("list", LIST_ABOUT, eager_list),
             ("held", HELD_ABOUT, eager_held),
             ("kill", KILL_ABOUT, eager_kill),
+            ("drill", DRILL_ABOUT, eager_drill),
             ("doctor", DOCTOR_ABOUT, eager_doctor),
             ("config", CONFIG_ABOUT, eager_config),
         ];
@@ -182,6 +189,8 @@ pub struct WrapArgs {
     pub alert: Vec<String>,
     /// COMMAND and its arguments.
     pub command: Vec<OsString>,
+    /// `--drill` (hidden): this run is `guard drill`'s rehearsal, not a job's.
+    pub drill: bool,
 }
 
 impl WrapArgs {
@@ -256,6 +265,13 @@ fn wrap_arg(o: &'static Opt) -> Arg {
 impl Args for WrapArgs {
     fn augment_args(cmd: Command) -> Command {
         let cmd = OPTIONS.iter().fold(cmd, |cmd, o| cmd.arg(wrap_arg(o)));
+        // Set by `guard drill` for the run it starts; not for people (not in --help).
+        let cmd = cmd.arg(
+            Arg::new("drill")
+                .long("drill")
+                .hide(true)
+                .action(ArgAction::SetTrue),
+        );
         cmd.arg(
             Arg::new("command")
                 .value_name("COMMAND")
@@ -310,6 +326,7 @@ impl FromArgMatches for WrapArgs {
             .get_many::<OsString>("command")
             .map(|v| v.cloned().collect())
             .unwrap_or_default();
+        self.drill = m.try_get_one::<bool>("drill").ok().flatten() == Some(&true);
         Ok(())
     }
 }
@@ -364,6 +381,31 @@ pub struct KillArgs {
     /// The held job: its --name, its pid, or the pid of the guard holding it
     #[arg(value_name = "NAME|PID")]
     pub target: String,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Run it after each change to the configuration, and on a schedule: a timer \
+(packaging/systemd/guard-drill@.timer) or a crontab line like\n  \
+17 9 * * 1  /usr/bin/guard drill --name fix_images > /var/tmp/guard-drill.txt || cat /var/tmp/guard-drill.txt"
+)]
+pub struct DrillArgs {
+    /// The job whose settings are rehearsed ([jobs.NAME] of the configuration) [default: the
+    /// [defaults], as job 'drill']
+    #[arg(long, value_name = "JOB")]
+    pub name: Option<String>,
+
+    /// The configuration file [default: the files guard reads]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// A smaller cap for the rehearsal than the job's (its allocator goes up to the cap)
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// Print the checks as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -60,7 +60,12 @@ pub struct WrapConfig {
     pub hold_for: Option<Duration>,
     /// --runbook: sent in every alert.
     pub runbook: Option<String>,
+    /// `guard drill`'s rehearsal run: its alerts, bundle, ping and metrics say drill.
+    pub drill: bool,
 }
+
+/// A drill's run ends by this time at the latest (its allocator reaches any cap in seconds).
+pub const DRILL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why no evidence directory can be used: decided once per run, carried to the kill line
 /// (`no evidence: …`). Cheap to clone (the OS errors are shared).
@@ -337,20 +342,32 @@ pub fn wrap_config(
             "--hold-for needs --memory SIZE: it is how long guard holds the job at that cap".into(),
         ));
     }
+    let mut evidence = evidence_config(args, src, memory)?;
+    let mut timeout = duration(args, src, "timeout")?;
+    let hold_for = if args.drill {
+        // A rehearsal: no hold (the job's could be half an hour), no warning alert before the
+        // drill's own, and a bound on the whole.
+        evidence.warn = None;
+        timeout = Some(timeout.map_or(DRILL_TIMEOUT, |t| t.min(DRILL_TIMEOUT)));
+        None
+    } else {
+        hold_for
+    };
     Ok(WrapConfig {
         hold_for,
+        drill: args.drill,
         runbook: runbook(args, src)?,
         capture_at: capture_at(args, src)?,
         subreaper: flag(src, args, "subreaper")?,
         pgroup: flag(src, args, "pgroup")?,
         ping: ping(args, src)?,
         quiet: flag(src, args, "quiet")?,
-        timeout: duration(args, src, "timeout")?,
+        timeout,
         lock,
         lock_wait,
         alerts: alerts(args, src)?,
         metrics_file: metrics_file(args)?,
-        evidence: evidence_config(args, src, memory)?,
+        evidence,
         swap: swap(args, src, memory)?,
         memory,
         memory_text: args.text("memory").map(str::to_string),

@@ -30,6 +30,71 @@ pub struct Report {
     pub capabilities: Vec<Capability>,
     /// Where bundles would go and the collectors' tools (not kernel capabilities).
     pub evidence: Vec<Capability>,
+    /// The configuration guard would read (GUARD_CONFIG, else the system's and the user's
+    /// files) checked as `guard config check` checks it.
+    pub configuration: Vec<crate::readiness::Check>,
+    /// 0 ready; 1 a configuration check failed; 2 no hard cap here (poll mode).
+    pub status: i32,
+}
+
+/// guard doctor's exit statuses.
+pub const READY: i32 = 0;
+pub const NOT_AS_CONFIGURED: i32 = 1;
+pub const NO_HARD_CAP: i32 = 2;
+
+/// The configuration's checks: it loads and validates ([defaults] and every job), and each
+/// job's sinks, ping, metrics file and evidence directory are ready (nothing sent).
+fn configuration() -> Vec<crate::readiness::Check> {
+    use crate::readiness::{self, Check};
+    let file = std::env::var_os("GUARD_CONFIG")
+        .filter(|f| !f.is_empty())
+        .map(std::path::PathBuf::from);
+    let fail = |detail: String| {
+        vec![Check {
+            check: "configuration".into(),
+            ok: false,
+            detail,
+        }]
+    };
+    let layers = match crate::config_file::Layers::load(file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut jobs: Vec<Option<String>> = vec![None];
+    for f in &layers.files {
+        jobs.extend(f.job_names().into_iter().map(Some));
+    }
+    jobs.dedup();
+    let sinks: Vec<crate::alert::Sink> = layers.alerts().into_iter().map(|(s, _)| s).collect();
+    let mut out = vec![Check {
+        check: "configuration".into(),
+        ok: true,
+        detail: match layers.files.is_empty() {
+            true => "no configuration file: built-in defaults".into(),
+            false => layers
+                .files
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    }];
+    out.extend(readiness::sinks(&sinks));
+    let mut seen = readiness::Seen::default();
+    let m = clap::ArgMatches::default();
+    for job in jobs {
+        let base = crate::cli::WrapArgs::for_job(job.clone());
+        let (args, src) = crate::config::apply_files(&base, &m, &layers);
+        match crate::config::wrap_config(&args, &src, crate::available_memory) {
+            Ok(cfg) => out.extend(readiness::job(&cfg, &mut seen)),
+            Err(e) => out.push(Check {
+                check: job.map_or("[defaults]".into(), |j| format!("[jobs.{j}]")),
+                ok: false,
+                detail: e.0,
+            }),
+        }
+    }
+    out
 }
 
 fn kernel() -> String {
@@ -45,10 +110,35 @@ fn kernel() -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
+/// Whether guard could write bundles to `d`: an existing directory gets the checks a run makes
+/// (not a symlink, its owner, its mode); a missing one is judged by its nearest existing
+/// ancestor. Nothing is created.
+pub fn evidence_dir_state(d: &Path) -> (bool, String) {
+    use nix::unistd::{AccessFlags, access};
+    if d.exists() || d.is_symlink() {
+        return match crate::evidence::bundle::EvidenceDir::open_existing(d) {
+            Ok(_) => (true, d.display().to_string()),
+            Err(e) => (false, e.to_string()),
+        };
+    }
+    let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    let writable =
+        existing.is_dir() && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+    let detail = if writable {
+        format!("{} (created on first use, 0700)", d.display())
+    } else {
+        format!(
+            "{} does not exist and {} is not writable",
+            d.display(),
+            existing.display()
+        )
+    };
+    (writable, detail)
+}
+
 /// Where bundles would go and whether guard could write there, and the collectors' tools.
 /// Nothing is created: a missing directory is judged by its nearest existing ancestor.
 fn evidence_caps() -> Vec<Capability> {
-    use nix::unistd::{AccessFlags, access};
     let dir = std::env::var_os("GUARD_EVIDENCE_DIR")
         .filter(|d| !d.is_empty())
         .map(std::path::PathBuf::from)
@@ -57,20 +147,9 @@ fn evidence_caps() -> Vec<Capability> {
     let mut caps = Vec::new();
     let fix = "give --evidence-dir DIR (or GUARD_EVIDENCE_DIR) a writable directory";
     match dir {
-        // An existing directory gets the checks a run makes (not a symlink, owner, mode).
-        Ok(d) if d.exists() || d.is_symlink() => {
-            let (ok, detail) = match crate::evidence::bundle::EvidenceDir::open_existing(&d) {
-                Ok(_) => (true, d.display().to_string()),
-                Err(e) => (false, e.to_string()),
-            };
-            caps.push(Capability::new("evidence directory", ok, detail, fix));
-        }
         Ok(d) => {
-            let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
-            let writable = existing.is_dir()
-                && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
-            let detail = format!("{} (created on first use, 0700)", d.display());
-            caps.push(Capability::new("evidence directory", writable, detail, fix));
+            let (ok, detail) = evidence_dir_state(&d);
+            caps.push(Capability::new("evidence directory", ok, detail, fix));
         }
         Err(e) => caps.push(Capability::new(
             "evidence directory",
@@ -264,7 +343,17 @@ pub fn report() -> Report {
     if let Some(p) = scope_probe {
         probe = format!("{p} ({probe})");
     }
+    let configuration = configuration();
+    let status = if plan.mode() == crate::format::Mode::Poll {
+        NO_HARD_CAP
+    } else if configuration.iter().any(|c| !c.ok) {
+        NOT_AS_CONFIGURED
+    } else {
+        READY
+    };
     Report {
+        configuration,
+        status,
         systemd: systemd_line,
         evidence: evidence_caps(),
         kernel: kernel(),
@@ -327,4 +416,16 @@ pub fn print(r: &Report) {
             }
         }
     }
+    println!("configuration (checked here and now; secrets resolved but not shown):");
+    print!("{}", crate::readiness::text(&r.configuration));
+    println!(
+        "status:      {} ({})",
+        r.status,
+        match r.status {
+            READY => "ready: guard enforces a hard cap here as configured",
+            NOT_AS_CONFIGURED =>
+                "a configuration check failed: guard would cap, but lose what the failed check names",
+            _ => "no hard cap here: poll mode is best effort (see 'to enforce')",
+        }
+    );
 }

@@ -21,6 +21,8 @@
 //! - [`rundir`]: guard's runtime directory (the Python hook, the register of held jobs).
 //! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
+//! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
+//! - [`drill`]: `guard drill`, the failure path rehearsed.
 
 pub mod alert;
 pub mod cgroup;
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod doctor;
+pub mod drill;
 pub mod evidence;
 pub mod exit;
 pub mod format;
@@ -38,6 +41,7 @@ pub mod metrics;
 pub mod options;
 pub mod owner;
 pub mod proc;
+pub mod readiness;
 pub mod redact;
 pub mod report;
 pub mod rundir;
@@ -156,6 +160,10 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     {
         return supervise::sentinel::cleanup(&args[2..]);
     }
+    // The allocator `guard drill` runs under the job's settings: not a command for people.
+    if args.get(1).is_some_and(|a| a == drill::ALLOC_MODE) {
+        return drill::allocate(&args[2..]);
+    }
     let matches = match cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
@@ -209,7 +217,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             } else {
                 doctor::print(&r);
             }
-            0
+            r.status
         }
         Some(cli::Sub::Report(r)) => {
             init_logging(Verbosity::Normal);
@@ -220,6 +228,14 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             list_cmd(&l)
         }
         Some(cli::Sub::Held(h)) => held_cmd(&h),
+        Some(cli::Sub::Drill(d)) => {
+            init_logging(Verbosity::Normal);
+            let sub = matches
+                .subcommand_matches("drill")
+                .cloned()
+                .unwrap_or_default();
+            drill::command(&d, &sub)
+        }
         Some(cli::Sub::Kill(k)) => match held::kill_cmd(&k.target) {
             Ok(said) => {
                 println!("{said}");
@@ -395,7 +411,7 @@ fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
 }
 
 /// The memory available to guard (for `N%` sizes).
-fn available_memory() -> Option<u64> {
+pub fn available_memory() -> Option<u64> {
     let sys = cgroup::detect::Sys::live();
     cgroup::detect::Layout::read(&sys)
         .ok()
@@ -451,6 +467,8 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
         }
     }
     let mut status = 0;
+    let mut ready = readiness::sinks(&alerts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
+    let mut seen = readiness::Seen::default();
     for job in jobs {
         let base = cli::WrapArgs::for_job(job.clone());
         let (args, src) = config::apply_files(&base, m, &layers);
@@ -461,11 +479,23 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
                     Some(j) => println!("\n[jobs.{j}] (guard --name {j}):"),
                 }
                 print!("{}", config::describe(&cfg, &src));
+                ready.extend(readiness::job(&cfg, &mut seen));
             }
             Err(e) => {
                 error_line(&e.0);
                 status = exit::GUARD_FAILED;
             }
+        }
+    }
+    println!("\nreadiness (checked here and now; secrets resolved but not shown; nothing sent):");
+    print!("{}", readiness::text(&ready));
+    let failed = ready.iter().filter(|c| !c.ok).count();
+    if failed > 0 {
+        println!(
+            "{failed} check(s) failed: a real run would lose what they name; fix them, then run guard drill"
+        );
+        if status == 0 {
+            status = 1;
         }
     }
     status

@@ -27,6 +27,8 @@ pub struct Outcome {
     pub limit_bytes: Option<u64>,
     /// The event the run ended with (None: it succeeded).
     pub ending: Option<crate::format::EventKind>,
+    /// `guard drill`'s run: it writes the drill's series, never the job's.
+    pub drill: bool,
 }
 
 const METRICS: &[(&str, &str, &str)] = &[
@@ -64,6 +66,16 @@ const METRICS: &[(&str, &str, &str)] = &[
         "guard_job_last_success_timestamp_seconds",
         "gauge",
         "When the job's last successful run (exit status 0) under guard ended (Unix time).",
+    ),
+    (
+        "guard_drill_last_run_timestamp_seconds",
+        "gauge",
+        "When guard drill last rehearsed the job's failure path (Unix time).",
+    ),
+    (
+        "guard_drill_last_success_timestamp_seconds",
+        "gauge",
+        "When guard drill last passed every check for the job (Unix time).",
     ),
 ];
 
@@ -165,6 +177,13 @@ fn render(s: &Series) -> String {
 /// Update `s` with this run.
 fn update(s: &mut Series, r: &Outcome) {
     let key = |n: &str| (n.to_string(), r.job.clone());
+    if r.drill {
+        s.insert(
+            key("guard_drill_last_run_timestamp_seconds"),
+            format!("{:.3}", r.started_unix),
+        );
+        return;
+    }
     let kills: u64 = s
         .get(&key("guard_job_memory_kills_total"))
         .and_then(|v| v.parse().ok())
@@ -249,6 +268,31 @@ pub fn check(path: &Path) -> Result<(), MetricsError> {
 
 /// Write this run into `path`: lock, read, update, write a temporary file, rename.
 pub fn write(path: &Path, r: &Outcome) -> Result<(), MetricsError> {
+    rewrite(path, |s| update(s, r))
+}
+
+/// `guard drill` passed every check for `job` at `when` (Unix time).
+pub fn drill_passed(path: &Path, job: &str, when: f64) -> Result<(), MetricsError> {
+    rewrite(path, |s| {
+        s.insert(
+            (
+                "guard_drill_last_success_timestamp_seconds".into(),
+                job.to_string(),
+            ),
+            format!("{when:.3}"),
+        );
+    })
+}
+
+/// The value of `metric` for `job` in the file at `path`, if it has one.
+pub fn value_in(path: &Path, metric: &str, job: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse(&text).remove(&(metric.to_string(), job.to_string()))
+}
+
+/// Change the series in `path` with `change`: lock, read, change, write a temporary file,
+/// rename.
+fn rewrite(path: &Path, change: impl FnOnce(&mut Series)) -> Result<(), MetricsError> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -276,7 +320,7 @@ pub fn write(path: &Path, r: &Outcome) -> Result<(), MetricsError> {
             });
         }
     };
-    update(&mut series, r);
+    change(&mut series);
     let tmp = PathBuf::from(format!("{}.tmp.{}", path.display(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
@@ -312,6 +356,7 @@ mod tests {
             peak_bytes: Some(100),
             limit_bytes: Some(200),
             ending: killed.then_some(crate::format::EventKind::MemoryLimit),
+            drill: false,
         }
     }
 
@@ -359,6 +404,35 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}"); // the file and its lock
+    }
+
+    #[test]
+    fn a_drill_writes_its_own_series_and_leaves_the_jobs_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("guard.prom");
+        write(&p, &run("a", 0, false)).unwrap();
+        let before = std::fs::read_to_string(&p).unwrap();
+        let mut drill = run("a", 137, true);
+        drill.drill = true;
+        write(&p, &drill).unwrap();
+        drill_passed(&p, "a", 1_795_000_010.0).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        for line in before.lines().filter(|l| !l.starts_with('#')) {
+            assert!(text.contains(line), "{line} changed: {text}");
+        }
+        assert_eq!(
+            value_in(&p, "guard_drill_last_run_timestamp_seconds", "a").as_deref(),
+            Some("1795000000.500")
+        );
+        assert_eq!(
+            value_in(&p, "guard_drill_last_success_timestamp_seconds", "a").as_deref(),
+            Some("1795000010.000")
+        );
+        assert_eq!(
+            value_in(&p, "guard_job_memory_kills_total", "a").as_deref(),
+            Some("0"),
+            "a drill's kill is not the job's"
+        );
     }
 
     #[test]

@@ -87,6 +87,29 @@ fn check_outcome(what: &str, o: &std::process::Output) -> Result<(), TestCaseErr
     }
 }
 
+/// `guard config check`: what `check_outcome` allows, or 1 — valid, but a readiness check failed
+/// (an env: secret unset here, a file: unreadable) — said on stdout, escaped.
+fn check_config_outcome(what: &str, o: &std::process::Output) -> Result<(), TestCaseError> {
+    if o.status.code() != Some(1) {
+        return check_outcome(what, o);
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    prop_assert!(out.contains("check(s) failed"), "{}: {:?}", what, out);
+    prop_assert!(
+        !out.chars().any(|c| c.is_control() && c != '\n'),
+        "{}: raw control character: {:?}",
+        what,
+        out
+    );
+    prop_assert!(
+        o.stderr.is_empty(),
+        "{}: {:?}",
+        what,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
 fn cases(default: u32) -> ProptestConfig {
     ProptestConfig {
         cases: std::env::var("GUARD_TEST_FUZZ_CASES")
@@ -109,7 +132,7 @@ proptest! {
         let text = format!("[defaults]\n{key} = {}\n", toml_string(&v));
         std::fs::write(&f, &text).unwrap();
         let o = guard_cmd().args(["config", "check"]).arg(&f).bounded();
-        check_outcome(&text, &o)?;
+        check_config_outcome(&text, &o)?;
     }
 
     /// An alert table with any URL and header: accepted or one error line.
@@ -125,7 +148,7 @@ proptest! {
         );
         std::fs::write(&f, &text).unwrap();
         let o = guard_cmd().args(["config", "check"]).arg(&f).bounded();
-        check_outcome(&text, &o)?;
+        check_config_outcome(&text, &o)?;
     }
 }
 

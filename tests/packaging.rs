@@ -37,7 +37,24 @@ fn the_service_template_and_timer_verify() {
     let here = service.replace("/usr/bin/guard", &guard().display().to_string());
     std::fs::write(d.path().join("guard@.service"), here).unwrap();
     std::fs::copy(units().join("guard@.timer"), d.path().join("guard@.timer")).unwrap();
-    for unit in ["guard@nightly.service", "guard@nightly.timer"] {
+    let drill = std::fs::read_to_string(units().join("guard-drill@.service")).unwrap();
+    assert!(
+        drill.contains("ExecStart=/usr/bin/guard drill --name %i"),
+        "{drill}"
+    );
+    let here = drill.replace("/usr/bin/guard", &guard().display().to_string());
+    std::fs::write(d.path().join("guard-drill@.service"), here).unwrap();
+    std::fs::copy(
+        units().join("guard-drill@.timer"),
+        d.path().join("guard-drill@.timer"),
+    )
+    .unwrap();
+    for unit in [
+        "guard@nightly.service",
+        "guard@nightly.timer",
+        "guard-drill@nightly.service",
+        "guard-drill@nightly.timer",
+    ] {
         let o = Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
             .arg(d.path().join(unit))

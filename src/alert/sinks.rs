@@ -231,8 +231,10 @@ fn headline(ev: &Event) -> String {
         ),
         EventKind::Timeout => format!("{} exceeded its time limit and was killed", ev.job),
         EventKind::Drill => format!(
-            "guard drill for {}: this is a test of the alert path",
-            ev.job
+            "guard drill for {}: a rehearsal, not a failure of the job — guard's allocator reached the job's memory limit {} (peak {}) and was killed as the job would be",
+            ev.job,
+            size(ev.limit_bytes),
+            size(ev.peak_bytes)
         ),
         other => format!("{}: {other}", ev.job),
     };

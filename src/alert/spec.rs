@@ -130,7 +130,7 @@ impl Secret {
         match self {
             Secret::Plain(s) => Ok(s.clone()),
             Secret::Env(n) => std::env::var(n).map_err(|_| SecretError::EnvUnset(n.clone())),
-            Secret::File(p) => std::fs::read_to_string(p)
+            Secret::File(p) => read_secret_file(p)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|source| SecretError::File {
                     path: p.clone(),
@@ -147,6 +147,32 @@ impl Secret {
             Secret::File(p) => format!("file:{}", p.display()),
         }
     }
+}
+
+/// The largest secret file guard reads (a URL or a token is a few hundred bytes).
+const MAX_SECRET: u64 = 64 << 10;
+
+/// A `file:` secret: a regular file (a FIFO or a device would block or never end; opened
+/// without blocking, then refused), at most MAX_SECRET bytes.
+fn read_secret_file(p: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, a device, a directory)",
+        ));
+    }
+    if m.len() > MAX_SECRET {
+        return Err(std::io::Error::other("larger than 64 KiB: not a secret"));
+    }
+    let mut s = String::new();
+    f.take(MAX_SECRET).read_to_string(&mut s)?;
+    Ok(s)
 }
 
 /// An http(s) URL with a host, a valid port and nothing malformed (`http://[::1`, port 99999):
@@ -356,8 +382,10 @@ impl Sink {
         )
     }
 
+    /// Whether the sink gets `event`: the ones its `events` name, and every drill (`guard drill`
+    /// checks every sink, whatever it is for).
     pub fn wants(&self, event: EventKind) -> bool {
-        self.events.contains(&event)
+        event == EventKind::Drill || self.events.contains(&event)
     }
 
     /// For messages and the manifest: kind and where, without secrets.
@@ -464,5 +492,13 @@ mod tests {
                 .resolve()
                 .is_err()
         );
+        // A FIFO is refused at once, not waited on.
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = Secret::parse(&format!("file:{}", fifo.display()))
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -173,6 +173,8 @@ pub struct Recorder {
     pub observe: Option<Observe>,
     /// The Python heap census, when its hook is in the job.
     pub pyheap: Option<pyheap::Census>,
+    /// `guard drill`'s run: its bundles' trigger is `drill`.
+    drill: bool,
 }
 
 /// Observe mode state.
@@ -240,6 +242,7 @@ impl Recorder {
             escaped: Vec::new(),
             observe: None,
             pyheap: None,
+            drill: cfg.drill,
         }
     }
 
@@ -536,7 +539,12 @@ impl Recorder {
             started_at: format::rfc3339(self.started_at),
             captured_at: format::rfc3339(captured),
             ended_at: None,
-            trigger: occ.trigger.kind(),
+            // A drill's bundles say so (guard report --latest passes them by).
+            trigger: match occ.trigger.kind() {
+                EventKind::Warning => EventKind::Warning,
+                _ if self.drill => EventKind::Drill,
+                k => k,
+            },
             capture: if occ.pre_kill {
                 Capture::PreKill
             } else {
@@ -802,6 +810,11 @@ impl Recorder {
 /// Record the alert deliveries in a finished bundle.
 pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(), EvidenceError> {
     update_manifest(bundle, |m| m.alerts = deliveries.to_vec(), None)
+}
+
+/// Add the `--ping` deliveries to a finished bundle's (after its alert's).
+pub fn record_pings(bundle: &Path, pings: &[format::Delivery]) -> Result<(), EvidenceError> {
+    update_manifest(bundle, |m| m.alerts.extend_from_slice(pings), None)
 }
 
 /// How a held job's run ended (`--hold-for`), added to the bundle written when the hold began:

@@ -722,7 +722,7 @@ pub fn latest(dir: &Path) -> Result<PathBuf, ReportError> {
     let all = format::found(dir);
     all.iter()
         .rev()
-        .find(|f| f.manifest.trigger != EventKind::Warning)
+        .find(|f| !matches!(f.manifest.trigger, EventKind::Warning | EventKind::Drill))
         .or(all.last())
         .map(|f| f.path.clone())
         .ok_or_else(|| ReportError::Empty(dir.to_path_buf()))

@@ -30,6 +30,7 @@ use crate::cgroup::detect::Sys;
 use crate::config::WrapConfig;
 use crate::evidence::Recorder;
 use crate::exit;
+use crate::format::EventKind;
 use event_loop::{Child, Io, Supervisor};
 use verdict::{Ending, evidence_text};
 
@@ -101,13 +102,17 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         output.replay();
     }
     let said = verdict.line(cfg, pid, peak, &killed, &evidence_text(&bundle));
+    // Everything a drill sends is a drill: its event, whatever ended it.
+    let kind = verdict
+        .kind()
+        .map(|k| if cfg.drill { EventKind::Drill } else { k });
     if let Some(line) = &said {
         let shown = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_default();
         let path = bundle
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        match verdict.kind() {
+        match kind {
             Some(kind) => crate::logger::event_line(
                 line,
                 kind,
@@ -124,7 +129,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let status = verdict.status();
     let ending = Ending {
         status,
-        kind: verdict.kind(),
+        kind,
         pid,
         bundle,
         peak,

@@ -39,9 +39,9 @@ pub struct PendingAlert {
     handle: JoinHandle<Vec<Delivery>>,
 }
 
-/// The `--ping URL/start` on its way, and the run id its end ping carries too.
+/// The `--ping URL/start` on its way (none in a drill), and the run id its end ping carries too.
 pub struct StartPing {
-    handle: JoinHandle<Delivery>,
+    handle: Option<JoinHandle<Delivery>>,
     rid: String,
 }
 
@@ -53,10 +53,10 @@ pub fn job_started(cfg: &WrapConfig) -> Option<StartPing> {
     cfg.ping.clone().map(|url| {
         let rid = alert::run_id();
         let id = rid.clone();
-        StartPing {
-            handle: std::thread::spawn(move || alert::ping(&url, "/start", &id, "")),
-            rid,
-        }
+        // A drill does not start the job's check: it logs one event there at its end.
+        let handle =
+            (!cfg.drill).then(|| std::thread::spawn(move || alert::ping(&url, "/start", &id, "")));
+        StartPing { handle, rid }
     })
 }
 
@@ -215,20 +215,27 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
             .as_ref()
             .map(|s| s.rid.clone())
             .unwrap_or_default();
+        let drill = cfg.drill.then_some(cfg.name.as_str());
         let end_ping = cfg
             .ping
             .as_ref()
-            .map(|url| scope.spawn(move || ping(url, &rid, ending)));
+            .map(|url| scope.spawn(move || ping(url, &rid, ending, drill)));
         alert_the_ending(cfg, ending);
         for p in pending {
             let results = p.handle.join().unwrap_or_default();
             finish_alert(&p.event, p.bundle.as_deref(), &results);
         }
         let mut pings: Vec<Delivery> = start_ping
-            .and_then(|s| s.handle.join().ok())
+            .and_then(|s| s.handle)
+            .and_then(|h| h.join().ok())
             .into_iter()
             .collect();
         pings.extend(end_ping.and_then(|h| h.join().ok()));
+        if let (Ok(b), false) = (&ending.bundle, pings.is_empty()) {
+            if let Err(e) = crate::evidence::record_pings(b, &pings) {
+                log::warn!("{e}");
+            }
+        }
         for r in pings.iter().filter(|r| r.status != Status::Ok) {
             log::warn!(
                 "{} failed after {} attempt(s): {}; the job's result is unchanged",
@@ -270,7 +277,15 @@ fn alert_the_ending(cfg: &WrapConfig, ending: &Ending) {
 /// The end of `--ping`: URL on success; on failure URL/STATUS (healthchecks' exit-status
 /// endpoint: 124 after a timeout, 137 after a memory kill) with guard's line and the end of
 /// the output.
-fn ping(url: &alert::spec::Secret, rid: &str, ending: &Ending) -> Delivery {
+fn ping(url: &alert::spec::Secret, rid: &str, ending: &Ending, drill: Option<&str>) -> Delivery {
+    if let Some(job) = drill {
+        // healthchecks' /log: an event in the check's log that changes nothing of its state.
+        let body = format!(
+            "guard drill for {job}: a rehearsal of the failure path, not a run of the job; {}",
+            ending.line
+        );
+        return alert::ping(url, "/log", rid, &ending.scrub.scrub_str(&body));
+    }
     if ending.status == 0 {
         return alert::ping(url, "", rid, "");
     }
@@ -305,6 +320,7 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
         peak_bytes: ending.metrics_peak,
         limit_bytes: cfg.memory,
         ending: ending.kind,
+        drill: cfg.drill,
     };
     // A directory found missing at the start was said then, once: not again here.
     let said = crate::metrics::check(path).is_err() && METRICS_SAID.load(Ordering::Relaxed);

@@ -224,6 +224,7 @@ fn config(evidence: &Path) -> WrapConfig {
         no_systemd: true,
         hold_for: None,
         runbook: None,
+        drill: false,
     }
 }
 

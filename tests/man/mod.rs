@@ -147,6 +147,7 @@ pub fn render() -> String {
         evidence(),
         python_heap_census(),
         holding_a_job(),
+        drill(),
         container_entrypoint(),
         cron(),
         alerts(),
@@ -174,8 +175,9 @@ fn commands() -> String {
                 ("guard list [--json] [--evidence-dir DIR]", "List bundles, newest first: capture time, job, trigger, capture kind, peak, path. Jobs held now (--hold-for) come first, as guard held lists them."),
                 ("guard held [--json]", "List the jobs the guards of this user (root: root's) hold frozen now (--hold-for): job, its pid, the guard's pid, when the hold began and ends at the latest (UTC), and the bundle. See HOLDING A JOB."),
                 ("guard kill NAME|PID", "End a --hold-for hold now: the held job named NAME (its --name), or whose pid or whose guard's pid is PID, is killed at once and its guard exits 137. guard kill prints one line when the guard has ended the hold (it waits up to 10 s for that); a name two held jobs share is refused (name one by pid), and nothing held by that name or pid is one error line and exit 125."),
-                ("guard config check [FILE]", "Validate the configuration (FILE, or the files guard would read) and print the effective settings of [defaults] and of every [jobs.NAME], each with the FILE:LINE:COLUMN it comes from (or built-in). Exit 125 with one line naming the place when something is wrong. See guard.toml(5)."),
-                ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it; then where evidence bundles would go (and whether guard can write there) and whether py-spy and gcore are on PATH. It creates and removes a probe cgroup where that touches no other process."),
+                ("guard config check [FILE]", "Validate the configuration (FILE, or the files guard would read) and print the effective settings of [defaults] and of every [jobs.NAME], each with the FILE:LINE:COLUMN it comes from (or built-in); then whether it would work here and now, without sending anything: every alert sink's env:NAME and file:/path secrets resolve (present; the values are never printed) to URLs that parse with an http or https scheme, header values resolve, exec hooks are absolute paths to files guard can execute, log:syslog and log:journal have their sockets, the ping's URL resolves, and the metrics file's and the evidence directory's directories are writable (an evidence directory by the rules a run applies) with at least 64 MiB free. Exit 125 with one line naming the place when the configuration is invalid; 1 when it is valid but a check failed; 0 otherwise. See guard.toml(5)."),
+                ("guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]", "Rehearse the failure path: see DRILL."),
+                ("guard doctor [--json]", "Print the kernel, the cgroup layout, the enforcement mode guard would use here and why, and for each missing capability what would fix it; then where evidence bundles would go (and whether guard can write there) and where py-spy and gcore are; then the configuration (GUARD_CONFIG, else the files guard reads) checked as guard config check checks it. It creates and removes a probe cgroup where that touches no other process. Exit status: 0 ready (a hard cap, and every configuration check passed); 1 a configuration check failed (guard would cap, but lose what the check names: an alert, the evidence, the metrics); 2 no hard cap here (poll mode, best effort). A deploy can gate on it: guard doctor >/dev/null || exit 1."),
             ],
         )
         .to_roff()
@@ -265,6 +267,18 @@ fn python_heap_census() -> String {
             "When: at the warning threshold, while the job runs (the census stops if the job reaches its cap meanwhile), and at the cap, after the snapshot, py-spy and the core: the held job is let run for at most --pyheap-window (default 2s) with --pyheap-headroom more memory (default 5% of --memory, at least 32 MiB; the cgroup's limit is raised by that much, and in poll mode guard kills as soon as the job's memory passes cap + headroom), then killed as always. A census that does not answer in time is a timeout in the collector's line (pyheap:PID) and the kill goes ahead; the status also carries the census's own time and memory (objects counted, milliseconds, the growth of the process's peak RSS). A census of a process with a million live objects takes about 1 s (bench/pyheap); past its deadline (80% of the window) a census sends what it has, marked incomplete.",
             "Files: processes/PID/pyheap.json (format guard-pyheap/1: pid, python, implementation, objects, untracked_large, total_bytes, by_size and by_count (type, count, bytes), paths (type, samples, agree, path, root local, global or class, others), complete, notes, error, duration_ms, phases_ms, rss_before_bytes, rss_after_bytes, hwm_growth_bytes). guard checks what the process sent and writes its own copy: at most 50 types per list, 10 paths of 64 steps, 300 characters per name, control characters escaped. The census reads names, never values: no attribute's or variable's content leaves the process.",
             "--no-pyheap (no_pyheap = true, GUARD_NO_PYHEAP=1) turns it off: no directory is written, and PYTHONPATH and the environment reach the job as given. Without a census guard report says how to get one.",
+        ],
+    )
+    .to_roff()
+}
+
+fn drill() -> String {
+    section(
+        "DRILL",
+        &[
+            "guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json] runs guard itself with the job's real settings — its [jobs.JOB] table and [defaults], its alert sinks, ping, metrics file and evidence directory — on guard's own allocator (a hidden mode of the same binary) instead of the job's command, and checks every link of a real kill, printing a checklist with \u{2713} or \u{2717} and the time of each step: the configuration; its readiness (as guard config check); the cap enforced (the allocator killed at the cap, exit 137); the capture before the kill (held, read); a complete bundle that guard report reads; each alert sink's acknowledgement; the ping; the metrics file. It exits 0 only when every check passed, 1 when one failed, 125 when its own options are wrong. --memory SIZE rehearses with a smaller cap than the job's (the allocator goes up to the cap); a job with no memory is a failed check, rehearsed at 64 MiB. --json prints {job, ok, steps: [{check, ok, ms, detail}], bundle}.",
+            "A drill is marked as one everywhere: every sink gets the event drill, whatever its events say (alertname GuardDrill, severity warning, ending by itself in Alertmanager; GUARD_EVENT=drill for exec hooks; a summary that starts 'guard drill for JOB: a rehearsal, not a failure of the job'); its bundle's trigger is drill (guard report --latest passes drills by); its ping goes to healthchecks' URL/log, which records an event without changing the check's state; its metrics are guard_drill_last_run_timestamp_seconds and, when every check passed, guard_drill_last_success_timestamp_seconds, never the job's series. There is no hold (--hold-for), no warning, and the run ends within 2 minutes.",
+            "Run it after each change to the configuration, and on a schedule: systemctl enable --now guard-drill@JOB.timer (Mondays, 09:17; packaging/systemd), or a crontab line such as 17 9 * * 1 /usr/bin/guard drill --name JOB > /var/tmp/guard-drill.txt || cat /var/tmp/guard-drill.txt (cron mails the checklist only when a check failed). Alert on a drill that stopped passing: time() - guard_drill_last_success_timestamp_seconds > 8 * 86400.",
         ],
     )
     .to_roff()
