@@ -43,6 +43,14 @@ struct AlertTable {
     pass_env: Option<Spanned<Vec<String>>>,
     /// Alertmanager: labels added to the alert's own.
     labels: Option<Spanned<BTreeMap<String, String>>>,
+    /// email: the addresses, the sender, TLS, credentials (`url` is the mail server).
+    to: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    /// pagerduty: the integration's routing key (`url` replaces the Events API endpoint).
+    routing_key: Option<Spanned<String>>,
 }
 
 /// A setting taken from a file: its value as the option would have it on the command line, and
@@ -99,6 +107,10 @@ pub enum AlertProblem {
     NeedsUrl(&'static str),
     #[error("kind = \"exec\" needs command = [\"/abs/program\", \"arg\", ...]")]
     NeedsCommand,
+    #[error("kind = \"email\" needs to = \"name@example.com\" (several separated by commas)")]
+    NeedsTo,
+    #[error("kind = \"pagerduty\" needs routing_key = \"env:NAME\" (the integration's key)")]
+    NeedsRoutingKey,
     #[error("command is empty")]
     EmptyCommand,
     #[error("timeout: {0}")]
@@ -305,6 +317,7 @@ impl ConfigFile {
                 .map_err(|e| alert(p.span(), AlertProblem::Sink(e)))?;
             sink.pass_env.clone_from(p.get_ref());
         }
+        sink_server(kind, t, &mut sink).map_err(|(sp, p)| alert(sp, p))?;
         if let Some(l) = &t.labels {
             let labels: Vec<(String, String)> = l
                 .get_ref()
@@ -424,7 +437,73 @@ fn alert_target(kind: SinkKind, a: &Spanned<AlertTable>) -> Result<Target, Blame
             Some(tg) => (tg.get_ref().clone(), Vec::new(), tg.span()),
             None => ("stderr".to_string(), Vec::new(), a.span()),
         }),
+        SinkKind::Email => {
+            let to = t.to.as_ref().ok_or((a.span(), AlertProblem::NeedsTo))?;
+            Ok((to.get_ref().clone(), Vec::new(), to.span()))
+        }
+        SinkKind::PagerDuty => {
+            let k = t
+                .routing_key
+                .as_ref()
+                .ok_or((a.span(), AlertProblem::NeedsRoutingKey))?;
+            Ok((k.get_ref().clone(), Vec::new(), k.span()))
+        }
     }
+}
+
+/// The keys of an email or pagerduty table beyond its target: the mail server and how to reach
+/// it; PagerDuty's endpoint. A key for another kind is named as such.
+fn sink_server(
+    kind: SinkKind,
+    t: &AlertTable,
+    sink: &mut Sink,
+) -> Result<(), (std::ops::Range<usize>, AlertProblem)> {
+    fn text(v: &Option<Spanned<String>>) -> Option<&str> {
+        v.as_ref().map(|x| x.get_ref().as_str())
+    }
+    let email_keys = [
+        ("from", &t.from),
+        ("tls", &t.tls),
+        ("username", &t.username),
+        ("password", &t.password),
+    ];
+    if kind != SinkKind::Email {
+        if let Some((key, v)) = email_keys
+            .iter()
+            .find_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
+        {
+            return Err((
+                v.span(),
+                AlertProblem::Sink(SpecError::NotForKind {
+                    key,
+                    for_kind: "email",
+                    kind: kind.name(),
+                }),
+            ));
+        }
+    }
+    let whole = t.kind.span();
+    match kind {
+        SinkKind::Email => {
+            sink.smtp = crate::alert::spec::Smtp::new(
+                text(&t.url),
+                text(&t.tls),
+                text(&t.username),
+                text(&t.password),
+                text(&t.from),
+            )
+            .map_err(|e| (whole, AlertProblem::Sink(e)))?;
+        }
+        SinkKind::PagerDuty => {
+            if let Some(u) = &t.url {
+                crate::alert::spec::check_url("pagerduty", u.get_ref())
+                    .map_err(|e| (u.span(), AlertProblem::Sink(e)))?;
+                sink.api_url = Some(u.get_ref().clone());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A file value as the command line would spell it (booleans as "true"/"false").

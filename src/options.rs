@@ -182,7 +182,7 @@ pub const OPTIONS: &[Opt] = &[
     opt!("capture_at", "capture-at", "GUARD_CAPTURE_AT", None, Percent, "PCT", true,
         "Observe mode (no writable cgroup, e.g. a container's read-only cgroupfs): capture a bundle when the container's own cgroup reaches PCT of its memory limit, before the runtime's OOM killer [default: 95%]"),
     opt!("alert", "alert", "GUARD_ALERT", None, List, "KIND:TARGET", false,
-        "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr, log:syslog or log:journal; URLs may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
+        "Send an alert for each event to KIND:TARGET — webhook:URL, slack:URL, alertmanager:URL (base URL), exec:/abs/program, log:stderr, log:syslog, log:journal, email:ADDRESS[,ADDRESS] (through the local MTA; a mail server with TLS and AUTH in guard.toml) or pagerduty:ROUTING_KEY; URLs and keys may be env:NAME or file:/path. Repeatable; added to the [[alerts]] of the config file"),
     opt!("runbook", "runbook", "GUARD_RUNBOOK", None, Text, "URL|TEXT", true,
         "The job's runbook — a URL (your disaster checklist) or one line of text — sent in every alert: Alertmanager's runbook_url annotation, a line of Slack's message, the webhook's runbook, GUARD_RUNBOOK for exec hooks and the journal, the summary everywhere"),
     opt!("metrics_file", "metrics-file", "GUARD_METRICS_FILE", None, Path, "PATH", true,

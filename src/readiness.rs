@@ -129,6 +129,8 @@ fn sink(s: &Sink) -> Vec<Check> {
         }
         SinkKind::Exec => exec(&name, &s.target),
         SinkKind::Log => log_target(&name, &s.target),
+        SinkKind::Email => email(&name, s),
+        SinkKind::PagerDuty => pagerduty(&name, s),
     }];
     for (k, v) in &s.headers {
         let check = format!("{name} header {k}");
@@ -141,6 +143,64 @@ fn sink(s: &Sink) -> Vec<Check> {
         });
     }
     out
+}
+
+/// An email sink: its addresses resolve and parse, its credentials resolve (not shown), and its
+/// server's name resolves (nothing is connected to: a connection would be a delivery attempt).
+fn email(check: &str, s: &Sink) -> Check {
+    let to = match resolved(&s.target) {
+        Ok(t) => t,
+        Err(e) => return Check::new(check, false, e),
+    };
+    if let Err(e) = crate::alert::spec::check_addresses(&to) {
+        return Check::new(check, false, e.to_string());
+    }
+    for secret in [&s.smtp.username, &s.smtp.password].into_iter().flatten() {
+        if let Err(e) = resolved(secret) {
+            return Check::new(check, false, format!("{}: {e}", secret.shown()));
+        }
+    }
+    let server = format!("{}:{}", s.smtp.host, s.smtp.port);
+    match std::net::ToSocketAddrs::to_socket_addrs(&server) {
+        Ok(_) => Check::new(
+            check,
+            true,
+            format!(
+                "to {} via {server} ({:?}){}",
+                to,
+                s.smtp.tls,
+                if s.smtp.username.is_some() {
+                    ", with AUTH"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Err(e) => Check::new(check, false, format!("the mail server {server}: {e}")),
+    }
+}
+
+/// A pagerduty sink: the routing key resolves (not shown), the endpoint parses.
+fn pagerduty(check: &str, s: &Sink) -> Check {
+    let url = s
+        .api_url
+        .clone()
+        .unwrap_or_else(|| crate::alert::spec::PAGERDUTY_URL.into());
+    match resolved(&s.target) {
+        Err(e) => Check::new(check, false, e),
+        Ok(k) if k.trim().is_empty() => Check::new(check, false, "the routing key is empty"),
+        Ok(_) => match crate::alert::spec::check_url("pagerduty", &url) {
+            Ok(()) => Check::new(
+                check,
+                true,
+                format!(
+                    "routing key set (not shown); events to {}",
+                    crate::alert::spec::redact_url(&url)
+                ),
+            ),
+            Err(e) => Check::new(check, false, e.to_string()),
+        },
+    }
 }
 
 /// An exec hook: an absolute path to a regular file guard may execute.

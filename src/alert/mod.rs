@@ -7,8 +7,11 @@
 //! - [`spec`]: `--alert KIND:TARGET` and `[[alerts]]` tables → validated sink specs; secrets
 //!   (`env:NAME`, `file:/path`) resolved only when sending and never printed.
 //! - [`sinks`]: webhook, Slack, Alertmanager (API v2), exec, log.
+//! - [`email`]: SMTP (STARTTLS or TLS, AUTH); [`pagerduty`]: the Events API v2.
 
+pub mod email;
 pub mod local;
+pub mod pagerduty;
 pub mod sinks;
 pub mod spec;
 
@@ -114,6 +117,28 @@ pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
                 })
             })
             .collect()
+    })
+}
+
+/// A warning ended well (the job then exited 0): resolve its incident on every pagerduty sink
+/// that got the warning, in parallel, bounded like any delivery.
+pub fn resolve_warning(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
+    let chosen: Vec<&Sink> = sinks
+        .iter()
+        .filter(|s| s.kind == SinkKind::PagerDuty && s.wants(EventKind::Warning))
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chosen
+            .iter()
+            .map(|s| {
+                scope.spawn(move || {
+                    with_retries(&format!("{} resolve", s.label()), MAX_TRIES, || {
+                        pagerduty::resolve(s, ev)
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     })
 }
 

@@ -24,6 +24,8 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         }
         SinkKind::Exec => exec(s, ev),
         SinkKind::Log => log_line(s, ev).map_err(|e| AttemptError::Final(e.to_string())),
+        SinkKind::Email => super::email::send(s, ev),
+        SinkKind::PagerDuty => super::pagerduty::send(s, ev),
     }
 }
 
@@ -111,7 +113,8 @@ fn redirected(code: u16, location: Option<&str>) -> String {
     )
 }
 
-fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
+/// POST `body` as JSON to `url` with the sink's headers and timeout.
+pub fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
     let url = url
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;

@@ -11,12 +11,36 @@ use std::time::Duration;
 /// A sink that cannot be used as written (exit 125 before anything runs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown alert kind '{0}': expected webhook, slack, alertmanager, exec or log")]
+    #[error(
+        "unknown alert kind '{0}': expected webhook, slack, alertmanager, exec, log, email or pagerduty"
+    )]
     UnknownKind(String),
     #[error(
-        "'{0}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog|journal)"
+        "'{0}' is not KIND:TARGET (webhook:URL, slack:URL, alertmanager:URL, exec:/abs/path, log:stderr|syslog|journal, email:ADDRESS, pagerduty:ROUTING_KEY)"
     )]
     NotKindTarget(String),
+    #[error("'{0}' is not an email address (name@example.com; several separated by commas)")]
+    NotAddress(String),
+    #[error("the mail server must be smtp://HOST[:PORT] or smtps://HOST[:PORT], not '{0}'")]
+    NotSmtp(String),
+    #[error("tls must be \"starttls\", \"tls\" or \"none\", not '{0}'")]
+    SmtpTls(String),
+    #[error(
+        "tls = \"none\" sends the message (and a password) in the clear: only to a server on this machine (localhost, 127.0.0.1, ::1), not {0}"
+    )]
+    ClearText(String),
+    #[error("username and password go together: give both, or neither")]
+    HalfCredentials,
+    #[error("{key} is for kind = \"{for_kind}\", not for {kind}")]
+    NotForKind {
+        key: &'static str,
+        for_kind: &'static str,
+        kind: &'static str,
+    },
+    #[error(
+        "the routing key is empty or holds spaces: give the integration's key (or env:NAME / file:/path)"
+    )]
+    RoutingKey,
     #[error(
         "{kind} needs an http:// or https:// URL (or env:NAME / file:/path holding one), not '{shown}'"
     )]
@@ -81,6 +105,8 @@ pub enum SinkKind {
     Alertmanager,
     Exec,
     Log,
+    Email,
+    PagerDuty,
 }
 
 impl SinkKind {
@@ -91,6 +117,8 @@ impl SinkKind {
             "alertmanager" => SinkKind::Alertmanager,
             "exec" => SinkKind::Exec,
             "log" => SinkKind::Log,
+            "email" => SinkKind::Email,
+            "pagerduty" => SinkKind::PagerDuty,
             other => return Err(SpecError::UnknownKind(other.to_string())),
         })
     }
@@ -102,6 +130,8 @@ impl SinkKind {
             SinkKind::Alertmanager => "alertmanager",
             SinkKind::Exec => "exec",
             SinkKind::Log => "log",
+            SinkKind::Email => "email",
+            SinkKind::PagerDuty => "pagerduty",
         }
     }
 }
@@ -271,6 +301,125 @@ pub fn redact_url(u: &str) -> String {
     }
 }
 
+/// How the email sink protects its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    StartTls,
+    /// TLS from the first byte (smtps, port 465).
+    Tls,
+    /// No TLS: only to a server on this machine (the local MTA).
+    None,
+}
+
+impl SmtpTls {
+    pub fn parse(s: &str) -> Result<SmtpTls, SpecError> {
+        match s {
+            "starttls" => Ok(SmtpTls::StartTls),
+            "tls" => Ok(SmtpTls::Tls),
+            "none" => Ok(SmtpTls::None),
+            other => Err(SpecError::SmtpTls(other.to_string())),
+        }
+    }
+}
+
+/// The email sink's server and sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// AUTH (PLAIN or LOGIN, over TLS): both or neither.
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    /// The From address (default guard@HOSTNAME).
+    pub from: Option<String>,
+}
+
+/// The email sink's server when only `email:ADDRESS` is given: the local MTA, as mail(1) uses.
+impl Default for Smtp {
+    fn default() -> Smtp {
+        Smtp {
+            host: "localhost".into(),
+            port: 25,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            from: None,
+        }
+    }
+}
+
+fn loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+impl Smtp {
+    /// `url` (smtp://HOST[:PORT], smtps://…), `tls` (default: starttls; tls for smtps),
+    /// credentials and sender, checked.
+    pub fn new(
+        url: Option<&str>,
+        tls: Option<&str>,
+        username: Option<&str>,
+        password: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<Smtp, SpecError> {
+        let mut s = Smtp::default();
+        if let Some(u) = url {
+            let parsed = url::Url::parse(u).map_err(|_| SpecError::NotSmtp(redact_url(u)))?;
+            let (default_port, default_tls) = match parsed.scheme() {
+                "smtp" => (587, SmtpTls::StartTls),
+                "smtps" => (465, SmtpTls::Tls),
+                _ => return Err(SpecError::NotSmtp(redact_url(u))),
+            };
+            s.host = parsed
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| SpecError::NotSmtp(redact_url(u)))?
+                .to_string();
+            s.port = parsed.port().unwrap_or(default_port);
+            s.tls = default_tls;
+        }
+        if let Some(t) = tls {
+            s.tls = SmtpTls::parse(t)?;
+        }
+        if s.tls == SmtpTls::None && !loopback(&s.host) {
+            return Err(SpecError::ClearText(s.host));
+        }
+        match (username, password) {
+            (Some(u), Some(p)) => {
+                s.username = Some(Secret::parse(u));
+                s.password = Some(Secret::parse(p));
+            }
+            (None, None) => {}
+            _ => return Err(SpecError::HalfCredentials),
+        }
+        if let Some(f) = from {
+            check_addresses(f)?;
+            s.from = Some(f.to_string());
+        }
+        Ok(s)
+    }
+}
+
+/// One address or several separated by commas, each `name@domain`.
+pub fn check_addresses(list: &str) -> Result<(), SpecError> {
+    let bad = || SpecError::NotAddress(crate::format::escape_controls(list, false).into_owned());
+    let parts: Vec<&str> = list.split(',').map(str::trim).collect();
+    if parts.iter().any(|a| a.parse::<lettre::Address>().is_err()) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// The Events API v2 endpoint (a `url` in the sink's table replaces it, e.g. for a proxy or the
+/// EU service region).
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
 /// A validated sink.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -287,6 +436,10 @@ pub struct Sink {
     pub pass_env: Vec<String>,
     /// alertmanager: labels added to guard's own (`labels` in an `[[alerts]]` table).
     pub labels: Vec<(String, String)>,
+    /// email: the server, TLS, credentials and sender.
+    pub smtp: Smtp,
+    /// pagerduty: where events go (default PAGERDUTY_URL).
+    pub api_url: Option<String>,
 }
 
 /// Events a sink gets when it names none: all but `failed` (opt-in).
@@ -340,6 +493,18 @@ impl Sink {
                     return Err(SpecError::LogTarget(target.to_string()));
                 }
             }
+            SinkKind::Email => {
+                if let Secret::Plain(a) = &target_secret {
+                    check_addresses(a)?;
+                }
+            }
+            SinkKind::PagerDuty => {
+                if let Secret::Plain(k) = &target_secret {
+                    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(SpecError::RoutingKey);
+                    }
+                }
+            }
         }
         let events = match events {
             None => default_events(),
@@ -364,6 +529,8 @@ impl Sink {
             timeout: timeout.unwrap_or(super::DEFAULT_TIMEOUT),
             pass_env: Vec::new(),
             labels: Vec::new(),
+            smtp: Smtp::default(),
+            api_url: None,
         })
     }
 
@@ -393,11 +560,15 @@ impl Sink {
         format!("{} {}", self.kind.name(), self.target.shown())
     }
 
-    /// HTTP sinks retry; exec and log do not.
+    /// Network sinks retry; exec and log do not.
     pub fn retries(&self) -> bool {
         matches!(
             self.kind,
-            SinkKind::Webhook | SinkKind::Slack | SinkKind::Alertmanager
+            SinkKind::Webhook
+                | SinkKind::Slack
+                | SinkKind::Alertmanager
+                | SinkKind::Email
+                | SinkKind::PagerDuty
         )
     }
 }
@@ -433,6 +604,58 @@ mod tests {
             assert!(Sink::from_cli(bad).is_err(), "{bad}");
         }
         assert_eq!(redact_url("https://u:p@h:1/x?y"), "https://h:1/…");
+    }
+
+    #[test]
+    fn email_and_pagerduty_sinks_are_checked() {
+        let s = Sink::from_cli("email:ops@example.com, dba@example.com").unwrap();
+        assert_eq!(s.kind, SinkKind::Email);
+        assert_eq!(s.smtp, Smtp::default(), "email:ADDRESS: the local MTA");
+        assert!(Sink::from_cli("email:not an address").is_err());
+        assert!(Sink::from_cli("pagerduty:env:PD_KEY").is_ok());
+        assert!(matches!(
+            Sink::from_cli("pagerduty:has space"),
+            Err(SpecError::RoutingKey)
+        ));
+        let m = Smtp::new(
+            Some("smtp://mail.example.com"),
+            None,
+            Some("u"),
+            Some("env:P"),
+            None,
+        )
+        .unwrap();
+        assert_eq!((m.port, m.tls), (587, SmtpTls::StartTls));
+        let m = Smtp::new(Some("smtps://mail.example.com"), None, None, None, None).unwrap();
+        assert_eq!((m.port, m.tls), (465, SmtpTls::Tls));
+        assert!(matches!(
+            Smtp::new(
+                Some("smtp://mail.example.com"),
+                Some("none"),
+                None,
+                None,
+                None
+            ),
+            Err(SpecError::ClearText(_))
+        ));
+        assert!(
+            Smtp::new(
+                Some("smtp://127.0.0.1:2525"),
+                Some("none"),
+                None,
+                None,
+                None
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            Smtp::new(Some("smtp://h"), None, Some("u"), None, None),
+            Err(SpecError::HalfCredentials)
+        ));
+        assert!(matches!(
+            Smtp::new(Some("http://h"), None, None, None, None),
+            Err(SpecError::NotSmtp(_))
+        ));
     }
 
     #[test]

@@ -812,8 +812,8 @@ pub fn record_alerts(bundle: &Path, deliveries: &[format::Delivery]) -> Result<(
     update_manifest(bundle, |m| m.alerts = deliveries.to_vec(), None)
 }
 
-/// Add the `--ping` deliveries to a finished bundle's (after its alert's).
-pub fn record_pings(bundle: &Path, pings: &[format::Delivery]) -> Result<(), EvidenceError> {
+/// Add deliveries (the `--ping`s, a PagerDuty resolve) to a finished bundle's, after its alert's.
+pub fn append_deliveries(bundle: &Path, pings: &[format::Delivery]) -> Result<(), EvidenceError> {
     update_manifest(bundle, |m| m.alerts.extend_from_slice(pings), None)
 }
 

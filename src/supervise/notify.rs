@@ -221,9 +221,17 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
             .as_ref()
             .map(|url| scope.spawn(move || ping(url, &rid, ending, drill)));
         alert_the_ending(cfg, ending);
+        let mut warned = None;
         for p in pending {
             let results = p.handle.join().unwrap_or_default();
             finish_alert(&p.event, p.bundle.as_deref(), &results);
+            if p.event.event == EventKind::Warning {
+                warned = Some((p.event, p.bundle));
+            }
+        }
+        // The job ended well after a warning: the warning's incident is over.
+        if let (None, Some((ev, bundle))) = (ending.kind, warned) {
+            resolve_warning(cfg, &ev, bundle.as_deref());
         }
         let mut pings: Vec<Delivery> = start_ping
             .and_then(|s| s.handle)
@@ -232,7 +240,7 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
             .collect();
         pings.extend(end_ping.and_then(|h| h.join().ok()));
         if let (Ok(b), false) = (&ending.bundle, pings.is_empty()) {
-            if let Err(e) = crate::evidence::record_pings(b, &pings) {
+            if let Err(e) = crate::evidence::append_deliveries(b, &pings) {
                 log::warn!("{e}");
             }
         }
@@ -245,6 +253,20 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
             );
         }
     });
+}
+
+/// PagerDuty: resolve the incident a warning opened; the deliveries go into the warning's bundle.
+fn resolve_warning(cfg: &WrapConfig, ev: &alert::Event, bundle: Option<&Path>) {
+    let results = alert::resolve_warning(&cfg.alerts, ev);
+    if results.is_empty() {
+        return;
+    }
+    alert::report_failures(&results, ev);
+    if let Some(b) = bundle {
+        if let Err(e) = crate::evidence::append_deliveries(b, &results) {
+            log::warn!("{e}");
+        }
+    }
 }
 
 /// The alert of how the run ended, to every sink that wants its kind (unless it went out as a
