@@ -163,27 +163,13 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind) -> Event {
-        Event {
-            event: kind,
-            job: "fix_images".into(),
-            host: "web1".into(),
-            pid: 42,
-            command: vec!["python".into(), "manage.py".into()],
-            limit_bytes: Some(2 << 30),
-            peak_bytes: Some(2 << 30),
-            trigger: None,
-            capture: None,
-            bundle: Some("/var/lib/guard/evidence/x".into()),
-            summary: "fix_images exceeded its memory limit".into(),
-            exit_code: None,
-            guard_version: "0.1.0".into(),
-            time: "2026-12-04T06:00:00.000Z".into(),
-            output_tail: Some("last line\n".into()),
-            finding: None,
-            growth: None,
-            held_until: None,
-            runbook: Some("https://wiki.example/x".into()),
-        }
+        let mut e = crate::alert::sample_event();
+        e.event = kind;
+        e.summary = "fix_images exceeded its memory limit".into();
+        e.time = "2026-12-04T06:00:00.000Z".into();
+        e.output_tail = Some("last line\n".into());
+        e.runbook = Some("https://wiki.example/x".into());
+        e
     }
 
     #[test]

@@ -88,6 +88,32 @@ impl Event {
     }
 }
 
+/// An event for the sinks' unit tests: fix_images killed at its 2 GiB cap on web1.
+#[cfg(test)]
+pub fn sample_event() -> Event {
+    Event {
+        event: EventKind::MemoryLimit,
+        job: "fix_images".into(),
+        host: "web1".into(),
+        pid: 42,
+        command: vec!["python".into(), "manage.py".into()],
+        limit_bytes: Some(2 << 30),
+        peak_bytes: Some(2 << 30),
+        trigger: None,
+        capture: None,
+        bundle: Some("/var/lib/guard/evidence/x".into()),
+        summary: String::new(),
+        exit_code: None,
+        guard_version: "0.1.0".into(),
+        time: String::new(),
+        output_tail: None,
+        finding: None,
+        growth: None,
+        held_until: None,
+        runbook: None,
+    }
+}
+
 /// How one attempt failed.
 pub enum AttemptError {
     /// Worth another try: connect errors, timeouts, 429, 5xx.

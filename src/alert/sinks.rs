@@ -513,27 +513,7 @@ mod tests {
     use super::*;
 
     fn ev() -> Event {
-        let mut e = Event {
-            event: EventKind::MemoryLimit,
-            job: "fix_images".into(),
-            host: "web1".into(),
-            pid: 42,
-            command: vec!["python".into(), "manage.py".into()],
-            limit_bytes: Some(2 << 30),
-            peak_bytes: Some(2 << 30),
-            trigger: None,
-            capture: None,
-            bundle: Some("/var/lib/guard/evidence/x".into()),
-            summary: String::new(),
-            finding: None,
-            held_until: None,
-            runbook: None,
-            exit_code: None,
-            guard_version: "0.1.0".into(),
-            time: String::new(),
-            output_tail: None,
-            growth: None,
-        };
+        let mut e = crate::alert::sample_event();
         e.summary = summary(&e);
         e
     }

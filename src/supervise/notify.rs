@@ -93,14 +93,19 @@ pub fn warning(
         ev.growth = growth;
         ev.summary = alert::sinks::summary(&ev);
     }
+    Some(on_its_way(cfg, ev, bundle))
+}
+
+/// Deliver `ev` on a thread of its own; joined (bounded by the sinks' timeouts) at the end.
+fn on_its_way(cfg: &WrapConfig, ev: alert::Event, bundle: Option<PathBuf>) -> PendingAlert {
     let sinks = cfg.alerts.clone();
     let sent = ev.clone();
     let handle = std::thread::spawn(move || alert::deliver(&sinks, &sent));
-    Some(PendingAlert {
+    PendingAlert {
         event: ev,
         bundle,
         handle,
-    })
+    }
 }
 
 /// `--hold-for`: the memory-limit alert goes out as the hold begins — the job is held, until
@@ -128,14 +133,7 @@ pub fn held(
     );
     ev.held_until = Some(until.to_string());
     ev.summary = alert::sinks::summary(&ev);
-    let sinks = cfg.alerts.clone();
-    let sent = ev.clone();
-    let handle = std::thread::spawn(move || alert::deliver(&sinks, &sent));
-    Some(PendingAlert {
-        event: ev,
-        bundle,
-        handle,
-    })
+    Some(on_its_way(cfg, ev, bundle))
 }
 
 /// The event the alert sinks get (what the bundle's manifest says, where there is one), its
