@@ -59,6 +59,39 @@ fn the_man_pages_have_their_sections_and_no_stray_escape() {
     );
 }
 
+/// bash, zsh and fish completions, generated from the CLI definition (clap_complete, a
+/// dev-dependency: not in the binary) and committed under completions/; regenerate with
+/// GUARD_REGEN_MAN=1 like the man pages.
+#[test]
+fn completions_are_current() {
+    use clap_complete::{Shell, generate};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (shell, file) in [
+        (Shell::Bash, "guard.bash"),
+        (Shell::Zsh, "_guard"),
+        (Shell::Fish, "guard.fish"),
+    ] {
+        let mut cmd = guard::cli::command_built();
+        let mut out = Vec::new();
+        generate(shell, &mut cmd, "guard", &mut out);
+        let rendered = String::from_utf8(out).expect("UTF-8");
+        let path = dir.join(file);
+        if std::env::var("GUARD_REGEN_MAN").as_deref() == Ok("1") {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == rendered,
+            "completions/{file} is stale: run GUARD_REGEN_MAN=1 cargo test --test docs and commit it"
+        );
+        for sub in ["report", "list", "held", "kill", "drill", "doctor", "config"] {
+            assert!(rendered.contains(sub), "{file} lacks {sub}");
+        }
+        assert!(rendered.contains("hold-for"), "{file} lacks --hold-for");
+    }
+}
+
 #[test]
 fn example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/guard.toml");
