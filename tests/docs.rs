@@ -85,7 +85,9 @@ fn completions_are_current() {
             committed == rendered,
             "completions/{file} is stale: run GUARD_REGEN_MAN=1 cargo test --test docs and commit it"
         );
-        for sub in ["report", "list", "held", "kill", "drill", "doctor", "config"] {
+        for sub in [
+            "report", "list", "held", "kill", "drill", "doctor", "config",
+        ] {
             assert!(rendered.contains(sub), "{file} lacks {sub}");
         }
         assert!(rendered.contains("hold-for"), "{file} lacks --hold-for");

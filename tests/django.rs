@@ -1,0 +1,102 @@
+//! examples/django_queryset with real Django (from PyPI, in the test venv scripts/install-pyspy
+//! makes): the management command that iterates a QuerySet is capped, held and killed, and the
+//! report names the QuerySet's result cache on the path to what holds the memory; the fixed
+//! command (.iterator()) runs under the same cap. Root and a cgroup, like the other cap tests.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A python3 on PATH with Django.
+fn django_python() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .filter(|p| p.is_file())
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import django"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/django_queryset")
+}
+
+/// `python manage.py ARGS` in the example, with its database at `db`.
+fn manage(py: &Path, db: &Path, args: &[&str]) {
+    let o = Command::new(py)
+        .arg("manage.py")
+        .args(args)
+        .current_dir(example_dir())
+        .env("SHOP_DB", db)
+        .bounded();
+    assert!(o.status.success(), "manage.py {args:?}: {o:?}");
+}
+
+#[test]
+fn the_queryset_cache_is_named_and_iterator_is_the_fix() {
+    let test = "the_queryset_cache_is_named_and_iterator_is_the_fix";
+    let py = django_python();
+    let reason = py
+        .is_none()
+        .then(|| "no python3 with Django on PATH".to_string());
+    if !privileged(test) || !gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS") {
+        return;
+    }
+    let py = py.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("shop.sqlite3");
+    manage(&py, &db, &["migrate", "-v0"]);
+    manage(&py, &db, &["seed_images", "2000"]);
+    let run = |extra: &[&str]| {
+        guard_cmd()
+            .current_dir(example_dir())
+            .env("SHOP_DB", &db)
+            .arg("--evidence-dir")
+            .arg(d.path().join("ev"))
+            .args([
+                "--name",
+                "fix_images",
+                "--memory",
+                "200M",
+                "--warn",
+                "off",
+                "--",
+            ])
+            .arg(&py)
+            .args(["manage.py", "fix_images"])
+            .args(extra)
+            .bounded()
+    };
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    let report = guard_cmd().arg("report").arg(&bundle).bounded();
+    let text = String::from_utf8_lossy(&report.stdout);
+    let path_line = text
+        .lines()
+        .find(|l| l.contains("QuerySet._result_cache"))
+        .unwrap_or_else(|| panic!("the cache is not on the path:\n{text}"));
+    assert!(path_line.contains("bytearray"), "{path_line}");
+    assert!(path_line.contains("Image.buffer"), "{path_line}");
+    assert!(
+        path_line.contains("local 'images' in Command.handle (fix_images.py:"),
+        "{path_line}"
+    );
+    // The fix: the same rows under the same cap.
+    manage(&py, &db, &["seed_images", "2000"]);
+    let o = run(&["--fixed"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("done: 2000 images"));
+}
