@@ -6,22 +6,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// A python3 on PATH with Django.
-fn django_python() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .filter(|p| p.is_file())
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import django"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
+use std::process::Command;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/django_queryset")
@@ -41,7 +26,7 @@ fn manage(py: &Path, db: &Path, args: &[&str]) {
 #[test]
 fn the_queryset_cache_is_named_and_iterator_is_the_fix() {
     let test = "the_queryset_cache_is_named_and_iterator_is_the_fix";
-    let py = django_python();
+    let py = python_with("django");
     let reason = py
         .is_none()
         .then(|| "no python3 with Django on PATH".to_string());

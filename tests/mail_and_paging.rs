@@ -11,21 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A python3 on PATH that has aiosmtpd (the test venv's).
-fn smtp_python() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .filter(|p| p.is_file())
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import aiosmtpd"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
-
 /// The SMTP server on `port`, storing into `out`; with TLS (and AUTH) when `certs` is given.
 struct Smtp {
     child: Child,
@@ -127,7 +112,7 @@ fn delivery(bundle: &Path, sink_starts: &str) -> serde_json::Value {
 #[test]
 fn email_goes_over_starttls_with_auth_and_says_what_happened() {
     let test = "email_goes_over_starttls_with_auth_and_says_what_happened";
-    let py = smtp_python();
+    let py = python_with("aiosmtpd");
     let reason = py
         .is_none()
         .then(|| "no python3 with aiosmtpd on PATH".to_string());
@@ -203,7 +188,7 @@ fn email_goes_over_starttls_with_auth_and_says_what_happened() {
 #[test]
 fn email_never_goes_in_the_clear_to_a_server_without_starttls() {
     let test = "email_never_goes_in_the_clear_to_a_server_without_starttls";
-    let py = smtp_python();
+    let py = python_with("aiosmtpd");
     let reason = py
         .is_none()
         .then(|| "no python3 with aiosmtpd on PATH".to_string());

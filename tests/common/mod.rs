@@ -480,3 +480,18 @@ pub fn make_certs(dir: &Path) -> bool {
         "ext",
     ])
 }
+
+/// A python3 on PATH that can import `module` (the test venv's, for aiosmtpd and Django).
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .filter(|p| p.is_file())
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["-c", &format!("import {module}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
