@@ -26,14 +26,9 @@ fn manage(py: &Path, db: &Path, args: &[&str]) {
 #[test]
 fn the_queryset_cache_is_named_and_iterator_is_the_fix() {
     let test = "the_queryset_cache_is_named_and_iterator_is_the_fix";
-    let py = python_with("django");
-    let reason = py
-        .is_none()
-        .then(|| "no python3 with Django on PATH".to_string());
-    if !privileged(test) || !gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS") {
+    let Some(py) = privileged_python_with(test, "django") else {
         return;
-    }
-    let py = py.unwrap();
+    };
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("shop.sqlite3");
     manage(&py, &db, &["migrate", "-v0"]);

@@ -112,14 +112,9 @@ fn delivery(bundle: &Path, sink_starts: &str) -> serde_json::Value {
 #[test]
 fn email_goes_over_starttls_with_auth_and_says_what_happened() {
     let test = "email_goes_over_starttls_with_auth_and_says_what_happened";
-    let py = python_with("aiosmtpd");
-    let reason = py
-        .is_none()
-        .then(|| "no python3 with aiosmtpd on PATH".to_string());
-    if !privileged(test) || !gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS") {
+    let Some(py) = privileged_python_with(test, "aiosmtpd") else {
         return;
-    }
-    let py = py.unwrap();
+    };
     let d = tempfile::tempdir().unwrap();
     assert!(make_certs(d.path()), "openssl");
     let out = d.path().join("mail");
@@ -188,18 +183,14 @@ fn email_goes_over_starttls_with_auth_and_says_what_happened() {
 #[test]
 fn email_never_goes_in_the_clear_to_a_server_without_starttls() {
     let test = "email_never_goes_in_the_clear_to_a_server_without_starttls";
-    let py = python_with("aiosmtpd");
-    let reason = py
-        .is_none()
-        .then(|| "no python3 with aiosmtpd on PATH".to_string());
-    if !privileged(test) || !gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS") {
+    let Some(py) = privileged_python_with(test, "aiosmtpd") else {
         return;
-    }
+    };
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("mail");
     std::fs::create_dir(&out).unwrap();
     let port = free_port();
-    let _server = Smtp::start(&py.unwrap(), port, &out, None);
+    let _server = Smtp::start(&py, port, &out, None);
     // STARTTLS required (the default for smtp://): the plain server gets nothing.
     let f = config(
         d.path(),

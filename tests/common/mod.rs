@@ -495,3 +495,17 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
                 .is_ok_and(|s| s.success())
         })
 }
+
+/// For a privileged test that needs a Python package: the python3 that has `module`, or None
+/// after `test skipped: ...` (a failure under GUARD_TEST_REQUIRE_PRIVILEGED or
+/// GUARD_TEST_REQUIRE_TOOLS, as `privileged` and `tool` decide).
+pub fn privileged_python_with(test: &str, module: &str) -> Option<PathBuf> {
+    let py = python_with(module);
+    let reason = py
+        .is_none()
+        .then(|| format!("no python3 with {module} on PATH"));
+    if !privileged(test) || !gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS") {
+        return None;
+    }
+    py
+}
