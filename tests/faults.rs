@@ -1432,3 +1432,101 @@ fn resetting_endpoints_are_retried_then_reported_and_change_nothing() {
         "webhook, alertmanager, ping start and end: {err}"
     );
 }
+
+/// Issue 22, item 1 (critical): a root Python job with umask 000 made the hook's `__pycache__`
+/// world-writable, and any local user could plant a `.pyc` that every later root Python job ran
+/// as root. guard makes that directory itself (only root may write it) and checks every entry of
+/// the hook's tree at each run: a file it cannot vouch for is never loaded.
+#[test]
+fn the_python_hooks_bytecode_cannot_be_planted_by_another_user() {
+    let test = "the_python_hooks_bytecode_cannot_be_planted_by_another_user";
+    if !privileged(test) || !tool(test, "python3") || !tool(test, "setpriv") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mark = d.path().join("planted-code-ran");
+    // guard's runtime directory on a tmpfs of the test's own mount namespace: the machine's
+    // /run/guard (shared with every other test) is never touched.
+    let script = r#"
+set -u
+mount -t tmpfs -o mode=755 guardrun /run || exit 90
+umask 000
+"$GUARD" -m 256M --evidence-dir "$EV" -- python3 -c 'import json' || echo "first run: $?"
+umask 022
+hook=$(echo /run/guard/pyhook-*)
+tag=$(python3 -c 'import sys; print(sys.implementation.cache_tag)')
+[ -d "$hook/__pycache__" ] || echo "no bytecode cache was written"
+find /run/guard \( -perm -g+w -o -perm -o+w \) ! -type l | sed 's/^/writable: /'
+find /run/guard ! -user 0 | sed 's/^/foreign: /'
+for f in "$hook/__pycache__/_guard_hook.$tag.pyc" "$hook/__pycache__/sitecustomize.$tag.pyc" \
+         "$hook/__pycache__/new.$tag.pyc" "$hook/sitecustomize.pyc" "$hook/x"; do
+  rm -f "$f.probe"
+  as_hostile "cp /bin/true '$f'" 2>/dev/null && echo "planted: $f"
+  as_hostile "mkdir '$f.d'" 2>/dev/null && echo "planted: $f.d"
+done
+# What a hostile user could plant before: a .pyc of the hook matching its source's mtime and
+# size, owned by that user. guard must refuse to hand the hook to the job.
+python3 - "$hook" "$tag" "$MARK" <<'PY'
+import importlib._bootstrap_external as be, os, sys
+hook, tag, mark = sys.argv[1:]
+src = os.path.join(hook, "_guard_hook.py")
+st = os.stat(src)
+code = compile("import os\nopen(%r, 'w').write(str(os.getuid()))\n"
+               "def install(): pass\ndef chain(f): pass\n" % mark, src, "exec")
+dst = os.path.join(hook, "__pycache__", "_guard_hook.%s.pyc" % tag)
+if os.path.exists(dst):
+    os.unlink(dst)
+with open(dst, "wb") as f:
+    f.write(be._code_to_timestamp_pyc(code, st.st_mtime, st.st_size))
+os.chown(dst, int(os.environ["HOSTILE"]), int(os.environ["HOSTILE"]))
+PY
+"$GUARD" -m 256M --evidence-dir "$EV" -- python3 -c 'print("second run")'
+echo "second run: $?"
+"#;
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "as_hostile() {{ setpriv --reuid={HOSTILE_UID} --regid={HOSTILE_UID} --clear-groups sh -c \"$1\"; }}\n{script}"
+        ))
+        .env("GUARD", guard())
+        .env("EV", d.path().join("ev"))
+        .env("MARK", &mark)
+        .env("HOSTILE", HOSTILE_UID.to_string())
+        .env_remove("GUARD_CONFIG")
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .stdin(Stdio::null())
+        .bounded();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let bad: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            [
+                "writable:",
+                "foreign:",
+                "planted:",
+                "first run",
+                "no bytecode",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}\n{out}\n{err}");
+    assert!(
+        !mark.exists(),
+        "the planted bytecode ran as uid {:?}\n{out}\n{err}",
+        std::fs::read_to_string(&mark)
+    );
+    assert!(
+        out.contains("second run\n"),
+        "the job did not run: {out}\n{err}"
+    );
+    assert!(out.contains("second run: 0"), "{out}\n{err}");
+    assert!(
+        err.contains("no Python heap census")
+            && err.contains(&format!("is owned by uid {HOSTILE_UID}"))
+            && err.contains("__pycache__/_guard_hook."),
+        "guard did not say why the census is off: {err}"
+    );
+}

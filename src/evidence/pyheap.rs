@@ -17,7 +17,7 @@ use super::collectors::python_pids;
 use crate::format::{CollectorResult, PYHEAP_FORMAT, PyHeap, Status};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fchmod};
+use nix::sys::stat::{Mode, fchmod, mkdirat};
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -54,6 +54,14 @@ pub enum HookError {
     Write { path: PathBuf, source: io::Error },
     #[error("{} contains ':', which PYTHONPATH cannot carry", path.display())]
     Colon { path: PathBuf },
+    /// Something in the hook's tree guard did not write and cannot vouch for: a job would import
+    /// it. guard neither loads nor deletes it; a person looks.
+    #[error(
+        "{} {why}: a Python job would load it; guard did not write it — check who did, \
+         then remove it",
+        path.display()
+    )]
+    Untrusted { path: PathBuf, why: String },
 }
 
 /// The census settings of a run.
@@ -189,7 +197,95 @@ pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
             }
         })?;
     }
+    ensure_pycache(&cur, &path, mode)?;
+    check_tree(&cur, &path, uid, 1)?;
     Ok(path)
+}
+
+/// The bytecode cache of the hook's directory, made by guard (owner `uid`, `mode`) before any job
+/// can make it with the job's umask.
+///
+/// Why guard makes it rather than forbid bytecode: Python reads `__pycache__/NAME.cpython-3X.pyc`
+/// before the source of every module it imports from a directory — `sitecustomize` included,
+/// whatever `sys.dont_write_bytecode` says — so the directory's owner decides what every later
+/// Python job runs. Made here, only `uid` (root, for a root guard) can write in it: a job that
+/// dropped its privileges cannot, and a root job's `.pyc` files take the source's mode (0644)
+/// whatever its umask. Compiling the hook at every start instead would cost each Python job
+/// about 0.6 ms; [`check_tree`] then vouches for every entry at each run.
+fn ensure_pycache(dir: &OwnedFd, path: &Path, mode: u32) -> Result<(), HookError> {
+    const NAME: &str = "__pycache__";
+    match mkdirat(dir, NAME, Mode::from_bits_truncate(mode)) {
+        Ok(()) => {
+            let write = |source: Errno| HookError::Write {
+                path: path.join(NAME),
+                source: source.into(),
+            };
+            let fd = openat(dir, NAME, SUBDIR, Mode::empty()).map_err(write)?;
+            // The umask may have taken bits a job that drops its privileges needs to read it.
+            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(write)
+        }
+        Err(Errno::EEXIST) => Ok(()),
+        Err(source) => Err(HookError::Write {
+            path: path.join(NAME),
+            source: source.into(),
+        }),
+    }
+}
+
+const SUBDIR: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Every entry of the hook's tree (its directory and `__pycache__`, `depth` levels below `dir`)
+/// is a regular file or a directory owned by `uid` that nobody else may write; a symlink, a
+/// device, a FIFO or an entry of another owner is refused, and nothing is loaded from it.
+fn check_tree(dir: &OwnedFd, path: &Path, uid: u32, depth: u32) -> Result<(), HookError> {
+    let untrusted = |name: &OsStr, why: String| HookError::Untrusted {
+        path: path.join(name),
+        why,
+    };
+    let read =
+        nix::dir::Dir::openat(dir, ".", SUBDIR, Mode::empty()).map_err(|e| HookError::Write {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+    for entry in read.into_iter().flatten() {
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let st = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        {
+            Ok(st) => st,
+            // Renamed away meanwhile (another guard's temporary file).
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(untrusted(name, format!("cannot be checked ({e})"))),
+        };
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind != libc::S_IFREG && kind != libc::S_IFDIR {
+            return Err(untrusted(name, "is not a regular file".into()));
+        }
+        if st.st_uid != uid {
+            return Err(untrusted(name, format!("is owned by uid {}", st.st_uid)));
+        }
+        if st.st_mode & 0o022 != 0 {
+            let mode = st.st_mode & 0o7777;
+            return Err(untrusted(
+                name,
+                format!("may be written by others (mode {mode:o})"),
+            ));
+        }
+        if kind == libc::S_IFDIR {
+            if depth == 0 || name != "__pycache__" {
+                return Err(untrusted(name, "is a directory guard did not make".into()));
+            }
+            let sub = openat(dir, name, SUBDIR, Mode::empty())
+                .map_err(|e| untrusted(name, format!("cannot be opened ({e})")))?;
+            check_tree(&sub, &path.join(name), uid, depth - 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// `name` in `dir` holds exactly `content`; else it is replaced through a temporary file and a
@@ -599,6 +695,47 @@ mod tests {
             std::fs::read_to_string(target.path()).unwrap(),
             "x".repeat(CENSUS.len())
         );
+    }
+
+    #[test]
+    fn every_entry_of_the_hook_tree_must_be_guards_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        let open = || openat(nix::fcntl::AT_FDCWD, d.path(), SUBDIR, Mode::empty()).unwrap();
+        let check = || check_tree(&open(), d.path(), uid, 1);
+        ensure_pycache(&open(), d.path(), 0o755).unwrap();
+        let cache = d.path().join("__pycache__");
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "made whatever the umask");
+        std::fs::write(cache.join("a.cpython-311.pyc"), "x").unwrap();
+        std::fs::write(d.path().join("sitecustomize.py"), "x").unwrap();
+        check().unwrap();
+        let pyc = cache.join("a.cpython-311.pyc");
+        std::fs::set_permissions(&pyc, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = check().unwrap_err().to_string();
+        assert!(
+            e.contains("a.cpython-311.pyc may be written by others (mode 666)"),
+            "{e}"
+        );
+        std::fs::remove_file(&pyc).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &pyc).unwrap();
+        let e = check().unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        std::fs::remove_file(&pyc).unwrap();
+        std::fs::create_dir(cache.join("deeper")).unwrap();
+        let e = check().unwrap_err().to_string();
+        assert!(
+            e.contains("deeper is a directory guard did not make"),
+            "{e}"
+        );
+        std::fs::remove_dir(cache.join("deeper")).unwrap();
+        check().unwrap();
+        if uid == 0 {
+            std::os::unix::fs::chown(&cache, Some(64123), None).unwrap();
+            let e = check().unwrap_err().to_string();
+            assert!(e.contains("__pycache__ is owned by uid 64123"), "{e}");
+        }
     }
 
     #[test]

@@ -509,3 +509,21 @@ pub fn privileged_python_with(test: &str, module: &str) -> Option<PathBuf> {
     }
     py
 }
+
+/// A uid (and gid) no account on the machine has: the hostile local user of the fault tests.
+/// Numeric, so no `useradd` is needed (the guests have none).
+pub const HOSTILE_UID: u32 = 64123;
+
+/// `sh -c script` as the hostile user (setpriv from util-linux), without supplementary groups.
+pub fn as_hostile(script: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        format!("--reuid={HOSTILE_UID}"),
+        format!("--regid={HOSTILE_UID}"),
+        "--clear-groups".into(),
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    c
+}
