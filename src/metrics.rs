@@ -10,11 +10,18 @@
 //! repeats the target's identity is left to the target labels). A file written with the old
 //! `job`/`host` labels is read and rewritten with `guard_job`.
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fchmod, fstat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read as _, Write as _};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// One run's outcome.
 #[derive(Debug, Clone)]
@@ -220,6 +227,22 @@ fn update(s: &mut Series, r: &Outcome) {
 pub enum MetricsError {
     #[error("the directory {} does not exist", .0.display())]
     NoDir(PathBuf),
+    #[error("{} names no file (give the file's path, for example DIR/guard.prom)", .0.display())]
+    NoName(PathBuf),
+    #[error("the directory {} is a symlink, which whoever owns it could point anywhere; give its real path", .0.display())]
+    Symlink(PathBuf),
+    #[error(
+        "the directory {} is owned by uid {uid}, who could redirect guard's writes there \
+         (make it root's, or guard's user's: node_exporter only reads it)",
+        dir.display()
+    )]
+    Owner { dir: PathBuf, uid: u32 },
+    #[error(
+        "the directory {} may be written by other users (mode {mode:o}, not sticky), who could \
+         redirect guard's writes there (chmod go-w it)",
+        dir.display()
+    )]
+    Writable { dir: PathBuf, mode: u32 },
     #[error("{} is not writable: {}", dir.display(), errno.desc())]
     NotWritable {
         dir: PathBuf,
@@ -230,11 +253,19 @@ pub enum MetricsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{} is not guard's lock file ({why}); remove it", path.display())]
+    ForeignLock { path: PathBuf, why: String },
     #[error("cannot lock {}: {}", path.display(), errno.desc())]
     Lock {
         path: PathBuf,
         errno: nix::errno::Errno,
     },
+    #[error(
+        "{} stayed locked by another process for {} s; this run's metrics were dropped",
+        path.display(),
+        LOCK_WAIT.as_secs()
+    )]
+    LockTimeout { path: PathBuf },
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -247,100 +278,323 @@ pub enum MetricsError {
     },
 }
 
-/// Check at start that the metrics file can be written (its directory exists and is writable).
-pub fn check(path: &Path) -> Result<(), MetricsError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(MetricsError::NoDir(dir.to_path_buf()));
-    }
-    nix::unistd::access(
-        dir,
-        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    )
-    .map_err(|errno| MetricsError::NotWritable {
-        dir: dir.to_path_buf(),
-        errno,
-    })
+/// The longest guard waits for another guard's lock (a rewrite takes milliseconds).
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// The most of an existing metrics file guard reads (its own series take ~100 bytes each: this
+/// is ~80,000 of them); past it the rest is dropped, and said.
+pub const MAX_READ: u64 = 8 << 20;
+
+/// The metrics file's directory, opened once without following a symlink and checked the way
+/// the evidence directory is: owned by root or guard's user, not writable by others unless
+/// sticky. Every file in it is reached through this descriptor, never through a symlink.
+#[derive(Debug)]
+pub struct MetricsFile {
+    path: PathBuf,
+    dir: OwnedFd,
+    name: OsString,
 }
 
-/// Write this run into `path`: lock, read, update, write a temporary file, rename.
-pub fn write(path: &Path, r: &Outcome) -> Result<(), MetricsError> {
-    rewrite(path, |s| update(s, r))
+/// What a rewrite had to leave out of the file it found (said once, by the caller).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Lines that are not UTF-8 (they are not guard's; everything else was kept).
+    pub unreadable_lines: usize,
+    /// The file was larger than MAX_READ: bytes not read.
+    pub unread_bytes: u64,
+}
+
+impl Dropped {
+    /// One sentence for the warning, or None when nothing was dropped.
+    pub fn describe(&self, path: &Path) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.unreadable_lines > 0 {
+            parts.push(format!(
+                "{} line(s) that are not UTF-8 were dropped",
+                self.unreadable_lines
+            ));
+        }
+        if self.unread_bytes > 0 {
+            parts.push(format!(
+                "only its first {} were read ({} more dropped)",
+                crate::units::format_size(MAX_READ),
+                crate::units::format_size(self.unread_bytes)
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{} was rewritten with the series guard could read: {}",
+                path.display(),
+                parts.join("; ")
+            )
+        })
+    }
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+impl MetricsFile {
+    /// Open and check the directory of `path` (nothing is created).
+    pub fn open(path: &Path) -> Result<MetricsFile, MetricsError> {
+        let name = match path.file_name() {
+            Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_os_string(),
+            _ => return Err(MetricsError::NoName(path.to_path_buf())),
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let shown = || dir.to_path_buf();
+        let fd = nix::fcntl::open(dir, DIR_FLAGS, Mode::empty()).map_err(|errno| match errno {
+            Errno::ENOENT => MetricsError::NoDir(shown()),
+            Errno::ELOOP => MetricsError::Symlink(shown()),
+            Errno::ENOTDIR if is_symlink(dir) => MetricsError::Symlink(shown()),
+            Errno::ENOTDIR => MetricsError::NoDir(shown()),
+            errno => MetricsError::Open {
+                path: shown(),
+                source: errno.into(),
+            },
+        })?;
+        let st = fstat(&fd).map_err(|errno| MetricsError::Open {
+            path: shown(),
+            source: errno.into(),
+        })?;
+        let euid = nix::unistd::geteuid().as_raw();
+        if st.st_uid != 0 && st.st_uid != euid {
+            return Err(MetricsError::Owner {
+                dir: shown(),
+                uid: st.st_uid,
+            });
+        }
+        let perms = st.st_mode & 0o7777;
+        if perms & 0o022 != 0 && perms & 0o1000 == 0 {
+            return Err(MetricsError::Writable {
+                dir: shown(),
+                mode: perms,
+            });
+        }
+        let wx = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+        nix::unistd::faccessat(&fd, ".", wx, nix::fcntl::AtFlags::empty()).map_err(|errno| {
+            MetricsError::NotWritable {
+                dir: shown(),
+                errno,
+            }
+        })?;
+        Ok(MetricsFile {
+            path: path.to_path_buf(),
+            dir: fd,
+            name,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `NAME` + `suffix`, in the directory.
+    fn sibling(&self, suffix: &str) -> OsString {
+        let mut n = self.name.clone();
+        n.push(suffix);
+        n
+    }
+
+    fn shown(&self, name: &OsStr) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+
+    /// Write this run: lock, read, update, write a temporary file, rename.
+    pub fn write(&self, r: &Outcome) -> Result<Dropped, MetricsError> {
+        self.rewrite(|s| update(s, r))
+    }
+
+    /// `guard drill` passed every check for `job` at `when` (Unix time).
+    pub fn drill_passed(&self, job: &str, when: f64) -> Result<Dropped, MetricsError> {
+        self.rewrite(|s| {
+            s.insert(
+                (
+                    "guard_drill_last_success_timestamp_seconds".into(),
+                    job.to_string(),
+                ),
+                format!("{when:.3}"),
+            );
+        })
+    }
+
+    /// The value of `metric` for `job` in the file, if it has one.
+    pub fn value(&self, metric: &str, job: &str) -> Option<String> {
+        let (text, _) = self.read().ok()?;
+        parse(&text).remove(&(metric.to_string(), job.to_string()))
+    }
+
+    /// The file's series lines as text (at most MAX_READ bytes; lines that are not UTF-8
+    /// dropped), never through a symlink, never blocking on a FIFO: anything but a regular
+    /// file reads as empty (the rename replaces it).
+    fn read(&self) -> Result<(String, Dropped), MetricsError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.dir, self.name.as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO) => {
+                return Ok((String::new(), Dropped::default()));
+            }
+            Err(e) => {
+                return Err(MetricsError::Read {
+                    path: self.path.clone(),
+                    source: e.into(),
+                });
+            }
+        };
+        let read_err = |source| MetricsError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let st = fstat(&fd).map_err(|e| read_err(e.into()))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok((String::new(), Dropped::default()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(MAX_READ)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        let mut dropped = Dropped {
+            unread_bytes: u64::try_from(st.st_size)
+                .unwrap_or(0)
+                .saturating_sub(bytes.len() as u64),
+            ..Dropped::default()
+        };
+        if dropped.unread_bytes > 0 {
+            // The last line read may be cut short.
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(keep);
+        }
+        let mut text = String::with_capacity(bytes.len());
+        for line in bytes.split(|&b| b == b'\n') {
+            match std::str::from_utf8(line) {
+                Ok(l) => {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                Err(_) => dropped.unreadable_lines += 1,
+            }
+        }
+        Ok((text, dropped))
+    }
+
+    /// Change the series with `change`: lock, read, change, write a temporary file, rename.
+    fn rewrite(&self, change: impl FnOnce(&mut Series)) -> Result<Dropped, MetricsError> {
+        let lock = self.lock()?;
+        let (text, dropped) = self.read()?;
+        let mut series = parse(&text);
+        change(&mut series);
+        let tmp = self.sibling(&format!(
+            ".tmp.{}.{:08x}",
+            std::process::id(),
+            crate::random_u64() as u32
+        ));
+        let result = self.replace(&tmp, render(&series).as_bytes());
+        drop(lock);
+        result.map_err(|source| {
+            let _ = unlinkat(&self.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            MetricsError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        Ok(dropped)
+    }
+
+    /// Write `content` to the new file `tmp` (O_EXCL: never one that is there) and rename it
+    /// over the file (a symlink there is replaced, not followed).
+    fn replace(&self, tmp: &OsStr, content: &[u8]) -> std::io::Result<()> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.dir, tmp, flags, Mode::from_bits_truncate(0o644))?;
+        fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(content)?;
+        f.sync_all()?;
+        renameat(&self.dir, tmp, &self.dir, self.name.as_os_str())?;
+        Ok(())
+    }
+
+    /// `NAME.lock`, opened without following a symlink, guard's own (a regular file of root or
+    /// guard's user), locked exclusively within LOCK_WAIT.
+    fn lock(&self) -> Result<Flock<std::fs::File>, MetricsError> {
+        let name = self.sibling(".lock");
+        let path = self.shown(&name);
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            &self.dir,
+            name.as_os_str(),
+            flags,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| match e {
+            Errno::ELOOP => MetricsError::ForeignLock {
+                path: path.clone(),
+                why: "a symlink".into(),
+            },
+            e => MetricsError::Open {
+                path: path.clone(),
+                source: e.into(),
+            },
+        })?;
+        let st = fstat(&fd).map_err(|e| MetricsError::Open {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let why = if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            Some("not a regular file".to_string())
+        } else if st.st_uid != 0 && st.st_uid != euid {
+            Some(format!("owned by uid {}", st.st_uid))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(MetricsError::ForeignLock { path, why });
+        }
+        let mut file = std::fs::File::from(fd);
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(l),
+                Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err((_, Errno::EWOULDBLOCK)) => return Err(MetricsError::LockTimeout { path }),
+                Err((_, errno)) => return Err(MetricsError::Lock { path, errno }),
+            }
+        }
+    }
+}
+
+fn is_symlink(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Check at start that the metrics file can be written (its directory exists, is safe for guard
+/// to write in and is writable).
+pub fn check(path: &Path) -> Result<(), MetricsError> {
+    MetricsFile::open(path).map(drop)
+}
+
+/// Write this run into `path` (see [`MetricsFile::write`]).
+pub fn write(path: &Path, r: &Outcome) -> Result<Dropped, MetricsError> {
+    MetricsFile::open(path)?.write(r)
 }
 
 /// `guard drill` passed every check for `job` at `when` (Unix time).
-pub fn drill_passed(path: &Path, job: &str, when: f64) -> Result<(), MetricsError> {
-    rewrite(path, |s| {
-        s.insert(
-            (
-                "guard_drill_last_success_timestamp_seconds".into(),
-                job.to_string(),
-            ),
-            format!("{when:.3}"),
-        );
-    })
+pub fn drill_passed(path: &Path, job: &str, when: f64) -> Result<Dropped, MetricsError> {
+    MetricsFile::open(path)?.drill_passed(job, when)
 }
 
 /// The value of `metric` for `job` in the file at `path`, if it has one.
 pub fn value_in(path: &Path, metric: &str, job: &str) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    parse(&text).remove(&(metric.to_string(), job.to_string()))
-}
-
-/// Change the series in `path` with `change`: lock, read, change, write a temporary file,
-/// rename.
-fn rewrite(path: &Path, change: impl FnOnce(&mut Series)) -> Result<(), MetricsError> {
-    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o644)
-        .open(&lock_path)
-        .map_err(|source| MetricsError::Open {
-            path: lock_path.clone(),
-            source,
-        })?;
-    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
-        |(_, errno)| MetricsError::Lock {
-            path: lock_path.clone(),
-            errno,
-        },
-    )?;
-    let mut series = match std::fs::read_to_string(path) {
-        Ok(t) => parse(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Series::new(),
-        Err(source) => {
-            return Err(MetricsError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    change(&mut series);
-    let tmp = PathBuf::from(format!("{}.tmp.{}", path.display(), std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(render(&series).as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    drop(lock);
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        MetricsError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    MetricsFile::open(path).ok()?.value(metric, job)
 }
 
 #[cfg(test)]

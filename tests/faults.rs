@@ -1530,3 +1530,159 @@ echo "second run: $?"
         "guard did not say why the census is off: {err}"
     );
 }
+
+/// Run `guard --metrics-file PATH -- true` as root; its status and stderr.
+fn metrics_run(path: &Path) -> (i32, String) {
+    let o = guard_cmd()
+        .arg("--metrics-file")
+        .arg(path)
+        .args(["--name", "victimjob", "--", "true"])
+        .stdin(Stdio::null())
+        .bounded();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A root-only file the hostile user would like root to overwrite.
+fn victim_file(d: &Path) -> PathBuf {
+    let victim = d.join("root-only");
+    std::fs::write(&victim, "root's secret\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    victim
+}
+
+fn chown_hostile(p: &Path) {
+    std::os::unix::fs::lchown(p, Some(HOSTILE_UID), Some(HOSTILE_UID)).unwrap();
+}
+
+/// Issue 22, item 2 (high): `PATH.lock` and `PATH.tmp.<pid>` were opened following symlinks in
+/// a directory whose owner was never checked, so node_exporter's account could make root create
+/// any file, or truncate a root-only file and fill it with metrics text. The directory is opened
+/// once and refused when another user could redirect it; its files are made with openat +
+/// O_NOFOLLOW (O_EXCL for the temporary); a symlink at PATH is replaced, never followed.
+#[test]
+fn the_metrics_directory_cannot_redirect_roots_writes() {
+    let test = "the_metrics_directory_cannot_redirect_roots_writes";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let victim = victim_file(d.path());
+    // 1. A directory the hostile user owns, with the lock planted as a symlink to the victim.
+    let theirs = d.path().join("textfile");
+    std::fs::create_dir(&theirs).unwrap();
+    chown_hostile(&theirs);
+    std::os::unix::fs::symlink(&victim, theirs.join("guard.prom.lock")).unwrap();
+    chown_hostile(&theirs.join("guard.prom.lock"));
+    let (status, err) = metrics_run(&theirs.join("guard.prom"));
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        err.contains(&format!("is owned by uid {HOSTILE_UID}")) && err.contains("redirect"),
+        "{err}"
+    );
+    assert_eq!(entries(&theirs), ["guard.prom.lock"], "{err}");
+    // 2. A sticky directory everybody may write (like /tmp): the hostile user plants PATH as a
+    //    symlink to the victim, and the lock as a file of theirs (held, it would stall root).
+    let shared = d.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let prom = shared.join("guard.prom");
+    std::os::unix::fs::symlink(&victim, &prom).unwrap();
+    chown_hostile(&prom);
+    std::fs::write(shared.join("guard.prom.lock"), "").unwrap();
+    chown_hostile(&shared.join("guard.prom.lock"));
+    let (status, err) = metrics_run(&prom);
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        err.contains("not guard's lock file") && err.contains(&format!("uid {HOSTILE_UID}")),
+        "{err}"
+    );
+    std::fs::remove_file(shared.join("guard.prom.lock")).unwrap();
+    let (status, err) = metrics_run(&prom);
+    assert_eq!(status, 0, "{err}");
+    assert!(!err.contains("metrics"), "{err}");
+    let meta = std::fs::symlink_metadata(&prom).unwrap();
+    assert!(
+        meta.is_file(),
+        "the symlink at PATH was replaced by guard's file"
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("guard_job_last_exit_code{guard_job=\"victimjob\"} 0"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's secret\n");
+    let names = entries(&shared);
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "guard.prom" || n == "guard.prom.lock"),
+        "a temporary file was left: {names:?}"
+    );
+}
+
+/// Issue 22, item 11 (low): one non-UTF-8 byte in the shared metrics file stopped metrics for
+/// every job for good, and a 400 MiB file was read whole. guard reads at most 8 MiB of it, keeps
+/// every series it can read, drops the rest and says so once.
+#[test]
+fn a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read() {
+    let test = "a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read";
+    if !tool(test, "time") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let prom = d.path().join("guard.prom");
+    let mut text = b"guard_job_last_exit_code{guard_job=\"other\"} 3\n".to_vec();
+    text.extend_from_slice(b"guard_job_last_exit_code{guard_job=\"bad\xff\"} 4\n");
+    std::fs::write(&prom, &text).unwrap();
+    let (status, err) = metrics_run(&prom);
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        err.contains("1 line(s) that are not UTF-8 were dropped"),
+        "{err}"
+    );
+    let now = std::fs::read_to_string(&prom).expect("the file is UTF-8 again");
+    assert!(now.contains("{guard_job=\"other\"} 3"), "{now}");
+    assert!(now.contains("{guard_job=\"victimjob\"} 0"), "{now}");
+    let (_, err) = metrics_run(&prom);
+    assert!(
+        !err.contains("metrics"),
+        "said once, not at every run: {err}"
+    );
+    // 100 MiB: one series first, then comment lines. guard's own memory stays bounded by
+    // MAX_READ (8 MiB, read once and copied once as text) plus its ordinary ~10 MiB: under
+    // 48 MiB with a wide margin, where a whole read took more than 100 MiB.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&prom).unwrap();
+        f.write_all(b"guard_job_last_exit_code{guard_job=\"early\"} 5\n")
+            .unwrap();
+        let pad = format!("# {}\n", "p".repeat(1021));
+        for _ in 0..100 * 1024 {
+            f.write_all(pad.as_bytes()).unwrap();
+        }
+    }
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(guard())
+        .arg("--metrics-file")
+        .arg(&prom)
+        .args(["--name", "victimjob", "--", "true"])
+        .env("GUARD_CONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("only its first 8 MiB were read"), "{err}");
+    let kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss: {err}"));
+    assert!(kib < 48 * 1024, "guard took {kib} KiB reading the file");
+    let now = std::fs::read_to_string(&prom).unwrap();
+    assert!(now.contains("{guard_job=\"early\"} 5"), "{now}");
+    assert!(now.len() < 4096, "the padding is gone: {} bytes", now.len());
+}

@@ -342,26 +342,50 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
         ending: ending.kind,
         drill: cfg.drill,
     };
-    // A directory found missing at the start was said then, once: not again here.
-    let said = crate::metrics::check(path).is_err() && METRICS_SAID.load(Ordering::Relaxed);
-    if let Err(e) = crate::metrics::write(path, &outcome) {
-        if !said {
-            log::warn!("metrics not written: {e}; the job's result is unchanged");
+    // The directory opened and checked at the start; refused then (and said once), it is tried
+    // again silently: it may have been made meanwhile.
+    let opened = METRICS_FILE.lock().ok().and_then(|mut f| f.take());
+    let said = METRICS_SAID.load(Ordering::Relaxed);
+    let file = match opened.map_or_else(|| crate::metrics::MetricsFile::open(path), Ok) {
+        Ok(f) => f,
+        Err(e) => {
+            if !said {
+                log::warn!("metrics not written: {e}; the job's result is unchanged");
+            }
+            return;
         }
+    };
+    match file.write(&outcome) {
+        Ok(dropped) => {
+            if let Some(d) = dropped.describe(file.path()) {
+                log::warn!("metrics: {d}");
+            }
+        }
+        Err(e) => log::warn!("metrics not written: {e}; the job's result is unchanged"),
     }
 }
 
 /// The start's metrics check failed and said so.
 static METRICS_SAID: AtomicBool = AtomicBool::new(false);
+/// The metrics file's directory as the start opened and checked it.
+static METRICS_FILE: std::sync::Mutex<Option<crate::metrics::MetricsFile>> =
+    std::sync::Mutex::new(None);
 
 fn check_metrics(cfg: &WrapConfig) {
     if let Some(path) = &cfg.metrics_file {
-        if let Err(e) = crate::metrics::check(path) {
-            METRICS_SAID.store(true, Ordering::Relaxed);
-            log::warn!(
-                "--metrics-file {}: {e}; the job runs, but its metrics will not be written",
-                path.display()
-            );
+        match crate::metrics::MetricsFile::open(path) {
+            Ok(f) => {
+                if let Ok(mut slot) = METRICS_FILE.lock() {
+                    *slot = Some(f);
+                }
+            }
+            Err(e) => {
+                METRICS_SAID.store(true, Ordering::Relaxed);
+                log::warn!(
+                    "--metrics-file {}: {e}; the job runs, but its metrics will not be written",
+                    path.display()
+                );
+            }
         }
     }
 }
