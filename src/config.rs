@@ -752,6 +752,12 @@ fn program(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<PathBuf>, Usa
             origin(src, key, &shown)
         )));
     }
+    if let Err(e) = crate::trust::check(&p, crate::trust::Use::Program) {
+        return Err(UsageError(format!(
+            "invalid {}: {e}",
+            origin(src, key, &shown)
+        )));
+    }
     Ok(Some(p))
 }
 

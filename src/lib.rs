@@ -19,6 +19,7 @@
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`redact`]: one redaction pass for everything that leaves guard.
 //! - [`rundir`]: guard's runtime directory (the Python hook, the register of held jobs).
+//! - [`trust`]: whether root may act on a file another user could change (configs, programs).
 //! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
 //! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
@@ -48,6 +49,7 @@ pub mod rundir;
 pub mod runner;
 pub mod supervise;
 pub mod systemd;
+pub mod trust;
 pub mod units;
 
 use clap::{ArgMatches, FromArgMatches};

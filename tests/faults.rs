@@ -1686,3 +1686,123 @@ fn a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read() {
     assert!(now.contains("{guard_job=\"early\"} 5"), "{now}");
     assert!(now.len() < 4096, "the padding is gone: {} bytes", now.len());
 }
+
+/// `guard --config FILE -- true` (or with `env`), as root; status and stderr.
+fn config_run(config: Option<&Path>, env: &[(&str, &Path)]) -> (i32, String) {
+    let mut c = guard_cmd();
+    c.env_remove("GUARD_CONFIG");
+    if let Some(f) = config {
+        c.arg("--config").arg(f);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c
+        .args(["--name", "cfgjob", "--", "true"])
+        .stdin(Stdio::null())
+        .bounded();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Issue 22, item 3 (medium): as root, a config file owned by another user or writable by
+/// others, or a user-level file found through another user's HOME or XDG_CONFIG_HOME (sudo keeps
+/// HOME), set an exec hook or a py-spy path that root then ran. sshd's StrictModes rule: refused
+/// with one line naming the file, its owner and mode (125); and every program a configuration
+/// names (exec hooks, pyspy) must be root's and writable by root only.
+#[test]
+fn as_root_a_configuration_or_program_another_user_could_change_is_refused() {
+    let test = "as_root_a_configuration_or_program_another_user_could_change_is_refused";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mark = d.path().join("hook-ran");
+    // The hostile user's own tree: a hook and a py-spy of theirs, and their config files.
+    let home = d.path().join("home");
+    std::fs::create_dir_all(home.join(".config/guard")).unwrap();
+    let hook = home.join("hook");
+    std::fs::write(&hook, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let evil = format!(
+        "[[alerts]]\nkind = \"exec\"\ncommand = [\"{}\"]\nevents = [\"failed\"]\n\n[defaults]\npyspy = \"{}\"\n",
+        hook.display(),
+        hook.display()
+    );
+    std::fs::write(home.join(".config/guard/guard.toml"), &evil).unwrap();
+    for p in [
+        "",
+        ".config",
+        ".config/guard",
+        ".config/guard/guard.toml",
+        "hook",
+    ] {
+        chown_hostile(&home.join(p));
+    }
+    let (status, err) = config_run(None, &[("HOME", &home)]);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(
+        &err,
+        &[
+            "guard.toml",
+            &format!("owner uid {HOSTILE_UID}"),
+            "mode 644",
+        ],
+    );
+    let (status, err) = config_run(None, &[("XDG_CONFIG_HOME", &home.join(".config"))]);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &["guard.toml", &format!("owner uid {HOSTILE_UID}")]);
+    let (status, err) = config_run(Some(&home.join(".config/guard/guard.toml")), &[]);
+    assert_eq!(status, 125, "{err}");
+    // Root's own file, but group- and world-writable.
+    let roots = d.path().join("etc");
+    std::fs::create_dir(&roots).unwrap();
+    let writable = roots.join("guard.toml");
+    std::fs::write(&writable, "[defaults]\nmemory = \"1G\"\n").unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (status, err) = config_run(Some(&writable), &[]);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &["may be written by others", "mode 666"]);
+    // Root's own file, safe itself, naming the hostile user's programs.
+    let names = roots.join("names.toml");
+    std::fs::write(&names, &evil).unwrap();
+    let (status, err) = config_run(Some(&names), &[]);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(
+        &err,
+        &["the program", &hook.display().to_string(), "is not root's"],
+    );
+    let (status, err) = {
+        let o = guard_cmd()
+            .arg("--pyspy")
+            .arg(&hook)
+            .args(["--", "true"])
+            .stdin(Stdio::null())
+            .bounded();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &["--pyspy", "is not root's"]);
+    assert!(!mark.exists(), "the hostile user's hook ran as root");
+    // Root's own, root-only files still work.
+    let good = roots.join("good.toml");
+    std::fs::write(&good, "[defaults]\nmemory = \"1G\"\n").unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (status, err) = config_run(Some(&good), &[]);
+    assert_eq!(status, 0, "{err}");
+}
+
+/// stderr is exactly one `guard: error:` line holding every one of `needles`.
+fn assert_one_error(err: &str, needles: &[&str]) {
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("guard: error: "), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{n:?} missing: {err}");
+    }
+}

@@ -363,6 +363,9 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         .target
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
+    // Checked again as it runs: the file may have changed since the start.
+    crate::trust::check(std::path::Path::new(&program), crate::trust::Use::Program)
+        .map_err(|e| AttemptError::Final(e.to_string()))?;
     let mut env: Vec<(String, String)> = guard_fields(ev)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

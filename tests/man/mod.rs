@@ -55,6 +55,8 @@ pub fn render_toml5() -> String {
     r.text([roman("Precedence, first found wins: the command line, the GUARD_* environment variables, the job's table, [defaults], guard's built-in defaults. Without --config guard reads the system file and the user's file, the user's winning; a job's table in either file beats [defaults] in both. --config FILE reads FILE alone; --config /dev/null reads no configuration at all.")]);
     r.control("PP", []);
     r.text([roman("An unknown key, a value of the wrong type, a bad value (a size that does not parse, a warning threshold above the cap) or a file that cannot be read is one line 'guard: error: FILE:LINE:COLUMN: ...' and exit status 125 before anything runs. guard config check [FILE] validates the file and prints the effective settings of [defaults] and of every job, each with the place it comes from.")]);
+    r.control("PP", []);
+    r.text([roman("As root, guard reads a configuration file only when it and every directory above it (symlinks resolved) are root's and writable by root alone (a directory others may write needs the sticky bit, as /tmp has) — sshd's StrictModes rule: a file another user could change would choose the programs root runs. The same holds for every program a configuration names (an exec hook, pyspy). Otherwise guard exits 125 with one line naming the file, its owner and mode. This covers the user's file too: sudo keeps HOME, so root could otherwise read another user's ~/.config/guard/guard.toml.")]);
     r.control("SH", ["KEYS"]);
     for o in guard::options::file_keys() {
         r.control("TP", []);
@@ -377,7 +379,7 @@ fn files() -> String {
         "FILES",
         &[
             ("/etc/guard/guard.toml", "The system's configuration (guard.toml(5)); read unless --config names another file."),
-            ("$XDG_CONFIG_HOME/guard/guard.toml", "The user's configuration (~/.config/guard/guard.toml); wins over the system's."),
+            ("$XDG_CONFIG_HOME/guard/guard.toml", "The user's configuration (~/.config/guard/guard.toml); wins over the system's. As root, a configuration file another user could change is refused (guard.toml(5))."),
             ("/var/lib/guard/evidence", "Evidence bundles of root's guards (0700; the packages' tmpfiles.d entry makes it). Other users': $XDG_STATE_HOME/guard/evidence (~/.local/state/guard/evidence)."),
             ("/run/guard", "guard's runtime directory as root (another user's: $XDG_RUNTIME_DIR/guard, else /tmp/guard-UID): pyhook-HASH, the Python hook put on the job's PYTHONPATH; held/, the register of --hold-for holds that guard held and guard kill read."),
             ("/sys/fs/cgroup/.../guard-NAME-PID", "The job's cgroup while it runs (cgroup v1: in the memory and freezer hierarchies; under systemd inside guard-NAME-PID.scope); removed when guard ends, or by the next run when guard was killed."),
