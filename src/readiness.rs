@@ -103,7 +103,7 @@ fn url_check(check: &str, kind: &'static str, url: &Secret) -> Check {
     let shown = url.shown();
     match resolved(url) {
         Err(e) => Check::new(check, false, format!("{shown}: {e}")),
-        Ok(u) => match crate::alert::spec::check_url(kind, &u) {
+        Ok(u) => match url.checked(&u, |v| crate::alert::spec::check_url(kind, v)) {
             Ok(()) => Check::new(
                 check,
                 true,
@@ -115,7 +115,10 @@ fn url_check(check: &str, kind: &'static str, url: &Secret) -> Check {
                     ),
                 },
             ),
-            Err(e) => Check::new(check, false, format!("{shown}: {e}")),
+            Err(e) if matches!(url, Secret::Plain(_)) => {
+                Check::new(check, false, format!("{shown}: {e}"))
+            }
+            Err(e) => Check::new(check, false, e),
         },
     }
 }
@@ -152,9 +155,13 @@ fn email(check: &str, s: &Sink) -> Check {
         Ok(t) => t,
         Err(e) => return Check::new(check, false, e),
     };
-    if let Err(e) = crate::alert::spec::check_addresses(&to) {
-        return Check::new(check, false, e.to_string());
+    if let Err(e) = s.target.checked(&to, crate::alert::spec::check_addresses) {
+        return Check::new(check, false, e);
     }
+    let to = match &s.target {
+        Secret::Plain(_) => to,
+        other => format!("the addresses in {} (not shown)", other.shown()),
+    };
     for secret in [&s.smtp.username, &s.smtp.password].into_iter().flatten() {
         if let Err(e) = resolved(secret) {
             return Check::new(check, false, format!("{}: {e}", secret.shown()));

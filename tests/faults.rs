@@ -1806,3 +1806,87 @@ fn assert_one_error(err: &str, needles: &[&str]) {
         assert!(lines[0].contains(n), "{n:?} missing: {err}");
     }
 }
+
+/// Issue 22, item 4 (medium): when a `file:` secret's content did not parse (a URL, an address),
+/// the content was printed verbatim by config check, drill, the run's warnings, summary.txt and
+/// manifest.json. Messages name the reference (file:/path), never the value.
+#[test]
+fn a_file_secret_that_does_not_parse_is_named_never_shown() {
+    let test = "a_file_secret_that_does_not_parse_is_named_never_shown";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let secret = |name: &str, value: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, value).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p.display().to_string()
+    };
+    let slack = secret("slack", "xoxb-SEKRIT1-token-pasted-where-the-url-goes\n");
+    let mail = secret("mail", "SEKRIT2-hunter2@@not-an-address\n");
+    let header = secret("hdr", "Bearer SEKRIT3\r\nX-Injected: 1\n");
+    let ping = secret("ping", "SEKRIT4-not-a-url\n");
+    let config = d.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nmemory = \"64M\"\nping = \"file:{ping}\"\n\n\
+             [[alerts]]\nkind = \"slack\"\nurl = \"file:{slack}\"\n\n\
+             [[alerts]]\nkind = \"email\"\nto = \"file:{mail}\"\nurl = \"smtp://127.0.0.1:9\"\ntls = \"none\"\n\n\
+             [[alerts]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nheaders = {{ Authorization = \"file:{header}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let ev = d.path().join("ev");
+    let mut seen = String::new();
+    for args in [
+        vec!["config", "check", config.to_str().unwrap()],
+        vec!["drill", "--config", config.to_str().unwrap()],
+    ] {
+        let o = guard_cmd()
+            .args(&args)
+            .env_remove("GUARD_CONFIG")
+            .stdin(Stdio::null())
+            .bounded();
+        seen.push_str(&String::from_utf8_lossy(&o.stdout));
+        seen.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    let o = guard_cmd()
+        .env_remove("GUARD_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .arg("--evidence-dir")
+        .arg(&ev)
+        .args(["--warn", "off", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    seen.push_str(&String::from_utf8_lossy(&o.stderr));
+    let mut files = Vec::new();
+    walk_files(&ev, &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("manifest.json")),
+        "{files:?}"
+    );
+    for f in &files {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    assert!(
+        !seen.contains("SEKRIT"),
+        "a secret's content was shown:\n{seen}"
+    );
+    for reference in [&slack, &mail] {
+        assert!(
+            seen.contains(&format!("file:{reference} does not hold")),
+            "{reference} is not named:\n{seen}"
+        );
+    }
+}

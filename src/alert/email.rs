@@ -89,7 +89,13 @@ fn message(s: &Sink, ev: &Event) -> Result<Message, AttemptError> {
         .header(AutoSubmitted)
         .header(ContentType::TEXT_PLAIN);
     for to in resolved(&s.target)?.split(',').map(str::trim) {
-        let mb: Mailbox = to.parse().map_err(|e| bad(format!("to {to}: {e}")))?;
+        let mb: Mailbox = to.parse().map_err(|e| {
+            bad(match &s.target {
+                Secret::Plain(_) => format!("to {to}: {e}"),
+                // An address read from env:/file: is shown as its reference only.
+                other => format!("an address in {}: {e} (not shown)", other.shown()),
+            })
+        })?;
         b = b.to(mb);
     }
     b.body(body(ev)).map_err(|e| bad(e.to_string()))

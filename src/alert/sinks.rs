@@ -86,6 +86,15 @@ fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> 
             Err(AttemptError::Retriable(format!("HTTP {code}")))
         }
         Err(ureq::Error::Status(code, _)) => Err(AttemptError::Final(format!("HTTP {code}"))),
+        // A URL that does not parse fails the same way every time: not retried.
+        Err(ureq::Error::Transport(t))
+            if matches!(
+                t.kind(),
+                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+            ) =>
+        {
+            Err(AttemptError::Final(t.kind().to_string()))
+        }
         Err(ureq::Error::Transport(t)) => Err(AttemptError::Retriable(
             // the transport error may quote the URL: keep secrets out of messages
             t.kind().to_string(),

@@ -171,6 +171,20 @@ impl Secret {
         }
     }
 
+    /// Check the resolved `value` with `check`. For env:NAME and file:/path the error names the
+    /// reference and says what the value is not — never the value itself (a token mistyped into
+    /// a URL's place is still a token).
+    pub fn checked<T>(
+        &self,
+        value: &str,
+        check: impl FnOnce(&str) -> Result<T, SpecError>,
+    ) -> Result<T, String> {
+        check(value).map_err(|e| match self {
+            Secret::Plain(_) => e.to_string(),
+            _ => format!("{} {}", self.shown(), e.of_secret()),
+        })
+    }
+
     /// How to show it: never the value of a secret.
     pub fn shown(&self) -> String {
         match self {
@@ -205,6 +219,38 @@ fn read_secret_file(p: &std::path::Path) -> std::io::Result<String> {
     let mut s = String::new();
     f.take(MAX_SECRET).read_to_string(&mut s)?;
     Ok(s)
+}
+
+impl SpecError {
+    /// What a secret's value is not, without the value (see [`Secret::checked`]).
+    pub fn of_secret(&self) -> String {
+        match self {
+            SpecError::NotUrl { kind, .. } => format!(
+                "does not hold an http:// or https:// URL for {kind} (its content is not shown)"
+            ),
+            SpecError::BadUrl { kind, why } => {
+                format!("does not hold a valid {kind} URL: {why} (its content is not shown)")
+            }
+            SpecError::NotAddress(_) => "does not hold email addresses (name@example.com; several \
+                                        separated by commas; its content is not shown)"
+                .into(),
+            SpecError::HeaderValue(_) => {
+                "holds a line break or another control character (its content is not shown)".into()
+            }
+            other => format!("does not hold a valid value ({})", other.kind_only()),
+        }
+    }
+
+    /// The error's kind in a few words, for a value that must not be shown.
+    fn kind_only(&self) -> &'static str {
+        match self {
+            SpecError::NotSmtp(_) | SpecError::SmtpTls(_) | SpecError::ClearText(_) => {
+                "a mail server setting"
+            }
+            SpecError::RoutingKey => "a routing key",
+            _ => "see guard.toml(5)",
+        }
+    }
 }
 
 /// An http(s) URL with a host, a valid port and nothing malformed (`http://[::1`, port 99999):
