@@ -235,6 +235,8 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}m", ms / 60_000)
     } else if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
+    } else if ms > 1000 && ms % 100 == 0 {
+        format!("{}.{}s", ms / 1000, ms % 1000 / 100)
     } else {
         format!("{ms}ms")
     }

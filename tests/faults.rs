@@ -1890,3 +1890,79 @@ fn a_file_secret_that_does_not_parse_is_named_never_shown() {
         );
     }
 }
+
+/// An endpoint that accepts every connection and sends one byte a second, forever: a mail
+/// server's greeting that never ends (every read gets something before its timeout).
+fn trickling_endpoint() -> u16 {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                for b in b"220-".iter().chain(std::iter::repeat(&b'x')) {
+                    if conn.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 22, item 5 (medium): lettre's timeout is per read, so an SMTP server sending one byte
+/// a second kept guard running 45 s (and counting) after the kill. Every delivery has one
+/// overall bound (attempts × timeout + backoff + 1 s); guard stops waiting there, says so, and
+/// exits with the job's status.
+#[test]
+fn a_mail_server_that_trickles_costs_one_delivery_bound() {
+    let test = "a_mail_server_that_trickles_costs_one_delivery_bound";
+    if !privileged(test) {
+        return;
+    }
+    let port = trickling_endpoint();
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alerts]]\nkind = \"email\"\nto = \"oncall@example.com\"\n\
+             url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\ntimeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let ev = d.path().join("ev");
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .env_remove("GUARD_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .arg("--evidence-dir")
+        .arg(&ev)
+        .args(["-m", "64M", "--warn", "off", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    // The bound: 3 attempts of 1 s, 1.5 s of backoff, 1 s of margin = 5.5 s after the kill;
+    // the run before it takes about a second; 15 s more for a loaded machine.
+    assert!(
+        took < Duration::from_millis(21_500),
+        "guard took {took:?}: {err}"
+    );
+    assert!(
+        err.contains("no answer within 5.5s") && err.contains("guard stopped waiting"),
+        "{err}"
+    );
+    let m = manifest(&bundle_named(&err, "exceeded its memory limit"));
+    let alerts = m["alerts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        alerts.iter().any(|a| a["status"] == "timeout"),
+        "the manifest records the delivery as timed out: {alerts:?}"
+    );
+}

@@ -121,56 +121,142 @@ pub enum AttemptError {
     Final(String),
 }
 
-/// Deliver `ev` to each of `sinks` that wants it, all in parallel; returns when every one has
-/// succeeded or given up (at most MAX_TRIES attempts of `timeout` each plus the backoff).
-pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
-    let chosen: Vec<&Sink> = sinks.iter().filter(|s| s.wants(ev.event)).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chosen
+/// Slack on top of a delivery's own bound (attempts × timeout + backoff) for what no timeout
+/// covers: starting the thread, name resolution, a busy machine's scheduling.
+pub const BOUND_MARGIN: Duration = Duration::from_secs(1);
+
+/// The longest guard waits for one delivery of `tries` attempts of `timeout` each: every
+/// attempt's timeout, the backoff between them, and [`BOUND_MARGIN`]. Each attempt is bounded by
+/// its client too, but not always as a whole (lettre's timeout is per read: a server sending a
+/// byte a second never trips it); this bound is.
+pub fn delivery_bound(tries: u32, timeout: Duration) -> Duration {
+    let backoff: Duration = (0..tries.saturating_sub(1))
+        .map(|i| FIRST_BACKOFF * 2u32.pow(i))
+        .sum();
+    timeout * tries + backoff + BOUND_MARGIN
+}
+
+/// One delivery to run on a thread of its own, and how long guard waits for it.
+pub struct Job {
+    pub label: String,
+    pub tries: u32,
+    pub timeout: Duration,
+    pub run: Box<dyn FnOnce() -> Delivery + Send>,
+}
+
+/// Run every job at once, each on a thread of its own, and wait for each no longer than its
+/// [`delivery_bound`]: a delivery still under way then is given up (its thread dies with guard)
+/// and reported as `timeout`, saying so. The results are in the jobs' order.
+pub fn run_bounded(jobs: Vec<Job>) -> Vec<Delivery> {
+    let t0 = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Delivery)>();
+    let mut out: Vec<Option<Delivery>> = Vec::with_capacity(jobs.len());
+    let mut bounds = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.into_iter().enumerate() {
+        let bound = delivery_bound(job.tries, job.timeout);
+        bounds.push((job.label.clone(), job.tries, job.timeout, bound));
+        let tx = tx.clone();
+        let run = job.run;
+        let label = job.label;
+        let spawned = std::thread::Builder::new()
+            .name("guard-alert".into())
+            .spawn(move || {
+                let d = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                    .unwrap_or_else(|_| failed(&label, "the delivery thread panicked"));
+                let _ = tx.send((i, d));
+            });
+        out.push(match spawned {
+            Ok(_) => None,
+            Err(e) => Some(failed(&bounds[i].0, &format!("cannot start a thread: {e}"))),
+        });
+    }
+    drop(tx);
+    while out.iter().any(Option::is_none) {
+        // Wait for the latest bound among those still under way.
+        let until = out
             .iter()
-            .map(|s| scope.spawn(move || deliver_one(s, ev)))
-            .collect();
-        handles
-            .into_iter()
-            .zip(&chosen)
-            .map(|(h, s)| {
-                h.join().unwrap_or_else(|_| Delivery {
-                    sink: s.label(),
-                    status: Status::Failed,
-                    attempts: 0,
-                    ms: 0.0,
-                    detail: "the delivery thread panicked".into(),
-                })
+            .zip(&bounds)
+            .filter(|(d, _)| d.is_none())
+            .map(|(_, b)| t0 + b.3)
+            .max()
+            .unwrap_or(t0);
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok((i, d)) => out[i] = Some(d),
+            Err(_) => break,
+        }
+    }
+    out.into_iter()
+        .zip(bounds)
+        .map(|(d, (label, tries, timeout, bound))| {
+            d.unwrap_or_else(|| Delivery {
+                sink: label,
+                status: Status::Timeout,
+                attempts: tries,
+                ms: (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
+                detail: format!(
+                    "no answer within {} ({tries} attempt(s) of {} and the backoff): guard stopped waiting",
+                    crate::units::format_duration(bound),
+                    crate::units::format_duration(timeout)
+                ),
             })
-            .collect()
-    })
+        })
+        .collect()
+}
+
+fn failed(label: &str, detail: &str) -> Delivery {
+    Delivery {
+        sink: label.to_string(),
+        status: Status::Failed,
+        attempts: 0,
+        ms: 0.0,
+        detail: detail.to_string(),
+    }
+}
+
+/// Deliver `ev` to each of `sinks` that wants it, all in parallel; returns when every one has
+/// succeeded or given up, or its [`delivery_bound`] has passed.
+pub fn deliver(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
+    let ev = std::sync::Arc::new(ev.clone());
+    let jobs = sinks
+        .iter()
+        .filter(|s| s.wants(ev.event))
+        .map(|s| {
+            let tries = if s.retries() { MAX_TRIES } else { 1 };
+            let (sink, ev) = (s.clone(), ev.clone());
+            Job {
+                label: s.label(),
+                tries,
+                timeout: s.timeout,
+                run: Box::new(move || {
+                    with_retries(&sink.label(), tries, || sinks::send(&sink, &ev))
+                }),
+            }
+        })
+        .collect();
+    run_bounded(jobs)
 }
 
 /// A warning ended well (the job then exited 0): resolve its incident on every pagerduty sink
 /// that got the warning, in parallel, bounded like any delivery.
 pub fn resolve_warning(sinks: &[Sink], ev: &Event) -> Vec<Delivery> {
-    let chosen: Vec<&Sink> = sinks
+    let ev = std::sync::Arc::new(ev.clone());
+    let jobs = sinks
         .iter()
         .filter(|s| s.kind == SinkKind::PagerDuty && s.wants(EventKind::Warning))
+        .map(|s| {
+            let (sink, ev) = (s.clone(), ev.clone());
+            let label = format!("{} resolve", s.label());
+            Job {
+                label: label.clone(),
+                tries: MAX_TRIES,
+                timeout: s.timeout,
+                run: Box::new(move || {
+                    with_retries(&label, MAX_TRIES, || pagerduty::resolve(&sink, &ev))
+                }),
+            }
+        })
         .collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chosen
-            .iter()
-            .map(|s| {
-                scope.spawn(move || {
-                    with_retries(&format!("{} resolve", s.label()), MAX_TRIES, || {
-                        pagerduty::resolve(s, ev)
-                    })
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
-}
-
-fn deliver_one(s: &Sink, ev: &Event) -> Delivery {
-    let tries = if s.retries() { MAX_TRIES } else { 1 };
-    with_retries(&s.label(), tries, || sinks::send(s, ev))
+    run_bounded(jobs)
 }
 
 /// Run `attempt` up to `tries` times, backing off between retriable failures.
@@ -217,9 +303,25 @@ pub fn with_retries(
 /// (guard's line and the output tail on failure), bounded and retried like the alert sinks.
 pub fn ping(url: &spec::Secret, suffix: &str, rid: &str, body: &str) -> Delivery {
     let label = format!("ping {}{suffix}", url.shown());
-    with_retries(&label, MAX_TRIES, || {
-        sinks::post_text(url, suffix, rid, body, DEFAULT_TIMEOUT)
-    })
+    let (url, suffix, rid, body) = (
+        url.clone(),
+        suffix.to_string(),
+        rid.to_string(),
+        body.to_string(),
+    );
+    let job = Job {
+        label: label.clone(),
+        tries: MAX_TRIES,
+        timeout: DEFAULT_TIMEOUT,
+        run: Box::new(move || {
+            with_retries(&label, MAX_TRIES, || {
+                sinks::post_text(&url, &suffix, &rid, &body, DEFAULT_TIMEOUT)
+            })
+        }),
+    };
+    run_bounded(vec![job])
+        .pop()
+        .unwrap_or_else(|| failed("ping", "no delivery"))
 }
 
 /// A run id for the pings of one run: a random UUID (version 4), as healthchecks expects.
@@ -240,12 +342,70 @@ pub fn run_id() -> String {
 /// One warning line per failed delivery.
 pub fn report_failures(results: &[Delivery], ev: &Event) {
     for r in results.iter().filter(|r| r.status != Status::Ok) {
+        if r.status == Status::Timeout {
+            log::warn!(
+                "could not send the {} alert to {}: {}; the job's result is unchanged",
+                ev.event,
+                r.sink,
+                r.detail
+            );
+            continue;
+        }
         log::warn!(
             "could not send the {} alert to {} after {} attempt(s): {}; the job's result is unchanged",
             ev.event,
             r.sink,
             r.attempts,
             r.detail
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_is_every_attempt_and_the_backoff() {
+        let t = Duration::from_secs(5);
+        assert_eq!(delivery_bound(1, t), t + BOUND_MARGIN);
+        assert_eq!(
+            delivery_bound(3, t),
+            Duration::from_millis(15_000 + 500 + 1_000) + BOUND_MARGIN
+        );
+    }
+
+    #[test]
+    fn a_delivery_past_its_bound_is_given_up_and_said_to_be() {
+        let job = |label: &str, sleep_ms: u64| {
+            let l = label.to_string();
+            Job {
+                label: label.into(),
+                tries: 1,
+                timeout: Duration::from_millis(100),
+                run: Box::new(move || {
+                    std::thread::sleep(Duration::from_millis(sleep_ms));
+                    failed(&l, "ended")
+                }),
+            }
+        };
+        let t0 = Instant::now();
+        let out = run_bounded(vec![job("slow", 60_000), job("quick", 0)]);
+        // The bound is 1.1 s (0.1 s + the margin); 5 s more for a loaded machine.
+        assert!(
+            t0.elapsed() < Duration::from_millis(6_100),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(out[0].status, Status::Timeout);
+        assert!(
+            out[0].detail.contains("guard stopped waiting"),
+            "{}",
+            out[0].detail
+        );
+        assert_eq!(
+            (out[1].sink.as_str(), out[1].detail.as_str()),
+            ("quick", "ended")
         );
     }
 }
