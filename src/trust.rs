@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub enum Use {
     Config,
     Program,
+    /// A directory guard creates files in as root (the --lock file's).
+    Directory,
 }
 
 impl Use {
@@ -21,6 +23,7 @@ impl Use {
         match self {
             Use::Config => "the config file",
             Use::Program => "the program",
+            Use::Directory => "the directory",
         }
     }
 }

