@@ -1,5 +1,6 @@
-//! `--quiet`: the job's stdout and stderr go to pipes that guard reads while the job runs — up
-//! to 4 MiB of each in memory, the rest spilled to an unlinked temporary file — and are printed
+//! `--quiet`: the job's stdout and stderr go to pipes that guard reads while the job runs — of
+//! each, the first 2 MiB and the last 2 MiB are kept in memory, and how much was dropped between
+//! them is counted (a bound: guard's memory is outside the job's cap) — and are printed
 //! (stdout to stdout, stderr to stderr) only if the job failed, as chronic(1) does, so cron mails
 //! only failures. The last 64 KiB of both, in arrival order, are kept for the bundle
 //! (`output.tail`) and the alerts.
@@ -12,50 +13,38 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-pub const MEM_LIMIT: usize = 4 << 20;
+/// --quiet keeps the first HEAD and the last KEEP_TAIL bytes of each stream: 4 MiB of each at
+/// most, in guard's memory (outside the job's cap), whatever the job writes.
+pub const HEAD: usize = 2 << 20;
+pub const KEEP_TAIL: usize = 2 << 20;
+/// The last bytes of both streams, in arrival order, for the bundle and the alerts.
 pub const TAIL: usize = 64 << 10;
 
 struct Stream {
     fd: Option<File>,
-    mem: Vec<u8>,
-    spill: Option<File>,
-    spill_err: Option<String>,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    /// Bytes between the head and the tail that were not kept.
+    dropped: u64,
 }
 
 impl Stream {
     fn push(&mut self, data: &[u8]) {
-        if self.spill.is_none() && self.mem.len() + data.len() <= MEM_LIMIT {
-            self.mem.extend_from_slice(data);
+        let take = HEAD.saturating_sub(self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..take]);
+        let rest = &data[take..];
+        if rest.is_empty() {
             return;
         }
-        if self.spill.is_none() && self.spill_err.is_none() {
-            match spill_file() {
-                Ok(f) => self.spill = Some(f),
-                Err(e) => self.spill_err = Some(e.to_string()),
-            }
-        }
-        // Without a temporary file the first MEM_LIMIT bytes are kept and `lost` says why.
-        if let Some(f) = &mut self.spill {
-            if let Err(e) = f.write_all(data) {
-                self.spill_err.get_or_insert(e.to_string());
-            }
-        }
+        self.tail.extend(rest);
+        let excess = self.tail.len().saturating_sub(KEEP_TAIL);
+        self.tail.drain(..excess);
+        self.dropped += excess as u64;
     }
-}
-
-/// An unlinked temporary file (O_TMPFILE) in the temporary directory.
-fn spill_file() -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(std::env::temp_dir())
 }
 
 pub struct Capture {
@@ -82,9 +71,9 @@ impl Capture {
         let (err_r, err_w) = pipe()?;
         let stream = |fd| Stream {
             fd: Some(fd),
-            mem: Vec::new(),
-            spill: None,
-            spill_err: None,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            dropped: 0,
         };
         Ok((
             Capture {
@@ -149,30 +138,52 @@ impl Capture {
         }
     }
 
-    /// Print what the job wrote: its stdout to guard's stdout, its stderr to guard's stderr.
+    /// Print what the job wrote: its stdout to guard's stdout, its stderr to guard's stderr —
+    /// each stream's head and tail, and where bytes were dropped between them, one `guard:` line
+    /// on stderr (stdout carries the job's bytes only).
     pub fn replay(&mut self) {
         let [out, err] = &mut self.streams;
-        let _ = write_stream(out, &mut io::stdout().lock());
-        let _ = write_stream(err, &mut io::stderr().lock());
+        let _ = write_stream(out, &mut io::stdout().lock(), None);
+        let note = |s: &Stream, name: &str| {
+            (s.dropped > 0).then(|| {
+                format!(
+                    "guard: --quiet dropped {} of the job's {name} here (it keeps the first {} \
+                     and the last {} of each stream)\n",
+                    crate::units::format_size(s.dropped),
+                    crate::units::format_size(HEAD as u64),
+                    crate::units::format_size(KEEP_TAIL as u64)
+                )
+            })
+        };
+        let out_note = note(out, "stdout").map(|n| n.replace(" here (", " ("));
+        let _ = write_stream(
+            err,
+            &mut io::stderr().lock(),
+            note(err, "stderr").as_deref(),
+        );
+        if let Some(n) = out_note {
+            let _ = io::stderr().lock().write_all(n.as_bytes());
+        }
     }
 
     /// The last 64 KiB of the job's output, both streams in arrival order.
     pub fn tail(&self) -> Vec<u8> {
         self.tail.iter().copied().collect()
     }
-
-    /// A note when some output could not be kept (no temporary file).
-    pub fn lost(&self) -> Option<String> {
-        self.streams.iter().find_map(|s| s.spill_err.clone())
-    }
 }
 
-fn write_stream(s: &mut Stream, to: &mut dyn Write) -> io::Result<()> {
-    to.write_all(&s.mem)?;
-    if let Some(f) = &mut s.spill {
-        f.rewind()?;
-        io::copy(f, to)?;
+/// The stream's head, `note` where bytes were dropped (on a line of its own), then its tail.
+fn write_stream(s: &Stream, to: &mut dyn Write, note: Option<&str>) -> io::Result<()> {
+    to.write_all(&s.head)?;
+    if let Some(n) = note {
+        if !s.head.ends_with(b"\n") {
+            to.write_all(b"\n")?;
+        }
+        to.write_all(n.as_bytes())?;
     }
+    let (a, b) = s.tail.as_slices();
+    to.write_all(a)?;
+    to.write_all(b)?;
     to.flush()
 }
 
@@ -305,9 +316,6 @@ impl Output {
         let until = Instant::now() + Duration::from_secs(1);
         if let Some(mut c) = capture {
             c.drain(until);
-            if let Some(lost) = c.lost() {
-                log::warn!("--quiet: output past 4 MiB could not be kept ({lost})");
-            }
             let tail = c.tail();
             self.capture = Some(c);
             return Some(tail);
@@ -375,14 +383,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_order_tail_and_spills_past_the_memory_limit() {
+    fn keeps_order_a_head_and_a_tail_and_counts_what_it_dropped() {
         let (mut c, out_w, err_w) = Capture::new().unwrap();
         let mut out = File::from(out_w);
         let mut err = File::from(err_w);
         out.write_all(b"hello ").unwrap();
         err.write_all(b"oops ").unwrap();
         c.read_ready();
-        let big = vec![b'x'; MEM_LIMIT + 1000];
+        let big = vec![b'x'; HEAD + KEEP_TAIL + 1000];
         let writer = std::thread::spawn(move || {
             out.write_all(&big).unwrap();
             out.write_all(b"END").unwrap();
@@ -396,14 +404,17 @@ mod tests {
         drop(err);
         c.drain(until);
         assert!(c.fds().is_empty(), "both writers gone: EOF");
-        assert!(c.streams[0].spill.is_some(), "spilled past {MEM_LIMIT}");
         let t = c.tail();
         assert_eq!(t.len(), TAIL);
         assert!(t.ends_with(b"END"));
+        let s = &c.streams[0];
+        assert_eq!(s.dropped, 6 + 1000 + 3);
         let mut replayed = Vec::new();
-        write_stream(&mut c.streams[0], &mut replayed).unwrap();
-        assert_eq!(replayed.len(), 6 + MEM_LIMIT + 1000 + 3);
+        write_stream(s, &mut replayed, Some("NOTE\n")).unwrap();
+        assert_eq!(replayed.len(), HEAD + KEEP_TAIL + 6);
         assert!(replayed.starts_with(b"hello x"));
-        assert_eq!(c.streams[1].mem, b"oops ");
+        assert!(replayed.ends_with(b"xEND"));
+        assert_eq!(&replayed[HEAD..HEAD + 6], b"\nNOTE\n");
+        assert_eq!(c.streams[1].head, b"oops ");
     }
 }
