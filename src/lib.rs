@@ -9,6 +9,7 @@
 //! - [`exit`]: the exit-status table used by code, man page and tests.
 //! - [`logger`]: guard's own lines on stderr, filtered by -v / -q.
 //! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
+//! - [`headtail`]: output kept as its first and last bytes (a bound on what others write).
 //! - [`runner`]: helper programs run with a bound (py-spy, gcore, exec hooks).
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
@@ -36,6 +37,7 @@ pub mod evidence;
 pub mod exit;
 pub mod format;
 pub mod growth;
+pub mod headtail;
 pub mod held;
 pub mod logger;
 pub mod metrics;

@@ -1,12 +1,16 @@
 //! Running helper programs with a bound: py-spy and gcore at a capture, an alert's exec hook.
-//! Each starts with stdin closed and its output going to anonymous in-memory files (no pipe to
-//! fill, no temporary file to leak), in a process group of its own; it is killed whole at its
-//! deadline and ends as one [`Ran`] with a [`Status`]. Nothing here knows what the helper is for, so evidence and alerts both use it
+//! Each starts with stdin closed and its output going to pipes a thread of guard's reads at once
+//! (the helper never waits on a full pipe), keeping its first and last bytes ([`OUT_HEAD`] and
+//! [`OUT_TAIL`] of stdout, less of stderr) — a hook printing 512 MiB costs guard 2 MiB, and the
+//! output says what was dropped. It runs in a process group of its own, is killed whole at its
+//! deadline, and ends as one [`Ran`] with a [`Status`]. Nothing here knows what the helper is for, so evidence and alerts both use it
 //! without depending on each other.
 
 use crate::format::Status;
+use crate::headtail::HeadTail;
 use std::ffi::OsStr;
-use std::io::{Read, Seek};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,11 +74,101 @@ fn trusted_executable(p: &Path) -> bool {
         && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
-/// An anonymous in-memory file for a helper's output.
-fn memfd(name: &str) -> std::io::Result<std::fs::File> {
-    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(std::io::Error::from)?;
-    Ok(std::fs::File::from(fd))
+/// What guard keeps of a helper's stdout: its first and its last MiB.
+pub const OUT_HEAD: usize = 1 << 20;
+pub const OUT_TAIL: usize = 1 << 20;
+/// Of its stderr (read for the first line of a failure): 64 KiB at each end.
+const ERR_KEEP: usize = 64 << 10;
+/// After the helper's end, how long its pipes may stay open (a background child of a hook
+/// holding them) before guard stops reading.
+const EOF_GRACE: Duration = Duration::from_millis(200);
+
+/// The thread that reads a helper's stdout and stderr until both end or it is told to stop.
+struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::mpsc::Receiver<(HeadTail, HeadTail)>,
+}
+
+impl Reader {
+    fn start(out: std::fs::File, err: std::fs::File) -> std::io::Result<Reader> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, done) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("guard-helper-out".into())
+            .spawn(move || {
+                let _ = tx.send(read_both(out, err, &flag));
+            })?;
+        Ok(Reader { stop, done })
+    }
+
+    /// What was read: at once when the pipes ended, else after EOF_GRACE.
+    fn finish(self) -> (HeadTail, HeadTail) {
+        let empty = || (HeadTail::new(0, 0), HeadTail::new(0, 0));
+        match self.done.recv_timeout(EOF_GRACE) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.done.recv().unwrap_or_else(|_| empty())
+            }
+        }
+    }
+}
+
+/// Read `out` and `err` into head-and-tail buffers until both end, or `stop` is set (then what
+/// is there now is taken).
+fn read_both(
+    out: std::fs::File,
+    err: std::fs::File,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (HeadTail, HeadTail) {
+    use std::os::fd::AsFd;
+    let mut kept = [
+        HeadTail::new(OUT_HEAD, OUT_TAIL),
+        HeadTail::new(ERR_KEEP, ERR_KEEP),
+    ];
+    let mut open = [Some(out), Some(err)];
+    let mut buf = vec![0u8; 64 << 10];
+    while open.iter().any(Option::is_some) {
+        let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+        let mut fds: Vec<nix::poll::PollFd> = open
+            .iter()
+            .flatten()
+            .map(|f| nix::poll::PollFd::new(f.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let wait = if stopping { 0u16 } else { 50 };
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(wait)).unwrap_or(0) == 0 {
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut i = 0;
+        for (slot, k) in open.iter_mut().zip(kept.iter_mut()) {
+            let Some(f) = slot else { continue };
+            let is_ready = ready.get(i).copied().unwrap_or(false);
+            i += 1;
+            if !is_ready {
+                continue;
+            }
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => *slot = None,
+                Ok(n) => k.push(&buf[..n]),
+            }
+        }
+    }
+    let [o, e] = kept;
+    (o, e)
+}
+
+fn pipe() -> std::io::Result<(std::fs::File, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    Ok((std::fs::File::from(r), w))
 }
 
 /// The environment a helper starts with.
@@ -102,12 +196,11 @@ fn ms_since(t0: Instant) -> f64 {
     (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0
 }
 
-/// A helper program started with stdin closed and its output going to memfds.
+/// A helper program started with stdin closed and its output going to guard's reader.
 pub struct Helper {
     program: PathBuf,
     child: std::process::Child,
-    out: std::fs::File,
-    err: std::fs::File,
+    reader: Reader,
     t0: Instant,
     timeout: Duration,
 }
@@ -127,14 +220,9 @@ impl Helper {
             stdout: Vec::new(),
             detail,
         };
-        let (out, err) = match (memfd("guard-out"), memfd("guard-err")) {
+        let ((out_r, out_w), (err_r, err_w)) = match (pipe(), pipe()) {
             (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => return Err(failed(format!("memfd: {e}"))),
-        };
-        let stdio = |f: &std::fs::File| {
-            f.try_clone()
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null())
+            (Err(e), _) | (_, Err(e)) => return Err(failed(format!("pipe: {e}"))),
         };
         // A process group of its own: at the deadline the helper is killed whole, with whatever
         // it started (a hook's `curl &`), not just its first process.
@@ -151,15 +239,29 @@ impl Helper {
             .args(args)
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(stdio(&out))
-            .stderr(stdio(&err))
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w))
             .spawn()
             .map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?;
+        // The command's copies of the write ends are closed now: end of file comes when the
+        // helper (and whatever it started) is gone.
+        drop(cmd);
+        let reader = match Reader::start(out_r, err_r) {
+            Ok(r) => r,
+            Err(e) => {
+                let mut h = child;
+                if let Ok(pid) = i32::try_from(h.id()) {
+                    let pg = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
+                }
+                let _ = h.wait();
+                return Err(failed(format!("cannot read its output: {e}")));
+            }
+        };
         Ok(Helper {
             program: program.to_path_buf(),
             child,
-            out,
-            err,
+            reader,
             t0,
             timeout,
         })
@@ -195,24 +297,27 @@ impl Helper {
                 Err(e) => break Err(Some(e)),
             }
         };
+        let (out, err) = self.reader.finish();
         let ms = ms_since(self.t0);
-        let read_all = |f: &mut std::fs::File| {
-            let mut v = Vec::new();
-            let _ = f.rewind();
-            let _ = f.read_to_end(&mut v);
-            v
-        };
-        let stdout = read_all(&mut self.out);
-        let stderr = read_all(&mut self.err);
-        let first_err = String::from_utf8_lossy(&stderr)
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
+        let note = format!(
+            "[guard: {} of this program's output dropped here; guard keeps its first {} and its \
+             last {}]\n",
+            crate::units::format_size(out.dropped()),
+            crate::units::format_size(OUT_HEAD as u64),
+            crate::units::format_size(OUT_TAIL as u64)
+        );
+        let stdout = out.to_vec(Some(&note));
+        let first_err = first_line(&String::from_utf8_lossy(err.head()));
         let program = self.program.display();
+        let cut = (out.dropped() > 0).then(|| {
+            format!(
+                "{} of its output dropped (guard keeps the first and the last {})",
+                crate::units::format_size(out.dropped()),
+                crate::units::format_size(OUT_HEAD as u64)
+            )
+        });
         let (status, detail) = match status {
-            Ok(s) if s.success() => (Status::Ok, String::new()),
+            Ok(s) if s.success() => (Status::Ok, cut.unwrap_or_default()),
             Ok(s) => (
                 Status::Failed,
                 format!("{program} exited with {s}: {first_err}"),
@@ -236,6 +341,19 @@ impl Helper {
             stdout,
             detail,
         }
+    }
+}
+
+/// The first non-empty line of `text`, at most 200 characters (then "…").
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
     }
 }
 
@@ -277,6 +395,37 @@ mod tests {
         set(&bin, 0o644);
         assert!(!trusted_executable(&bin), "not executable");
         assert!(!trusted_executable(d.path()), "a directory");
+    }
+
+    #[test]
+    fn a_helpers_output_is_kept_as_its_ends_and_its_background_children_are_not_waited_for() {
+        let sh = Path::new("/bin/sh");
+        let t = Duration::from_secs(20);
+        let none = Env::Inherit(&[]);
+        let big = run_bounded(sh, &["-c", "head -c 5242880 /dev/zero; echo END"], none, t);
+        assert_eq!(big.status, Status::Ok);
+        assert!(
+            big.stdout.len() < OUT_HEAD + OUT_TAIL + 200,
+            "{}",
+            big.stdout.len()
+        );
+        assert!(big.stdout.ends_with(b"\0END\n"));
+        let text = String::from_utf8_lossy(&big.stdout);
+        assert!(text.contains("[guard: 3.0 MiB of this program's output dropped here"));
+        assert!(
+            big.detail.contains("of its output dropped"),
+            "{}",
+            big.detail
+        );
+        // A background child keeps the pipes open: guard takes what came and goes on.
+        let t0 = Instant::now();
+        let bg = run_bounded(sh, &["-c", "sleep 30 & echo hi"], none, t);
+        assert_eq!(
+            (bg.status, bg.stdout.as_slice()),
+            (Status::Ok, &b"hi\n"[..])
+        );
+        // EOF_GRACE (0.2 s) and the reader's 50 ms poll, with 5 s for a loaded machine.
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     }
 
     #[test]

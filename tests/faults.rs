@@ -2080,3 +2080,51 @@ fn quiet_output_is_bounded_and_says_what_it_dropped() {
     // margin, where the spill grew with the output.
     assert!(kib < 48 * 1024, "guard took {kib} KiB");
 }
+
+/// Issue 22, item 8 (low): the output of exec hooks, py-spy and gcore was held in memory whole:
+/// a hook printing 512 MiB took guard to 515 MiB RSS. Each helper's output is read as it comes
+/// and kept as its first and last MiB; what was dropped is said.
+#[test]
+fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
+    let test = "a_hook_that_floods_its_output_costs_guard_a_bounded_amount";
+    if !tool(test, "time") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        "[[alerts]]\nkind = \"exec\"\nevents = [\"failed\"]\ntimeout = \"30s\"\n\
+         command = [\"/bin/sh\", \"-c\", \"head -c 314572800 /dev/zero | tr '\\\\0' o; \
+         head -c 104857600 /dev/zero | tr '\\\\0' e >&2; exit 4\"]\n",
+    )
+    .unwrap();
+    // A job that fails at once: the hook's output is all there is to hold (the job's own memory
+    // would count in the maximum /usr/bin/time reports, which covers guard's children too).
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(guard())
+        .arg("--config")
+        .arg(&config)
+        .args(["--", "sh", "-c", "exit 3"])
+        .env("GUARD_EVIDENCE_DIR", scratch_evidence_dir())
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let short = || err.chars().take(3000).collect::<String>();
+    assert_eq!(o.status.code(), Some(3), "{}", short());
+    let line = err
+        .lines()
+        .find(|l| l.contains("could not send the failed alert to exec"))
+        .unwrap_or_else(|| panic!("no warning: {}", short()));
+    // The warning names the hook's first line of stderr, cut short.
+    assert!(line.len() < 600 && line.contains("eeee"), "{line}");
+    let kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss: {}", short()));
+    // 2 MiB of stdout and 128 KiB of stderr kept, guard's own ~11 MiB: under 48 MiB with a
+    // wide margin, where the whole output took more than 400 MiB.
+    assert!(kib < 48 * 1024, "guard took {kib} KiB");
+}

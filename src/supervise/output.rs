@@ -11,6 +11,7 @@
 //! it, for `/bin/true` with both streams piped). The job still sees a pipe, and a reader that goes away still
 //! means EPIPE / SIGPIPE for the job. A terminal or a file is left alone.
 
+use crate::headtail::HeadTail;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -26,25 +27,7 @@ pub const TAIL: usize = 64 << 10;
 
 struct Stream {
     fd: Option<File>,
-    head: Vec<u8>,
-    tail: VecDeque<u8>,
-    /// Bytes between the head and the tail that were not kept.
-    dropped: u64,
-}
-
-impl Stream {
-    fn push(&mut self, data: &[u8]) {
-        let take = HEAD.saturating_sub(self.head.len()).min(data.len());
-        self.head.extend_from_slice(&data[..take]);
-        let rest = &data[take..];
-        if rest.is_empty() {
-            return;
-        }
-        self.tail.extend(rest);
-        let excess = self.tail.len().saturating_sub(KEEP_TAIL);
-        self.tail.drain(..excess);
-        self.dropped += excess as u64;
-    }
+    kept: HeadTail,
 }
 
 pub struct Capture {
@@ -71,9 +54,7 @@ impl Capture {
         let (err_r, err_w) = pipe()?;
         let stream = |fd| Stream {
             fd: Some(fd),
-            head: Vec::new(),
-            tail: VecDeque::new(),
-            dropped: 0,
+            kept: HeadTail::new(HEAD, KEEP_TAIL),
         };
         Ok((
             Capture {
@@ -104,7 +85,7 @@ impl Capture {
                         break;
                     }
                     Ok(n) => {
-                        s.push(&buf[..n]);
+                        s.kept.push(&buf[..n]);
                         self.tail.extend(&buf[..n]);
                         let excess = self.tail.len().saturating_sub(TAIL);
                         self.tail.drain(..excess);
@@ -145,11 +126,11 @@ impl Capture {
         let [out, err] = &mut self.streams;
         let _ = write_stream(out, &mut io::stdout().lock(), None);
         let note = |s: &Stream, name: &str| {
-            (s.dropped > 0).then(|| {
+            (s.kept.dropped() > 0).then(|| {
                 format!(
                     "guard: --quiet dropped {} of the job's {name} here (it keeps the first {} \
                      and the last {} of each stream)\n",
-                    crate::units::format_size(s.dropped),
+                    crate::units::format_size(s.kept.dropped()),
                     crate::units::format_size(HEAD as u64),
                     crate::units::format_size(KEEP_TAIL as u64)
                 )
@@ -172,18 +153,8 @@ impl Capture {
     }
 }
 
-/// The stream's head, `note` where bytes were dropped (on a line of its own), then its tail.
 fn write_stream(s: &Stream, to: &mut dyn Write, note: Option<&str>) -> io::Result<()> {
-    to.write_all(&s.head)?;
-    if let Some(n) = note {
-        if !s.head.ends_with(b"\n") {
-            to.write_all(b"\n")?;
-        }
-        to.write_all(n.as_bytes())?;
-    }
-    let (a, b) = s.tail.as_slices();
-    to.write_all(a)?;
-    to.write_all(b)?;
+    s.kept.write_to(to, note)?;
     to.flush()
 }
 
@@ -408,13 +379,13 @@ mod tests {
         assert_eq!(t.len(), TAIL);
         assert!(t.ends_with(b"END"));
         let s = &c.streams[0];
-        assert_eq!(s.dropped, 6 + 1000 + 3);
+        assert_eq!(s.kept.dropped(), 6 + 1000 + 3);
         let mut replayed = Vec::new();
         write_stream(s, &mut replayed, Some("NOTE\n")).unwrap();
         assert_eq!(replayed.len(), HEAD + KEEP_TAIL + 6);
         assert!(replayed.starts_with(b"hello x"));
         assert!(replayed.ends_with(b"xEND"));
         assert_eq!(&replayed[HEAD..HEAD + 6], b"\nNOTE\n");
-        assert_eq!(c.streams[1].head, b"oops ");
+        assert_eq!(c.streams[1].kept.head(), b"oops ");
     }
 }
