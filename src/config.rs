@@ -336,6 +336,9 @@ pub fn wrap_config(
             "--lock-wait needs --lock FILE: it is how long to wait for that lock".into(),
         ));
     }
+    // A drill rehearses the failure path, not the schedule: it never takes the job's lock, so
+    // the real run is never refused (75) because a drill was running.
+    let lock = lock.filter(|_| !args.drill);
     let hold_for = duration(args, src, "hold_for")?;
     if hold_for.is_some() && memory.is_none() {
         return Err(UsageError(

@@ -2128,3 +2128,84 @@ fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
     // wide margin, where the whole output took more than 400 MiB.
     assert!(kib < 48 * 1024, "guard took {kib} KiB");
 }
+
+/// Issue 22, item 9 (low): `guard drill` took the real job's lock (the real run during a drill
+/// got 75) and applied retention to real evidence (it deleted a real bundle). A drill never
+/// takes the job's lock and removes only drills' bundles.
+#[test]
+fn a_drill_neither_blocks_the_real_job_nor_deletes_its_evidence() {
+    let test = "a_drill_neither_blocks_the_real_job_nor_deletes_its_evidence";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ev = d.path().join("ev");
+    let lock = d.path().join("nightly.lock");
+    let config = d.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jobs.nightly]\nmemory = \"48M\"\nkeep = 1\nlock = \"{}\"\nevidence_dir = \"{}\"\n",
+            lock.display(),
+            ev.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = guard_cmd();
+        c.env_remove("GUARD_EVIDENCE_DIR")
+            .env_remove("GUARD_CONFIG");
+        c.args(args).arg("--config").arg(&config);
+        c
+    };
+    // The real job's bundle, then its lock held by a "real run" still going (this test).
+    let o = run(&["--name", "nightly", "--warn", "off"])
+        .arg("--")
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let real = bundle_named(
+        &String::from_utf8_lossy(&o.stderr),
+        "exceeded its memory limit",
+    );
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&lock).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap_or_else(|_| panic!("the lock is free after the real run"));
+    let o = output_within(
+        run(&["drill", "--name", "nightly"]).stdin(Stdio::null()),
+        Duration::from_secs(200),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        out.contains("✓ cap enforced"),
+        "the drill ran despite the held lock:\n{out}\n{err}"
+    );
+    assert!(
+        real.is_dir(),
+        "the drill deleted the real bundle {}:\n{out}",
+        real.display()
+    );
+    drop(held);
+    // And with the lock free, the drill leaves it free: a real run can take it at once.
+    let o = output_within(
+        run(&["drill", "--name", "nightly"]).stdin(Stdio::null()),
+        Duration::from_secs(200),
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("✓ cap enforced"));
+    let bundles = std::fs::read_dir(&ev).unwrap().flatten().count();
+    assert_eq!(
+        bundles, 2,
+        "the real bundle and the latest drill's (keep = 1 among drills)"
+    );
+    assert!(real.is_dir());
+}

@@ -460,15 +460,33 @@ pub fn disk_usage(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Remove the oldest bundles until at most `keep` remain and they use at most `max_bytes`; never
-/// `protect` (the bundle just written). Returns the removed paths.
-pub fn retain(ev: &EvidenceDir, keep: usize, max_bytes: u64, protect: &Path) -> Vec<PathBuf> {
-    let all = crate::format::bundles(&ev.via_fd());
+/// Which bundles retention may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// A real run: any bundle guard wrote.
+    All,
+    /// `guard drill`'s run: only drills' bundles — a rehearsal never deletes real evidence.
+    DrillsOnly,
+}
+
+/// Remove the oldest bundles (of those `scope` allows) until at most `keep` remain and they use
+/// at most `max_bytes`; never `protect` (the bundle just written). Returns the removed paths.
+pub fn retain(
+    ev: &EvidenceDir,
+    keep: usize,
+    max_bytes: u64,
+    protect: &Path,
+    scope: Retention,
+) -> Vec<PathBuf> {
+    let all = crate::format::found(&ev.via_fd());
     let mut sized: Vec<(PathBuf, u64)> = all
         .into_iter()
-        .map(|p| {
-            let s = disk_usage(&p);
-            (p, s)
+        .filter(|f| {
+            scope == Retention::All || f.manifest.trigger == crate::format::EventKind::Drill
+        })
+        .map(|f| {
+            let s = disk_usage(&f.path);
+            (f.path, s)
         })
         .collect();
     let mut total: u64 = sized.iter().map(|(_, s)| s).sum();
@@ -673,12 +691,12 @@ mod tests {
         fs::copy(all[0].join("manifest.json"), theirs.join("manifest.json")).unwrap();
         let newest = all[4].clone();
         let e = ev(d.path());
-        let removed = retain(&e, 3, u64::MAX, &newest);
+        let removed = retain(&e, 3, u64::MAX, &newest, Retention::All);
         assert_eq!(removed.len(), 2);
         assert_eq!(removed[0], all[0]);
         assert_eq!(crate::format::bundles(d.path()).first().unwrap(), &all[2]);
         // size: 1 byte allowed → only the protected one survives
-        retain(&e, 50, 1, &newest);
+        retain(&e, 50, 1, &newest, Retention::All);
         assert_eq!(crate::format::bundles(d.path()), vec![newest]);
         assert!(theirs.join("manifest.json").exists());
     }

@@ -786,7 +786,12 @@ impl Recorder {
         let Some(ev) = self.evidence.as_ref() else {
             return Ok(path);
         };
-        for old in bundle::retain(ev, self.cfg.keep, self.cfg.max_size, &path) {
+        let scope = if self.drill {
+            bundle::Retention::DrillsOnly
+        } else {
+            bundle::Retention::All
+        };
+        for old in bundle::retain(ev, self.cfg.keep, self.cfg.max_size, &path, scope) {
             log::info!(
                 "removed old bundle {} (--keep / --max-evidence-size)",
                 old.display()
