@@ -2209,3 +2209,57 @@ fn a_drill_neither_blocks_the_real_job_nor_deletes_its_evidence() {
     );
     assert!(real.is_dir());
 }
+
+/// Issue 22, item 10 (low): guard signalled a Python process whose SigCgt bit for the census
+/// signal was set even when the hook was not loaded there (`python -E`, or a program handling
+/// that real-time signal itself), so the program's own handler ran. Only processes where the
+/// hook announced itself are signalled.
+#[test]
+fn the_census_signal_reaches_only_processes_where_the_hook_announced_itself() {
+    let test = "the_census_signal_reaches_only_processes_where_the_hook_announced_itself";
+    if !privileged(test) || !tool(test, "python3") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mark = d.path().join("foreign-handler-ran");
+    // -E: no PYTHONPATH, so no hook; the program handles guard's signal (SIGRTMAX - 6) itself.
+    let program = format!(
+        "import signal, time\n\
+         def mine(*a):\n    open({m:?}, 'w').write('ran')\n\
+         signal.signal(signal.SIGRTMAX - 6, mine)\n\
+         keep = []\n\
+         while True:\n    keep.append(bytearray(1 << 20)); time.sleep(0.002)\n",
+        m = mark.display().to_string()
+    );
+    let ev = d.path().join("ev");
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(&ev)
+        .args([
+            "-m", "96M", "--warn", "off", "--", "python3", "-E", "-c", &program,
+        ])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        !mark.exists(),
+        "guard's census signal ran the program's own handler: {err}"
+    );
+    let m = manifest(&bundle_named(&err, "exceeded its memory limit"));
+    let census = m["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with("pyheap")))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(census["status"], "skipped", "{census}");
+    assert!(
+        census["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hook is not loaded"),
+        "{census}"
+    );
+}

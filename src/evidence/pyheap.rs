@@ -135,6 +135,11 @@ impl Hook {
         out
     }
 
+    /// The file a hooked process keeps open to say so.
+    pub fn announcement(&self) -> PathBuf {
+        self.dir.join("_guard_hook.py")
+    }
+
     /// GUARD_PYHEAP's value: `socket:signal:window_ms:dir`.
     fn value(&self) -> String {
         format!(
@@ -324,6 +329,21 @@ fn ensure_file(dir: &OwnedFd, name: &str, content: &[u8], mode: u32, uid: u32) -
     Ok(renameat(dir, tmp.as_str(), dir, name)?)
 }
 
+/// The most descriptors of one process guard looks through for the hook's announcement.
+const MAX_FDS_LOOKED_AT: usize = 4096;
+
+/// Whether the hook announced itself in `pid`: the hook keeps its own file `hook_file` open
+/// (close-on-exec), so a process that handles the census signal for another reason — `python
+/// -E`, or a program with a handler of its own for that real-time signal — is never sent it.
+pub fn announced(proc: &Path, pid: i32, hook_file: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(proc.join(pid.to_string()).join("fd")) else {
+        return false;
+    };
+    rd.flatten()
+        .take(MAX_FDS_LOOKED_AT)
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == hook_file))
+}
+
 /// Whether `pid` handles the hook's signal (its SigCgt mask in /proc/PID/status).
 pub fn handles(proc: &Path, pid: i32, signal: i32) -> bool {
     let Ok(status) = std::fs::read_to_string(proc.join(pid.to_string()).join("status")) else {
@@ -367,9 +387,9 @@ impl Census {
         if python.is_empty() {
             return None;
         }
-        let (hooked, not): (Vec<i32>, Vec<i32>) = python
-            .into_iter()
-            .partition(|&p| handles(proc, p, self.hook.signal));
+        let (hooked, not): (Vec<i32>, Vec<i32>) = python.into_iter().partition(|&p| {
+            handles(proc, p, self.hook.signal) && announced(proc, p, &self.hook.announcement())
+        });
         Some((hooked, not))
     }
 
@@ -794,6 +814,14 @@ mod tests {
         assert!(handles(d.path(), 5, 2));
         assert!(!handles(d.path(), 5, 57));
         assert!(!handles(d.path(), 6, 58));
+        // The announcement: the hook's file among its descriptors.
+        let hook = d.path().join("_guard_hook.py");
+        std::fs::create_dir(d.path().join("5/fd")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.path().join("5/fd/0")).unwrap();
+        assert!(!announced(d.path(), 5, &hook));
+        std::os::unix::fs::symlink(&hook, d.path().join("5/fd/3")).unwrap();
+        assert!(announced(d.path(), 5, &hook));
+        assert!(!announced(d.path(), 6, &hook));
     }
 
     #[test]

@@ -7,6 +7,8 @@ guard. An error of the chained sitecustomize reaches site.py as it would have wi
 """
 import sys
 
+_guard_announce = None
+
 
 def install():
     try:
@@ -44,6 +46,11 @@ def install():
                 pass
 
         _signal.signal(signo, _guard_census)
+        # The announcement guard looks for before it signals this process (its fds, in /proc):
+        # the hook's own file, open (close-on-exec: a program this one execs is not hooked
+        # until its own hook says so; a forked child inherits the handler and the fd alike).
+        global _guard_announce
+        _guard_announce = os.open(os.path.join(here, "_guard_hook.py"), os.O_RDONLY)
     except BaseException:
         pass
 
