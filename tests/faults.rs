@@ -2263,3 +2263,76 @@ fn the_census_signal_reaches_only_processes_where_the_hook_announced_itself() {
         "{census}"
     );
 }
+
+/// Issue 22, item 12 (low): email headers were safe, but the command's raw CR/LF reached the
+/// body's summary and command lines, so a job could forge a runbook or evidence line. Every
+/// sink's text escapes control characters as `guard report` does.
+#[test]
+fn a_command_with_line_breaks_forges_no_line_in_any_alert() {
+    let test = "a_command_with_line_breaks_forges_no_line_in_any_alert";
+    if !privileged(test) {
+        return;
+    }
+    let r = Receiver::start(200, Duration::ZERO);
+    let d = tempfile::tempdir().unwrap();
+    let seen = d.path().join("hook-summary");
+    let hook = d.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$GUARD_SUMMARY\" > {}\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let forged = "x\r\nrunbook    https://evil.example/\r\nevidence   /tmp/fake";
+    let o = guard_cmd()
+        .args(["--alert", &format!("webhook:{}", r.url("/hook"))])
+        .args(["--alert", &format!("slack:{}", r.url("/slack"))])
+        .args(["--alert", &format!("exec:{}", hook.display())])
+        .args(["--alert", "log:stderr"])
+        .args([
+            "-m",
+            "64M",
+            "--warn",
+            "off",
+            "--",
+            "sh",
+            "-c",
+            "exec \"$0\" alloc 200",
+        ])
+        .arg(example("hog"))
+        .arg(forged)
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let reqs = r.requests();
+    let hook_json = reqs
+        .iter()
+        .find(|q| q.path == "/hook")
+        .expect("webhook")
+        .json();
+    let summary = hook_json["summary"].as_str().unwrap().to_string();
+    let slack = reqs
+        .iter()
+        .find(|q| q.path == "/slack")
+        .expect("slack")
+        .json()
+        .to_string();
+    let exec = std::fs::read_to_string(&seen).expect("the hook ran");
+    for (what, text) in [("webhook", summary.as_str()), ("exec", exec.as_str())] {
+        assert!(
+            !text.contains('\r') && !text.contains('\n'),
+            "{what}: {text:?}"
+        );
+        assert!(text.contains("x\\x0d\\x0arunbook"), "{what}: {text:?}");
+    }
+    // Slack's JSON: the escaped form, not a JSON-escaped raw CR/LF.
+    assert!(!slack.contains("\\r\\nrunbook"), "{slack}");
+    let log_lines: Vec<&str> = err.lines().filter(|l| l.contains("evil.example")).collect();
+    assert_eq!(log_lines.len(), 1, "one logfmt line holds it: {err}");
+    // The machine-readable command keeps the real argument.
+    assert_eq!(hook_json["command"][4], forged);
+}

@@ -47,7 +47,7 @@ pub fn body(ev: &Event) -> String {
     line("job", ev.job.clone());
     line("host", ev.host.clone());
     line("pid", ev.pid.to_string());
-    line("command", ev.command.join(" "));
+    line("command", super::sinks::command_text(ev));
     if let Some(l) = ev.limit_bytes {
         line("limit", crate::units::format_size(l));
     }
@@ -63,7 +63,8 @@ pub fn body(ev: &Event) -> String {
     line("time", ev.time.clone());
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         let n = t.chars().count();
-        let tail: String = t.chars().skip(n.saturating_sub(4000)).collect();
+        let tail =
+            super::sinks::output_text(&t.chars().skip(n.saturating_sub(4000)).collect::<String>());
         b.push_str(&format!("\nThe end of its output:\n{tail}\n"));
     }
     b.push_str(&format!("\n-- \nguard {}\n", ev.guard_version));
@@ -176,6 +177,29 @@ mod tests {
         e.output_tail = Some("last line\n".into());
         e.runbook = Some("https://wiki.example/x".into());
         e
+    }
+
+    #[test]
+    fn a_command_with_line_breaks_cannot_forge_body_lines() {
+        let mut e = ev(EventKind::MemoryLimit);
+        e.runbook = None;
+        e.command = vec![
+            "python".into(),
+            "x\r\nrunbook    https://evil.example/\r\nevidence   /tmp/fake".into(),
+        ];
+        e.finding = Some("list ← local 'a\nevidence   /tmp/fake2'".into());
+        e.output_tail = Some("out\rline\n\x1b[2Jcleared\n".into());
+        e.summary = crate::alert::sinks::summary(&e);
+        let b = body(&e);
+        for l in b.lines() {
+            assert!(
+                !l.starts_with("runbook") && !l.starts_with("evidence   /tmp/fake"),
+                "a forged line: {l:?} in\n{b}"
+            );
+        }
+        assert!(b.contains("x\\x0d\\x0arunbook"), "{b}");
+        assert!(b.contains("out\\x0dline\n\\x1b[2Jcleared"), "{b}");
+        assert!(!b.contains('\r') && !b.contains('\x1b'), "{b}");
     }
 
     #[test]

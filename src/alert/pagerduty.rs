@@ -73,7 +73,7 @@ pub fn body(routing_key: &str, ev: &Event, action: Action) -> Value {
         "timestamp": ev.time,
         "custom_details": {
             "pid": ev.pid,
-            "command": ev.command.join(" "),
+            "command": super::sinks::command_text(ev),
             "limit_bytes": ev.limit_bytes,
             "peak_bytes": ev.peak_bytes,
             "bundle": ev.bundle,

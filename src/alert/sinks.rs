@@ -188,7 +188,7 @@ pub fn summary(ev: &Event) -> String {
     let finding = ev
         .finding
         .as_deref()
-        .map(|f| format!(" What holds the memory: {f}."))
+        .map(|f| format!(" What holds the memory: {}.", one_line(f)))
         .unwrap_or_default();
     let bundle = ev
         .bundle
@@ -201,6 +201,24 @@ pub fn summary(ev: &Event) -> String {
         .map(|r| format!(" Runbook: {r}."))
         .unwrap_or_default();
     format!("{}{finding}{runbook}{bundle}", headline(ev))
+}
+
+/// The job's command line as one line of text: its control characters escaped as `guard report`
+/// shows them (`\r`, `\n` as `\x0d`, `\x0a`), so an argument cannot forge a line of an alert's
+/// body — a runbook, an evidence path.
+pub fn command_text(ev: &Event) -> String {
+    crate::format::escape_controls(&ev.command.join(" "), false).into_owned()
+}
+
+/// Text from the job (the census's finding: names from its heap) on one line.
+pub fn one_line(s: &str) -> String {
+    crate::format::escape_controls(s, false).into_owned()
+}
+
+/// The job's output: its lines kept, every other control character escaped (a carriage return
+/// could otherwise overwrite what a terminal shows of the line before).
+pub fn output_text(s: &str) -> String {
+    crate::format::escape_controls(s, true).into_owned()
 }
 
 fn is_url(s: &str) -> bool {
@@ -254,7 +272,7 @@ fn headline(ev: &Event) -> String {
         "{what} on {} (pid {}, command: {}).{}",
         ev.host,
         ev.pid,
-        ev.command.join(" "),
+        command_text(ev),
         growth_sentence(ev)
     )
 }
@@ -308,7 +326,7 @@ fn slack_body(ev: &Event) -> serde_json::Value {
         json!({"type": "section", "text": {"type": "mrkdwn", "text": headline(ev)}}),
     ];
     if let Some(f) = &ev.finding {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*What holds the memory:* {f}")}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*What holds the memory:* {}", one_line(f))}}));
     }
     if let Some(r) = &ev.runbook {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Runbook:* {r}")}}));
@@ -320,7 +338,7 @@ fn slack_body(ev: &Event) -> serde_json::Value {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}` (`guard report` it on {})", ev.host)}}));
     }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Last output:\n```{}```", last_chars(t, 1500))}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Last output:\n```{}```", output_text(&last_chars(t, 1500)))}}));
     }
     json!({"text": format!("{title} on {}", ev.host), "blocks": blocks})
 }
@@ -355,7 +373,7 @@ fn alertmanager_body(ev: &Event, extra: &[(String, String)]) -> serde_json::Valu
         alert["labels"][k] = json!(v);
     }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
-        alert["annotations"]["output"] = json!(last_chars(t, 1000));
+        alert["annotations"]["output"] = json!(output_text(&last_chars(t, 1000)));
     }
     // A warning is a moment, not a state: it resolves itself.
     if matches!(ev.event, EventKind::Warning | EventKind::Drill) {
