@@ -594,6 +594,30 @@ pub const MAX_MANIFEST: u64 = 8 << 20;
 
 /// Read and parse `dir/manifest.json`: a regular file (a symlink there is not followed), at most
 /// [`MAX_MANIFEST`] bytes.
+/// A file of a bundle, read the way every bundle file is: opened without following a symlink and
+/// without blocking (a FIFO planted in a crafted bundle would hang a reader), a regular file only,
+/// at most `max` bytes (`Ok(None)`: it is larger).
+pub fn read_bundle_file(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut data = Vec::new();
+    f.take(max + 1).read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= max).then_some(data))
+}
+
+/// [`read_bundle_file`] as text (invalid UTF-8 replaced), or None.
+pub fn read_bundle_text(path: &Path, max: u64) -> Option<String> {
+    let data = read_bundle_file(path, max).ok()??;
+    Some(String::from_utf8_lossy(&data).into_owned())
+}
+
 pub fn read_manifest(dir: &Path) -> Result<Manifest, ManifestError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

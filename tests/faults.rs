@@ -2336,3 +2336,58 @@ fn a_command_with_line_breaks_forges_no_line_in_any_alert() {
     // The machine-readable command keeps the real argument.
     assert_eq!(hook_json["command"][4], forged);
 }
+
+/// Issue 22, item 13 (low): `guard report` on a crafted bundle hung forever on a FIFO
+/// timeline.csv. Bundle files are opened O_NONBLOCK|O_NOFOLLOW, regular files only, with bounded
+/// reads.
+#[test]
+fn a_crafted_bundle_neither_hangs_nor_leaks_through_guard_report() {
+    let test = "a_crafted_bundle_neither_hangs_nor_leaks_through_guard_report";
+    if !privileged(test) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (status, err) = killed_job(d.path());
+    assert_eq!(status, 137, "{err}");
+    let bundle = bundle_named(&err, "exceeded its memory limit");
+    let pid = manifest(&bundle)["pid"].as_i64().unwrap();
+    let pdir = bundle.join("processes").join(pid.to_string());
+    let fifo = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    };
+    fifo(&bundle.join("timeline.csv"));
+    fifo(&pdir.join("pyspy.txt"));
+    let secret = d.path().join("secret");
+    std::fs::write(&secret, "TOP-SECRET-LINE\n").unwrap();
+    std::os::unix::fs::symlink(&secret, pdir.join("not-read.txt")).unwrap();
+    // A census file far over any real one (sparse: costs no disk).
+    let big = std::fs::File::create(pdir.join("pyheap.json")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    for args in [vec![], vec!["--json"]] {
+        let o = output_within(
+            guard_cmd()
+                .arg("report")
+                .arg(&bundle)
+                .args(&args)
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.contains("exceeded its memory limit")
+                || out.contains("\"trigger\": \"memory-limit\""),
+            "{out}"
+        );
+        assert!(
+            !out.contains("TOP-SECRET-LINE"),
+            "a symlink was followed: {out}"
+        );
+    }
+}

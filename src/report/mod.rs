@@ -102,7 +102,9 @@ impl Report {
             },
             other => ReportError::Manifest(other),
         })?;
-        let timeline = std::fs::read_to_string(dir.join("timeline.csv"))
+        // Every other file of a bundle the way the manifest is read: no symlink followed, no
+        // FIFO waited on, bounded (a crafted bundle is not a way to hang or fill guard report).
+        let timeline = format::read_bundle_text(&dir.join("timeline.csv"), MAX_TIMELINE)
             .map(|t| format::parse_timeline(&t))
             .unwrap_or_default();
         let mut stacks = Vec::new();
@@ -113,13 +115,13 @@ impl Report {
             if let Some(h) = read_pyheap(&pdir.join("pyheap.json")) {
                 heaps.push(h);
             }
-            if let Ok(t) = std::fs::read_to_string(pdir.join("pyspy.txt")) {
+            if let Some(t) = format::read_bundle_text(&pdir.join("pyspy.txt"), MAX_STACKS) {
                 stacks.push(Stack {
                     pid: p.pid,
                     text: t,
                 });
             }
-            if let Ok(t) = std::fs::read_to_string(pdir.join("not-read.txt")) {
+            if let Some(t) = format::read_bundle_text(&pdir.join("not-read.txt"), MAX_NOTE) {
                 not_read.push((p.pid, t.trim().to_string()));
             }
         }
@@ -181,15 +183,16 @@ impl Report {
 /// A census file guard wrote (at most 8 MiB is read; one that does not parse is left out, and
 /// the collector's line still says what happened).
 fn read_pyheap(path: &Path) -> Option<crate::format::PyHeap> {
-    use std::io::Read;
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(8 << 20)
-        .read_to_end(&mut data)
-        .ok()?;
+    let data = format::read_bundle_file(path, MAX_PYHEAP).ok()??;
     serde_json::from_slice(&data).ok()
 }
+
+/// The most of each bundle file guard report reads: far above what guard writes (a timeline of
+/// 2,048 samples is under 1 MiB; py-spy's output is kept to 2 MiB; a census is tens of KiB).
+const MAX_TIMELINE: u64 = 8 << 20;
+const MAX_STACKS: u64 = 4 << 20;
+const MAX_NOTE: u64 = 64 << 10;
+const MAX_PYHEAP: u64 = 8 << 20;
 
 fn mb_per_s(bytes: i128, ms: u64) -> Option<f64> {
     (ms > 0).then(|| bytes as f64 / 1e6 / (ms as f64 / 1000.0))
