@@ -26,42 +26,52 @@ fn num(s: Option<&String>) -> u64 {
     s.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())
 }
 
+/// `hog alloc MB [--rate MB_PER_SEC] [--exit]`.
+fn alloc(args: &[String]) {
+    let mb = num(args.get(1));
+    let rate = args
+        .iter()
+        .position(|a| a == "--rate")
+        .map(|i| num(args.get(i + 1)));
+    let exit = args.iter().any(|a| a == "--exit");
+    // Paced: one MiB per period on a schedule, never caught up in a burst after a stall (a
+    // loaded machine's): the leak stays a steady one, a little slower.
+    let period = rate
+        .filter(|r| *r > 0)
+        .map(|r| Duration::from_secs_f64(1.0 / r as f64));
+    let mut next = Instant::now();
+    let mut keep: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mb {
+        let mut chunk = vec![0u8; 1 << 20];
+        for p in (0..chunk.len()).step_by(4096) {
+            chunk[p] = 1;
+        }
+        keep.push(chunk);
+        if let Some(period) = period {
+            next += period;
+            let now = Instant::now();
+            match next.checked_duration_since(now) {
+                Some(wait) => std::thread::sleep(wait),
+                None => next = now,
+            }
+        }
+    }
+    println!("allocated {mb} MiB");
+    let _ = std::io::stdout().flush();
+    if exit {
+        std::hint::black_box(&keep);
+        return;
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+        std::hint::black_box(&keep);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("alloc") => {
-            let mb = num(args.get(1));
-            let rate = args
-                .iter()
-                .position(|a| a == "--rate")
-                .map(|i| num(args.get(i + 1)));
-            let exit = args.iter().any(|a| a == "--exit");
-            let start = Instant::now();
-            let mut keep: Vec<Vec<u8>> = Vec::new();
-            for i in 0..mb {
-                let mut chunk = vec![0u8; 1 << 20];
-                for p in (0..chunk.len()).step_by(4096) {
-                    chunk[p] = 1;
-                }
-                keep.push(chunk);
-                if let Some(r) = rate.filter(|r| *r > 0) {
-                    let due = Duration::from_secs_f64((i + 1) as f64 / r as f64);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-            }
-            println!("allocated {mb} MiB");
-            let _ = std::io::stdout().flush();
-            if exit {
-                std::hint::black_box(&keep);
-                return;
-            }
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-                std::hint::black_box(&keep);
-            }
-        }
+        Some("alloc") => alloc(&args),
         Some("burst") => {
             let total = (num(args.get(1)) as usize) << 20;
             let threads = args

@@ -133,8 +133,10 @@ timeout = "1s"
     let took = t0.elapsed();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
-    // 3 attempts of at most 1 s each plus 0.5 + 1 s of backoff, all sinks in parallel
-    assert!(took < Duration::from_secs(9), "took {took:?}");
+    // The design: every delivery within its bound — 3 attempts of at most 1 s, 0.5 + 1 s of
+    // backoff and 1 s of margin = 5.5 s after the job — all sinks in parallel; 10 s more for
+    // a loaded machine's start of guard and of the job.
+    assert!(took < Duration::from_millis(15_500), "took {took:?}");
     assert_eq!(five.requests().len(), 3, "500 is retried: 3 attempts");
     assert_eq!(slow.requests().len(), 3, "a timeout is retried: 3 attempts");
     let warnings: Vec<&str> = err
@@ -580,6 +582,33 @@ fn hex(h: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The least-squares slope (bytes per second) of the job's memory in a bundle's timeline.csv
+/// over its last `window_ms`.
+fn timeline_slope(bundle: &std::path::Path, window_ms: u64) -> f64 {
+    let text = std::fs::read_to_string(bundle.join("timeline.csv")).unwrap();
+    let samples: Vec<(f64, f64)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    let last = samples.last().expect("samples").0;
+    let recent: Vec<(f64, f64)> = samples
+        .into_iter()
+        .filter(|s| s.0 >= last - window_ms as f64)
+        .collect();
+    let n = recent.len() as f64;
+    let (mt, mb) = (
+        recent.iter().map(|s| s.0).sum::<f64>() / n,
+        recent.iter().map(|s| s.1).sum::<f64>() / n,
+    );
+    let stb: f64 = recent.iter().map(|s| (s.0 - mt) * (s.1 - mb)).sum();
+    let stt: f64 = recent.iter().map(|s| (s.0 - mt) * (s.0 - mt)).sum();
+    stb / stt * 1000.0
+}
+
 /// The realistic case: a job leaking 10 MiB/s toward a 2 GiB cap. Its warning fires, and the
 /// line, the alert and the warning bundle carry the rate and the time to the cap at that rate.
 #[test]
@@ -615,8 +644,17 @@ fn a_slow_leak_toward_a_2_gib_cap_is_warned_with_its_rate_and_time_to_the_cap() 
     let body = r.requests().first().expect("a warning alert").json();
     assert_eq!(body["event"], "warning");
     let rate = body["growth"]["bytes_per_second"].as_f64().unwrap();
-    // 10 MiB/s = 10.5 MB/s, give or take a sampler's pace.
-    assert!((7.5e6..14e6).contains(&rate), "{body}");
+    // A slow leak: 10 MiB/s = 10.5 MB/s when the allocator keeps its pace; slower, never in
+    // bursts, when a loaded machine holds it back.
+    assert!((3e6..14e6).contains(&rate), "{body}");
+    // And the rate is the job's, as its own timeline shows it over the same window.
+    let b = bundle_named(&err, "; evidence: ");
+    let window = body["growth"]["window_ms"].as_u64().unwrap();
+    let seen = timeline_slope(&b, window);
+    assert!(
+        (rate - seen).abs() <= 0.15 * seen,
+        "{rate} B/s in the alert, {seen} B/s in the timeline"
+    );
     let left = body["growth"]["time_to_limit_ms"].as_u64().unwrap();
     let expect = ((2u64 << 30) - body["peak_bytes"].as_u64().unwrap()) as f64 / rate * 1000.0;
     assert!(
@@ -630,7 +668,6 @@ fn a_slow_leak_toward_a_2_gib_cap_is_warned_with_its_rate_and_time_to_the_cap() 
         "{eta}: {summary}"
     );
     assert!(line.contains(&format!("the cap in {eta}")), "{line}");
-    let b = bundle_named(&err, "; evidence: ");
     let m = manifest(&b);
     assert_eq!(m["trigger"], "warning");
     assert!(m["growth"]["time_to_limit_ms"].as_u64().is_some(), "{m}");

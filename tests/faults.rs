@@ -2391,3 +2391,76 @@ fn a_crafted_bundle_neither_hangs_nor_leaks_through_guard_report() {
         );
     }
 }
+
+/// Issue 22, item 14: at load ~25 a job that ignored SIGTERM took 46 s and 108 s between
+/// "killing the job" and guard's exit, where guard promises at most KILL_WAIT (10 s): each kill
+/// waited up to 5 s per cgroup directory, the kill was repeated every second with that wait, the
+/// job's leftovers then got a second SIGTERM grace, and the removal waited again — any process
+/// slow to die (a loaded machine) or unable to (here: one the job froze in a cgroup of its own
+/// below its leaf, which a v1 thaw of the leaf alone does not reach) multiplied them. Now one
+/// deadline covers the whole kill path, and a kill thaws the whole subtree. With busy loops
+/// beside it (8 per core).
+#[test]
+fn on_a_loaded_machine_the_kill_path_keeps_its_bound() {
+    let test = "on_a_loaded_machine_the_kill_path_keeps_its_bound";
+    if !privileged(test) {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _busy = Busy::start(8 * cores);
+    let d = tempfile::tempdir().unwrap();
+    let child_pid = d.path().join("child.pid");
+    // Every process ignores SIGTERM and holds memory; one is frozen by the job itself in a
+    // cgroup below the job's leaf (v1: a freezer cgroup; v2: cgroup.freeze).
+    let job = format!(
+        r#"trap '' TERM
+sleep 0.5
+if grep -q ':freezer:' /proc/self/cgroup; then
+  cg=/sys/fs/cgroup/freezer$(sed -n 's/^[0-9]*:freezer://p' /proc/self/cgroup); f=freezer.state; v=FROZEN
+else
+  cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup); f=cgroup.freeze; v=1
+fi
+mkdir "$cg/deep" || exit 90
+(trap '' TERM; exec {hog} alloc 32) &
+echo $! > {pidfile}
+sleep 0.3
+echo $! > "$cg/deep/cgroup.procs" || exit 91
+echo $v > "$cg/deep/$f" || exit 92
+exec {hog} alloc 32
+"#,
+        hog = example("hog").display(),
+        pidfile = child_pid.display()
+    );
+    let child = guard_cmd()
+        .args(["--kill-after", "1s", "-m", "1G", "--", "sh", "-c", &job])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The job has frozen its child by then (0.8 s of its own time; 5 s on a loaded machine).
+    assert!(wait_until(Duration::from_secs(20), || child_pid.exists()));
+    std::thread::sleep(Duration::from_secs(5));
+    let t0 = Instant::now();
+    send(child.id(), libc::SIGTERM);
+    let o = wait_output_within(child, Duration::from_secs(120), "guard");
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("killing the job"), "{err}");
+    // The design: --kill-after (1 s), then at most KILL_WAIT (10 s) after guard's SIGKILL, its
+    // cgroup's removal included; 10 s more for the loaded machine's scheduling of guard itself.
+    assert!(
+        took < Duration::from_secs(21),
+        "guard took {took:?} after SIGTERM:\n{err}"
+    );
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let pid: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+        "the frozen child {pid} survived guard: {err}"
+    );
+}

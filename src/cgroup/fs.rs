@@ -173,6 +173,36 @@ pub fn rmdir_tree(dir: &Path, attempts: u32) -> Result<(), CgError> {
         .try_for_each(|d| rmdir_retry(d, attempts))
 }
 
+/// [`rmdir_tree`], retrying each directory until `until` (at least once).
+pub fn rmdir_tree_until(dir: &Path, until: std::time::Instant) -> Result<(), CgError> {
+    subtree(dir).iter().try_for_each(|d| {
+        let mut i = 0u32;
+        loop {
+            match fs::remove_dir(d) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(source) if std::time::Instant::now() >= until => {
+                    return Err(CgError::Rmdir {
+                        path: d.to_path_buf(),
+                        source,
+                    });
+                }
+                Err(_) => {}
+            }
+            // The dying tasks may need another round (a v1 freezer frozen again meanwhile).
+            if i % 20 == 19 {
+                super::kill_round(d);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(if i < 10 {
+                2
+            } else {
+                10
+            }));
+            i += 1;
+        }
+    })
+}
+
 /// Remove a cgroup directory, retrying while the kernel still counts exiting tasks (EBUSY).
 /// A directory that is already gone is success.
 pub fn rmdir_retry(dir: &Path, attempts: u32) -> Result<(), CgError> {

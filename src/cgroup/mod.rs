@@ -208,11 +208,22 @@ pub trait Enforce {
     fn capabilities(&self) -> Vec<Capability> {
         Vec::new()
     }
-    /// Kill what is left and remove the job's cgroups.
-    fn remove(self) -> Result<(), CgError>
+    /// Kill what is left and remove the job's cgroups, giving dying processes until `until` to
+    /// leave them (a busy cgroup is then left for the next run, and said so).
+    fn remove_by(self, until: Instant) -> Result<(), CgError>
     where
         Self: Sized;
+    /// [`Enforce::remove_by`] within [`REMOVE_WAIT`].
+    fn remove(self) -> Result<(), CgError>
+    where
+        Self: Sized,
+    {
+        self.remove_by(Instant::now() + REMOVE_WAIT)
+    }
 }
+
+/// How long removing a cgroup waits for its processes to exit when nothing shorter is due.
+pub const REMOVE_WAIT: Duration = Duration::from_secs(2);
 
 /// Make a held job's processes stoppable for gcore, which hangs on a frozen task: queue SIGSTOP
 /// to each, release the hold with `extra` bytes (a task waiting at the limit must finish its
@@ -256,7 +267,9 @@ fn members(dirs: &[PathBuf]) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Kill every process in the job's cgroup directories (`dirs`, freezer first), each bounded.
+/// Send SIGKILL to every process in the job's cgroup directories (`dirs`, freezer first): one
+/// round, no waiting — the caller waits, against one deadline for the whole kill path (a wait
+/// here, per directory and per call, added up to minutes on a loaded machine).
 fn kill_dirs(dirs: &[PathBuf]) {
     // The freezer leaf holds the same processes as the memory leaf: nothing in the one means
     // nothing in the other.
@@ -264,14 +277,14 @@ fn kill_dirs(dirs: &[PathBuf]) {
         return;
     }
     for d in dirs {
-        kill_cgroup(d, Duration::from_secs(5));
+        kill_round(d);
     }
 }
 
 /// Remove the job's cgroup directories. Usually the job is gone by now: one rmdir each, without
-/// reading cgroup.procs first. A leaf that is still busy gets its processes killed, then retries.
-/// The caller has closed its files in them (cgroup.procs, event fds) before.
-fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgError> {
+/// reading cgroup.procs first. A leaf that is still busy gets its processes killed, then is
+/// retried until `until`. The caller has closed its files in them (cgroup.procs, event fds).
+fn remove_dirs(dirs: &[PathBuf], until: Instant) -> Result<(), CgError> {
     let busy: Vec<&PathBuf> = dirs
         .iter()
         .filter(|d| match std::fs::remove_dir(d) {
@@ -280,9 +293,9 @@ fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgError> {
         })
         .collect();
     for d in &busy {
-        kill_cgroup(d, Duration::from_secs(5));
+        kill_round(d);
     }
-    busy.iter().try_for_each(|d| fs::rmdir_tree(d, 100))
+    busy.iter().try_for_each(|d| fs::rmdir_tree_until(d, until))
 }
 
 /// The kernel's counters in a flat keyed file (`memory.events`, `memory.oom_control`).
@@ -326,33 +339,43 @@ pub fn worth_keeping(name: &str) -> bool {
 /// else SIGKILL to each pid; a v1 freezer cgroup is thawed after the SIGKILLs (thawing a v1
 /// freezer cgroup thaws the ones below it) so its frozen tasks can die.
 pub fn kill_cgroup(dir: &Path, wait: Duration) {
-    let mut pids = fs::procs_tree(dir);
-    if pids.is_empty() {
+    if fs::procs_tree(dir).is_empty() {
         return;
     }
-    let ckill = dir.join("cgroup.kill");
-    let use_ckill = ckill.exists();
     let deadline = Instant::now() + wait;
     loop {
-        if use_ckill {
-            let _ = fs::write(&ckill, "1");
-        } else {
-            for &p in &pids {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            let state = dir.join("freezer.state");
-            if state.exists() {
-                let _ = fs::write(&state, "THAWED");
-            }
-        }
+        kill_round(dir);
         if Instant::now() >= deadline {
             log::warn!("processes still listed in {} after SIGKILL", dir.display());
             return;
         }
         std::thread::sleep(Duration::from_millis(2));
-        pids = fs::procs_tree(dir);
-        if pids.is_empty() {
+        if fs::procs_tree(dir).is_empty() {
             return;
+        }
+    }
+}
+
+/// One round of killing the cgroup `dir` and the cgroups below it: `cgroup.kill` where the kernel
+/// has it (v2: it kills frozen tasks too), else SIGKILL to each member and, on a v1 freezer,
+/// every cgroup of the subtree thawed: a frozen task dies only once thawed, and a child cgroup
+/// the job froze itself stays frozen when only its parent is thawed.
+pub fn kill_round(dir: &Path) {
+    let ckill = dir.join("cgroup.kill");
+    if ckill.exists() {
+        let _ = fs::write(&ckill, "1");
+        return;
+    }
+    let tree = fs::subtree(dir);
+    for d in &tree {
+        for p in fs::procs(d) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+    }
+    for d in tree.iter().rev() {
+        let state = d.join("freezer.state");
+        if state.exists() {
+            let _ = fs::write(&state, "THAWED");
         }
     }
 }
@@ -572,8 +595,8 @@ impl Enforce for Enforcer {
     fn capabilities(&self) -> Vec<Capability> {
         each!(self, c => c.capabilities())
     }
-    fn remove(self) -> Result<(), CgError> {
-        each!(self, c => c.remove())
+    fn remove_by(self, until: Instant) -> Result<(), CgError> {
+        each!(self, c => c.remove_by(until))
     }
 }
 

@@ -174,7 +174,7 @@ impl Enforce for PollTracker {
     fn capabilities(&self) -> Vec<Capability> {
         capabilities(&self.proc, "")
     }
-    fn remove(self) -> Result<(), CgError> {
+    fn remove_by(self, _until: std::time::Instant) -> Result<(), CgError> {
         self.kill_all();
         Ok(())
     }

@@ -342,10 +342,10 @@ impl Enforce for V1Cgroup {
         let freezer_base = self.freezer_at.as_deref().and_then(Path::parent);
         capabilities(&self.dir, freezer_base)
     }
-    fn remove(self) -> Result<(), CgError> {
+    fn remove_by(self, until: std::time::Instant) -> Result<(), CgError> {
         let dirs = self.dirs();
         drop(self); // close tasks and the event fds before rmdir
-        super::remove_dirs(&dirs)
+        super::remove_dirs(&dirs, until)
     }
 }
 

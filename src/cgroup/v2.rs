@@ -250,10 +250,10 @@ impl Enforce for V2Cgroup {
     fn capabilities(&self) -> Vec<Capability> {
         capabilities(&self.dir)
     }
-    fn remove(self) -> Result<(), CgError> {
+    fn remove_by(self, until: std::time::Instant) -> Result<(), CgError> {
         let dirs = self.dirs();
         drop(self); // close cgroup.procs and memory.events before rmdir
-        super::remove_dirs(&dirs)
+        super::remove_dirs(&dirs, until)
     }
 }
 

@@ -49,6 +49,9 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// KILL_WAIT: a process stuck in the kernel must not hang guard.
 const RE_KILL: Duration = Duration::from_secs(1);
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
+/// After the job's last process was reaped, how long its cgroup may take to empty (the kernel
+/// finishes an exit after the parent is told of it) even when KILL_WAIT is nearly over.
+const LAST_EXIT: Duration = Duration::from_millis(200);
 
 /// A signal as guard's signalfd read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -412,7 +415,13 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     kills: u32,
     /// guard stopped waiting for a job that would not die (see KILL_WAIT).
     pub abandoned: bool,
+    /// The stale-cgroup cleanup's thread says here that it is done.
+    stale: Option<std::sync::mpsc::Receiver<()>>,
 }
+
+/// The longest guard's end waits for the stale-cgroup cleanup (one stale cgroup with a process
+/// stuck in the kernel: 2 s of killing and its rmdir retries).
+const STALE_WAIT: Duration = Duration::from_secs(3);
 
 impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// The loop's state for a job that has just started.
@@ -473,6 +482,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             escapees: Vec::new(),
             kills: 0,
             abandoned: false,
+            stale: None,
         }
     }
 
@@ -727,7 +737,20 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         self.at.housekeeping = None;
         self.enforcer.prepare_hold();
         self.recorder.prepare(&self.enforcer);
-        cgroup::cleanup_stale(&self.plan, &self.proc_root);
+        // Cgroups of dead guards: killed and removed on a thread of their own (a process stuck
+        // in the kernel there costs seconds, which the job's enforcement must not wait for).
+        let (plan, proc_root) = (self.plan.clone(), self.proc_root.clone());
+        let (done, stale) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("guard-stale".into())
+            .spawn(move || {
+                cgroup::cleanup_stale(&plan, &proc_root);
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => self.stale = Some(stale),
+            Err(e) => log::debug!("no cleanup of stale cgroups this run: {e}"),
+        }
     }
 
     /// 20 ms into a capped job with a cgroup: guard (and its sentinel) keep working when the
@@ -861,15 +884,28 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     pub fn clean_up(mut self, io: &mut impl Wait) -> Remains {
         self.recorder.check_members();
         self.notice_escapes();
-        if self.memory_killed {
+        // Once guard has killed the job, what is left is dying: no second grace, and one
+        // deadline — KILL_WAIT from guard's first SIGKILL — for all of it, removal included.
+        let killed = self.memory_killed || self.kills > 0;
+        if killed {
             self.enforcer.kill_all();
         } else {
             self.finish_leftovers(io);
         }
         // Nothing of the job outlives guard, the processes that left its cgroup included.
         self.signal_escapees(Signal::SIGKILL);
-        if let Err(e) = self.enforcer.remove() {
+        let now = Instant::now();
+        let until = match (self.abandoned, killed, self.at.give_up) {
+            (true, _, _) => now,
+            (false, true, Some(give_up)) => give_up.max(now + LAST_EXIT),
+            (false, true, None) => now + KILL_WAIT,
+            (false, false, _) => now + crate::cgroup::REMOVE_WAIT,
+        };
+        if let Err(e) = self.enforcer.remove_by(until) {
             log::warn!("{e}; the next guard run removes it");
+        }
+        if let Some(stale) = self.stale.take() {
+            let _ = stale.recv_timeout(STALE_WAIT);
         }
         Remains {
             recorder: self.recorder,

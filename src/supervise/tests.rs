@@ -28,6 +28,7 @@ enum Call {
     Unhold,
     KillAll,
     Terminate,
+    SignalAll(Signal),
 }
 
 /// The scripted outside world of one test.
@@ -46,6 +47,8 @@ struct World {
     immortal: bool,
     forwarded: Vec<Signal>,
     calls: Vec<Call>,
+    /// The deadline the cgroup's removal was given.
+    removed_by: Option<Instant>,
 }
 
 type Shared = Rc<RefCell<World>>;
@@ -121,7 +124,8 @@ impl Enforce for FakeEnforcer {
     fn live_count(&self) -> usize {
         0
     }
-    fn signal_all(&self, _sig: Signal) -> usize {
+    fn signal_all(&self, sig: Signal) -> usize {
+        self.w.borrow_mut().calls.push(Call::SignalAll(sig));
         0
     }
     fn kill_all(&self) {
@@ -137,7 +141,8 @@ impl Enforce for FakeEnforcer {
     fn kernel_counters(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }
-    fn remove(self) -> Result<(), CgError> {
+    fn remove_by(self, until: std::time::Instant) -> Result<(), CgError> {
+        self.w.borrow_mut().removed_by = Some(until);
         Ok(())
     }
 }
@@ -354,6 +359,43 @@ fn after_a_warning_the_timeout_holds_terminates_then_kills() {
     let v = sup.verdict();
     assert_eq!((v, v.status()), (Verdict::Timeout, 124));
     assert_eq!(finished(sup).trigger, EventKind::Timeout);
+}
+
+/// Issue 22, item 14: once guard has killed the job, what is left gets no second SIGTERM grace
+/// and the cgroup's removal is due within KILL_WAIT of guard's SIGKILL — one deadline for the
+/// whole kill path, however slowly a loaded machine lets the job die.
+#[test]
+fn after_guards_kill_one_deadline_covers_the_rest() {
+    use super::event_loop::KILL_WAIT;
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.memory = None;
+    cfg.evidence.warn = None;
+    let w = Shared::default();
+    let mut sup = supervisor(&cfg, &w);
+    let t0 = Instant::now();
+    let term = Ready {
+        signals: vec![Received::new(libc::SIGTERM, 0)],
+        memory_event: false,
+    };
+    sup.step(term, t0);
+    assert_eq!(w.borrow().forwarded, [Signal::SIGTERM]);
+    let t1 = t0 + cfg.kill_after;
+    sup.step(Ready::default(), t1);
+    assert_eq!(calls(&w).last(), Some(&Call::KillAll));
+    sup.step(sigchld(), t1);
+    let before = calls(&w).len();
+    let _ = sup.clean_up(&mut Script(Vec::new()));
+    let after = calls(&w)[before..].to_vec();
+    assert!(
+        !after.contains(&Call::SignalAll(Signal::SIGTERM)),
+        "a second grace after guard's kill: {after:?}"
+    );
+    let until = w.borrow().removed_by.expect("removed");
+    assert!(
+        until <= t1 + KILL_WAIT,
+        "removal may wait past KILL_WAIT: {until:?}"
+    );
 }
 
 #[test]

@@ -527,3 +527,32 @@ pub fn as_hostile(script: &str) -> Command {
     ]);
     c
 }
+
+/// Busy loops beside a test: `n` shell processes spinning on the CPU (a loaded machine, as CI's
+/// is when it is shared and users' are), killed when dropped.
+pub struct Busy(Vec<std::process::Child>);
+
+impl Busy {
+    pub fn start(n: usize) -> Busy {
+        Busy(
+            (0..n)
+                .filter_map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .ok()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
