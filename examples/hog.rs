@@ -5,6 +5,9 @@
 //!                                    then sleep until killed (or exit 0 with --exit)
 //!     hog burst MB [--threads N]     map MB mebibytes populated (MAP_POPULATE), split over N
 //!                                    threads that start together, then sleep until killed
+//!     hog thrash FILE MB             write FILE (MB mebibytes), then read every page of it through
+//!                                    mmap, again and again: under a cap smaller than FILE, the
+//!                                    kernel keeps evicting pages it reads straight back
 //!     hog spawn N ARGS...            run N copies of `hog ARGS...` as children and wait for them
 //!     hog sleep SECS                 sleep (a process that uses no memory)
 //!     hog raise SIGNUM               die of signal SIGNUM (its default action restored first)
@@ -17,13 +20,56 @@ use std::time::{Duration, Instant};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog burst MB [--threads N] | hog spawn N ARGS... | hog sleep SECS | hog raise SIGNUM"
+        "usage: hog alloc MB [--rate MB_PER_SEC] [--exit] | hog burst MB [--threads N] | hog thrash FILE MB | hog spawn N ARGS... | hog sleep SECS | hog raise SIGNUM"
     );
     std::process::exit(2)
 }
 
 fn num(s: Option<&String>) -> u64 {
     s.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())
+}
+
+/// `hog thrash FILE MB`: a job stalled at its cap, re-reading its own file pages.
+fn thrash(args: &[String]) {
+    let path = args.get(1).unwrap_or_else(|| usage());
+    let mb = num(args.get(2));
+    let len = (mb as usize) << 20;
+    {
+        let mut f = std::fs::File::create(path).unwrap_or_else(|e| {
+            eprintln!("hog: {path}: {e}");
+            std::process::exit(1)
+        });
+        let chunk: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+        for _ in 0..mb {
+            f.write_all(&chunk).expect("write");
+        }
+        f.sync_all().expect("fsync");
+    }
+    let f = std::fs::File::open(path).expect("open");
+    // SAFETY: a read-only shared mapping of a file of `len` bytes that this process made.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    println!("thrashing over {mb} MiB");
+    let _ = std::io::stdout().flush();
+    let mut sum = 0u64;
+    loop {
+        for off in (0..len).step_by(4096) {
+            // SAFETY: `off` is within the mapping.
+            sum = sum.wrapping_add(u64::from(unsafe {
+                std::ptr::read_volatile(p.cast::<u8>().add(off))
+            }));
+        }
+        std::hint::black_box(sum);
+    }
 }
 
 /// `hog alloc MB [--rate MB_PER_SEC] [--exit]`.
@@ -72,6 +118,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("alloc") => alloc(&args),
+        Some("thrash") => thrash(&args),
         Some("burst") => {
             let total = (num(args.get(1)) as usize) << 20;
             let threads = args

@@ -58,6 +58,9 @@ pub struct WrapConfig {
     pub no_systemd: bool,
     /// --hold-for: keep the job frozen this long after the capture at the cap.
     pub hold_for: Option<Duration>,
+    /// --thrash-after: how long a job may stay stalled at its cap before it is treated as
+    /// reaching it (None: off).
+    pub thrash_after: Option<Duration>,
     /// --runbook: sent in every alert.
     pub runbook: Option<String>,
     /// `guard drill`'s rehearsal run: its alerts, bundle, ping and metrics say drill.
@@ -358,6 +361,7 @@ pub fn wrap_config(
     };
     Ok(WrapConfig {
         hold_for,
+        thrash_after: thrash_after(args, src)?,
         drill: args.drill,
         runbook: runbook(args, src)?,
         capture_at: capture_at(args, src)?,
@@ -509,6 +513,19 @@ fn duration_error(src: &Src, key: &str, v: &str, e: units::UnitError) -> UsageEr
         "invalid {}: {e}; expected {DUR_FORMS}",
         origin(src, key, v)
     ))
+}
+
+/// How long a job may thrash at its cap unless --thrash-after says otherwise (as long as
+/// systemd-oomd lets a cgroup's memory pressure stay over its limit by default).
+pub const DEFAULT_THRASH_AFTER: Duration = Duration::from_secs(30);
+
+/// --thrash-after: more than 0, or 'off'.
+fn thrash_after(args: &WrapArgs, src: &Src) -> Result<Option<Duration>, UsageError> {
+    match args.text("thrash_after") {
+        None => Ok(Some(DEFAULT_THRASH_AFTER)),
+        Some(t) if t.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Some(_) => duration(args, src, "thrash_after"),
+    }
 }
 
 /// --kill-after (zero is allowed: kill at once).
@@ -674,6 +691,12 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
             cfg.hold_for
                 .map(units::format_duration)
                 .unwrap_or_else(|| "none (kill at once)".into()),
+        ),
+        (
+            "thrash_after",
+            cfg.thrash_after
+                .map(units::format_duration)
+                .unwrap_or_else(|| "off".into()),
         ),
         ("lock", path(&cfg.lock)),
         ("sample_interval", units::format_duration(e.sample_interval)),

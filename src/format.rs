@@ -229,6 +229,33 @@ pub struct Manifest {
     /// the hold (absent without --hold-for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldInfo>,
+    /// Added: the job reached its cap by thrashing at it (`--thrash-after`): stalled there,
+    /// faulting back the pages the kernel evicted, for this long (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thrashing: Option<Thrashing>,
+}
+
+/// A job stalled at its cap: how long, and the rates that said so (the means over that time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thrashing {
+    pub duration_ms: u64,
+    pub major_faults_per_s: u64,
+    /// Workingset refaults (pages) a second.
+    pub refaults_per_s: u64,
+}
+
+impl Thrashing {
+    /// "for 31 s (120 major faults/s, 3,100 pages refaulted/s)"
+    pub fn describe(&self) -> String {
+        format!(
+            "for {} ({} major faults/s, {} pages refaulted/s)",
+            crate::units::format_duration(std::time::Duration::from_millis(
+                self.duration_ms / 100 * 100
+            )),
+            crate::units::format_count(self.major_faults_per_s),
+            crate::units::format_count(self.refaults_per_s)
+        )
+    }
 }
 
 /// `--hold-for` in the manifest: the hold asked for and how it went. A bundle is written when
@@ -347,6 +374,7 @@ impl Default for Manifest {
             escaped: Vec::new(),
             growth: None,
             hold: None,
+            thrashing: None,
         }
     }
 }

@@ -167,6 +167,8 @@ pub const OPTIONS: &[Opt] = &[
         "Memory a job at its cap gets on top of --memory while its Python heap census runs; it never gets more [default: 5% of --memory, at least 32M]"),
     opt!("hold_for", "hold-for", "GUARD_HOLD_FOR", None, Duration, "DUR", true,
         "After the capture at the cap, keep the job frozen for DUR instead of killing it at once (its memory stays capped, its CPU stopped) so that a person can look at it: py-spy dump --nonblocking, /proc. 'guard kill NAME' or SIGTERM to guard ends the hold sooner; then the job is killed and guard exits 137 [default: kill at once]"),
+    opt!("thrash_after", "thrash-after", "GUARD_THRASH_AFTER", None, Duration, "DUR|off", true,
+        "A job stalled at its --memory cap — usage pinned at the cap while it keeps faulting back the pages the kernel just evicted (at least 5 major faults and 100 workingset refaults a second) — for DUR is treated as reaching the cap: held, captured and killed as 'thrashing at its memory limit' (exit 137). Needs a cgroup; 'off' disables it [default: 30s]"),
     opt!("timeout", "timeout", "GUARD_TIMEOUT", None, Duration, "DUR", true,
         "Time limit: past DUR the job gets SIGTERM (after its evidence is captured), and the whole job is killed --kill-after later; guard exits 124"),
     opt!("lock", "lock", "GUARD_LOCK", None, Path, "FILE", true,

@@ -1628,10 +1628,6 @@ fn the_metrics_directory_cannot_redirect_roots_writes() {
 /// every series it can read, drops the rest and says so once.
 #[test]
 fn a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read() {
-    let test = "a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read";
-    if !tool(test, "time") {
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let prom = d.path().join("guard.prom");
     let mut text = b"guard_job_last_exit_code{guard_job=\"other\"} 3\n".to_vec();
@@ -1651,9 +1647,7 @@ fn a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read() {
         !err.contains("metrics"),
         "said once, not at every run: {err}"
     );
-    // 100 MiB: one series first, then comment lines. guard's own memory stays bounded by
-    // MAX_READ (8 MiB, read once and copied once as text) plus its ordinary ~10 MiB: under
-    // 48 MiB with a wide margin, where a whole read took more than 100 MiB.
+    // 100 MiB: one series first, then comment lines.
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&prom).unwrap();
@@ -1664,24 +1658,22 @@ fn a_broken_or_huge_shared_metrics_file_costs_only_what_cannot_be_read() {
             f.write_all(pad.as_bytes()).unwrap();
         }
     }
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M"])
-        .arg(guard())
-        .arg("--metrics-file")
-        .arg(&prom)
-        .args(["--name", "victimjob", "--", "true"])
-        .env("GUARD_CONFIG", "/dev/null")
-        .stdin(Stdio::null())
-        .bounded();
+    let (o, kib) = peak_anon_kib(
+        guard_cmd()
+            .arg("--metrics-file")
+            .arg(&prom)
+            .args(["--name", "victimjob", "--", "true"])
+            .stdin(Stdio::null()),
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("only its first 8 MiB were read"), "{err}");
-    let kib: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss: {err}"));
-    assert!(kib < 48 * 1024, "guard took {kib} KiB reading the file");
+    // 8 MiB read once and copied once as text, and guard's own few MiB of heap: under 32 MiB
+    // with a wide margin, where a whole read took more than 100 MiB.
+    assert!(
+        kib < 32 * 1024,
+        "guard's heap reached {kib} KiB reading the file"
+    );
     let now = std::fs::read_to_string(&prom).unwrap();
     assert!(now.contains("{guard_job=\"early\"} 5"), "{now}");
     assert!(now.len() < 4096, "the padding is gone: {} bytes", now.len());
@@ -2040,20 +2032,17 @@ fn a_lock_another_user_planted_or_could_plant_is_refused() {
 #[test]
 fn quiet_output_is_bounded_and_says_what_it_dropped() {
     let test = "quiet_output_is_bounded_and_says_what_it_dropped";
-    if !privileged(test) || !tool(test, "time") {
+    if !privileged(test) {
         return;
     }
     // 200 MiB on stdout and 20 MiB on stderr from a job capped at 32 MiB, which then fails.
     let job = "head -c 209715200 /dev/zero | tr '\\0' o; \
                head -c 20971520 /dev/zero | tr '\\0' e >&2; echo LAST >&2; exit 3";
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M"])
-        .arg(guard())
-        .args(["--quiet", "-m", "32M", "--", "sh", "-c", job])
-        .env("GUARD_CONFIG", "/dev/null")
-        .env("GUARD_EVIDENCE_DIR", scratch_evidence_dir())
-        .stdin(Stdio::null())
-        .bounded();
+    let (o, kib) = peak_anon_kib(
+        guard_cmd()
+            .args(["--quiet", "-m", "32M", "--", "sh", "-c", job])
+            .stdin(Stdio::null()),
+    );
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let mib = 1 << 20;
@@ -2071,14 +2060,10 @@ fn quiet_output_is_bounded_and_says_what_it_dropped() {
         &err[err.len().saturating_sub(2000)..]
     );
     assert!(err.contains("eLAST\n"), "the tail is the end");
-    let kib: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss"));
-    // 8 MiB kept, guard's own ~11 MiB, the 64 KiB read buffers: under 48 MiB with a wide
-    // margin, where the spill grew with the output.
-    assert!(kib < 48 * 1024, "guard took {kib} KiB");
+    // 8 MiB kept, the 64 KiB read buffers and guard's own few MiB of heap: under 32 MiB with
+    // a wide margin (before: the whole output, in a temporary file — in RAM where /tmp is a
+    // tmpfs — and replayed whole, as the stdout assertion above shows).
+    assert!(kib < 32 * 1024, "guard's heap reached {kib} KiB");
 }
 
 /// Issue 22, item 8 (low): the output of exec hooks, py-spy and gcore was held in memory whole:
@@ -2086,30 +2071,24 @@ fn quiet_output_is_bounded_and_says_what_it_dropped() {
 /// and kept as its first and last MiB; what was dropped is said.
 #[test]
 fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
-    let test = "a_hook_that_floods_its_output_costs_guard_a_bounded_amount";
-    if !tool(test, "time") {
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let config = d.path().join("guard.toml");
     std::fs::write(
         &config,
-        "[[alerts]]\nkind = \"exec\"\nevents = [\"failed\"]\ntimeout = \"30s\"\n\
-         command = [\"/bin/sh\", \"-c\", \"head -c 314572800 /dev/zero | tr '\\\\0' o; \
-         head -c 104857600 /dev/zero | tr '\\\\0' e >&2; exit 4\"]\n",
+        "[[alerts]]\nkind = \"exec\"\nevents = [\"failed\"]\ntimeout = \"60s\"\n\
+         command = [\"/bin/sh\", \"-c\", \"head -c 314572800 /dev/zero; \
+         yes eeee | head -c 104857600 >&2; exit 4\"]\n",
     )
     .unwrap();
-    // A job that fails at once: the hook's output is all there is to hold (the job's own memory
-    // would count in the maximum /usr/bin/time reports, which covers guard's children too).
-    let o = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M"])
-        .arg(guard())
-        .arg("--config")
-        .arg(&config)
-        .args(["--", "sh", "-c", "exit 3"])
-        .env("GUARD_EVIDENCE_DIR", scratch_evidence_dir())
-        .stdin(Stdio::null())
-        .bounded();
+    // A job that fails at once: the hook's output is all there is to hold.
+    let (o, kib) = peak_anon_kib(
+        guard_cmd()
+            .env_remove("GUARD_CONFIG")
+            .arg("--config")
+            .arg(&config)
+            .args(["--", "sh", "-c", "exit 3"])
+            .stdin(Stdio::null()),
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let short = || err.chars().take(3000).collect::<String>();
     assert_eq!(o.status.code(), Some(3), "{}", short());
@@ -2117,16 +2096,11 @@ fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
         .lines()
         .find(|l| l.contains("could not send the failed alert to exec"))
         .unwrap_or_else(|| panic!("no warning: {}", short()));
-    // The warning names the hook's first line of stderr, cut short.
-    assert!(line.len() < 600 && line.contains("eeee"), "{line}");
-    let kib: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss: {}", short()));
-    // 2 MiB of stdout and 128 KiB of stderr kept, guard's own ~11 MiB: under 48 MiB with a
-    // wide margin, where the whole output took more than 400 MiB.
-    assert!(kib < 48 * 1024, "guard took {kib} KiB");
+    // The warning names the hook's first line of stderr, short.
+    assert!(line.len() < 600 && line.contains(": eeee"), "{line}");
+    // 2 MiB of stdout and 128 KiB of stderr kept and guard's own few MiB of heap: under 32 MiB
+    // with a wide margin, where the whole output took more than 400 MiB.
+    assert!(kib < 32 * 1024, "guard's heap reached {kib} KiB");
 }
 
 /// Issue 22, item 9 (low): `guard drill` took the real job's lock (the real run during a drill
@@ -2463,4 +2437,149 @@ exec {hog} alloc 32
         wait_until(Duration::from_secs(5), || !pid_alive(pid)),
         "the frozen child {pid} survived guard: {err}"
     );
+}
+
+/// A file of `mb` MiB that is not in the page cache (written, synced, dropped).
+fn uncached_file(path: &Path, mb: usize, mut fill: impl FnMut(&mut Vec<u8>)) {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    for _ in 0..mb {
+        buf.clear();
+        fill(&mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    f.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(
+        f.as_fd(),
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+}
+
+/// Issue 22, item 15: a Node service sat at its 200 MiB cap for more than 5 minutes at 72 % CPU —
+/// no OOM (reclaiming its own file pages kept succeeding), 31,000 major faults — and guard
+/// neither warned, captured nor killed. A job pinned at its cap that keeps faulting back the
+/// pages the kernel evicts is, after --thrash-after, treated as reaching the cap; a job streaming
+/// a file larger than its cap through it (cat; sort, which reads its temporary files back) is not.
+#[test]
+fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
+    let test = "a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not";
+    if !privileged(test) {
+        return;
+    }
+    let Some(d) = disk_dir(test) else { return };
+    let ev = d.path().join("ev");
+    let run = |args: &[&str], env: &[(&str, &Path)]| {
+        let mut c = guard_cmd();
+        c.arg("--evidence-dir")
+            .arg(&ev)
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.bounded();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Re-reading its own 128 MiB file through mmap under a 64 MiB cap.
+    let file = d.path().join("pages");
+    let hog = example("hog");
+    let (status, err) = run(
+        &[
+            "-m",
+            "64M",
+            "--warn",
+            "off",
+            "--thrash-after",
+            "2s",
+            "--",
+            hog.to_str().unwrap(),
+            "thrash",
+            file.to_str().unwrap(),
+            "128",
+        ],
+        &[],
+    );
+    assert_eq!(status, 137, "{err}");
+    assert!(
+        err.contains("was thrashing at its memory limit 64 MiB for 2"),
+        "{err}"
+    );
+    let bundle = bundle_named(&err, "was thrashing at its memory limit");
+    let t = &manifest(&bundle)["thrashing"];
+    assert!(t["major_faults_per_s"].as_u64().unwrap_or(0) >= 5, "{t}");
+    assert!(t["refaults_per_s"].as_u64().unwrap_or(0) >= 100, "{t}");
+    let rep = guard_cmd().arg("report").arg(&bundle).bounded();
+    let text = String::from_utf8_lossy(&rep.stdout);
+    assert!(text.contains("was thrashing at its memory limit"), "{text}");
+    assert!(
+        text.contains("  thrashing stalled at its cap for"),
+        "{text}"
+    );
+    // A stream through the cap: 3 passes over 192 MiB (refaults, no major faults).
+    let big = d.path().join("big");
+    uncached_file(&big, 192, |b| b.resize(1 << 20, b'x'));
+    let (status, err) = run(
+        &[
+            "-m",
+            "64M",
+            "--warn",
+            "off",
+            "--thrash-after",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$0\" \"$0\" \"$0\" > /dev/null",
+            big.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(status, 0, "{err}");
+    assert!(!err.contains("thrashing"), "{err}");
+    // GNU sort of a file larger than the cap, its runs in temporary files on the disk.
+    let gnu_sort = Command::new("sort")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU"));
+    if gnu_sort {
+        let lines = d.path().join("lines");
+        let mut x: u64 = 12345;
+        uncached_file(&lines, 96, |b| {
+            while b.len() < (1 << 20) - 24 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                b.extend_from_slice(format!("{}\n", x >> 16).as_bytes());
+            }
+            b.resize(1 << 20, b'\n');
+        });
+        let (status, err) = run(
+            &[
+                "-m",
+                "64M",
+                "--warn",
+                "off",
+                "--thrash-after",
+                "1s",
+                "--",
+                "sort",
+                "-S",
+                "16M",
+                "-o",
+                "/dev/null",
+                lines.to_str().unwrap(),
+            ],
+            &[("TMPDIR", d.path())],
+        );
+        assert_eq!(status, 0, "{err}");
+        assert!(!err.contains("thrashing"), "{err}");
+    }
 }

@@ -524,31 +524,21 @@ fn doctor_finds_a_usable_cgroup() {
 
 /// Page cache is memory the kernel can reclaim: writing 400 MiB through it under a 64 MiB cap is
 /// not a memory kill. Needs a disk-backed directory (the VM lane's root is in RAM, where written
-/// files cannot be reclaimed without swap: there the test says it is skipped; on the host lane,
-/// GUARD_TEST_REQUIRE_DISK=1, a skip is a failure).
+/// files cannot be reclaimed without swap: its guests mount a disk for this; a skip is a failure
+/// under GUARD_TEST_REQUIRE_DISK=1, set in both lanes).
 #[test]
 fn page_cache_past_the_cap_is_not_a_memory_kill() {
     if !privileged("page_cache_past_the_cap_is_not_a_memory_kill") {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    let disk = nix::sys::statfs::statfs(&dir)
-        .map(|s| {
-            let t = s.filesystem_type();
-            // tmpfs, and ramfs (0x858458f6) which nix does not name
-            t != nix::sys::statfs::TMPFS_MAGIC && t.0 != 0x8584_58f6
-        })
-        .unwrap_or(false);
-    // The host lane's target directory is on disk: GUARD_TEST_REQUIRE_DISK=1 there.
-    let reason = (!disk).then(|| format!("{} is not disk-backed", dir.display()));
-    if !gate(
-        "page_cache_past_the_cap_is_not_a_memory_kill",
-        reason,
-        "GUARD_TEST_REQUIRE_DISK",
-    ) {
+    // The host lane's target directory is on disk, the v2 lane's guests mount one
+    // (GUARD_TEST_DISK): GUARD_TEST_REQUIRE_DISK=1 in both.
+    let Some(dir) = disk_dir("page_cache_past_the_cap_is_not_a_memory_kill") else {
         return;
-    }
-    let file = dir.join(format!("guard-pagecache-{}", std::process::id()));
+    };
+    let file = dir
+        .path()
+        .join(format!("guard-pagecache-{}", std::process::id()));
     let o = guard_cmd()
         .args([
             "--memory",

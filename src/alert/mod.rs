@@ -63,6 +63,9 @@ pub struct Event {
     /// The job's runbook (a URL or a line of text; `runbook` in guard.toml, --runbook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
+    /// The job reached its cap by thrashing at it (--thrash-after): for how long, how hard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thrashing: Option<crate::format::Thrashing>,
 }
 
 impl Event {
@@ -111,6 +114,7 @@ pub fn sample_event() -> Event {
         growth: None,
         held_until: None,
         runbook: None,
+        thrashing: None,
     }
 }
 

@@ -238,12 +238,21 @@ fn headline(ev: &Event) -> String {
                 ev.job,
                 ev.host
             ),
-            None => format!(
-                "{} exceeded its memory limit {} (peak {}) and was killed",
-                ev.job,
-                size(ev.limit_bytes),
-                size(ev.peak_bytes)
-            ),
+            None => match &ev.thrashing {
+                Some(t) => format!(
+                    "{} was thrashing at its memory limit {} {} (peak {}) and was killed",
+                    ev.job,
+                    size(ev.limit_bytes),
+                    t.describe(),
+                    size(ev.peak_bytes)
+                ),
+                None => format!(
+                    "{} exceeded its memory limit {} (peak {}) and was killed",
+                    ev.job,
+                    size(ev.limit_bytes),
+                    size(ev.peak_bytes)
+                ),
+            },
         },
         EventKind::Warning => format!(
             "{} crossed its early-warning threshold (peak so far {} of a {} limit); it keeps running",
@@ -302,6 +311,12 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     let title = match ev.event {
         EventKind::MemoryLimit if ev.held_until.is_some() => {
             format!(":ice_cube: {} held at its memory limit", ev.job)
+        }
+        EventKind::MemoryLimit if ev.thrashing.is_some() => {
+            format!(
+                ":rotating_light: {} killed thrashing at its memory limit",
+                ev.job
+            )
         }
         EventKind::MemoryLimit => format!(":rotating_light: {} killed at its memory limit", ev.job),
         EventKind::Warning => format!(":warning: {} near its memory limit", ev.job),

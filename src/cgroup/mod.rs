@@ -130,6 +130,34 @@ fn working_set_in(dir: &Path, usage: u64, inactive_key: &str) -> Option<u64> {
     Some(usage.saturating_sub(fs::keyed(&stat, inactive_key).unwrap_or(0)))
 }
 
+/// The counters that tell a job thrashing at its cap from one streaming through it: major page
+/// faults (a page the job touches had to be read back) and workingset refaults (a page the
+/// kernel had evicted from the job's own memory came back). A stream read once has neither
+/// both: first reads of `cat` or `sort` are no refaults, and read() is no page fault.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounters {
+    pub major_faults: u64,
+    pub refaults: u64,
+}
+
+/// [`FaultCounters`] from a cgroup's `memory.stat` with the keys of its version (`prefix`:
+/// v1's hierarchical `total_`, v2's none; `workingset_refault` alone before Linux 5.9).
+fn fault_counters_in(dir: &Path, prefix: &str) -> Option<FaultCounters> {
+    let stat = fs::read(&dir.join("memory.stat")).ok()?;
+    let key = |k: &str| fs::keyed(&stat, &format!("{prefix}{k}"));
+    let refaults = match (
+        key("workingset_refault_file"),
+        key("workingset_refault_anon"),
+    ) {
+        (None, None) => key("workingset_refault")?,
+        (f, a) => f.unwrap_or(0) + a.unwrap_or(0),
+    };
+    Some(FaultCounters {
+        major_faults: key("pgmajfault")?,
+        refaults,
+    })
+}
+
 /// What the supervisor, the evidence and `guard doctor` need from an enforcement mode.
 /// Implemented by the three backends and dispatched by [`Enforcer`]; the supervisor's unit tests
 /// implement it with a fake.
@@ -173,6 +201,10 @@ pub trait Enforce {
     fn peak(&self) -> Option<u64>;
     /// Memory the job actually uses: usage minus inactive page cache (what a warning is about).
     fn working_set(&self) -> Option<u64>;
+    /// The job's major faults and workingset refaults so far (None: not known in this mode).
+    fn fault_counters(&self) -> Option<FaultCounters> {
+        None
+    }
     /// The files the timeline's sampler re-reads (None: it samples through `sample_detail`).
     fn sampled_files(&self) -> Option<SampledFiles>;
     /// The job's live processes.
@@ -564,6 +596,9 @@ impl Enforce for Enforcer {
     }
     fn peak(&self) -> Option<u64> {
         each!(self, c => c.peak())
+    }
+    fn fault_counters(&self) -> Option<FaultCounters> {
+        each!(self, c => c.fault_counters())
     }
     fn working_set(&self) -> Option<u64> {
         each!(self, c => c.working_set())

@@ -322,6 +322,9 @@ impl Enforce for V1Cgroup {
     fn working_set(&self) -> Option<u64> {
         super::working_set_in(&self.dir, self.usage_now()?, "total_inactive_file")
     }
+    fn fault_counters(&self) -> Option<super::FaultCounters> {
+        super::fault_counters_in(&self.dir, "total_")
+    }
     fn sampled_files(&self) -> Option<SampledFiles> {
         Some(SampledFiles::of(&self.dir, USAGE))
     }

@@ -224,6 +224,9 @@ impl Enforce for V2Cgroup {
     fn working_set(&self) -> Option<u64> {
         super::working_set_in(&self.dir, self.usage_now()?, "inactive_file")
     }
+    fn fault_counters(&self) -> Option<super::FaultCounters> {
+        super::fault_counters_in(&self.dir, "")
+    }
     fn sampled_files(&self) -> Option<SampledFiles> {
         Some(SampledFiles::of(&self.dir, USAGE))
     }

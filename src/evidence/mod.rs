@@ -175,6 +175,8 @@ pub struct Recorder {
     pub pyheap: Option<pyheap::Census>,
     /// `guard drill`'s run: its bundles' trigger is `drill`.
     drill: bool,
+    /// The job reached its cap by thrashing at it (for the manifest).
+    pub thrashing: Option<format::Thrashing>,
 }
 
 /// Observe mode state.
@@ -243,6 +245,7 @@ impl Recorder {
             observe: None,
             pyheap: None,
             drill: cfg.drill,
+            thrashing: None,
         }
     }
 
@@ -578,6 +581,10 @@ impl Recorder {
             escaped: self.escaped.clone(),
             growth: self.forecast(occ.usage),
             hold: None,
+            thrashing: match occ.trigger {
+                Trigger::MemoryLimit => self.thrashing,
+                _ => None,
+            },
         })
     }
 

@@ -280,6 +280,7 @@ pub fn text(r: &Report) -> String {
 /// What happened to which job, where, when, and the memory figures.
 fn header(o: &mut String, m: &Manifest) {
     let what = match m.trigger {
+        EventKind::MemoryLimit if m.thrashing.is_some() => "was thrashing at its memory limit",
         EventKind::MemoryLimit => "exceeded its memory limit",
         EventKind::Warning => "crossed its early-warning threshold",
         EventKind::KernelOom => "was killed by the kernel's OOM killer",
@@ -326,6 +327,15 @@ fn header(o: &mut String, m: &Manifest) {
     }
     if let Some(h) = &m.hold {
         let _ = writeln!(o, "  held      {}", hold_text(h, &m.job));
+    }
+    if let Some(t) = &m.thrashing {
+        let _ = writeln!(
+            o,
+            "  thrashing stalled at its cap {}: the kernel kept evicting pages it then read \
+             back (no OOM: reclaim kept succeeding); treated as reaching the cap \
+             (--thrash-after)",
+            t.describe()
+        );
     }
     let _ = writeln!(
         o,

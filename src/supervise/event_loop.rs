@@ -289,6 +289,8 @@ pub struct Deadlines {
     /// --hold-for: when the hold ends, and the next look at the held job's memory.
     pub hold_until: Option<Instant>,
     pub hold_check: Option<Instant>,
+    /// --thrash-after: the next look at the job's faults at its cap.
+    pub thrash_check: Option<Instant>,
 }
 
 impl Deadlines {
@@ -305,6 +307,7 @@ impl Deadlines {
             until(self.give_up),
             until(self.hold_until),
             until(self.hold_check),
+            until(self.thrash_check),
             self.recheck_until.map(|_| RECHECK_EVERY),
         ]
         .into_iter()
@@ -417,6 +420,9 @@ pub struct Supervisor<'c, E: Enforce, J: Job> {
     pub abandoned: bool,
     /// The stale-cgroup cleanup's thread says here that it is done.
     stale: Option<std::sync::mpsc::Receiver<()>>,
+    /// --thrash-after's checks, and what they found (the job then reached its cap so).
+    thrash: Option<super::thrash::Detector>,
+    pub thrashing: Option<crate::format::Thrashing>,
 }
 
 /// The longest guard's end waits for the stale-cgroup cleanup (one stale cgroup with a process
@@ -444,6 +450,13 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             .filter(|_| enforcer.mode() == crate::format::Mode::Poll);
         let sampling = recorder.enabled() || poll_cap.is_some();
         let base = cfg.evidence.sample_interval;
+        // Thrashing needs a cap and the cgroup's counters (not poll mode).
+        let thrash = match (cfg.memory, cfg.thrash_after) {
+            (Some(limit), Some(after)) if enforcer.fault_counters().is_some() => {
+                Some(super::thrash::Detector::new(limit, after))
+            }
+            _ => None,
+        };
         let at = Deadlines {
             sample: sampling.then(|| now + base),
             housekeeping: Some(now + HOUSEKEEPING_AFTER),
@@ -454,6 +467,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
                 .filter(|_| cfg.memory.is_some())
                 .map(|_| now + HOUSEKEEPING_AFTER),
             timeout: cfg.timeout.map(|t| now + t),
+            thrash_check: thrash.as_ref().map(|_| now + super::thrash::CHECK_EVERY),
             ..Deadlines::default()
         };
         Supervisor {
@@ -483,6 +497,8 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             kills: 0,
             abandoned: false,
             stale: None,
+            thrash,
+            thrashing: None,
         }
     }
 
@@ -523,6 +539,9 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         }
         if running && due(self.at.protect, now) {
             self.on_protect();
+        }
+        if running && !self.memory_killed && due(self.at.thrash_check, now) {
+            self.on_thrash_check(now);
         }
         if running && !self.memory_killed && due(self.at.timeout, now) {
             self.on_timeout(now);
@@ -628,6 +647,32 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         self.enforcer.kill_all();
         self.kills += 1;
         self.after_kill(now);
+    }
+
+    /// --thrash-after: is the job stalled at its cap, faulting back what the kernel evicts, and
+    /// has it been for long enough? Then it has reached its cap: hold, capture, kill.
+    pub fn on_thrash_check(&mut self, now: Instant) {
+        self.at.thrash_check = Some(now + super::thrash::CHECK_EVERY);
+        let (Some(detector), Some(usage), Some(counters)) = (
+            self.thrash.as_mut(),
+            self.enforcer.usage(),
+            self.enforcer.fault_counters(),
+        ) else {
+            return;
+        };
+        let Some(t) = detector.observe(now, usage, counters) else {
+            return;
+        };
+        log::info!(
+            "{} (pid {}) is thrashing at its memory limit {}",
+            self.cfg.name,
+            self.job.pid(),
+            t.describe()
+        );
+        self.at.thrash_check = None;
+        self.thrashing = Some(t);
+        self.recorder.thrashing = Some(t);
+        self.at_the_cap(Instant::now());
     }
 
     /// The job was killed: kill again every RE_KILL, stop waiting after KILL_WAIT.
@@ -835,6 +880,9 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
                 Trigger::MemoryLimit,
             ));
         }
+        if let (true, Some(t)) = (self.memory_killed, self.thrashing) {
+            return Verdict::Thrashing(t);
+        }
         if self.memory_killed {
             return Verdict::MemoryLimit;
         }
@@ -864,7 +912,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
     /// The job's peak for the line and the alerts (read only when something will report it: one
     /// file read less on a short job's path), and for the metrics.
     pub fn peaks(&self, verdict: Verdict) -> (Option<u64>, Option<u64>) {
-        let wanted = verdict == Verdict::MemoryLimit
+        let wanted = matches!(verdict, Verdict::MemoryLimit | Verdict::Thrashing(_))
             || self.bundle.is_some()
             || self.cfg.metrics_file.is_some();
         let peak = if wanted {

@@ -20,6 +20,7 @@ mod prepare;
 pub mod sentinel;
 pub mod signals;
 pub mod spawn;
+mod thrash;
 mod verdict;
 
 #[cfg(test)]

@@ -178,6 +178,7 @@ fn event(
         growth: m.as_ref().and_then(|m| m.growth),
         held_until: None,
         runbook: cfg.runbook.clone(),
+        thrashing: m.as_ref().and_then(|m| m.thrashing),
     };
     ev.summary = alert::sinks::summary(&ev);
     ev

@@ -49,6 +49,8 @@ struct World {
     calls: Vec<Call>,
     /// The deadline the cgroup's removal was given.
     removed_by: Option<Instant>,
+    /// The cgroup's major faults and workingset refaults (None: a mode without them).
+    faults: Option<crate::cgroup::FaultCounters>,
 }
 
 type Shared = Rc<RefCell<World>>;
@@ -109,6 +111,9 @@ impl Enforce for FakeEnforcer {
     }
     fn working_set(&self) -> Option<u64> {
         Some(self.w.borrow().usage)
+    }
+    fn fault_counters(&self) -> Option<crate::cgroup::FaultCounters> {
+        self.w.borrow().faults
     }
     fn sampled_files(&self) -> Option<SampledFiles> {
         None
@@ -228,6 +233,7 @@ fn config(evidence: &Path) -> WrapConfig {
         slice: None,
         no_systemd: true,
         hold_for: None,
+        thrash_after: None,
         runbook: None,
         drill: false,
     }
@@ -359,6 +365,58 @@ fn after_a_warning_the_timeout_holds_terminates_then_kills() {
     let v = sup.verdict();
     assert_eq!((v, v.status()), (Verdict::Timeout, 124));
     assert_eq!(finished(sup).trigger, EventKind::Timeout);
+}
+
+/// Issue 22, item 15: a job pinned at its cap that keeps faulting back what the kernel evicts
+/// is, after --thrash-after, held, captured and killed as thrashing at its memory limit (137);
+/// the same job faulting only on first reads (a stream) runs on.
+#[test]
+fn a_job_thrashing_at_its_cap_is_treated_as_reaching_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.evidence.warn = None;
+    cfg.thrash_after = Some(Duration::from_secs(3));
+    for (majors, refaults, thrashes) in [(200, 5_000, true), (0, 20_000, false)] {
+        let w = Shared::default();
+        {
+            let mut w = w.borrow_mut();
+            w.usage = 100 * MIB;
+            w.faults = Some(Default::default());
+        }
+        let mut sup = supervisor(&cfg, &w);
+        let t0 = Instant::now();
+        for s in 1..=10 {
+            if let Some(f) = w.borrow_mut().faults.as_mut() {
+                f.major_faults += majors;
+                f.refaults += refaults;
+            }
+            sup.step(Ready::default(), t0 + Duration::from_secs(s));
+        }
+        let held = calls(&w).contains(&Call::Hold);
+        assert_eq!(
+            held, thrashes,
+            "{majors} major faults/s, {refaults} refaults/s"
+        );
+        if thrashes {
+            sup.step(sigchld(), t0 + Duration::from_secs(10));
+            let v = sup.verdict();
+            let Verdict::Thrashing(t) = v else {
+                panic!("{v:?}")
+            };
+            assert_eq!((t.major_faults_per_s, v.status()), (200, 137));
+            let line = v
+                .line(&cfg, 4242, Some(100 * MIB), "killed", "evidence: x")
+                .unwrap();
+            assert!(
+                line.contains("was thrashing at its memory limit 100 MiB for 3"),
+                "{line}"
+            );
+            assert_eq!(
+                finished(sup).thrashing.map(|t| t.refaults_per_s),
+                Some(5_000)
+            );
+        }
+    }
 }
 
 /// Issue 22, item 14: once guard has killed the job, what is left gets no second SIGTERM grace

@@ -37,6 +37,8 @@ impl Ended {
 pub enum Verdict {
     /// guard killed the job at its cap (or the kernel's OOM killer did, at guard's cap).
     MemoryLimit,
+    /// guard killed the job stalled at its cap (--thrash-after): a memory kill too.
+    Thrashing(crate::format::Thrashing),
     /// `--timeout` (a memory kill during the grace period wins).
     Timeout,
     /// The kernel's OOM killer killed the job: no cap of guard's, an ancestor's limit, or the
@@ -55,7 +57,7 @@ impl Verdict {
     /// guard's exit status.
     pub fn status(self) -> i32 {
         match self {
-            Verdict::MemoryLimit => exit::MEMORY_KILL,
+            Verdict::MemoryLimit | Verdict::Thrashing(_) => exit::MEMORY_KILL,
             Verdict::Timeout => exit::TIMEOUT,
             Verdict::KernelOom => exit::from_child(None, Some(libc::SIGKILL)),
             Verdict::Exited(Some(Ended::Code(c))) => exit::from_child(Some(c), None),
@@ -67,7 +69,7 @@ impl Verdict {
     /// The event the run ended with (None: it succeeded).
     pub fn kind(self) -> Option<EventKind> {
         match self {
-            Verdict::MemoryLimit => Some(EventKind::MemoryLimit),
+            Verdict::MemoryLimit | Verdict::Thrashing(_) => Some(EventKind::MemoryLimit),
             Verdict::Timeout => Some(EventKind::Timeout),
             Verdict::KernelOom => Some(EventKind::KernelOom),
             v if v.status() != 0 => Some(EventKind::Failed),
@@ -93,6 +95,16 @@ impl Verdict {
                 Some(format!(
                     "guard: {} (pid {pid}) exceeded its memory limit {limit} (peak {peak}); {killed}; {evidence}",
                     cfg.name
+                ))
+            }
+            Verdict::Thrashing(t) => {
+                let limit = cfg.memory.map(format_size).unwrap_or_else(|| "none".into());
+                let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
+                Some(format!(
+                    "guard: {} (pid {pid}) was thrashing at its memory limit {limit} {} (peak \
+                     {peak}); {killed}; {evidence}",
+                    cfg.name,
+                    t.describe()
                 ))
             }
             Verdict::Timeout => Some(format!(

@@ -556,3 +556,84 @@ impl Drop for Busy {
         }
     }
 }
+
+/// A directory on a disk, for tests that need file pages the kernel can reclaim: GUARD_TEST_DISK
+/// (the v2 lane's guests mount a disk there), else the build's target directory. None — and
+/// `test skipped`, or a failure under GUARD_TEST_REQUIRE_DISK=1 — when it is in RAM (a tmpfs, or
+/// a guest's initramfs), where written files cannot be reclaimed without swap.
+pub fn disk_dir(test: &str) -> Option<tempfile::TempDir> {
+    let dir = std::env::var_os("GUARD_TEST_DISK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let disk = nix::sys::statfs::statfs(&dir).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        // tmpfs, and ramfs (0x858458f6) which nix does not name
+        t != nix::sys::statfs::TMPFS_MAGIC && t.0 != 0x8584_58f6
+    });
+    let reason = (!disk).then(|| format!("{} is not disk-backed", dir.display()));
+    if !gate(test, reason, "GUARD_TEST_REQUIRE_DISK") {
+        return None;
+    }
+    Some(tempfile::tempdir_in(&dir).expect("a directory on the disk"))
+}
+
+/// Run `cmd` (stdout and stderr captured) and sample its own anonymous resident memory
+/// (`RssAnon` in /proc/PID/status) every 5 ms until it exits: its output and the largest
+/// sample, in KiB. Its own heap, not its children's, nor the pages of its binary (which a
+/// debug build in a guest's initramfs maps in large runs).
+pub fn peak_anon_kib(cmd: &mut Command) -> (std::process::Output, u64) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let status_file = format!("/proc/{}/status", child.id());
+    let t0 = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {RUN_LIMIT:?}");
+        }
+        let kib = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("RssAnon:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0);
+        peak = peak.max(kib);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    (output, peak)
+}
