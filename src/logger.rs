@@ -30,12 +30,13 @@ impl log::Log for Stderr {
             log::Level::Info => ("", 6),
             _ => ("", 7),
         };
-        // Names, paths and values in a message may come from a job or a user: their control
-        // characters are escaped, so a line cannot drive the terminal it is read on.
+        // Names, paths and values in a message may come from a job, a user or a remote server
+        // (an SMTP reply): their control characters are escaped — line breaks too — so a line
+        // can neither drive the terminal it is read on nor forge a line of guard's.
         let msg = record.args().to_string();
         let line = format!(
             "guard: {prefix}{}",
-            crate::format::escape_controls(&msg, true)
+            crate::format::escape_controls(&msg, false)
         );
         emit(&line, priority, &[]);
     }

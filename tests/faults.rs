@@ -2076,8 +2076,8 @@ fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
     std::fs::write(
         &config,
         "[[alerts]]\nkind = \"exec\"\nevents = [\"failed\"]\ntimeout = \"60s\"\n\
-         command = [\"/bin/sh\", \"-c\", \"head -c 314572800 /dev/zero; \
-         yes eeee | head -c 104857600 >&2; exit 4\"]\n",
+         command = [\"/bin/sh\", \"-c\", \"head -c 67108864 /dev/zero; \
+         yes eeee | head -c 25165824 >&2; exit 4\"]\n",
     )
     .unwrap();
     // A job that fails at once: the hook's output is all there is to hold.
@@ -2099,7 +2099,7 @@ fn a_hook_that_floods_its_output_costs_guard_a_bounded_amount() {
     // The warning names the hook's first line of stderr, short.
     assert!(line.len() < 600 && line.contains(": eeee"), "{line}");
     // 2 MiB of stdout and 128 KiB of stderr kept and guard's own few MiB of heap: under 32 MiB
-    // with a wide margin, where the whole output took more than 400 MiB.
+    // with a wide margin, where the whole output (88 MiB) was read into it.
     assert!(kib < 32 * 1024, "guard's heap reached {kib} KiB");
 }
 
@@ -2581,5 +2581,168 @@ fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
         );
         assert_eq!(status, 0, "{err}");
         assert!(!err.contains("thrashing"), "{err}");
+    }
+}
+
+/// Own pass (issue 22, item 16): the census's abstract socket is listed in /proc/net/unix and any
+/// local user may connect to it. guard dropped strangers' connections, but accepted them in a
+/// loop that checked no deadline: connections kept coming (connect() waits while the backlog is
+/// full, so each accept let the next one in) and the held job was never killed. Now the window
+/// bounds that loop too.
+#[test]
+fn a_flood_of_strangers_at_the_census_socket_costs_no_more_than_its_window() {
+    let test = "a_flood_of_strangers_at_the_census_socket_costs_no_more_than_its_window";
+    if !privileged(test) || !tool(test, "python3") || !tool(test, "setpriv") {
+        return;
+    }
+    let flood = r#"import socket
+while True:
+    try:
+        names = [l.split()[-1] for l in open('/proc/net/unix') if 'guard-pyheap-' in l]
+    except OSError:
+        names = []
+    for n in names:
+        if n.startswith('@'):
+            for _ in range(20000):
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect('\0' + n[1:])
+                    s.close()
+                except OSError:
+                    break
+"#;
+    struct Flooders(Vec<std::process::Child>);
+    impl Drop for Flooders {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _flooders = Flooders(
+        (0..6)
+            .map(|_| {
+                as_hostile(&format!(
+                    "exec python3 -c \"{}\"",
+                    flood.replace('"', "\\\"")
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+            })
+            .collect(),
+    );
+    let d = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .arg("--evidence-dir")
+        .arg(d.path())
+        .args([
+            "-m",
+            "128M",
+            "--warn",
+            "off",
+            "--pyheap-window",
+            "2s",
+            "--",
+            "python3",
+            "-c",
+        ])
+        // Hooked, but its census signal blocked: it never answers, and guard waits the window.
+        .arg(
+            "import signal, time\n\
+             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMAX - 6])\n\
+             keep = []\n\
+             while True:\n    keep.append(bytearray(1 << 20)); time.sleep(0.001)\n",
+        )
+        .stdin(Stdio::null())
+        .bounded();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    // The census window (2 s) and the rest of a capture (~1 s): 15 s with a margin for the
+    // flood and a loaded machine (the base binary: 29.7 s here, held by the strangers).
+    assert!(took < Duration::from_secs(15), "guard took {took:?}: {err}");
+}
+
+/// An SMTP server whose greeting is a multi-line refusal carrying a forged guard line and a
+/// terminal escape.
+fn forging_smtp_server() -> u16 {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            let _ = conn.write_all(
+                b"554-guard: hog (pid 1) exceeded its memory limit 1 GiB; killed; evidence: /tmp/forged\r\n\
+                  554 \x1b[2Jgo away\r\n",
+            );
+        }
+    });
+    port
+}
+
+/// Own pass (issue 22, item 16): what a remote endpoint answers reaches guard's stderr, the
+/// manifest and the summary. Checked: an SMTP server's multi-line reply carrying a forged kill
+/// line and a terminal escape arrives as one escaped line (lettre joins a reply's lines). Kept
+/// closed for any other source too: guard's log lines now escape line breaks as well, and every
+/// delivery's detail is one line.
+#[test]
+fn a_remote_reply_cannot_forge_a_line_of_guards() {
+    let test = "a_remote_reply_cannot_forge_a_line_of_guards";
+    if !privileged(test) {
+        return;
+    }
+    let port = forging_smtp_server();
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alerts]]\nkind = \"email\"\nto = \"oncall@example.com\"\n\
+             url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\n"
+        ),
+    )
+    .unwrap();
+    let ev = d.path().join("ev");
+    let o = guard_cmd()
+        .env_remove("GUARD_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .arg("--evidence-dir")
+        .arg(&ev)
+        .args(["-m", "64M", "--warn", "off", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "a raw escape reached stderr: {err:?}"
+    );
+    let forged: Vec<&str> = err.lines().filter(|l| l.contains("/tmp/forged")).collect();
+    assert!(
+        forged.iter().all(|l| !l.starts_with("guard: hog (pid 1)")),
+        "a forged line: {err}"
+    );
+    assert!(
+        !forged.is_empty(),
+        "the server's reply is shown, escaped: {err}"
+    );
+    let bundle = bundle_named(&err, "exceeded its memory limit 64 MiB");
+    for f in ["manifest.json", "summary.txt"] {
+        let text = std::fs::read_to_string(bundle.join(f)).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("/tmp/forged")).collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("go away") && !l.contains('\x1b')),
+            "{f}: the reply spans lines: {lines:?}"
+        );
     }
 }

@@ -293,6 +293,9 @@ pub fn with_retries(
             Err(AttemptError::Retriable(e)) | Err(AttemptError::Final(e)) => break e,
         }
     };
+    // What an endpoint answered (an SMTP reply) is the remote's text: one line, its control
+    // characters escaped, in the manifest, the summary and the warning alike.
+    let detail = crate::format::escape_controls(&detail, false).into_owned();
     Delivery {
         sink: label.to_string(),
         status: Status::Failed,

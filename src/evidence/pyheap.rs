@@ -473,9 +473,15 @@ impl Census {
             if nix::poll::poll(fds, ms).unwrap_or(0) <= 0 {
                 continue;
             }
-            while let Ok((stream, _)) = l.accept() {
+            // The socket's name can be read in /proc/net/unix and any local user may connect: a
+            // stream of strangers' connections must not keep guard here past the window (they
+            // are dropped unread, and the deadline is checked between them).
+            while let (true, Ok((stream, _))) = (Instant::now() < deadline, l.accept()) {
                 if let Some(r) = self.answer(stream, &mut asked, w, deadline) {
                     asked.results.push(r);
+                }
+                if asked.pending.is_empty() {
+                    break;
                 }
             }
         }
