@@ -1883,6 +1883,26 @@ fn a_file_secret_that_does_not_parse_is_named_never_shown() {
     }
 }
 
+/// guard --config D/guard.toml (holding `toml`) --evidence-dir D/ev -m 64M --warn off -- hog
+/// alloc 200: a kill at the cap with the alerts of `toml`; how long it took.
+fn killed_with_config(d: &Path, toml: &str) -> (std::process::Output, Duration) {
+    let config = d.join("guard.toml");
+    std::fs::write(&config, toml).unwrap();
+    let t0 = Instant::now();
+    let o = guard_cmd()
+        .env_remove("GUARD_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .arg("--evidence-dir")
+        .arg(d.join("ev"))
+        .args(["-m", "64M", "--warn", "off", "--"])
+        .arg(example("hog"))
+        .args(["alloc", "200"])
+        .stdin(Stdio::null())
+        .bounded();
+    (o, t0.elapsed())
+}
+
 /// An endpoint that accepts every connection and sends one byte a second, forever: a mail
 /// server's greeting that never ends (every read gets something before its timeout).
 fn trickling_endpoint() -> u16 {
@@ -1916,29 +1936,13 @@ fn a_mail_server_that_trickles_costs_one_delivery_bound() {
     }
     let port = trickling_endpoint();
     let d = tempfile::tempdir().unwrap();
-    let config = d.path().join("guard.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (o, took) = killed_with_config(
+        d.path(),
+        &format!(
             "[[alerts]]\nkind = \"email\"\nto = \"oncall@example.com\"\n\
              url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\ntimeout = \"1s\"\n"
         ),
-    )
-    .unwrap();
-    let ev = d.path().join("ev");
-    let t0 = Instant::now();
-    let o = guard_cmd()
-        .env_remove("GUARD_CONFIG")
-        .arg("--config")
-        .arg(&config)
-        .arg("--evidence-dir")
-        .arg(&ev)
-        .args(["-m", "64M", "--warn", "off", "--"])
-        .arg(example("hog"))
-        .args(["alloc", "200"])
-        .stdin(Stdio::null())
-        .bounded();
-    let took = t0.elapsed();
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(137), "{err}");
     // The bound: 3 attempts of 1 s, 1.5 s of backoff, 1 s of margin = 5.5 s after the kill;
@@ -2698,27 +2702,13 @@ fn a_remote_reply_cannot_forge_a_line_of_guards() {
     }
     let port = forging_smtp_server();
     let d = tempfile::tempdir().unwrap();
-    let config = d.path().join("guard.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let (o, _) = killed_with_config(
+        d.path(),
+        &format!(
             "[[alerts]]\nkind = \"email\"\nto = \"oncall@example.com\"\n\
              url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\n"
         ),
-    )
-    .unwrap();
-    let ev = d.path().join("ev");
-    let o = guard_cmd()
-        .env_remove("GUARD_CONFIG")
-        .arg("--config")
-        .arg(&config)
-        .arg("--evidence-dir")
-        .arg(&ev)
-        .args(["-m", "64M", "--warn", "off", "--"])
-        .arg(example("hog"))
-        .args(["alloc", "200"])
-        .stdin(Stdio::null())
-        .bounded();
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(137), "{err}");
     assert!(

@@ -144,34 +144,27 @@ mod tests {
     #[test]
     fn a_quiet_check_or_two_do_not_reset_the_run_three_do() {
         let t0 = Instant::now();
-        let mut d = Detector::new(100 * MIB, Duration::from_secs(4));
-        let mut c = FaultCounters::default();
-        let mut at = |s: u64, add: u64| {
-            c.major_faults += add;
-            c.refaults += add;
-            d.observe(t0 + Duration::from_secs(s), 100 * MIB, c)
+        // One check a second, `per_s[s]` faults of each kind in second s.
+        let checks = |per_s: &[u64]| -> Vec<bool> {
+            let mut d = Detector::new(100 * MIB, Duration::from_secs(4));
+            let mut c = FaultCounters::default();
+            per_s
+                .iter()
+                .enumerate()
+                .map(|(s, add)| {
+                    c.major_faults += add;
+                    c.refaults += add;
+                    d.observe(t0 + Duration::from_secs(s as u64), 100 * MIB, c)
+                        .is_some()
+                })
+                .collect()
         };
-        assert!(at(0, 0).is_none());
-        assert!(at(1, 100).is_none());
-        assert!(at(2, 0).is_none(), "one quiet second");
-        assert!(at(3, 100).is_none());
-        assert!(
-            at(4, 100).is_some(),
-            "4 s since the run began (the interval 0-1 s)"
+        // One quiet second (2 s) keeps the run that began in the interval 0-1 s: 4 s at 4 s.
+        assert_eq!(
+            checks(&[0, 100, 0, 100, 100]),
+            [false, false, false, false, true]
         );
-        let mut d = Detector::new(100 * MIB, Duration::from_secs(4));
-        let mut c = FaultCounters::default();
-        let mut at = |s: u64, add: u64| {
-            c.major_faults += add;
-            c.refaults += add;
-            d.observe(t0 + Duration::from_secs(s), 100 * MIB, c)
-        };
-        at(0, 0);
-        at(1, 100);
-        for s in 2..5 {
-            assert!(at(s, 0).is_none());
-        }
-        assert!(at(5, 100).is_none(), "three quiet seconds began a new run");
-        assert!(at(6, 100).is_none());
+        // Three quiet seconds begin a new one.
+        assert_eq!(checks(&[0, 100, 0, 0, 0, 100, 100]), [false; 7]);
     }
 }
