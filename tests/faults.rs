@@ -2384,8 +2384,7 @@ fn on_a_loaded_machine_the_kill_path_keeps_its_bound() {
     if !privileged(test) {
         return;
     }
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let _busy = Busy::start(8 * cores);
+    let _busy = Busy::per_core();
     let d = tempfile::tempdir().unwrap();
     let child_pid = d.path().join("child.pid");
     // Every process ignores SIGTERM and holds memory; one is frozen by the job itself in a

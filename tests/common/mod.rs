@@ -533,6 +533,17 @@ pub fn as_hostile(script: &str) -> Command {
 pub struct Busy(Vec<std::process::Child>);
 
 impl Busy {
+    /// GUARD_TEST_BUSY_PER_CORE loops a core (default 8: load ~16 on 2 cores; an emulated
+    /// guest, slow already, sets fewer).
+    pub fn per_core() -> Busy {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = std::env::var("GUARD_TEST_BUSY_PER_CORE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        Busy::start(per * cores)
+    }
+
     pub fn start(n: usize) -> Busy {
         Busy(
             (0..n)
