@@ -2512,16 +2512,20 @@ fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
     );
     assert_eq!(status, 137, "{err}");
     assert!(
-        err.contains("was thrashing at its memory limit 64 MiB for 2"),
+        err.contains("exceeded its memory limit 64 MiB (peak 64")
+            && err.contains("thrashing at its memory limit for 2"),
         "{err}"
     );
-    let bundle = bundle_named(&err, "was thrashing at its memory limit");
+    let bundle = bundle_named(&err, "thrashing at its memory limit");
     let t = &manifest(&bundle)["thrashing"];
     assert!(t["major_faults_per_s"].as_u64().unwrap_or(0) >= 5, "{t}");
     assert!(t["refaults_per_s"].as_u64().unwrap_or(0) >= 100, "{t}");
     let rep = guard_cmd().arg("report").arg(&bundle).bounded();
     let text = String::from_utf8_lossy(&rep.stdout);
-    assert!(text.contains("was thrashing at its memory limit"), "{text}");
+    assert!(
+        text.contains("exceeded its memory limit, thrashing at its memory limit"),
+        "{text}"
+    );
     assert!(
         text.contains("  thrashing stalled at its cap for"),
         "{text}"

@@ -24,7 +24,7 @@ pub fn subject(ev: &Event) -> String {
     let what = match ev.event {
         EventKind::MemoryLimit if ev.held_until.is_some() => "is held at its memory limit",
         EventKind::MemoryLimit if ev.thrashing.is_some() => {
-            "was thrashing at its memory limit and was killed"
+            "exceeded its memory limit, thrashing at it, and was killed"
         }
         EventKind::MemoryLimit => "exceeded its memory limit and was killed",
         EventKind::Warning => "is near its memory limit",

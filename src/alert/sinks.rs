@@ -240,11 +240,12 @@ fn headline(ev: &Event) -> String {
             ),
             None => match &ev.thrashing {
                 Some(t) => format!(
-                    "{} was thrashing at its memory limit {} {} (peak {}) and was killed",
+                    "{} exceeded its memory limit {} (peak {}), thrashing at its memory limit \
+                     {}, and was killed",
                     ev.job,
                     size(ev.limit_bytes),
-                    t.describe(),
-                    size(ev.peak_bytes)
+                    size(ev.peak_bytes),
+                    t.describe()
                 ),
                 None => format!(
                     "{} exceeded its memory limit {} (peak {}) and was killed",

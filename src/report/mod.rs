@@ -280,7 +280,9 @@ pub fn text(r: &Report) -> String {
 /// What happened to which job, where, when, and the memory figures.
 fn header(o: &mut String, m: &Manifest) {
     let what = match m.trigger {
-        EventKind::MemoryLimit if m.thrashing.is_some() => "was thrashing at its memory limit",
+        EventKind::MemoryLimit if m.thrashing.is_some() => {
+            "exceeded its memory limit, thrashing at its memory limit"
+        }
         EventKind::MemoryLimit => "exceeded its memory limit",
         EventKind::Warning => "crossed its early-warning threshold",
         EventKind::KernelOom => "was killed by the kernel's OOM killer",

@@ -408,7 +408,7 @@ fn a_job_thrashing_at_its_cap_is_treated_as_reaching_it() {
                 .line(&cfg, 4242, Some(100 * MIB), "killed", "evidence: x")
                 .unwrap();
             assert!(
-                line.contains("was thrashing at its memory limit 100 MiB for 3"),
+                line.contains("exceeded its memory limit 100 MiB (peak 100 MiB), thrashing at its memory limit for 3"),
                 "{line}"
             );
             assert_eq!(

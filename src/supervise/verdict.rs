@@ -100,9 +100,11 @@ impl Verdict {
             Verdict::Thrashing(t) => {
                 let limit = cfg.memory.map(format_size).unwrap_or_else(|| "none".into());
                 let peak = peak.map(format_size).unwrap_or_else(|| "unknown".into());
+                // It reached its cap as surely as an allocator held there (scripts that look
+                // for the kill line find it), and how: the rest of the line.
                 Some(format!(
-                    "guard: {} (pid {pid}) was thrashing at its memory limit {limit} {} (peak \
-                     {peak}); {killed}; {evidence}",
+                    "guard: {} (pid {pid}) exceeded its memory limit {limit} (peak {peak}), \
+                     thrashing at its memory limit {}; {killed}; {evidence}",
                     cfg.name,
                     t.describe()
                 ))
