@@ -56,7 +56,7 @@ fn configuration() -> Vec<crate::readiness::Check> {
             detail,
         }]
     };
-    let layers = match crate::config_file::Layers::load(file.as_deref()) {
+    let layers = match crate::config::file::Layers::load(file.as_deref()) {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
@@ -83,7 +83,7 @@ fn configuration() -> Vec<crate::readiness::Check> {
     let mut seen = readiness::Seen::default();
     let m = clap::ArgMatches::default();
     for job in jobs {
-        let base = crate::cli::WrapArgs::for_job(job.clone());
+        let base = crate::config::cli::WrapArgs::for_job(job.clone());
         let (args, src) = crate::config::apply_files(&base, &m, &layers);
         match crate::config::wrap_config(&args, &src, crate::available_memory) {
             Ok(cfg) => out.extend(readiness::job(&cfg, &mut seen)),

@@ -7,10 +7,10 @@
 //! (the events are of kind `drill`, so every body says it is one), the ping (healthchecks'
 //! `/log`: the check's state is unchanged), the metrics file. Exit 0 only when all pass.
 
-use crate::cli::DrillArgs;
+use crate::config::cli::DrillArgs;
+use crate::config::units::format_size;
 use crate::config::{self, WrapConfig};
 use crate::format::{Capture, Manifest, Status};
-use crate::units::format_size;
 use serde::Serialize;
 use std::ffi::OsString;
 use std::io::Read;
@@ -84,13 +84,13 @@ pub fn allocate(args: &[OsString]) -> i32 {
 pub fn command(a: &DrillArgs, matches: &clap::ArgMatches) -> i32 {
     // The drill's own options are usage (125); what it finds in the configuration is a check.
     if let Some(m) = &a.memory {
-        if let Err(e) = crate::units::parse_size(m) {
+        if let Err(e) = crate::config::units::parse_size(m) {
             eprintln!(
                 "guard: error: invalid --memory '{}': {e}; expected {}",
                 crate::format::escape_controls(m, false),
-                crate::units::SIZE_FORMS
+                crate::config::units::SIZE_FORMS
             );
-            return crate::exit::GUARD_FAILED;
+            return crate::config::exit::GUARD_FAILED;
         }
     }
     let d = run(a, matches);
@@ -99,7 +99,7 @@ pub fn command(a: &DrillArgs, matches: &clap::ArgMatches) -> i32 {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("guard: error: cannot encode the drill's result: {e}");
-                return crate::exit::GUARD_FAILED;
+                return crate::config::exit::GUARD_FAILED;
             }
         }
     } else {
@@ -148,9 +148,10 @@ fn ms_text(ms: f64) -> String {
 /// `--memory` from the drill when given.
 fn settings(a: &DrillArgs, matches: &clap::ArgMatches) -> Result<WrapConfig, String> {
     let layers =
-        crate::config_file::Layers::load(a.config.as_deref()).map_err(|e| e.to_string())?;
-    let mut args =
-        crate::cli::WrapArgs::for_job(Some(a.name.clone().unwrap_or_else(|| DEFAULT_JOB.into())));
+        crate::config::file::Layers::load(a.config.as_deref()).map_err(|e| e.to_string())?;
+    let mut args = crate::config::cli::WrapArgs::for_job(Some(
+        a.name.clone().unwrap_or_else(|| DEFAULT_JOB.into()),
+    ));
     if let Some(m) = &a.memory {
         args.fill("memory", m.into());
     }
@@ -347,7 +348,7 @@ fn check_run(
         .lines()
         .find(|l| l.contains("exceeded its memory limit"));
     let status = out.status.unwrap_or(-1);
-    let capped = status == crate::exit::MEMORY_KILL && kill_line.is_some();
+    let capped = status == crate::config::exit::MEMORY_KILL && kill_line.is_some();
     let first_line = out.stderr.lines().last().unwrap_or("no line from guard");
     steps.push(Step::new(
         "cap enforced",

@@ -249,11 +249,11 @@ impl Thrashing {
     pub fn describe(&self) -> String {
         format!(
             "for {} ({} major faults/s, {} pages refaulted/s)",
-            crate::units::format_duration(std::time::Duration::from_millis(
+            crate::config::units::format_duration(std::time::Duration::from_millis(
                 self.duration_ms / 100 * 100
             )),
-            crate::units::format_count(self.major_faults_per_s),
-            crate::units::format_count(self.refaults_per_s)
+            crate::config::units::format_count(self.major_faults_per_s),
+            crate::config::units::format_count(self.refaults_per_s)
         )
     }
 }
@@ -550,8 +550,8 @@ impl PyHeap {
         let mut s = format!(
             "{} \u{d7}{} ({})",
             t.type_name,
-            crate::units::format_count(t.count),
-            crate::units::format_size(t.bytes)
+            crate::config::units::format_count(t.count),
+            crate::config::units::format_size(t.bytes)
         );
         for label in &p.path {
             s.push_str(" \u{2190} ");

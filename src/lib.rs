@@ -1,12 +1,10 @@
 //! guard: run a command in a memory-capped cgroup; at the cap, kill the whole job and say so.
 //!
 //! Module map (the data path runs top to bottom):
-//! - [`options`]: every wrap option defined once (flag, variable, config key, help).
-//! - [`cli`]: the clap definition (flags, `GUARD_*` environment variables, subcommands).
-//! - [`config`]: flags + environment → validated [`config::WrapConfig`]; bad input → exit 125.
-//! - [`config_file`]: the TOML file (`[defaults]`, `[jobs.NAME]`), with `file:line:column` errors.
-//! - [`units`]: SIZE and DUR parsing and formatting.
-//! - [`exit`]: the exit-status table used by code, man page and tests.
+//! - [`config`]: the options and everything about them — the one table ([`config::options`]),
+//!   the clap definition ([`config::cli`]), the TOML file ([`config::file`]), SIZE and DUR
+//!   ([`config::units`]), the exit statuses ([`config::exit`]) — validated into
+//!   [`config::WrapConfig`]; bad input → exit 125.
 //! - [`logger`]: guard's own lines on stderr, filtered by -v / -q.
 //! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
 //! - [`headtail`]: output kept as its first and last bytes (a bound on what others write).
@@ -28,20 +26,16 @@
 
 pub mod alert;
 pub mod cgroup;
-pub mod cli;
 pub mod config;
-pub mod config_file;
 pub mod doctor;
 pub mod drill;
 pub mod evidence;
-pub mod exit;
 pub mod format;
 pub mod growth;
 pub mod headtail;
 pub mod held;
 pub mod logger;
 pub mod metrics;
-pub mod options;
 pub mod owner;
 pub mod proc;
 pub mod readiness;
@@ -52,10 +46,9 @@ pub mod runner;
 pub mod supervise;
 pub mod systemd;
 pub mod trust;
-pub mod units;
 
 use clap::{ArgMatches, FromArgMatches};
-use config::Verbosity;
+use config::{Verbosity, cli, exit};
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -389,7 +382,7 @@ fn held_cmd(a: &cli::HeldArgs) -> i32 {
 }
 
 fn wrap(args: &cli::WrapArgs, m: &ArgMatches) -> i32 {
-    let layers = match config_file::Layers::load(args.path("config").as_deref()) {
+    let layers = match config::file::Layers::load(args.path("config").as_deref()) {
         Ok(l) => l,
         Err(e) => {
             error_line(&e);
@@ -425,7 +418,7 @@ pub fn available_memory() -> Option<u64> {
 /// `guard config check [FILE]`: validate, then print the effective settings of [defaults] and of
 /// every job, each with where it came from.
 fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
-    let files = config_file::locate(a.file.as_deref());
+    let files = config::file::locate(a.file.as_deref());
     if files.is_empty() {
         println!(
             "no configuration file: neither /etc/guard/guard.toml nor the user's \
@@ -433,7 +426,7 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
         );
         return 0;
     }
-    let layers = match config_file::Layers::load(a.file.as_deref()) {
+    let layers = match config::file::Layers::load(a.file.as_deref()) {
         Ok(l) => l,
         Err(e) => {
             error_line(&e);
@@ -457,7 +450,7 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
                     .map(|e| e.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-                units::format_duration(sink.timeout)
+                config::units::format_duration(sink.timeout)
             );
         }
     }

@@ -316,8 +316,8 @@ impl Dropped {
         if self.unread_bytes > 0 {
             parts.push(format!(
                 "only its first {} were read ({} more dropped)",
-                crate::units::format_size(MAX_READ),
-                crate::units::format_size(self.unread_bytes)
+                crate::config::units::format_size(MAX_READ),
+                crate::config::units::format_size(self.unread_bytes)
             ));
         }
         (!parts.is_empty()).then(|| {

@@ -265,11 +265,11 @@ fn room(dir: &Path) -> Result<String, String> {
     match free_bytes(dir) {
         Some(b) if b < MIN_FREE => Err(format!(
             "only {} free in {} (less than {})",
-            crate::units::format_size(b),
+            crate::config::units::format_size(b),
             dir.display(),
-            crate::units::format_size(MIN_FREE)
+            crate::config::units::format_size(MIN_FREE)
         )),
-        Some(b) => Ok(format!("{} free", crate::units::format_size(b))),
+        Some(b) => Ok(format!("{} free", crate::config::units::format_size(b))),
         None => Ok("free space unknown".into()),
     }
 }

@@ -302,9 +302,9 @@ impl Helper {
         let note = format!(
             "[guard: {} of this program's output dropped here; guard keeps its first {} and its \
              last {}]\n",
-            crate::units::format_size(out.dropped()),
-            crate::units::format_size(OUT_HEAD as u64),
-            crate::units::format_size(OUT_TAIL as u64)
+            crate::config::units::format_size(out.dropped()),
+            crate::config::units::format_size(OUT_HEAD as u64),
+            crate::config::units::format_size(OUT_TAIL as u64)
         );
         let stdout = out.to_vec(Some(&note));
         let first_err = first_line(&String::from_utf8_lossy(err.head()));
@@ -312,8 +312,8 @@ impl Helper {
         let cut = (out.dropped() > 0).then(|| {
             format!(
                 "{} of its output dropped (guard keeps the first and the last {})",
-                crate::units::format_size(out.dropped()),
-                crate::units::format_size(OUT_HEAD as u64)
+                crate::config::units::format_size(out.dropped()),
+                crate::config::units::format_size(OUT_HEAD as u64)
             )
         });
         let (status, detail) = match status {
@@ -331,7 +331,7 @@ impl Helper {
                 Status::Timeout,
                 format!(
                     "{program} did not finish within {}; killed",
-                    crate::units::format_duration(self.timeout)
+                    crate::config::units::format_duration(self.timeout)
                 ),
             ),
         };

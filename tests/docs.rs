@@ -31,7 +31,7 @@ fn guard_toml_5_is_current_and_documents_every_key() {
         committed == rendered,
         "man/guard.toml.5 is stale: run GUARD_REGEN_MAN=1 cargo test --test docs and commit it"
     );
-    for o in guard::options::file_keys() {
+    for o in guard::config::options::file_keys() {
         assert!(rendered.contains(o.key), "guard.toml(5) lacks {}", o.key);
     }
 }
@@ -71,7 +71,7 @@ fn completions_are_current() {
         (Shell::Zsh, "_guard"),
         (Shell::Fish, "guard.fish"),
     ] {
-        let mut cmd = guard::cli::command_built();
+        let mut cmd = guard::config::cli::command_built();
         let mut out = Vec::new();
         generate(shell, &mut cmd, "guard", &mut out);
         let rendered = String::from_utf8(out).expect("UTF-8");
@@ -97,14 +97,14 @@ fn completions_are_current() {
 #[test]
 fn example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/guard.toml");
-    let f = guard::config_file::ConfigFile::load(&path).expect("examples/guard.toml parses");
+    let f = guard::config::file::ConfigFile::load(&path).expect("examples/guard.toml parses");
     assert!(f.job_names().contains(&"fix_images".to_string()));
 }
 
 #[test]
 fn man_page_documents_the_exit_table_and_every_option() {
     let page = man::render();
-    for row in guard::exit::TABLE {
+    for row in guard::config::exit::TABLE {
         assert!(
             page.contains(row.status),
             "EXIT STATUS lacks {}",
@@ -138,7 +138,7 @@ fn man_page_documents_the_exit_table_and_every_option() {
 fn readme_quotes_the_exit_table() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    for row in guard::exit::TABLE {
+    for row in guard::config::exit::TABLE {
         assert!(
             readme.contains(&format!("| {} | {} |", row.status, row.meaning)),
             "README lacks the row for {}",

@@ -193,9 +193,9 @@ proptest! {
     /// Whole config files, in the library: no panic; an error is one line naming the place.
     #[test]
     fn config_files_never_panic(text in "(\\[(defaults|jobs\\.[a-z]{1,3}|alerts|\\[alerts\\])\\]\n|[a-z_]{1,12} = (\"\\PC{0,12}\"|[0-9]{1,20}|true|\\[\\]|\\{\\})\n|\\PC{0,10}\n){0,8}") {
-        match guard::config_file::ConfigFile::parse(Path::new("f.toml"), text.clone()) {
+        match guard::config::file::ConfigFile::parse(Path::new("f.toml"), text.clone()) {
             Ok(f) => {
-                for o in guard::options::file_keys() {
+                for o in guard::config::options::file_keys() {
                     let _ = f.get(None, o.key);
                 }
                 let _ = f.alerts();

@@ -1,7 +1,7 @@
 //! The config file (guard.toml): never a panic; an error is one line naming a place in the file;
 //! a file that parses answers every key of [defaults] and of each job.
 #![no_main]
-use guard::config_file::ConfigFile;
+use guard::config::file::ConfigFile;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     match ConfigFile::parse(Path::new("f.toml"), text.to_string()) {
         Ok(f) => {
             let jobs = f.job_names();
-            for o in guard::options::file_keys() {
+            for o in guard::config::options::file_keys() {
                 let _ = f.get(None, o.key);
                 for j in &jobs {
                     let _ = f.get(Some(j), o.key);

@@ -1,7 +1,7 @@
 //! DUR (`--timeout 30m`): never a panic; what parses is at most MAX_DURATION, so a deadline
 //! `now + d` cannot overflow.
 #![no_main]
-use guard::units::{MAX_DURATION, format_duration, parse_duration};
+use guard::config::units::{MAX_DURATION, format_duration, parse_duration};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

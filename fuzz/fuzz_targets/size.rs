@@ -1,7 +1,7 @@
 //! SIZE (`--memory 2G`, `--warn 80%`): never a panic; what parses is within bounds and, when it
 //! is a byte count, formats into something that is again a SIZE.
 #![no_main]
-use guard::units::{MAX_SIZE, Size, format_size, parse_size};
+use guard::config::units::{MAX_SIZE, Size, format_size, parse_size};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -52,10 +52,10 @@ pub fn body(ev: &Event) -> String {
     line("pid", ev.pid.to_string());
     line("command", super::sinks::command_text(ev));
     if let Some(l) = ev.limit_bytes {
-        line("limit", crate::units::format_size(l));
+        line("limit", crate::config::units::format_size(l));
     }
     if let Some(p) = ev.peak_bytes {
-        line("peak", crate::units::format_size(p));
+        line("peak", crate::config::units::format_size(p));
     }
     if let Some(b) = &ev.bundle {
         line("evidence", format!("{b} (guard report {b})"));

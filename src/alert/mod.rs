@@ -199,8 +199,8 @@ pub fn run_bounded(jobs: Vec<Job>) -> Vec<Delivery> {
                 ms: (t0.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
                 detail: format!(
                     "no answer within {} ({tries} attempt(s) of {} and the backoff): guard stopped waiting",
-                    crate::units::format_duration(bound),
-                    crate::units::format_duration(timeout)
+                    crate::config::units::format_duration(bound),
+                    crate::config::units::format_duration(timeout)
                 ),
             })
         })

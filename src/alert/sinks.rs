@@ -5,8 +5,8 @@
 
 use super::spec::{Secret, Sink, SinkKind};
 use super::{AttemptError, Event};
+use crate::config::units::format_size;
 use crate::format::{EventKind, Status};
-use crate::units::format_size;
 use serde_json::json;
 
 /// Send `ev` to `s` once.

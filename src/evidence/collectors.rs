@@ -164,7 +164,10 @@ pub fn gcore(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
         },
         duration_ms: r.ms,
         detail: if ok {
-            format!("{core} ({})", crate::units::format_size(size.unwrap_or(0)))
+            format!(
+                "{core} ({})",
+                crate::config::units::format_size(size.unwrap_or(0))
+            )
         } else if r.detail.is_empty() {
             "gcore wrote no core file".into()
         } else {

@@ -653,7 +653,7 @@ impl Recorder {
             (u >= b).then(|| {
                 format!(
                     "the job reached {} ({})",
-                    crate::units::format_size(b),
+                    crate::config::units::format_size(b),
                     if at_cap {
                         "its cap and the census headroom"
                     } else {
@@ -697,8 +697,8 @@ impl Recorder {
                 "core",
                 format!(
                     "the largest process ({pid}) holds {}, more than --core-max {}",
-                    crate::units::format_size(rss),
-                    crate::units::format_size(self.cfg.core_max)
+                    crate::config::units::format_size(rss),
+                    crate::config::units::format_size(self.cfg.core_max)
                 ),
             ));
         }
@@ -753,8 +753,8 @@ impl Recorder {
                 Ok((a, b)) => {
                     c.detail = format!(
                         "{rel}.zst ({} → {} zstd in {} ms; unpack with 'zstd -d')",
-                        crate::units::format_size(a),
-                        crate::units::format_size(b),
+                        crate::config::units::format_size(a),
+                        crate::config::units::format_size(b),
                         t0.elapsed().as_millis()
                     )
                 }

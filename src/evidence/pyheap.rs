@@ -500,7 +500,7 @@ impl Census {
                     duration_ms: ms,
                     detail: format!(
                         "no answer within {} (--pyheap-window); {after}",
-                        crate::units::format_duration(self.settings.window)
+                        crate::config::units::format_duration(self.settings.window)
                     ),
                 },
             });
@@ -545,7 +545,7 @@ impl Census {
             return Some(fail(
                 format!(
                     "the answer is larger than {}",
-                    crate::units::format_size(MAX_ANSWER)
+                    crate::config::units::format_size(MAX_ANSWER)
                 ),
                 ms(),
             ));
@@ -592,9 +592,9 @@ fn detail(h: &PyHeap, rel: &str) -> String {
     }
     let mut s = format!(
         "{rel}: {} objects in {:.0} ms, its own memory +{} (Python {})",
-        crate::units::format_count(h.objects),
+        crate::config::units::format_count(h.objects),
         h.duration_ms,
-        crate::units::format_size(h.hwm_growth_bytes),
+        crate::config::units::format_size(h.hwm_growth_bytes),
         h.python
     );
     if !h.complete {
@@ -604,8 +604,8 @@ fn detail(h: &PyHeap, rel: &str) -> String {
         s.push_str(&format!(
             "; largest: {} \u{d7}{} ({})",
             top.type_name,
-            crate::units::format_count(top.count),
-            crate::units::format_size(top.bytes)
+            crate::config::units::format_count(top.count),
+            crate::config::units::format_size(top.bytes)
         ));
     }
     s

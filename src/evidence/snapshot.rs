@@ -363,7 +363,7 @@ pub fn largest_mappings(smaps: &[u8], n: usize) -> Vec<Mapping> {
 
 /// `tree.txt`: the job's processes as a tree (by parent pid) with RSS and PSS.
 pub fn tree(entries: &[ProcessEntry]) -> String {
-    use crate::units::format_size;
+    use crate::config::units::format_size;
     let pids: std::collections::HashSet<i32> = entries.iter().map(|e| e.pid).collect();
     let mut out = String::from("PID      RSS        PSS        COMMAND\n");
     fn walk(

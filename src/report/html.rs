@@ -2,7 +2,7 @@
 //! SVG plot of the job's memory over time, the warning and cap lines, and the text report.
 
 use super::Report;
-use crate::units::format_size;
+use crate::config::units::format_size;
 use std::fmt::Write as _;
 
 /// The plot's size in SVG units; the page scales it to its width (at least 640 px).
@@ -180,7 +180,7 @@ fn heap(r: &Report) -> String {
         "<h2>What holds the memory</h2>\n<p>Python heap census of pid {}, Python {}, {} objects, {:.0} ms.</p>\n<ul>\n",
         h.pid,
         esc(&h.python),
-        crate::units::format_count(h.objects),
+        crate::config::units::format_count(h.objects),
         h.duration_ms
     );
     for p in &h.paths {
@@ -191,8 +191,8 @@ fn heap(r: &Report) -> String {
             o,
             "<li><b>{} \u{d7}{} ({})</b> \u{2190} {} <small>({} of {} samples)</small></li>",
             esc(&t.type_name),
-            crate::units::format_count(t.count),
-            crate::units::format_size(t.bytes),
+            crate::config::units::format_count(t.count),
+            crate::config::units::format_size(t.bytes),
             p.path
                 .iter()
                 .map(|l| esc(l))
@@ -208,8 +208,8 @@ fn heap(r: &Report) -> String {
             o,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.type_name),
-            crate::units::format_size(t.bytes),
-            crate::units::format_count(t.count)
+            crate::config::units::format_size(t.bytes),
+            crate::config::units::format_count(t.count)
         );
     }
     o.push_str("</table>\n");

@@ -7,8 +7,8 @@ mod html;
 
 pub use html::html;
 
+use crate::config::units::format_size;
 use crate::format::{self, Capture, EventKind, Manifest, MappingKind};
-use crate::units::format_size;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -356,7 +356,8 @@ fn header(o: &mut String, m: &Manifest) {
 /// `--hold-for`: "frozen from … until …; ended by guard kill (pid 4711, uid 0) at …", or, while
 /// it lasts, how to end it.
 fn hold_text(h: &crate::format::HoldInfo, job: &str) -> String {
-    let asked = crate::units::format_duration(std::time::Duration::from_millis(h.requested_ms));
+    let asked =
+        crate::config::units::format_duration(std::time::Duration::from_millis(h.requested_ms));
     match (&h.ended_at, h.ended_by) {
         (Some(at), Some(by)) => format!(
             "frozen after the capture from {} (--hold-for {asked}); the hold ended at {at}: {}",
@@ -414,7 +415,7 @@ fn heap(o: &mut String, r: &Report) {
         "\nwhat holds the memory (Python heap census of pid {}, Python {}, {} objects, {:.0} ms{}):",
         h.pid,
         h.python,
-        crate::units::format_count(h.objects),
+        crate::config::units::format_count(h.objects),
         h.duration_ms,
         if h.complete { "" } else { ", cut short" }
     );
@@ -433,7 +434,7 @@ fn heap(o: &mut String, r: &Report) {
             o,
             "  {} \u{d7}{} ({}) \u{2190} {}",
             t.type_name,
-            crate::units::format_count(t.count),
+            crate::config::units::format_count(t.count),
             format_size(t.bytes),
             p.path.join(" \u{2190} ")
         );
@@ -455,13 +456,13 @@ fn heap(o: &mut String, r: &Report) {
                 "{} {} \u{d7}{}",
                 t.type_name,
                 format_size(t.bytes),
-                crate::units::format_count(t.count)
+                crate::config::units::format_count(t.count)
             )
         } else {
             format!(
                 "{} \u{d7}{}",
                 t.type_name,
-                crate::units::format_count(t.count)
+                crate::config::units::format_count(t.count)
             )
         }
     };

@@ -21,10 +21,10 @@ use super::verdict::{Ended, Verdict};
 use crate::cgroup::detect::Plan;
 use crate::cgroup::{self, Enforce};
 use crate::config::WrapConfig;
+use crate::config::exit;
+use crate::config::units::format_duration;
 use crate::evidence::sampler::Escapee;
 use crate::evidence::{EvidenceError, Pending, Recorder, Trigger};
-use crate::exit;
-use crate::units::format_duration;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill, raise};
@@ -758,11 +758,11 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         let what = match &self.recorder.observe {
             Some(o) => format!(
                 "is in a container at {} of its {} memory limit (--capture-at {}%): the runtime's OOM killer may be next",
-                crate::units::format_size(usage),
-                crate::units::format_size(o.limit),
+                crate::config::units::format_size(usage),
+                crate::config::units::format_size(o.limit),
                 self.cfg.capture_at
             ),
-            None => format!("uses {}", crate::units::format_size(usage)),
+            None => format!("uses {}", crate::config::units::format_size(usage)),
         };
         let scrub = self.recorder.scrubber();
         self.pending.extend(notify::warning(

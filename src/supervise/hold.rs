@@ -9,10 +9,10 @@
 use super::event_loop::{Job, Received, Supervisor};
 use super::notify;
 use crate::cgroup::Enforce;
+use crate::config::units::{format_duration, format_size};
 use crate::evidence::{EvidenceError, Pending};
 use crate::format::{HoldEnd, HoldInfo, rfc3339};
 use crate::held::{self, Held, Registration};
-use crate::units::{format_duration, format_size};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 

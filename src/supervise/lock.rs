@@ -5,8 +5,8 @@
 
 use super::Fatal;
 use crate::config::WrapConfig;
-use crate::exit;
-use crate::units::format_duration;
+use crate::config::exit;
+use crate::config::units::format_duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;

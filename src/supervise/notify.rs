@@ -7,10 +7,10 @@
 use super::verdict::Ending;
 use crate::alert;
 use crate::config::WrapConfig;
+use crate::config::units::format_size;
 use crate::evidence::EvidenceError;
 use crate::format::{Delivery, EventKind, Status};
 use crate::redact::Scrubber;
-use crate::units::format_size;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;

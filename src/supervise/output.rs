@@ -130,9 +130,9 @@ impl Capture {
                 format!(
                     "guard: --quiet dropped {} of the job's {name} here (it keeps the first {} \
                      and the last {} of each stream)\n",
-                    crate::units::format_size(s.kept.dropped()),
-                    crate::units::format_size(HEAD as u64),
-                    crate::units::format_size(KEEP_TAIL as u64)
+                    crate::config::units::format_size(s.kept.dropped()),
+                    crate::config::units::format_size(HEAD as u64),
+                    crate::config::units::format_size(KEEP_TAIL as u64)
                 )
             })
         };

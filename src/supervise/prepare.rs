@@ -9,13 +9,13 @@ use super::spawn::{self, SpawnError};
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
 use crate::cgroup::{Enforce, Enforcer, Limits};
 use crate::config::WrapConfig;
+use crate::config::exit;
+use crate::config::units::{format_duration, format_size};
 use crate::evidence::Observe;
 use crate::evidence::pyheap::{Census, Hook};
-use crate::exit;
 use crate::format::Mode;
 use crate::proc::Proc;
 use crate::systemd;
-use crate::units::{format_duration, format_size};
 use std::os::fd::OwnedFd;
 
 /// The enforcement chosen for this run.
@@ -263,7 +263,7 @@ fn spawn_fatal(cfg: &WrapConfig, e: SpawnError) -> Fatal {
     match e {
         SpawnError::Exec(err) if err.kind() == std::io::ErrorKind::NotFound => Fatal::new(
             exit::NOT_FOUND,
-            match crate::cli::similar_subcommand(&cmd) {
+            match crate::config::cli::similar_subcommand(&cmd) {
                 Some(sub) => format!(
                     "cannot run '{cmd}': command not found; did you mean 'guard {sub}'? (to run a program of that name, give its path)"
                 ),

@@ -1,13 +1,13 @@
 //! How the run ended, in one place: the [`Verdict`] (killed at the cap, out of time, killed by
 //! the kernel's OOM killer, or the job's own end), guard's one line about it, and the exit status
-//! from the table in `exit.rs`. [`Ending`] carries what the "tell" phase needs.
+//! from the table in `config/exit.rs`. [`Ending`] carries what the "tell" phase needs.
 
 use super::notify::PendingAlert;
 use crate::config::WrapConfig;
+use crate::config::exit;
+use crate::config::units::{format_duration, format_size};
 use crate::evidence::EvidenceError;
-use crate::exit;
 use crate::format::{EventKind, ExitInfo};
-use crate::units::{format_duration, format_size};
 use std::path::PathBuf;
 
 /// How COMMAND itself ended.

@@ -7,7 +7,7 @@
 //! man-page code.
 
 use clap_mangen::roff::{Roff, bold, italic, roman};
-use guard::exit;
+use guard::config::exit;
 
 fn section(title: &str, paragraphs: &[&str]) -> Roff {
     let mut r = Roff::new();
@@ -32,7 +32,7 @@ fn tagged(title: &str, rows: &[(&str, &str)]) -> Roff {
     r
 }
 
-/// guard.toml(5), rendered from `config_file::KEYS`.
+/// guard.toml(5), rendered from `config::file::KEYS`.
 pub fn render_toml5() -> String {
     let mut r = Roff::new();
     r.control(
@@ -58,7 +58,7 @@ pub fn render_toml5() -> String {
     r.control("PP", []);
     r.text([roman("As root, guard reads a configuration file only when it and every directory above it (symlinks resolved) are root's and writable by root alone (a directory others may write needs the sticky bit, as /tmp has) — sshd's StrictModes rule: a file another user could change would choose the programs root runs. The same holds for every program a configuration names (an exec hook, pyspy). Otherwise guard exits 125 with one line naming the file, its owner and mode. This covers the user's file too: sudo keeps HOME, so root could otherwise read another user's ~/.config/guard/guard.toml.")]);
     r.control("SH", ["KEYS"]);
-    for o in guard::options::file_keys() {
+    for o in guard::config::options::file_keys() {
         r.control("TP", []);
         r.text([bold(o.key), roman(" = "), italic(o.file_type())]);
         r.text([roman(format!("{}.", o.help))]);
@@ -157,7 +157,7 @@ pub fn render_toml5() -> String {
 /// the CLI definition, which is built from the option table), then the sections clap does not
 /// know.
 pub fn render() -> String {
-    let cmd = guard::cli::command_built();
+    let cmd = guard::config::cli::command_built();
     let man = clap_mangen::Man::new(cmd)
         .date("2026-11-27")
         .manual("guard manual");
@@ -399,9 +399,9 @@ fn see_also() -> String {
 }
 
 fn environment() -> String {
-    let env_names = guard::options::OPTIONS
+    let env_names = guard::config::options::OPTIONS
         .iter()
-        .filter(|o| o.kind != guard::options::Kind::Level)
+        .filter(|o| o.kind != guard::config::options::Kind::Level)
         .map(|o| o.env)
         .collect::<Vec<_>>()
         .join(", ");

@@ -1,17 +1,23 @@
 //! From command-line flags, `GUARD_*` environment variables and config files to a validated
-//! `WrapConfig`. Options are read by their key in the one option table ([`crate::options`]).
+//! `WrapConfig`. Options are read by their key in the one option table ([`crate::config::options`]).
 //! Every bad value becomes one `UsageError` line that names the value, where it came from (flag,
 //! environment variable or `FILE:LINE:COLUMN`) and the accepted forms; the caller exits 125.
 
-use crate::cli::WrapArgs;
-use crate::config_file::Layers;
-use crate::options::{self, Kind};
-use crate::units::{self, DUR_FORMS, SIZE_FORMS, Size};
+pub mod cli;
+pub mod exit;
+pub mod file;
+pub mod options;
+pub mod units;
+
+use crate::config::cli::WrapArgs;
+use crate::config::file::Layers;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
+use options::Kind;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
+use units::{DUR_FORMS, SIZE_FORMS, Size};
 
 /// A user mistake, reported as `guard: error: <msg>` with exit status 125.
 #[derive(Debug, thiserror::Error)]

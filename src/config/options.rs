@@ -1,6 +1,6 @@
 //! The wrap options, each defined once: its config key, flag, environment variable, kind of
-//! value and help. The command line ([`crate::cli`]) is built from [`OPTIONS`], the config file's
-//! keys are checked against it ([`crate::config_file`]), the settings are read through it
+//! value and help. The command line ([`crate::config::cli`]) is built from [`OPTIONS`], the config file's
+//! keys are checked against it ([`crate::config::file`]), the settings are read through it
 //! ([`crate::config`]), and guard(1)'s OPTIONS and ENVIRONMENT and guard.toml(5)'s KEYS are
 //! rendered from it. A row spells its key, flag and variable out (clap wants them as static
 //! strings, and building them on every run's start path would cost); a test holds them to the

@@ -3,11 +3,11 @@
 //! `/etc/guard/guard.toml` and then the user's `$XDG_CONFIG_HOME/guard/guard.toml`
 //! (`~/.config/guard/guard.toml`), the user's file winning. Precedence for a setting: command
 //! line > `GUARD_*` environment > the job's table > `[defaults]` > built-in. Unknown keys and
-//! wrong types are errors that name `file:line:column`; values are checked by `config.rs`, which
+//! wrong types are errors that name `file:line:column`; values are checked by [`crate::config`], which
 //! names the same place when a value is bad.
 
 use crate::alert::spec::{Sink, SinkKind, SpecError};
-use crate::options::{self, Kind, NameError};
+use crate::config::options::{self, Kind, NameError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use toml::Spanned;
 use toml::Value;
 
 /// One table of settings (`[defaults]` or `[jobs.NAME]`): raw values with their places, keyed by
-/// the option's key (checked against [`crate::options::OPTIONS`] at load).
+/// the option's key (checked against [`crate::config::options::OPTIONS`] at load).
 type Table = BTreeMap<Spanned<String>, Spanned<Value>>;
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,7 +118,7 @@ pub enum AlertProblem {
     #[error("timeout '{text}': {problem}")]
     Timeout {
         text: String,
-        problem: crate::units::UnitError,
+        problem: crate::config::units::UnitError,
     },
     #[error("{0}")]
     Sink(SpecError),
@@ -292,7 +292,7 @@ impl ConfigFile {
             Some(v) => {
                 let text = to_text(Kind::Duration, v.get_ref())
                     .map_err(|e| alert(v.span(), AlertProblem::TimeoutType(e)))?;
-                let d = crate::units::parse_duration(&text)
+                let d = crate::config::units::parse_duration(&text)
                     .map_err(|problem| alert(v.span(), AlertProblem::Timeout { text, problem }))?;
                 Some(d)
             }
@@ -360,7 +360,7 @@ impl ConfigFile {
     /// Every key is an option's, every value has the type its key takes; job names are valid.
     fn check_types(&self) -> Result<(), ConfigFileError> {
         for name in self.shape.jobs.keys() {
-            if let Err(problem) = crate::options::validate_name(name) {
+            if let Err(problem) = crate::config::options::validate_name(name) {
                 let at = self.source.find(&format!("jobs.{name}")).unwrap_or(0);
                 return Err(ConfigFileError::JobName {
                     place: self.place(at..at),
@@ -690,7 +690,7 @@ mod tests {
 
     #[test]
     fn every_file_key_parses_and_nothing_else_does() {
-        for o in crate::options::OPTIONS {
+        for o in crate::config::options::OPTIONS {
             let value = match o.kind {
                 Kind::Flag => "true",
                 Kind::Words | Kind::Path | Kind::Text => "\"x\"",

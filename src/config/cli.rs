@@ -1,9 +1,9 @@
 //! The command-line definition: clap derive for the subcommands, and wrap mode's options built
-//! from the one option table ([`crate::options`]). Only `config.rs` looks at these types;
+//! from the one option table ([`crate::config::options`]). Only [`crate::config`] looks at these types;
 //! everything below it sees a validated `WrapConfig`. Values are kept as text here so that
-//! `config.rs` can say whether a bad value came from a flag, a `GUARD_*` variable or a file.
+//! [`crate::config`] can say whether a bad value came from a flag, a `GUARD_*` variable or a file.
 
-use crate::options::{Kind, OPTIONS, Opt};
+use crate::config::options::{Kind, OPTIONS, Opt};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -178,7 +178,7 @@ pub struct ConfigCheckArgs {
 
 /// Options of wrap mode, as given on the command line or in their `GUARD_*` variables (clap
 /// reads the variables of value options; guard reads those of switches): built from
-/// [`crate::options::OPTIONS`], kept by key, as text until `config.rs` validates them.
+/// [`crate::config::options::OPTIONS`], kept by key, as text until [`crate::config`] validates them.
 #[derive(Debug, Default, Clone)]
 pub struct WrapArgs {
     values: BTreeMap<&'static str, OsString>,
@@ -209,7 +209,7 @@ impl WrapArgs {
     /// A value option as text (None: not given). Values of text kinds are UTF-8 (clap checked).
     pub fn text(&self, key: &str) -> Option<&str> {
         debug_assert!(
-            crate::options::get(key).kind != Kind::Path,
+            crate::config::options::get(key).kind != Kind::Path,
             "{key} is a path"
         );
         self.values.get(key).and_then(|v| v.to_str())
@@ -222,7 +222,7 @@ impl WrapArgs {
 
     /// Whether the switch `key` was given on the command line.
     pub fn flag(&self, key: &str) -> bool {
-        self.flags.contains(crate::options::get(key).key)
+        self.flags.contains(crate::config::options::get(key).key)
     }
 
     /// Set `key` (a value option) unless it is set already; true when it was set now.
@@ -432,7 +432,7 @@ pub fn similar_subcommand(word: &str) -> Option<&'static str> {
         .map(|(_, s)| s)
 }
 
-/// The end of `guard --help`: the exit statuses (the table of exit.rs, checked by a test) and
+/// The end of `guard --help`: the exit statuses (the table of config/exit.rs, checked by a test) and
 /// where the rest is.
 pub const AFTER_HELP: &str = "\
 Exit status:
@@ -465,7 +465,7 @@ mod tests {
     #[test]
     fn the_help_ends_with_every_exit_status_of_the_table() {
         let help = super::AFTER_HELP;
-        for row in crate::exit::TABLE {
+        for row in crate::config::exit::TABLE {
             let status = if row.status == "the child's code" {
                 "(the child's)"
             } else {
