@@ -5,7 +5,7 @@
 
 use crate::cgroup::detect::{self, Layout, Plan, Sys, V2Placement};
 use crate::cgroup::{self, Capability, Enforce, Enforcer, Limits, fs as cgfs};
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use crate::systemd;
 use serde::Serialize;
 use std::path::Path;
@@ -159,7 +159,7 @@ fn evidence_caps() -> Vec<Capability> {
         )),
     }
     let tool = |name: &'static str, what: &str, fix: &str| {
-        let found = crate::runner::locate(name);
+        let found = crate::os::runner::locate(name);
         let detail = match &found {
             Ok(p) => format!("{} ({what})", p.display()),
             Err(e) => format!("{e} ({what})"),

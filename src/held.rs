@@ -1,6 +1,6 @@
 //! Held jobs (`--hold-for`): the register a guard keeps while it holds its job frozen after the
 //! capture at the cap — one file per guard in `held/` of guard's runtime directory
-//! ([`crate::rundir`]) — and what reads it: `guard held`, the first lines of `guard list`, and
+//! ([`crate::os::rundir`]) — and what reads it: `guard held`, the first lines of `guard list`, and
 //! `guard kill NAME|PID`, which ends a hold by sending the holding guard SIGTERM through a
 //! pidfd (with a value that says it came from `guard kill`).
 //!
@@ -8,8 +8,8 @@
 //! time is not that guard any more, and its entry is stale (a guard SIGKILLed while it held;
 //! its sentinel killed the job). Readers remove stale entries of their own register.
 
-use crate::owner::Owner;
-use crate::rundir::{self, RunDirError};
+use crate::os::owner::Owner;
+use crate::os::rundir::{self, RunDirError};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::Mode;

@@ -7,8 +7,9 @@
 //!   [`config::WrapConfig`]; bad input → exit 125.
 //! - [`logger`]: guard's own lines on stderr, filtered by -v / -q.
 //! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
-//! - [`headtail`]: output kept as its first and last bytes (a bound on what others write).
-//! - [`runner`]: helper programs run with a bound (py-spy, gcore, exec hooks).
+//! - [`os`]: small operating-system helpers every layer uses: the /proc reader, helper programs
+//!   run with a bound, guard's runtime directory, who owns a leaf, whether root may trust a file,
+//!   output kept as its first and last bytes.
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
@@ -17,9 +18,6 @@
 //! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
 //! - [`redact`]: one redaction pass for everything that leaves guard.
-//! - [`rundir`]: guard's runtime directory (the Python hook, the register of held jobs).
-//! - [`trust`]: whether root may act on a file another user could change (configs, programs).
-//! - [`proc`]: the one /proc reader for process state, resident pages and children.
 //! - [`doctor`]: `guard doctor`.
 //! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
 //! - [`drill`]: `guard drill`, the failure path rehearsed.
@@ -32,20 +30,15 @@ pub mod drill;
 pub mod evidence;
 pub mod format;
 pub mod growth;
-pub mod headtail;
 pub mod held;
 pub mod logger;
 pub mod metrics;
-pub mod owner;
-pub mod proc;
+pub mod os;
 pub mod readiness;
 pub mod redact;
 pub mod report;
-pub mod rundir;
-pub mod runner;
 pub mod supervise;
 pub mod systemd;
-pub mod trust;
 
 use clap::{ArgMatches, FromArgMatches};
 use config::{Verbosity, cli, exit};

@@ -407,18 +407,21 @@ fn exec(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         .resolve()
         .map_err(|e| AttemptError::Final(e.to_string()))?;
     // Checked again as it runs: the file may have changed since the start.
-    crate::trust::check(std::path::Path::new(&program), crate::trust::Use::Program)
-        .map_err(|e| AttemptError::Final(e.to_string()))?;
+    crate::os::trust::check(
+        std::path::Path::new(&program),
+        crate::os::trust::Use::Program,
+    )
+    .map_err(|e| AttemptError::Final(e.to_string()))?;
     let mut env: Vec<(String, String)> = guard_fields(ev)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .chain([("GUARD_SUMMARY".to_string(), ev.summary.clone())])
         .collect();
     env.extend(hook_environment(&s.pass_env));
-    let ran = crate::runner::run_bounded(
+    let ran = crate::os::runner::run_bounded(
         std::path::Path::new(&program),
         &s.args,
-        crate::runner::Env::Only(&env),
+        crate::os::runner::Env::Only(&env),
         s.timeout,
     );
     match ran.status {

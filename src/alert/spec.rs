@@ -70,7 +70,7 @@ pub enum SpecError {
     #[error("exec needs an absolute program path (it runs without a shell), not '{0}'")]
     NotAbsolute(String),
     #[error(transparent)]
-    Untrusted(#[from] crate::trust::Untrusted),
+    Untrusted(#[from] crate::os::trust::Untrusted),
     #[error("log goes to stderr, syslog or journal, not '{0}'")]
     LogTarget(String),
     #[error("unknown event '{event}': expected {expected}")]
@@ -535,7 +535,10 @@ impl Sink {
                 if !target.starts_with('/') {
                     return Err(SpecError::NotAbsolute(target.to_string()));
                 }
-                crate::trust::check(std::path::Path::new(target), crate::trust::Use::Program)?;
+                crate::os::trust::check(
+                    std::path::Path::new(target),
+                    crate::os::trust::Use::Program,
+                )?;
             }
             SinkKind::Log => {
                 if !matches!(target, "stderr" | "syslog" | "journal") {

@@ -12,8 +12,8 @@ pub mod v1;
 pub mod v2;
 
 use crate::format::Mode;
-use crate::owner::{Owner, View};
-use crate::proc::Proc;
+use crate::os::owner::{Owner, View};
+use crate::os::proc::Proc;
 use detect::{Plan, V2Placement};
 use fs::CgError;
 use nix::poll::PollFlags;
@@ -56,7 +56,7 @@ pub enum Enforcer {
 /// The name of the job's leaf cgroup: `guard-<name>-<owner>` (in a dedicated v2 subtree, the
 /// `guard/` parent already says whose it is, so there it is `<name>-<owner>`). The owner is
 /// guard's pid, and its PID namespace outside the initial one (`guard-web-1.4026532190`), so that
-/// two guards that are PID 1 of their containers never share a leaf ([`crate::owner`]).
+/// two guards that are PID 1 of their containers never share a leaf ([`crate::os::owner`]).
 pub fn leaf_name(name: &str, owner: Owner, dedicated: bool) -> String {
     if dedicated {
         format!("{name}-{owner}")

@@ -4,7 +4,7 @@
 
 use super::{Capability, Enforce, MemoryVerdict, SampledFiles, fs::CgError};
 use crate::format::Mode;
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use nix::poll::PollFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -12,7 +12,7 @@
 use super::fs::{self as cgfs, CgError};
 use super::{Capability, Enforce, Limits, MemoryVerdict, SampledFiles};
 use crate::format::Mode;
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use nix::poll::PollFlags;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::cell::{Cell, OnceCell};

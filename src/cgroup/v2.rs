@@ -6,7 +6,7 @@ use super::detect::V2Placement;
 use super::fs::{self as cgfs, CgError};
 use super::{Capability, Enforce, Limits, MemoryVerdict, SampledFiles};
 use crate::format::Mode;
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use nix::poll::PollFlags;
 use std::collections::BTreeMap;
 use std::fs::File;

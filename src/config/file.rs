@@ -143,7 +143,7 @@ pub enum ConfigFileError {
     )]
     TooLarge(PathBuf),
     #[error(transparent)]
-    Untrusted(#[from] crate::trust::Untrusted),
+    Untrusted(#[from] crate::os::trust::Untrusted),
     /// Not TOML, or not the file's shape: toml's own words (with a hint where one helps).
     #[error("{place}: {message}")]
     Syntax { place: Place, message: String },
@@ -199,7 +199,7 @@ fn read_bounded(path: &Path) -> Result<String, ConfigFileError> {
     if !md.is_file() {
         return Err(ConfigFileError::NotAFile(path.to_path_buf()));
     }
-    crate::trust::check(path, crate::trust::Use::Config)?;
+    crate::os::trust::check(path, crate::os::trust::Use::Config)?;
     let mut text = String::new();
     f.take(MAX_CONFIG + 1)
         .read_to_string(&mut text)

@@ -715,7 +715,7 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
             "pyspy",
             match &e.pyspy {
                 Some(p) => p.display().to_string(),
-                None => match crate::runner::locate("py-spy") {
+                None => match crate::os::runner::locate("py-spy") {
                     Ok(p) => format!("{} (found)", p.display()),
                     Err(e) => format!("none ({e})"),
                 },
@@ -784,7 +784,7 @@ fn program(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<PathBuf>, Usa
             origin(src, key, &shown)
         )));
     }
-    if let Err(e) = crate::trust::check(&p, crate::trust::Use::Program) {
+    if let Err(e) = crate::os::trust::check(&p, crate::os::trust::Use::Program) {
         return Err(UsageError(format!(
             "invalid {}: {e}",
             origin(src, key, &shown)

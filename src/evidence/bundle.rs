@@ -1,5 +1,5 @@
 //! The bundle on disk: a directory created under a temporary name (`.tmp-<owner>-<name>`, the
-//! owner being guard's pid and, in a container, its PID namespace: [`crate::owner`]) in
+//! owner being guard's pid and, in a container, its PID namespace: [`crate::os::owner`]) in
 //! the evidence directory, files 0600 and directories 0700, renamed to
 //! `<UTC yyyymmddThhmmssZ>-<job>-<pid>` only when complete — a reader never sees half a bundle
 //! under a final name. Also here: opening and checking the evidence directory, removing temporary
@@ -306,7 +306,7 @@ pub struct BundleWriter {
 impl BundleWriter {
     /// A new temporary bundle in `ev` (made with mkdirat: a name that exists is an error).
     pub fn create(ev: &EvidenceDir, final_name: String, scrub: Scrubber) -> io::Result<Self> {
-        let tmp_name = format!("{TMP_PREFIX}{}-{final_name}", crate::owner::Owner::me());
+        let tmp_name = format!("{TMP_PREFIX}{}-{final_name}", crate::os::owner::Owner::me());
         mkdirat(&ev.fd, tmp_name.as_str(), mode(DIR_MODE))?;
         let tmp = DirFd::open_in(ev.fd.as_fd(), OsStr::new(&tmp_name))?;
         fchmod(tmp.as_fd(), mode(DIR_MODE))?;
@@ -420,7 +420,7 @@ impl BundleWriter {
 }
 
 /// Remove temporary bundles whose guard no longer runs (it crashed or was killed mid-capture).
-pub fn clean_leftovers(ev: &EvidenceDir, view: &crate::owner::View) -> Vec<PathBuf> {
+pub fn clean_leftovers(ev: &EvidenceDir, view: &crate::os::owner::View) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(rd) = fs::read_dir(ev.via_fd()) else {
         return removed;
@@ -430,7 +430,11 @@ pub fn clean_leftovers(ev: &EvidenceDir, view: &crate::owner::View) -> Vec<PathB
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
             continue;
         };
-        let Some(owner) = rest.split('-').next().and_then(crate::owner::Owner::parse) else {
+        let Some(owner) = rest
+            .split('-')
+            .next()
+            .and_then(crate::os::owner::Owner::parse)
+        else {
             continue;
         };
         // A guard that may still be writing it (in this namespace or one out of sight) keeps it.
@@ -640,7 +644,7 @@ mod tests {
         let proc = tempfile::tempdir().unwrap();
         fs::create_dir(proc.path().join("4242")).unwrap();
         std::os::unix::fs::symlink("10", proc.path().join("self")).unwrap();
-        let me = crate::owner::Owner { pid: 10, ns: None };
+        let me = crate::os::owner::Owner { pid: 10, ns: None };
         for n in [
             ".tmp-4242-a",
             ".tmp-999999-b",
@@ -650,7 +654,7 @@ mod tests {
         ] {
             fs::create_dir(d.path().join(n)).unwrap();
         }
-        let view = crate::owner::View::of(proc.path(), me);
+        let view = crate::os::owner::View::of(proc.path(), me);
         let removed = clean_leftovers(&ev(d.path()), &view);
         // The container's namespace has no process in this fixture: gone, so its bundle goes.
         let mut removed = removed;

@@ -5,7 +5,7 @@
 
 use super::bundle::{BundleWriter, DirFd};
 use crate::format::{CollectorResult, Status};
-use crate::runner::{Env, Helper, Ran, locate, run_bounded};
+use crate::os::runner::{Env, Helper, Ran, locate, run_bounded};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;

@@ -280,7 +280,7 @@ impl Recorder {
         if let Ok(d) = &self.dir {
             match bundle::EvidenceDir::open(d) {
                 Ok(ev) => {
-                    let view = crate::owner::View::new(&self.proc);
+                    let view = crate::os::owner::View::new(&self.proc);
                     for p in bundle::clean_leftovers(&ev, &view) {
                         log::info!(
                             "removed an unfinished bundle of a guard that died: {}",
@@ -702,7 +702,7 @@ impl Recorder {
                 ),
             ));
         }
-        if let Err(e) = crate::runner::locate("gcore") {
+        if let Err(e) = crate::os::runner::locate("gcore") {
             return Ok(CollectorResult::skipped(
                 "core",
                 format!("{e} (install gdb)"),

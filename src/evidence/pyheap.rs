@@ -49,7 +49,7 @@ pub const ENV: &str = "GUARD_PYHEAP";
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error(transparent)]
-    Dir(#[from] crate::rundir::RunDirError),
+    Dir(#[from] crate::os::rundir::RunDirError),
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("{} contains ':', which PYTHONPATH cannot carry", path.display())]
@@ -181,12 +181,12 @@ const CONTENT_HASH: u64 = {
 };
 
 /// The hook's directory for `uid`, made and checked: `pyhook-HASH` in guard's runtime directory
-/// ([`crate::rundir`]: `/run/guard` as root, 0755 so a job that drops its privileges still
+/// ([`crate::os::rundir`]: `/run/guard` as root, 0755 so a job that drops its privileges still
 /// loads it; else `$XDG_RUNTIME_DIR/guard` or `/tmp/guard-UID`, 0700).
 pub fn hook_dir(uid: u32) -> Result<PathBuf, HookError> {
     let name = format!("pyhook-{CONTENT_HASH:016x}");
     let mode = if uid == 0 { 0o755 } else { 0o700 };
-    let crate::rundir::Dir { fd: cur, path } = crate::rundir::open(uid, &[&name], mode)?;
+    let crate::os::rundir::Dir { fd: cur, path } = crate::os::rundir::open(uid, &[&name], mode)?;
     if path.as_os_str().as_bytes().contains(&b':') {
         return Err(HookError::Colon { path });
     }

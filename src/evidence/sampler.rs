@@ -7,7 +7,7 @@
 
 use crate::cgroup::SampledFiles;
 use crate::format::Escaped;
-use crate::proc::{Proc, parse_statm_pages};
+use crate::os::proc::{Proc, parse_statm_pages};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -85,7 +85,7 @@ fn open(path: &Path) -> Result<File, String> {
             }
         }
         // And no other user may rename a directory above it.
-        crate::trust::check(dir, crate::trust::Use::Directory)
+        crate::os::trust::check(dir, crate::os::trust::Use::Directory)
             .map_err(|e| format!("--lock {shown}: {e}"))?;
     }
     let file = std::fs::OpenOptions::new()

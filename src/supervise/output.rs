@@ -11,7 +11,7 @@
 //! it, for `/bin/true` with both streams piped). The job still sees a pipe, and a reader that goes away still
 //! means EPIPE / SIGPIPE for the job. A terminal or a file is left alone.
 
-use crate::headtail::HeadTail;
+use crate::os::headtail::HeadTail;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};

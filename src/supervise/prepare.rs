@@ -14,7 +14,7 @@ use crate::config::units::{format_duration, format_size};
 use crate::evidence::Observe;
 use crate::evidence::pyheap::{Census, Hook};
 use crate::format::Mode;
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use crate::systemd;
 use std::os::fd::OwnedFd;
 

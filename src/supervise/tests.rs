@@ -10,7 +10,7 @@ use crate::cgroup::{Enforce, MemoryVerdict, SampledFiles};
 use crate::config::{EvidenceConfig, Verbosity, WrapConfig};
 use crate::evidence::Recorder;
 use crate::format::{Capture, EventKind, Mode};
-use crate::proc::Proc;
+use crate::os::proc::Proc;
 use nix::poll::PollFlags;
 use nix::sys::signal::Signal;
 use std::cell::RefCell;

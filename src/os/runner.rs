@@ -7,7 +7,7 @@
 //! without depending on each other.
 
 use crate::format::Status;
-use crate::headtail::HeadTail;
+use crate::os::headtail::HeadTail;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::OwnedFd;
