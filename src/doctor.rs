@@ -4,9 +4,9 @@
 //! side effect on other processes, and reads what the backend reports otherwise.
 
 use crate::cgroup::detect::{self, Layout, Plan, Sys, V2Placement};
+use crate::cgroup::systemd;
 use crate::cgroup::{self, Capability, Enforce, Enforcer, Limits, fs as cgfs};
 use crate::os::proc::Proc;
-use crate::systemd;
 use serde::Serialize;
 use std::path::Path;
 

@@ -10,7 +10,8 @@
 //! - [`os`]: small operating-system helpers every layer uses: the /proc reader, helper programs
 //!   run with a bound, guard's runtime directory, who owns a leaf, whether root may trust a file,
 //!   output kept as its first and last bytes.
-//! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum.
+//! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum, and
+//!   [`cgroup::systemd`], the transient scope systemd makes for the job where it owns the tree.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
 //! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
@@ -38,7 +39,6 @@ pub mod readiness;
 pub mod redact;
 pub mod report;
 pub mod supervise;
-pub mod systemd;
 
 use clap::{ArgMatches, FromArgMatches};
 use config::{Verbosity, cli, exit};

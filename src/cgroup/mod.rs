@@ -3,11 +3,14 @@
 //! events, usage and peak, the kernel's verdict, hold (freeze / stop), kill, remove, what the
 //! timeline samples, and what the kernel offers — and its three backends, each of which owns its
 //! file knowledge: cgroup v1 ([`v1`]), cgroup v2 ([`v2`]), poll mode ([`poll`]). [`Enforcer`] is
-//! the one a run uses, chosen from a [`detect::Plan`]. Also here: stale-cgroup cleanup.
+//! the one a run uses, chosen from a [`detect::Plan`]. Beside the backends, [`systemd`]: the
+//! transient scope a run asks systemd for where the manager owns the cgroup tree. Also here:
+//! stale-cgroup cleanup.
 
 pub mod detect;
 pub mod fs;
 pub mod poll;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 

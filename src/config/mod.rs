@@ -422,7 +422,7 @@ fn slice(args: &WrapArgs, src: &Src) -> Result<Option<String>, UsageError> {
     let Some(s) = args.text("slice") else {
         return Ok(None);
     };
-    crate::systemd::check_slice(s)
+    crate::cgroup::systemd::check_slice(s)
         .map_err(|e| UsageError(format!("invalid {}: {e}", origin(src, "slice", s))))?;
     Ok(Some(s.to_string()))
 }

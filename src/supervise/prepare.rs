@@ -7,6 +7,7 @@
 use super::Fatal;
 use super::spawn::{self, SpawnError};
 use crate::cgroup::detect::{self, Layout, Plan, Sys};
+use crate::cgroup::systemd;
 use crate::cgroup::{Enforce, Enforcer, Limits};
 use crate::config::WrapConfig;
 use crate::config::exit;
@@ -15,7 +16,6 @@ use crate::evidence::Observe;
 use crate::evidence::pyheap::{Census, Hook};
 use crate::format::Mode;
 use crate::os::proc::Proc;
-use crate::systemd;
 use std::os::fd::OwnedFd;
 
 /// The enforcement chosen for this run.
