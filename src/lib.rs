@@ -13,12 +13,13 @@
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one enum, and
 //!   [`cgroup::systemd`], the transient scope systemd makes for the job where it owns the tree.
 //! - [`supervise`]: spawning into the cgroup, the event loop, signals, reaping, the sentinel.
-//! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, bundles.
+//! - [`evidence`]: the memory timeline and how it grew ([`evidence::growth`]), the snapshot of a
+//!   held job, collectors, the Python heap census, bundles, and the one redaction pass for
+//!   everything that leaves guard ([`evidence::redact`]).
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`held`]: the register of held jobs (`--hold-for`), `guard held` and `guard kill`.
 //! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
-//! - [`redact`]: one redaction pass for everything that leaves guard.
 //! - [`doctor`]: `guard doctor`.
 //! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
 //! - [`drill`]: `guard drill`, the failure path rehearsed.
@@ -30,13 +31,11 @@ pub mod doctor;
 pub mod drill;
 pub mod evidence;
 pub mod format;
-pub mod growth;
 pub mod held;
 pub mod logger;
 pub mod metrics;
 pub mod os;
 pub mod readiness;
-pub mod redact;
 pub mod report;
 pub mod supervise;
 

@@ -108,7 +108,7 @@ fn redirected(code: u16, location: Option<&str>) -> String {
     let place = match location {
         Some(l) => {
             let (base, query) = l.split_once('?').map_or((l, false), |(b, _)| (b, true));
-            let shown: String = crate::redact::mask_url_credentials(base)
+            let shown: String = crate::evidence::redact::mask_url_credentials(base)
                 .chars()
                 .flat_map(char::escape_debug)
                 .take(200)
@@ -295,11 +295,11 @@ fn growth_sentence(ev: &Event) -> String {
     };
     match (ev.event, g.shape) {
         (EventKind::Warning, _) | (_, None) => {
-            format!(" Memory: {}.", crate::growth::describe(&g))
+            format!(" Memory: {}.", crate::evidence::growth::describe(&g))
         }
         (_, Some(shape)) => format!(
             " Growth: {} ({:.1} MB/s over the last {:.1} s).",
-            crate::growth::shape_text(shape),
+            crate::evidence::growth::shape_text(shape),
             g.bytes_per_second / 1e6,
             g.window_ms as f64 / 1000.0
         ),

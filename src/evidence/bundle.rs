@@ -17,7 +17,7 @@
 //! descriptors too and removes a symlink, never what it points to.
 
 use crate::config::NoEvidence;
-use crate::redact::Scrubber;
+use crate::evidence::redact::Scrubber;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, RenameFlags, openat, renameat2};
 use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat};

@@ -11,7 +11,9 @@
 
 pub mod bundle;
 pub mod collectors;
+pub mod growth;
 pub mod pyheap;
+pub mod redact;
 pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
@@ -22,8 +24,8 @@ use crate::config::{EvidenceConfig, WrapConfig};
 use crate::format::{
     self, Capture, CgroupInfo, CollectorResult, EventKind, ExitInfo, Manifest, Status, Timings,
 };
-use crate::redact::{self, Scrubber};
 use bundle::BundleWriter;
+use redact::Scrubber;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -593,7 +595,7 @@ impl Recorder {
     pub fn forecast(&self, usage: Option<u64>) -> Option<format::Forecast> {
         let series = self.timeline.job_series();
         let now = usage.or(series.last().map(|s| s.1))?;
-        crate::growth::forecast(&series, self.timeline.now_ms(), now, self.limit)
+        crate::evidence::growth::forecast(&series, self.timeline.now_ms(), now, self.limit)
     }
 
     /// The Python heap census, into `p`: ask the job's hooked Python processes, and record one

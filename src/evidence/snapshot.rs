@@ -265,7 +265,11 @@ pub fn process(
 }
 
 /// A manifest entry without copying files (light bundles): status, smaps_rollup and cmdline.
-pub fn summary(reader: &mut ProcReader, pid: i32, scrub: &crate::redact::Scrubber) -> ProcessEntry {
+pub fn summary(
+    reader: &mut ProcReader,
+    pid: i32,
+    scrub: &crate::evidence::redact::Scrubber,
+) -> ProcessEntry {
     let mut e = ProcessEntry {
         pid,
         ..Default::default()

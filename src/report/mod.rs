@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The window for "growth over the last seconds": the forecast's.
-const RECENT_MS: u64 = crate::growth::RECENT_MS;
+const RECENT_MS: u64 = crate::evidence::growth::RECENT_MS;
 /// Lines of each Python stack shown on the screen.
 const STACK_LINES: usize = 12;
 
@@ -240,7 +240,7 @@ pub fn growth(m: &Manifest, tl: &[(u64, u64)]) -> Growth {
     g.shape = m
         .growth
         .and_then(|f| f.shape)
-        .or_else(|| crate::growth::shape(&upto));
+        .or_else(|| crate::evidence::growth::shape(&upto));
     if m.trigger == EventKind::Warning {
         g.time_to_limit_ms = m.growth.and_then(|f| f.time_to_limit_ms);
     }
@@ -390,10 +390,13 @@ fn growth_line(o: &mut String, g: &Growth) {
         growth.push(format!("{} from the warning to the trigger", secs(t)));
     }
     if let Some(t) = g.time_to_limit_ms {
-        growth.push(format!("the cap in {} at that rate", crate::growth::eta(t)));
+        growth.push(format!(
+            "the cap in {} at that rate",
+            crate::evidence::growth::eta(t)
+        ));
     }
     if let Some(s) = g.shape {
-        growth.push(crate::growth::shape_text(s).into());
+        growth.push(crate::evidence::growth::shape_text(s).into());
     }
     if growth.is_empty() {
         growth.push("no timeline samples (the job was caught before the first sample)".into());

@@ -9,8 +9,8 @@ use crate::alert;
 use crate::config::WrapConfig;
 use crate::config::units::format_size;
 use crate::evidence::EvidenceError;
+use crate::evidence::redact::Scrubber;
 use crate::format::{Delivery, EventKind, Status};
-use crate::redact::Scrubber;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -402,7 +402,7 @@ pub fn warning_text(
         .map(|m| format!(" of its {} limit", format_size(m)))
         .unwrap_or_default();
     let growth = growth
-        .map(|g| format!(", {}", crate::growth::describe(g)))
+        .map(|g| format!(", {}", crate::evidence::growth::describe(g)))
         .unwrap_or_default();
     format!(
         "uses {}{of_cap}, past its warning threshold {}{growth}",

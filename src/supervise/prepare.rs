@@ -92,7 +92,7 @@ fn choose(cfg: &WrapConfig, sys: &Sys) -> Plan {
 fn in_scope(cfg: &WrapConfig, sys: &Sys, manager: &systemd::Manager) -> Option<Plan> {
     let pid = std::process::id();
     let unit = systemd::scope_name(&cfg.name, pid);
-    let scrub = crate::redact::Scrubber::new(&cfg.evidence.redact);
+    let scrub = crate::evidence::redact::Scrubber::new(&cfg.evidence.redact);
     let argv: Vec<String> = cfg
         .command
         .iter()

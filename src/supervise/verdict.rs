@@ -158,7 +158,7 @@ pub struct Ending {
     /// Warnings delivered on their own threads while the job ran.
     pub pending: Vec<PendingAlert>,
     /// What everything sent out is scrubbed with.
-    pub scrub: crate::redact::Scrubber,
+    pub scrub: crate::evidence::redact::Scrubber,
     /// The ending's alert went out already (as a --hold-for hold began).
     pub alerted: bool,
     /// guard's line about the end (the kill line, the timeout line), or how the job ended.
