@@ -199,7 +199,7 @@ pub fn run(a: &DrillArgs, matches: &clap::ArgMatches) -> Drill {
     let ok = steps.iter().all(|s| s.ok);
     if let (true, Some(p)) = (ok, &cfg.metrics_file) {
         let now = unix(SystemTime::now());
-        if let Err(e) = crate::metrics::drill_passed(p, &cfg.name, now) {
+        if let Err(e) = crate::alert::metrics::drill_passed(p, &cfg.name, now) {
             log::warn!("guard_drill_last_success_timestamp_seconds not written: {e}");
         }
     }
@@ -494,7 +494,8 @@ fn delivery_steps(cfg: &WrapConfig, m: &Manifest) -> Vec<Step> {
 fn metrics_step(path: &Path, job: &str, started: SystemTime) -> Step {
     let t0 = Instant::now();
     let metric = "guard_drill_last_run_timestamp_seconds";
-    let value = crate::metrics::value_in(path, metric, job).and_then(|v| v.parse::<f64>().ok());
+    let value =
+        crate::alert::metrics::value_in(path, metric, job).and_then(|v| v.parse::<f64>().ok());
     let fresh = value.is_some_and(|v| v + 1.0 >= unix(started));
     Step::new(
         "metrics file",

@@ -18,8 +18,8 @@
 //!   everything that leaves guard ([`evidence::redact`]).
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`held`]: the register of held jobs (`--hold-for`), `guard held` and `guard kill`.
-//! - [`alert`]: alert sinks (webhook, Slack, Alertmanager, exec, log) and their delivery.
-//! - [`metrics`]: `--metrics-file`, the node_exporter textfile.
+//! - [`alert`]: telling people — the alert sinks (webhook, Slack, Alertmanager, email, PagerDuty,
+//!   exec, log) and their bounded delivery, the pings, and the metrics file ([`alert::metrics`]).
 //! - [`doctor`]: `guard doctor`.
 //! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
 //! - [`drill`]: `guard drill`, the failure path rehearsed.
@@ -33,7 +33,6 @@ pub mod evidence;
 pub mod format;
 pub mod held;
 pub mod logger;
-pub mod metrics;
 pub mod os;
 pub mod readiness;
 pub mod report;

@@ -277,7 +277,7 @@ fn room(dir: &Path) -> Result<String, String> {
 /// The metrics file's directory exists, is writable and has room.
 fn metrics(p: &Path) -> Check {
     let check = "metrics file";
-    if let Err(e) = crate::metrics::check(p) {
+    if let Err(e) = crate::alert::metrics::check(p) {
         return Check::new(check, false, format!("{}: {e}", p.display()));
     }
     let dir = p

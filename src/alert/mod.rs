@@ -8,9 +8,12 @@
 //!   (`env:NAME`, `file:/path`) resolved only when sending and never printed.
 //! - [`sinks`]: webhook, Slack, Alertmanager (API v2), exec, log.
 //! - [`email`]: SMTP (STARTTLS or TLS, AUTH); [`pagerduty`]: the Events API v2.
+//! - [`metrics`]: `--metrics-file`, the node_exporter textfile: the other way people learn how
+//!   a job ended.
 
 pub mod email;
 pub mod local;
+pub mod metrics;
 pub mod pagerduty;
 pub mod sinks;
 pub mod spec;

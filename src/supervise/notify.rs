@@ -329,7 +329,7 @@ fn ping(url: &alert::spec::Secret, rid: &str, ending: &Ending, drill: Option<&st
 
 /// `--metrics-file`: this run's series.
 fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
-    let outcome = crate::metrics::Outcome {
+    let outcome = crate::alert::metrics::Outcome {
         job: cfg.name.clone(),
         started_unix: started
             .wall
@@ -347,7 +347,7 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
     // again silently: it may have been made meanwhile.
     let opened = METRICS_FILE.lock().ok().and_then(|mut f| f.take());
     let said = METRICS_SAID.load(Ordering::Relaxed);
-    let file = match opened.map_or_else(|| crate::metrics::MetricsFile::open(path), Ok) {
+    let file = match opened.map_or_else(|| crate::alert::metrics::MetricsFile::open(path), Ok) {
         Ok(f) => f,
         Err(e) => {
             if !said {
@@ -369,12 +369,12 @@ fn metrics(cfg: &WrapConfig, path: &Path, ending: &Ending, started: Started) {
 /// The start's metrics check failed and said so.
 static METRICS_SAID: AtomicBool = AtomicBool::new(false);
 /// The metrics file's directory as the start opened and checked it.
-static METRICS_FILE: std::sync::Mutex<Option<crate::metrics::MetricsFile>> =
+static METRICS_FILE: std::sync::Mutex<Option<crate::alert::metrics::MetricsFile>> =
     std::sync::Mutex::new(None);
 
 fn check_metrics(cfg: &WrapConfig) {
     if let Some(path) = &cfg.metrics_file {
-        match crate::metrics::MetricsFile::open(path) {
+        match crate::alert::metrics::MetricsFile::open(path) {
             Ok(f) => {
                 if let Ok(mut slot) = METRICS_FILE.lock() {
                     *slot = Some(f);
