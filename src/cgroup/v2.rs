@@ -188,22 +188,23 @@ impl Enforce for V2Cgroup {
     }
     /// `memory.current` still at or above `memory.high` once the kernel has reclaimed what it
     /// could (a job whose page cache crossed the line is brought back under it, and is not at
-    /// its cap), and the job's working set — all but the inactive file pages the kernel can drop
-    /// at once — within [`WORKING_SET_SLACK`] of it. A job held at the line by file pages it
-    /// streams or thrashes on is not at its cap: the kernel reclaims them without an OOM kill,
-    /// and `--thrash-after` judges a job that keeps reading them back.
+    /// its cap), and what the kernel cannot drop — all but the file pages outside shared memory
+    /// — within [`UNRECLAIMABLE_SLACK`] of it: as on v1, where the kernel holds a job only once
+    /// reclaim fails. A job held at the line by file pages it streams or thrashes on is not at
+    /// its cap (the kernel reclaims them without an OOM kill), and `--thrash-after` judges a job
+    /// that keeps reading them back. Not the inactive list alone: with the multi-generational
+    /// LRU (6.12) a page re-read in a loop counts as active.
     fn at_cap(&self) -> bool {
         let over = || match (
             cgfs::read_u64(&self.dir.join("memory.high")),
             cgfs::read_u64(&self.dir.join(USAGE)),
         ) {
             (Ok(Some(high)), Ok(Some(current))) if current >= high => {
-                let inactive = cgfs::read(&self.dir.join("memory.stat"))
-                    .ok()
-                    .and_then(|s| cgfs::keyed(&s, "inactive_file"))
-                    .unwrap_or(0);
-                let slack = (high / 50).max(WORKING_SET_SLACK);
-                current.saturating_sub(inactive) + slack >= high
+                let stat = cgfs::read(&self.dir.join("memory.stat")).unwrap_or_default();
+                let key = |k| cgfs::keyed(&stat, k).unwrap_or(0);
+                let reclaimable = key("file").saturating_sub(key("shmem"));
+                let slack = (high / 50).max(UNRECLAIMABLE_SLACK);
+                current.saturating_sub(reclaimable) + slack >= high
             }
             _ => false,
         };
@@ -270,10 +271,10 @@ impl Enforce for V2Cgroup {
     }
 }
 
-/// How far under `memory.high` a job's working set may be and the job still count as at its
-/// cap (at least; 2 % of the cap above 400 MiB): the job's own binary and libraries, read once
-/// at its start, sit among the inactive file pages of any job.
-const WORKING_SET_SLACK: u64 = 8 << 20;
+/// How far under `memory.high` what the kernel cannot drop may be and the job still count as at
+/// its cap (at least; 2 % of the cap above 400 MiB): the file pages of the job's own binary and
+/// libraries, which the kernel would rather keep.
+const UNRECLAIMABLE_SLACK: u64 = 8 << 20;
 
 /// What cgroup v2 offers in the cgroup `dir`.
 pub fn capabilities(dir: &Path) -> Vec<Capability> {
