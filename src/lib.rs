@@ -16,25 +16,22 @@
 //! - [`evidence`]: the memory timeline and how it grew ([`evidence::growth`]), the snapshot of a
 //!   held job, collectors, the Python heap census, bundles, and the one redaction pass for
 //!   everything that leaves guard ([`evidence::redact`]).
+//! - [`commands`]: each subcommand but the wrap itself: `guard doctor`, `guard drill`, and the
+//!   readiness checks they and `guard config check` share.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
 //! - [`held`]: the register of held jobs (`--hold-for`), `guard held` and `guard kill`.
 //! - [`alert`]: telling people — the alert sinks (webhook, Slack, Alertmanager, email, PagerDuty,
 //!   exec, log) and their bounded delivery, the pings, and the metrics file ([`alert::metrics`]).
-//! - [`doctor`]: `guard doctor`.
-//! - [`readiness`]: whether a job's settings would work here (secrets, hooks, directories).
-//! - [`drill`]: `guard drill`, the failure path rehearsed.
 
 pub mod alert;
 pub mod cgroup;
+pub mod commands;
 pub mod config;
-pub mod doctor;
-pub mod drill;
 pub mod evidence;
 pub mod format;
 pub mod held;
 pub mod logger;
 pub mod os;
-pub mod readiness;
 pub mod report;
 pub mod supervise;
 
@@ -149,8 +146,11 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
         return supervise::sentinel::cleanup(&args[2..]);
     }
     // The allocator `guard drill` runs under the job's settings: not a command for people.
-    if args.get(1).is_some_and(|a| a == drill::ALLOC_MODE) {
-        return drill::allocate(&args[2..]);
+    if args
+        .get(1)
+        .is_some_and(|a| a == commands::drill::ALLOC_MODE)
+    {
+        return commands::drill::allocate(&args[2..]);
     }
     let matches = match cli::command().try_get_matches_from(args) {
         Ok(m) => m,
@@ -193,7 +193,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     }
     match sub {
         Some(cli::Sub::Doctor(d)) => {
-            let r = doctor::report();
+            let r = commands::doctor::report();
             if d.json {
                 match serde_json::to_string_pretty(&r) {
                     Ok(s) => println!("{s}"),
@@ -203,7 +203,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                     }
                 }
             } else {
-                doctor::print(&r);
+                commands::doctor::print(&r);
             }
             r.status
         }
@@ -222,7 +222,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                 .subcommand_matches("drill")
                 .cloned()
                 .unwrap_or_default();
-            drill::command(&d, &sub)
+            commands::drill::command(&d, &sub)
         }
         Some(cli::Sub::Kill(k)) => match held::kill_cmd(&k.target) {
             Ok(said) => {
@@ -455,8 +455,9 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
         }
     }
     let mut status = 0;
-    let mut ready = readiness::sinks(&alerts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
-    let mut seen = readiness::Seen::default();
+    let mut ready =
+        commands::readiness::sinks(&alerts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
+    let mut seen = commands::readiness::Seen::default();
     for job in jobs {
         let base = cli::WrapArgs::for_job(job.clone());
         let (args, src) = config::apply_files(&base, m, &layers);
@@ -467,7 +468,7 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
                     Some(j) => println!("\n[jobs.{j}] (guard --name {j}):"),
                 }
                 print!("{}", config::describe(&cfg, &src));
-                ready.extend(readiness::job(&cfg, &mut seen));
+                ready.extend(commands::readiness::job(&cfg, &mut seen));
             }
             Err(e) => {
                 error_line(&e.0);
@@ -476,7 +477,7 @@ fn config_check(a: &cli::ConfigCheckArgs, m: &ArgMatches) -> i32 {
         }
     }
     println!("\nreadiness (checked here and now; secrets resolved but not shown; nothing sent):");
-    print!("{}", readiness::text(&ready));
+    print!("{}", commands::readiness::text(&ready));
     let failed = ready.iter().filter(|c| !c.ok).count();
     if failed > 0 {
         println!(

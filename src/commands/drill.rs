@@ -179,7 +179,7 @@ pub fn run(a: &DrillArgs, matches: &clap::ArgMatches) -> Drill {
     };
     steps.push(configuration_step(a, &cfg, ms(t0)));
     let t1 = Instant::now();
-    let ready = crate::readiness::checks(&cfg);
+    let ready = crate::commands::readiness::checks(&cfg);
     let each = ms(t1) / ready.len().max(1) as f64;
     steps.extend(
         ready

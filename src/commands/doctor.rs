@@ -32,7 +32,7 @@ pub struct Report {
     pub evidence: Vec<Capability>,
     /// The configuration guard would read (GUARD_CONFIG, else the system's and the user's
     /// files) checked as `guard config check` checks it.
-    pub configuration: Vec<crate::readiness::Check>,
+    pub configuration: Vec<crate::commands::readiness::Check>,
     /// 0 ready; 1 a configuration check failed; 2 no hard cap here (poll mode).
     pub status: i32,
 }
@@ -44,8 +44,8 @@ pub const NO_HARD_CAP: i32 = 2;
 
 /// The configuration's checks: it loads and validates ([defaults] and every job), and each
 /// job's sinks, ping, metrics file and evidence directory are ready (nothing sent).
-fn configuration() -> Vec<crate::readiness::Check> {
-    use crate::readiness::{self, Check};
+fn configuration() -> Vec<crate::commands::readiness::Check> {
+    use crate::commands::readiness::{self, Check};
     let file = std::env::var_os("GUARD_CONFIG")
         .filter(|f| !f.is_empty())
         .map(std::path::PathBuf::from);
@@ -417,7 +417,7 @@ pub fn print(r: &Report) {
         }
     }
     println!("configuration (checked here and now; secrets resolved but not shown):");
-    print!("{}", crate::readiness::text(&r.configuration));
+    print!("{}", crate::commands::readiness::text(&r.configuration));
     println!(
         "status:      {} ({})",
         r.status,
