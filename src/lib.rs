@@ -19,7 +19,6 @@
 //! - [`commands`]: each subcommand but the wrap itself: `guard doctor`, `guard drill`, and the
 //!   readiness checks they and `guard config check` share.
 //! - [`report`]: `guard report` and `guard list` (text, JSON, HTML).
-//! - [`held`]: the register of held jobs (`--hold-for`), `guard held` and `guard kill`.
 //! - [`alert`]: telling people — the alert sinks (webhook, Slack, Alertmanager, email, PagerDuty,
 //!   exec, log) and their bounded delivery, the pings, and the metrics file ([`alert::metrics`]).
 
@@ -29,7 +28,6 @@ pub mod commands;
 pub mod config;
 pub mod evidence;
 pub mod format;
-pub mod held;
 pub mod logger;
 pub mod os;
 pub mod report;
@@ -224,7 +222,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                 .unwrap_or_default();
             commands::drill::command(&d, &sub)
         }
-        Some(cli::Sub::Kill(k)) => match held::kill_cmd(&k.target) {
+        Some(cli::Sub::Kill(k)) => match supervise::register::kill_cmd(&k.target) {
             Ok(said) => {
                 println!("{said}");
                 0
@@ -339,8 +337,8 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
         return print_json(&rows);
     }
     // Held jobs first: a hold is the one thing in the list that is still going on.
-    match held::live() {
-        Ok(h) if !h.is_empty() => println!("{}", held::text(&h)),
+    match supervise::register::live() {
+        Ok(h) if !h.is_empty() => println!("{}", supervise::register::text(&h)),
         Ok(_) => {}
         Err(e) => log::warn!("{e}"),
     }
@@ -354,7 +352,7 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
 
 /// `guard held [--json]`
 fn held_cmd(a: &cli::HeldArgs) -> i32 {
-    let held = match held::live() {
+    let held = match supervise::register::live() {
         Ok(h) => h,
         Err(e) => {
             error_line(&e);
@@ -368,7 +366,7 @@ fn held_cmd(a: &cli::HeldArgs) -> i32 {
         eprintln!("guard: no job is held now (by this user's guards)");
         return 0;
     }
-    print!("{}", held::text(&held));
+    print!("{}", supervise::register::text(&held));
     0
 }
 

@@ -62,7 +62,7 @@ pub struct Received {
     /// The sender, as the kernel (or, for a queued signal, the sender) gave it.
     pub pid: u32,
     pub uid: u32,
-    /// A queued signal's value ([`crate::held::KILL_VALUE`] from `guard kill`).
+    /// A queued signal's value ([`crate::supervise::register::KILL_VALUE`] from `guard kill`).
     pub value: i32,
 }
 

@@ -12,7 +12,7 @@ use crate::cgroup::Enforce;
 use crate::config::units::{format_duration, format_size};
 use crate::evidence::{EvidenceError, Pending};
 use crate::format::{HoldEnd, HoldInfo, rfc3339};
-use crate::held::{self, Held, Registration};
+use crate::supervise::register::{self, Held, Registration};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,7 +93,7 @@ pub fn signal_end(r: Received) -> (HoldEnd, String) {
     let name = nix::sys::signal::Signal::try_from(r.signo)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {}", r.signo));
-    if r.code == libc::SI_QUEUE && r.value == held::KILL_VALUE {
+    if r.code == libc::SI_QUEUE && r.value == register::KILL_VALUE {
         let who = format!("guard kill (pid {}, uid {})", r.pid, r.uid);
         return (HoldEnd::GuardKill, who);
     }
@@ -136,11 +136,11 @@ impl<E: Enforce, J: Job> Supervisor<'_, E, J> {
             self.recorder.finish(p, None, false, peak, None)
         });
         let pid = self.job.pid();
-        let registration = held::register(&Held {
+        let registration = register::register(&Held {
             job: self.cfg.name.clone(),
             pid,
             guard_pid: std::process::id() as i32,
-            guard_start: held::own_start(),
+            guard_start: register::own_start(),
             since: info.since.clone(),
             until: info.until.clone(),
             bundle: bundle.as_ref().ok().map(|b| b.display().to_string()),
@@ -243,7 +243,7 @@ mod tests {
     fn what_ended_a_hold_is_told_from_the_signal() {
         let mut r = Received::new(libc::SIGTERM, libc::SI_QUEUE);
         r.pid = 77;
-        r.value = held::KILL_VALUE;
+        r.value = register::KILL_VALUE;
         assert_eq!(
             signal_end(r),
             (HoldEnd::GuardKill, "guard kill (pid 77, uid 0)".into())

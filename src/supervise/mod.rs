@@ -17,6 +17,7 @@ mod lock;
 mod notify;
 pub mod output;
 mod prepare;
+pub mod register;
 pub mod sentinel;
 pub mod signals;
 pub mod spawn;

@@ -676,7 +676,7 @@ fn a_terminating_signal_or_guard_kill_ends_the_hold_and_is_not_forwarded() {
         (0, 0, crate::format::HoldEnd::Signal),
         (
             libc::SI_QUEUE,
-            crate::held::KILL_VALUE,
+            crate::supervise::register::KILL_VALUE,
             crate::format::HoldEnd::GuardKill,
         ),
     ] {
