@@ -222,7 +222,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                 .unwrap_or_default();
             commands::drill::command(&d, &sub)
         }
-        Some(cli::Sub::Kill(k)) => match supervise::register::kill_cmd(&k.target) {
+        Some(cli::Sub::Kill(k)) => match commands::held::kill_cmd(&k.target) {
             Ok(said) => {
                 println!("{said}");
                 0
@@ -338,7 +338,7 @@ fn list_cmd(a: &cli::ListArgs) -> i32 {
     }
     // Held jobs first: a hold is the one thing in the list that is still going on.
     match supervise::register::live() {
-        Ok(h) if !h.is_empty() => println!("{}", supervise::register::text(&h)),
+        Ok(h) if !h.is_empty() => println!("{}", commands::held::text(&h)),
         Ok(_) => {}
         Err(e) => log::warn!("{e}"),
     }
@@ -366,7 +366,7 @@ fn held_cmd(a: &cli::HeldArgs) -> i32 {
         eprintln!("guard: no job is held now (by this user's guards)");
         return 0;
     }
-    print!("{}", supervise::register::text(&held));
+    print!("{}", commands::held::text(&held));
     0
 }
 

@@ -4,9 +4,11 @@
 //!
 //! - [`doctor`]: `guard doctor`, what this machine offers and which mode a run would use.
 //! - [`drill`]: `guard drill`, the failure path rehearsed with the job's real settings.
+//! - [`held`]: `guard held` and `guard kill NAME|PID`.
 //! - [`readiness`]: whether a job's settings would work here and now (secrets, hooks,
 //!   directories), for `guard config check`, `guard doctor` and `guard drill`.
 
 pub mod doctor;
 pub mod drill;
+pub mod held;
 pub mod readiness;
