@@ -5,9 +5,9 @@
 //!                                    then sleep until killed (or exit 0 with --exit)
 //!     hog burst MB [--threads N]     map MB mebibytes populated (MAP_POPULATE), split over N
 //!                                    threads that start together, then sleep until killed
-//!     hog thrash FILE MB             write FILE (MB mebibytes), then read every page of it through
-//!                                    mmap, again and again: under a cap smaller than FILE, the
-//!                                    kernel keeps evicting pages it reads straight back
+//!     hog thrash FILE MB             write FILE (MB mebibytes), then read its pages through mmap
+//!                                    in a scrambled order, again and again: under a cap smaller
+//!                                    than FILE the kernel keeps evicting pages it reads back
 //!     hog spawn N ARGS...            run N copies of `hog ARGS...` as children and wait for them
 //!     hog sleep SECS                 sleep (a process that uses no memory)
 //!     hog raise SIGNUM               die of signal SIGNUM (its default action restored first)
@@ -60,9 +60,18 @@ fn thrash(args: &[String]) {
     assert_ne!(p, libc::MAP_FAILED, "mmap");
     println!("thrashing over {mb} MiB");
     let _ = std::io::stdout().flush();
+    // Pages in a scrambled order, again and again: a working set that does not fit, read the way
+    // a program's code and heap are (no readahead helps), so each page the kernel evicted is a
+    // major fault when it comes round again.
+    let pages = len / 4096;
     let mut sum = 0u64;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     loop {
-        for off in (0..len).step_by(4096) {
+        for _ in 0..pages {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let off = ((x >> 33) as usize % pages) * 4096;
             // SAFETY: `off` is within the mapping.
             sum = sum.wrapping_add(u64::from(unsafe {
                 std::ptr::read_volatile(p.cast::<u8>().add(off))

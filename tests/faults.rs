@@ -2491,7 +2491,8 @@ fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
-    // Re-reading its own 128 MiB file through mmap under a 64 MiB cap.
+    // Re-reading its own 96 MiB file through mmap, pages in a scrambled order, under a 64 MiB
+    // cap: a working set that does not fit.
     let file = d.path().join("pages");
     let hog = example("hog");
     let (status, err) = run(
@@ -2506,7 +2507,7 @@ fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
             hog.to_str().unwrap(),
             "thrash",
             file.to_str().unwrap(),
-            "128",
+            "96",
         ],
         &[],
     );
