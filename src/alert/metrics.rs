@@ -491,7 +491,7 @@ impl MetricsFile {
         let tmp = self.sibling(&format!(
             ".tmp.{}.{:08x}",
             std::process::id(),
-            crate::random_u64() as u32
+            crate::os::random_u64() as u32
         ));
         let result = self.replace(&tmp, render(&series).as_bytes());
         drop(lock);

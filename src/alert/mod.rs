@@ -336,7 +336,7 @@ pub fn ping(url: &spec::Secret, suffix: &str, rid: &str, body: &str) -> Delivery
 
 /// A run id for the pings of one run: a random UUID (version 4), as healthchecks expects.
 pub fn run_id() -> String {
-    let (a, b) = (crate::random_u64(), crate::random_u64());
+    let (a, b) = (crate::os::random_u64(), crate::os::random_u64());
     let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000; // version 4
     let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000; // variant 1
     format!(

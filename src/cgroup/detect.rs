@@ -571,6 +571,14 @@ pub fn available_memory(sys: &Sys, layout: &Layout) -> Option<u64> {
     }
 }
 
+/// The memory available to guard here and now (for `N%` sizes).
+pub fn available_memory_here() -> Option<u64> {
+    let sys = Sys::live();
+    Layout::read(&sys)
+        .ok()
+        .and_then(|l| available_memory(&sys, &l))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

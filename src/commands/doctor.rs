@@ -85,7 +85,8 @@ fn configuration() -> Vec<crate::commands::readiness::Check> {
     for job in jobs {
         let base = crate::config::cli::WrapArgs::for_job(job.clone());
         let (args, src) = crate::config::apply_files(&base, &m, &layers);
-        match crate::config::wrap_config(&args, &src, crate::available_memory) {
+        match crate::config::wrap_config(&args, &src, crate::cgroup::detect::available_memory_here)
+        {
             Ok(cfg) => out.extend(readiness::job(&cfg, &mut seen)),
             Err(e) => out.push(Check {
                 check: job.map_or("[defaults]".into(), |j| format!("[jobs.{j}]")),
@@ -428,4 +429,21 @@ pub fn print(r: &Report) {
             _ => "no hard cap here: poll mode is best effort (see 'to enforce')",
         }
     );
+}
+/// `guard doctor [--json]`: the report printed; exit 0 ready, 1 a configuration check failed,
+/// 2 poll mode (no hard cap here).
+pub fn command(json: bool) -> i32 {
+    let r = report();
+    if json {
+        match serde_json::to_string_pretty(&r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                super::error_line(format!("cannot encode the report: {e}"));
+                return crate::config::exit::GUARD_FAILED;
+            }
+        }
+    } else {
+        print(&r);
+    }
+    r.status
 }

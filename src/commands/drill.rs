@@ -157,7 +157,7 @@ fn settings(a: &DrillArgs, matches: &clap::ArgMatches) -> Result<WrapConfig, Str
     }
     args.drill = true;
     let (args, src) = config::apply_files(&args, matches, &layers);
-    config::wrap_config(&args, &src, crate::available_memory).map_err(|e| e.0)
+    config::wrap_config(&args, &src, crate::cgroup::detect::available_memory_here).map_err(|e| e.0)
 }
 
 /// Run the drill: the checks, in order; a check that cannot be made is a failed one.

@@ -212,6 +212,40 @@ pub fn kill_cmd(target: &str) -> Result<String, KillError> {
     })
 }
 
+/// `guard held [--json]`
+pub fn held(a: &crate::config::cli::HeldArgs) -> i32 {
+    let held = match live() {
+        Ok(h) => h,
+        Err(e) => {
+            super::error_line(&e);
+            return crate::config::exit::GUARD_FAILED;
+        }
+    };
+    if a.json {
+        return super::print_json(&held);
+    }
+    if held.is_empty() {
+        eprintln!("guard: no job is held now (by this user's guards)");
+        return 0;
+    }
+    print!("{}", text(&held));
+    0
+}
+
+/// `guard kill NAME|PID`: what was done, or one error line and 125.
+pub fn kill(target: &str) -> i32 {
+    match kill_cmd(target) {
+        Ok(said) => {
+            println!("{said}");
+            0
+        }
+        Err(e) => {
+            super::error_line(&e);
+            crate::config::exit::GUARD_FAILED
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

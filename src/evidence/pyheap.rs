@@ -105,7 +105,7 @@ impl Hook {
             sock: format!(
                 "guard-pyheap-{}-{:016x}",
                 std::process::id(),
-                crate::random_u64()
+                crate::os::random_u64()
             ),
             signal: signal_number(),
             window: settings.window,

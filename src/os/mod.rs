@@ -10,3 +10,20 @@ pub mod proc;
 pub mod rundir;
 pub mod runner;
 pub mod trust;
+
+/// 64 random bits (names nobody guesses ahead of time: the census socket, a ping's run id).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // No getrandom (kernels before 3.17): the time and pid still make a value nobody guesses
+        // ahead of time for what lives a few seconds or names one run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_ne_bytes(b)
+}
