@@ -8,7 +8,6 @@ use crate::cgroup::systemd;
 use crate::cgroup::{self, Capability, Enforce, Enforcer, Limits, fs as cgfs};
 use crate::os::proc::Proc;
 use serde::Serialize;
-use std::path::Path;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -111,32 +110,6 @@ fn kernel() -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
-/// Whether guard could write bundles to `d`: an existing directory gets the checks a run makes
-/// (not a symlink, its owner, its mode); a missing one is judged by its nearest existing
-/// ancestor. Nothing is created.
-pub fn evidence_dir_state(d: &Path) -> (bool, String) {
-    use nix::unistd::{AccessFlags, access};
-    if d.exists() || d.is_symlink() {
-        return match crate::evidence::bundle::EvidenceDir::open_existing(d) {
-            Ok(_) => (true, d.display().to_string()),
-            Err(e) => (false, e.to_string()),
-        };
-    }
-    let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
-    let writable =
-        existing.is_dir() && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
-    let detail = if writable {
-        format!("{} (created on first use, 0700)", d.display())
-    } else {
-        format!(
-            "{} does not exist and {} is not writable",
-            d.display(),
-            existing.display()
-        )
-    };
-    (writable, detail)
-}
-
 /// Where bundles would go and whether guard could write there, and the collectors' tools.
 /// Nothing is created: a missing directory is judged by its nearest existing ancestor.
 fn evidence_caps() -> Vec<Capability> {
@@ -149,7 +122,7 @@ fn evidence_caps() -> Vec<Capability> {
     let fix = "give --evidence-dir DIR (or GUARD_EVIDENCE_DIR) a writable directory";
     match dir {
         Ok(d) => {
-            let (ok, detail) = evidence_dir_state(&d);
+            let (ok, detail) = crate::evidence::bundle::dir_state(&d);
             caps.push(Capability::new("evidence directory", ok, detail, fix));
         }
         Err(e) => caps.push(Capability::new(

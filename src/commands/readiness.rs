@@ -298,7 +298,7 @@ fn evidence(dir: &Result<std::path::PathBuf, crate::config::NoEvidence>) -> Chec
         Ok(d) => d,
         Err(why) => return Check::new(check, true, format!("none: {why}")),
     };
-    let (ok, detail) = crate::commands::doctor::evidence_dir_state(d);
+    let (ok, detail) = crate::evidence::bundle::dir_state(d);
     if !ok {
         return Check::new(check, false, detail);
     }

@@ -518,6 +518,33 @@ pub fn retain(
     removed
 }
 
+/// Whether guard could write bundles to the evidence directory `d` (for `guard doctor` and the
+/// readiness checks): an existing directory gets the checks a run makes
+/// (not a symlink, its owner, its mode); a missing one is judged by its nearest existing
+/// ancestor. Nothing is created.
+pub fn dir_state(d: &Path) -> (bool, String) {
+    use nix::unistd::{AccessFlags, access};
+    if d.exists() || d.is_symlink() {
+        return match EvidenceDir::open_existing(d) {
+            Ok(_) => (true, d.display().to_string()),
+            Err(e) => (false, e.to_string()),
+        };
+    }
+    let existing = d.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    let writable =
+        existing.is_dir() && access(existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+    let detail = if writable {
+        format!("{} (created on first use, 0700)", d.display())
+    } else {
+        format!(
+            "{} does not exist and {} is not writable",
+            d.display(),
+            existing.display()
+        )
+    };
+    (writable, detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
