@@ -34,7 +34,8 @@ use crate::config::exit;
 use crate::evidence::Recorder;
 use crate::format::EventKind;
 use event_loop::{Child, Io, Supervisor};
-use verdict::{Ending, evidence_text};
+use notify::Ending;
+use verdict::evidence_text;
 
 /// A fatal error before COMMAND ran: message and exit status.
 #[derive(Debug)]

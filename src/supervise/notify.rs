@@ -4,7 +4,6 @@
 //! guard's exit status: a failure is one warning line, and each delivery is recorded in its
 //! bundle's manifest.
 
-use super::verdict::Ending;
 use crate::alert;
 use crate::config::WrapConfig;
 use crate::config::units::format_size;
@@ -15,6 +14,36 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
+
+/// What the run left for the people to be told.
+pub struct Ending {
+    pub status: i32,
+    pub kind: Option<EventKind>,
+    pub pid: i32,
+    /// The bundle the run ended with, or why there is none.
+    pub bundle: Result<PathBuf, EvidenceError>,
+    /// The job's peak as the cgroup counted it (for the alerts).
+    pub peak: Option<u64>,
+    /// The peak for the metrics: the cgroup's, else the timeline's.
+    pub metrics_peak: Option<u64>,
+    pub output_tail: Option<Vec<u8>>,
+    /// Warnings delivered on their own threads while the job ran.
+    pub pending: Vec<PendingAlert>,
+    /// What everything sent out is scrubbed with.
+    pub scrub: crate::evidence::redact::Scrubber,
+    /// The ending's alert went out already (as a --hold-for hold began).
+    pub alerted: bool,
+    /// guard's line about the end (the kill line, the timeout line), or how the job ended.
+    pub line: String,
+}
+
+impl Ending {
+    pub fn tail_text(&self) -> Option<String> {
+        self.output_tail
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+    }
+}
 
 /// When the job started (for the metrics' timestamp and duration).
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,8 @@
 //! How the run ended, in one place: the [`Verdict`] (killed at the cap, out of time, killed by
 //! the kernel's OOM killer, or the job's own end), guard's one line about it, and the exit status
-//! from the table in `config/exit.rs`. [`Ending`] carries what the "tell" phase needs.
+//! from the table in `config/exit.rs`. What the "tell" phase then needs is
+//! [`super::notify::Ending`].
 
-use super::notify::PendingAlert;
 use crate::config::WrapConfig;
 use crate::config::exit;
 use crate::config::units::{format_duration, format_size};
@@ -140,36 +140,6 @@ impl Verdict {
             Verdict::Exited(None) => format!("guard: {name}: guard lost track of the job"),
             v => format!("guard: {name} ended: {:?}", v.kind()),
         }
-    }
-}
-
-/// What the run left for the people to be told.
-pub struct Ending {
-    pub status: i32,
-    pub kind: Option<EventKind>,
-    pub pid: i32,
-    /// The bundle the run ended with, or why there is none.
-    pub bundle: Result<PathBuf, EvidenceError>,
-    /// The job's peak as the cgroup counted it (for the alerts).
-    pub peak: Option<u64>,
-    /// The peak for the metrics: the cgroup's, else the timeline's.
-    pub metrics_peak: Option<u64>,
-    pub output_tail: Option<Vec<u8>>,
-    /// Warnings delivered on their own threads while the job ran.
-    pub pending: Vec<PendingAlert>,
-    /// What everything sent out is scrubbed with.
-    pub scrub: crate::evidence::redact::Scrubber,
-    /// The ending's alert went out already (as a --hold-for hold began).
-    pub alerted: bool,
-    /// guard's line about the end (the kill line, the timeout line), or how the job ended.
-    pub line: String,
-}
-
-impl Ending {
-    pub fn tail_text(&self) -> Option<String> {
-        self.output_tail
-            .as_ref()
-            .map(|t| String::from_utf8_lossy(t).into_owned())
     }
 }
 
