@@ -3,6 +3,7 @@
 //! Every bad value becomes one `UsageError` line that names the value, where it came from (flag,
 //! environment variable or `FILE:LINE:COLUMN`) and the accepted forms; the caller exits 125.
 
+pub mod census;
 pub mod cli;
 pub mod exit;
 pub mod file;
@@ -140,7 +141,7 @@ pub struct EvidenceConfig {
     /// --pyspy: the py-spy program (None: looked for, see `runner::locate`).
     pub pyspy: Option<PathBuf>,
     /// The Python heap census (None: --no-pyheap).
-    pub pyheap: Option<crate::evidence::pyheap::Settings>,
+    pub pyheap: Option<census::Settings>,
 }
 
 pub const DEFAULT_WARN_PERCENT: u8 = 80;
@@ -724,10 +725,7 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("no_pyheap", e.pyheap.is_none().to_string()),
         (
             "pyheap_window",
-            units::format_duration(
-                e.pyheap
-                    .map_or(crate::evidence::pyheap::DEFAULT_WINDOW, |p| p.window),
-            ),
+            units::format_duration(e.pyheap.map_or(census::DEFAULT_WINDOW, |p| p.window)),
         ),
         (
             "pyheap_headroom",
@@ -795,10 +793,7 @@ fn program(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<PathBuf>, Usa
 
 /// --no-pyheap, --pyheap-window (more than 0, at most a minute: the held job runs that long),
 /// --pyheap-headroom.
-fn pyheap(
-    args: &WrapArgs,
-    src: &Src,
-) -> Result<Option<crate::evidence::pyheap::Settings>, UsageError> {
+fn pyheap(args: &WrapArgs, src: &Src) -> Result<Option<census::Settings>, UsageError> {
     let window = duration(args, src, "pyheap_window")?;
     let headroom = match args.text("pyheap_headroom") {
         Some(_) => Some(plain_size(args, src, "pyheap_headroom", 0)?),
@@ -816,8 +811,8 @@ fn pyheap(
             )));
         }
     }
-    Ok(Some(crate::evidence::pyheap::Settings {
-        window: window.unwrap_or(crate::evidence::pyheap::DEFAULT_WINDOW),
+    Ok(Some(census::Settings {
+        window: window.unwrap_or(census::DEFAULT_WINDOW),
         headroom,
     }))
 }

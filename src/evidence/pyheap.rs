@@ -29,15 +29,13 @@ use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// The census's settings are configuration values, read and checked with the other options.
+pub use crate::config::census::{DEFAULT_WINDOW, HEADROOM_PERCENT, MIN_HEADROOM, Settings};
+
 /// The hook's two files, as they are written into its directory.
 pub const SITECUSTOMIZE: &str = include_str!("pyheap/sitecustomize.py");
 pub const HOOK: &str = include_str!("pyheap/_guard_hook.py");
 pub const CENSUS: &str = include_str!("pyheap/_guard_pyheap.py");
-/// How long a census may take unless --pyheap-window says otherwise.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
-/// The headroom at the cap: this share of --memory, and at least MIN_HEADROOM.
-pub const HEADROOM_PERCENT: u64 = 5;
-pub const MIN_HEADROOM: u64 = 32 << 20;
 /// The largest answer guard reads (a census is tens of kilobytes).
 const MAX_ANSWER: u64 = 4 << 20;
 /// The signal is SIGRTMAX minus this: far from SIGRTMIN, which threading libraries use.
@@ -62,22 +60,6 @@ pub enum HookError {
         path.display()
     )]
     Untrusted { path: PathBuf, why: String },
-}
-
-/// The census settings of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    pub window: Duration,
-    /// Extra memory at the cap (None: HEADROOM_PERCENT of --memory, at least MIN_HEADROOM).
-    pub headroom: Option<u64>,
-}
-
-impl Settings {
-    /// The headroom for a cap of `limit` bytes.
-    pub fn headroom_for(&self, limit: u64) -> u64 {
-        self.headroom
-            .unwrap_or_else(|| (limit / 100 * HEADROOM_PERCENT).max(MIN_HEADROOM))
-    }
 }
 
 /// The hook of one run: where its files are, the socket name its processes answer on, the

@@ -1,0 +1,27 @@
+//! The Python heap census's settings (`--no-pyheap`, `--pyheap-window`, `--pyheap-headroom`):
+//! configuration values like the others, read and checked in [`super`]; the census itself is
+//! [`crate::evidence::pyheap`].
+
+use std::time::Duration;
+
+/// How long a census may take unless --pyheap-window says otherwise.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
+/// The headroom at the cap: this share of --memory, and at least MIN_HEADROOM.
+pub const HEADROOM_PERCENT: u64 = 5;
+pub const MIN_HEADROOM: u64 = 32 << 20;
+
+/// The census settings of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub window: Duration,
+    /// Extra memory at the cap (None: HEADROOM_PERCENT of --memory, at least MIN_HEADROOM).
+    pub headroom: Option<u64>,
+}
+
+impl Settings {
+    /// The headroom for a cap of `limit` bytes.
+    pub fn headroom_for(&self, limit: u64) -> u64 {
+        self.headroom
+            .unwrap_or_else(|| (limit / 100 * HEADROOM_PERCENT).max(MIN_HEADROOM))
+    }
+}
