@@ -50,7 +50,7 @@ pub fn body(ev: &Event) -> String {
     line("job", ev.job.clone());
     line("host", ev.host.clone());
     line("pid", ev.pid.to_string());
-    line("command", super::sinks::command_text(ev));
+    line("command", super::text::command_text(ev));
     if let Some(l) = ev.limit_bytes {
         line("limit", crate::config::units::format_size(l));
     }
@@ -67,7 +67,7 @@ pub fn body(ev: &Event) -> String {
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         let n = t.chars().count();
         let tail =
-            super::sinks::output_text(&t.chars().skip(n.saturating_sub(4000)).collect::<String>());
+            super::text::output_text(&t.chars().skip(n.saturating_sub(4000)).collect::<String>());
         b.push_str(&format!("\nThe end of its output:\n{tail}\n"));
     }
     b.push_str(&format!("\n-- \nguard {}\n", ev.guard_version));
@@ -192,7 +192,7 @@ mod tests {
         ];
         e.finding = Some("list ← local 'a\nevidence   /tmp/fake2'".into());
         e.output_tail = Some("out\rline\n\x1b[2Jcleared\n".into());
-        e.summary = crate::alert::sinks::summary(&e);
+        e.summary = crate::alert::text::summary(&e);
         let b = body(&e);
         for l in b.lines() {
             assert!(

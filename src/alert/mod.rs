@@ -6,17 +6,21 @@
 //!
 //! - [`spec`]: `--alert KIND:TARGET` and `[[alerts]]` tables → validated sink specs; secrets
 //!   (`env:NAME`, `file:/path`) resolved only when sending and never printed.
-//! - [`sinks`]: webhook, Slack, Alertmanager (API v2), exec, log.
+//! - [`sinks`]: one attempt at one sink: webhook, Slack, Alertmanager (API v2), exec, log.
+//! - [`http`]: posting, for the sinks that post and for the pings; [`text`]: the summary and the
+//!   job's own text, escaped, that every sink carries.
 //! - [`email`]: SMTP (STARTTLS or TLS, AUTH); [`pagerduty`]: the Events API v2.
 //! - [`metrics`]: `--metrics-file`, the node_exporter textfile: the other way people learn how
 //!   a job ended.
 
 pub mod email;
+pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod pagerduty;
 pub mod sinks;
 pub mod spec;
+pub mod text;
 
 use crate::format::{Capture, EventKind, Status};
 use serde::{Deserialize, Serialize};
@@ -325,7 +329,7 @@ pub fn ping(url: &spec::Secret, suffix: &str, rid: &str, body: &str) -> Delivery
         timeout: DEFAULT_TIMEOUT,
         run: Box::new(move || {
             with_retries(&label, MAX_TRIES, || {
-                sinks::post_text(&url, &suffix, &rid, &body, DEFAULT_TIMEOUT)
+                http::post_text(&url, &suffix, &rid, &body, DEFAULT_TIMEOUT)
             })
         }),
     };

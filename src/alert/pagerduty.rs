@@ -73,7 +73,7 @@ pub fn body(routing_key: &str, ev: &Event, action: Action) -> Value {
         "timestamp": ev.time,
         "custom_details": {
             "pid": ev.pid,
-            "command": super::sinks::command_text(ev),
+            "command": super::text::command_text(ev),
             "limit_bytes": ev.limit_bytes,
             "peak_bytes": ev.peak_bytes,
             "bundle": ev.bundle,
@@ -105,9 +105,9 @@ fn key(s: &Sink) -> Result<String, AttemptError> {
 pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
     let k = key(s)?;
     let u = Secret::Plain(url(s));
-    super::sinks::post(s, &u, body(&k, ev, Action::Trigger))?;
+    super::http::post(s, &u, body(&k, ev, Action::Trigger))?;
     if ev.event == EventKind::Drill {
-        super::sinks::post(s, &u, body(&k, ev, Action::Resolve))?;
+        super::http::post(s, &u, body(&k, ev, Action::Resolve))?;
     }
     Ok(())
 }
@@ -115,7 +115,7 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
 /// Resolve the job's incident (its warning ended well).
 pub fn resolve(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
     let k = key(s)?;
-    super::sinks::post(s, &Secret::Plain(url(s)), body(&k, ev, Action::Resolve))
+    super::http::post(s, &Secret::Plain(url(s)), body(&k, ev, Action::Resolve))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! One attempt at one sink. HTTP sinks use ureq (rustls for HTTPS) with the sink's timeout for
-//! the whole request; 2xx is success, 429 / 5xx / connection and timeout errors are retriable,
-//! other statuses are final, and a redirect is never followed (a 3xx is a final failure). exec runs an absolute program without a shell, the event in its
-//! environment; log writes one logfmt line to stderr or to syslog.
+//! One attempt at one sink: the webhook's, Slack's and Alertmanager's bodies posted over
+//! [`super::http`], email and PagerDuty handed to their modules; exec runs an absolute program
+//! without a shell, the event in its environment; log writes one logfmt line to stderr, syslog
+//! or the journal.
 
+use super::http::post;
 use super::spec::{Secret, Sink, SinkKind};
+use super::text::{headline, is_url, last_chars, one_line, output_text, summary};
 use super::{AttemptError, Event};
 use crate::config::units::format_size;
 use crate::format::{EventKind, Status};
@@ -26,283 +28,6 @@ pub fn send(s: &Sink, ev: &Event) -> Result<(), AttemptError> {
         SinkKind::Log => log_line(s, ev).map_err(|e| AttemptError::Final(e.to_string())),
         SinkKind::Email => super::email::send(s, ev),
         SinkKind::PagerDuty => super::pagerduty::send(s, ev),
-    }
-}
-
-/// POST a plain-text body to `url` + `suffix` (healthchecks pings), with `rid=RID` added to the
-/// URL's query (healthchecks pairs a start with its end by it).
-pub fn post_text(
-    url: &Secret,
-    suffix: &str,
-    rid: &str,
-    body: &str,
-    timeout: std::time::Duration,
-) -> Result<(), AttemptError> {
-    let base = url
-        .resolve()
-        .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let full = ping_url(&base, suffix, rid);
-    classify(
-        agent(timeout)
-            .post(&full)
-            .set("Content-Type", "text/plain; charset=utf-8")
-            .send_string(body),
-    )
-}
-
-/// `base` + `suffix`, its query kept, `rid=RID` added: `https://hc-ping.com/KEY/start?rid=…`,
-/// `https://hc/ping/KEY/slug/137?create=1&rid=…`.
-pub fn ping_url(base: &str, suffix: &str, rid: &str) -> String {
-    let (path, query) = match base.split_once('?') {
-        Some((p, q)) if !q.is_empty() => (p, format!("{q}&")),
-        Some((p, _)) => (p, String::new()),
-        None => (base, String::new()),
-    };
-    format!("{}{suffix}?{query}rid={rid}", path.trim_end_matches('/'))
-}
-
-/// The HTTP client for one attempt: the whole request within `timeout`, and no redirect
-/// followed. Following one would send the alert's headers (an `X-Api-Key`, an `Authorization`)
-/// to wherever the endpoint points, and turn the POST into a GET without its body that still
-/// counts as delivered; a 3xx is a failed delivery naming where it pointed, so that the URL in
-/// the configuration gets fixed.
-fn agent(timeout: std::time::Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .tls_config(tls_config())
-        .timeout(timeout)
-        .redirects(0)
-        .user_agent(concat!("guard/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-fn classify(r: Result<ureq::Response, ureq::Error>) -> Result<(), AttemptError> {
-    match r {
-        Ok(resp) if (300..400).contains(&resp.status()) => Err(AttemptError::Final(redirected(
-            resp.status(),
-            resp.header("location"),
-        ))),
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, _)) if code == 429 || code >= 500 => {
-            Err(AttemptError::Retriable(format!("HTTP {code}")))
-        }
-        Err(ureq::Error::Status(code, _)) => Err(AttemptError::Final(format!("HTTP {code}"))),
-        // A URL that does not parse fails the same way every time: not retried.
-        Err(ureq::Error::Transport(t))
-            if matches!(
-                t.kind(),
-                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
-            ) =>
-        {
-            Err(AttemptError::Final(t.kind().to_string()))
-        }
-        Err(ureq::Error::Transport(t)) => Err(AttemptError::Retriable(
-            // the transport error may quote the URL: keep secrets out of messages
-            t.kind().to_string(),
-        )),
-    }
-}
-
-/// "HTTP 302 redirect to https://other.example/path, not followed: …" — the Location without
-/// its query (it may carry a token) and with any credentials masked, control characters escaped.
-fn redirected(code: u16, location: Option<&str>) -> String {
-    let place = match location {
-        Some(l) => {
-            let (base, query) = l.split_once('?').map_or((l, false), |(b, _)| (b, true));
-            let shown: String = crate::evidence::redact::mask_url_credentials(base)
-                .chars()
-                .flat_map(char::escape_debug)
-                .take(200)
-                .collect();
-            format!(" to {shown}{}", if query { "?…" } else { "" })
-        }
-        None => " without a Location".to_string(),
-    };
-    format!(
-        "HTTP {code} redirect{place}, not followed (guard sends only to the configured URL: configure the one it points to)"
-    )
-}
-
-/// POST `body` as JSON to `url` with the sink's headers and timeout.
-pub fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), AttemptError> {
-    let url = url
-        .resolve()
-        .map_err(|e| AttemptError::Final(e.to_string()))?;
-    let mut req = agent(s.timeout)
-        .post(&url)
-        .set("Content-Type", "application/json");
-    for (k, v) in &s.headers {
-        let v = v
-            .resolve()
-            .map_err(|e| AttemptError::Final(format!("header {k}: {e}")))?;
-        // Read now from env:/file:: a CR or LF would let the value add headers of its own.
-        super::spec::check_header(k, Some(&v)).map_err(|e| AttemptError::Final(e.to_string()))?;
-        req = req.set(k, &v);
-    }
-    classify(req.send_string(&body.to_string()))
-}
-
-/// TLS roots: Mozilla's (built in, so HTTPS to Slack works in a container without a CA store)
-/// plus the system's (`/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), so an internal CA
-/// in front of Alertmanager works too. Built once, when the first alert goes out.
-fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
-        std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                log::debug!("TLS: system root certificates: {e}");
-            }
-            let (added, ignored) = roots.add_parsable_certificates(native.certs);
-            log::debug!("TLS: {added} system root certificates ({ignored} ignored)");
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let config = match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
-                // ring supports the default versions; this arm is for a future provider change.
-                Err(_) => rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            };
-            std::sync::Arc::new(config)
-        })
-        .clone()
-}
-
-/// The last `n` characters of `t` (output tails shown in chat and alert annotations).
-fn last_chars(t: &str, n: usize) -> String {
-    let count = t.chars().count();
-    t.chars().skip(count.saturating_sub(n)).collect()
-}
-
-fn size(v: Option<u64>) -> String {
-    v.map(format_size).unwrap_or_else(|| "unknown".into())
-}
-
-/// The one-paragraph summary every sink carries: what happened on which host, how memory
-/// grew, what holds it, where the evidence is.
-pub fn summary(ev: &Event) -> String {
-    let finding = ev
-        .finding
-        .as_deref()
-        .map(|f| format!(" What holds the memory: {}.", one_line(f)))
-        .unwrap_or_default();
-    let bundle = ev
-        .bundle
-        .as_deref()
-        .map(|b| format!(" Evidence: {b} (guard report {b})."))
-        .unwrap_or_default();
-    let runbook = ev
-        .runbook
-        .as_deref()
-        .map(|r| format!(" Runbook: {r}."))
-        .unwrap_or_default();
-    format!("{}{finding}{runbook}{bundle}", headline(ev))
-}
-
-/// The job's command line as one line of text: its control characters escaped as `guard report`
-/// shows them (`\r`, `\n` as `\x0d`, `\x0a`), so an argument cannot forge a line of an alert's
-/// body — a runbook, an evidence path.
-pub fn command_text(ev: &Event) -> String {
-    crate::format::escape_controls(&ev.command.join(" "), false).into_owned()
-}
-
-/// Text from the job (the census's finding: names from its heap) on one line.
-pub fn one_line(s: &str) -> String {
-    crate::format::escape_controls(s, false).into_owned()
-}
-
-/// The job's output: its lines kept, every other control character escaped (a carriage return
-/// could otherwise overwrite what a terminal shows of the line before).
-pub fn output_text(s: &str) -> String {
-    crate::format::escape_controls(s, true).into_owned()
-}
-
-fn is_url(s: &str) -> bool {
-    s.starts_with("https://") || s.starts_with("http://")
-}
-
-/// The summary's first part: what happened to the job, on which host, with its command and
-/// how its memory grew.
-fn headline(ev: &Event) -> String {
-    let what = match ev.event {
-        EventKind::MemoryLimit => match &ev.held_until {
-            Some(until) => format!(
-                "{} exceeded its memory limit {} (peak {}) and is held frozen until {until} for debugging, then killed ('guard kill {}' on {} ends the hold now)",
-                ev.job,
-                size(ev.limit_bytes),
-                size(ev.peak_bytes),
-                ev.job,
-                ev.host
-            ),
-            None => match &ev.thrashing {
-                Some(t) => format!(
-                    "{} exceeded its memory limit {} (peak {}), thrashing at its memory limit \
-                     {}, and was killed",
-                    ev.job,
-                    size(ev.limit_bytes),
-                    size(ev.peak_bytes),
-                    t.describe()
-                ),
-                None => format!(
-                    "{} exceeded its memory limit {} (peak {}) and was killed",
-                    ev.job,
-                    size(ev.limit_bytes),
-                    size(ev.peak_bytes)
-                ),
-            },
-        },
-        EventKind::Warning => format!(
-            "{} crossed its early-warning threshold (peak so far {} of a {} limit); it keeps running",
-            ev.job,
-            size(ev.peak_bytes),
-            size(ev.limit_bytes)
-        ),
-        EventKind::KernelOom => format!("{} was killed by the kernel's OOM killer", ev.job),
-        EventKind::Failed => format!(
-            "{} failed (exit status {})",
-            ev.job,
-            ev.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "?".into())
-        ),
-        EventKind::Timeout => format!("{} exceeded its time limit and was killed", ev.job),
-        EventKind::Drill => format!(
-            "guard drill for {}: a rehearsal, not a failure of the job — guard's allocator reached the job's memory limit {} (peak {}) and was killed as the job would be",
-            ev.job,
-            size(ev.limit_bytes),
-            size(ev.peak_bytes)
-        ),
-        other => format!("{}: {other}", ev.job),
-    };
-    format!(
-        "{what} on {} (pid {}, command: {}).{}",
-        ev.host,
-        ev.pid,
-        command_text(ev),
-        growth_sentence(ev)
-    )
-}
-
-/// " Memory: growing 12.3 MB/s over the last 10 s; the cap in ~2 min." for a warning; for a
-/// kill also the shape: " Growth: steady growth, a leak's shape (10.2 MB/s over the last 10 s)."
-fn growth_sentence(ev: &Event) -> String {
-    let Some(g) = ev.growth else {
-        return String::new();
-    };
-    match (ev.event, g.shape) {
-        (EventKind::Warning, _) | (_, None) => {
-            format!(" Memory: {}.", crate::evidence::growth::describe(&g))
-        }
-        (_, Some(shape)) => format!(
-            " Growth: {} ({:.1} MB/s over the last {:.1} s).",
-            crate::evidence::growth::shape_text(shape),
-            g.bytes_per_second / 1e6,
-            g.window_ms as f64 / 1000.0
-        ),
     }
 }
 
@@ -560,39 +285,12 @@ fn guard_fields(ev: &Event) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::text::summary;
 
     fn ev() -> Event {
         let mut e = crate::alert::sample_event();
         e.summary = summary(&e);
         e
-    }
-
-    #[test]
-    fn summaries_carry_the_forecast_or_the_shape() {
-        let mut w = ev();
-        w.event = EventKind::Warning;
-        w.growth = Some(crate::format::Forecast {
-            bytes_per_second: 12.3e6,
-            window_ms: 10_000,
-            time_to_limit_ms: Some(118_000),
-            shape: Some(crate::format::Shape::Steady),
-        });
-        assert!(
-            summary(&w)
-                .contains(". Memory: growing 12.3 MB/s over the last 10 s; the cap in ~2 min."),
-            "{}",
-            summary(&w)
-        );
-        let mut k = w.clone();
-        k.event = EventKind::MemoryLimit;
-        assert!(
-            summary(&k).contains(
-                ". Growth: steady growth, a leak's shape (12.3 MB/s over the last 10.0 s)."
-            ),
-            "{}",
-            summary(&k)
-        );
-        assert!(!summary(&ev()).contains("Growth"));
     }
 
     #[test]
@@ -681,19 +379,6 @@ mod tests {
             l.ends_with("summary=\"line one\\nline \\\"two\\\"\""),
             "{l}"
         );
-    }
-
-    #[test]
-    fn ping_urls_keep_their_query_and_carry_the_run_id() {
-        assert_eq!(
-            ping_url("https://hc-ping.com/k/", "/start", "r1"),
-            "https://hc-ping.com/k/start?rid=r1"
-        );
-        assert_eq!(
-            ping_url("https://hc/ping/k/db?create=1", "/137", "r2"),
-            "https://hc/ping/k/db/137?create=1&rid=r2"
-        );
-        assert_eq!(ping_url("http://h/p?", "", "r3"), "http://h/p?rid=r3");
     }
 
     #[test]

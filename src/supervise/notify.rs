@@ -120,7 +120,7 @@ pub fn warning(
     if ev.growth.is_none() && growth.is_some() {
         // No bundle (or none readable): the forecast taken at the warning still goes out.
         ev.growth = growth;
-        ev.summary = alert::sinks::summary(&ev);
+        ev.summary = alert::text::summary(&ev);
     }
     Some(on_its_way(cfg, ev, bundle))
 }
@@ -161,7 +161,7 @@ pub fn held(
         None,
     );
     ev.held_until = Some(until.to_string());
-    ev.summary = alert::sinks::summary(&ev);
+    ev.summary = alert::text::summary(&ev);
     Some(on_its_way(cfg, ev, bundle))
 }
 
@@ -209,7 +209,7 @@ fn event(
         runbook: cfg.runbook.clone(),
         thrashing: m.as_ref().and_then(|m| m.thrashing),
     };
-    ev.summary = alert::sinks::summary(&ev);
+    ev.summary = alert::text::summary(&ev);
     ev
 }
 
