@@ -9,6 +9,8 @@
 //! [`Enforce`] (the cgroup), [`Job`] (signals to and the end of COMMAND) and [`Wait`] (the
 //! signalfd, the memory event fd and the job's output).
 
+// The handlers of a hold's events continue `impl Supervisor` in hold.rs (see there why the two
+// files import each other).
 use super::Fatal;
 use super::capture;
 use super::hold::Hold;

@@ -5,6 +5,12 @@
 //! until when and how to end it) and what ends one: its time, `guard kill`, a terminating
 //! signal to guard, the job's own end, or growth while held (poll mode stops the job with
 //! SIGSTOP, which another process can undo). Then the job is killed as at any cap.
+//!
+//! A two-way relation with [`super::event_loop`], kept on purpose: the [`Supervisor`] the loop
+//! drives holds a [`Hold`], and the handlers of a hold's events are the `Supervisor`'s own methods
+//! (an `impl` block continued here) because they change its deadlines, enforcer and recorder as
+//! every other event's handler does. The file is where a hold's part of that one state machine
+//! lives, not a layer of its own.
 
 use super::event_loop::{Job, Received, Supervisor};
 use super::notify;
