@@ -15,10 +15,10 @@
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one interface,
 //!   and [`cgroup::systemd`], the transient scope systemd makes for the job where it owns the
 //!   tree.
-//! - [`evidence`]: the memory timeline and how it grew ([`evidence::growth`]), the snapshot of a
-//!   held job, collectors, the Python heap census, bundles, and the one redaction pass for
+//! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, the Python heap census, bundles, and the one redaction pass for
 //!   everything that leaves guard ([`evidence::redact`]).
-//! - [`report`]: a bundle read back and rendered (text, JSON, HTML), and the list of bundles.
+//! - [`report`]: what a bundle says — read back, how the memory grew ([`report::growth`]),
+//!   rendered as text, JSON or HTML — and the list of bundles.
 //! - [`alert`]: telling people — the alert sinks and their bounded delivery, the pings, the
 //!   metrics file ([`alert::metrics`]).
 //! - [`supervise`]: one run, as its lifecycle: prepare, spawn into the cgroup, the event loop

@@ -661,7 +661,7 @@ fn a_slow_leak_toward_a_2_gib_cap_is_warned_with_its_rate_and_time_to_the_cap() 
         (left as f64 - expect).abs() < 2000.0,
         "{left} vs {expect}: {body}"
     );
-    let eta = guard::evidence::growth::eta(left);
+    let eta = guard::report::growth::eta(left);
     let summary = body["summary"].as_str().unwrap();
     assert!(
         summary.contains(&format!("; the cap in {eta}.")),

@@ -130,11 +130,11 @@ fn growth_sentence(ev: &Event) -> String {
     };
     match (ev.event, g.shape) {
         (EventKind::Warning, _) | (_, None) => {
-            format!(" Memory: {}.", crate::evidence::growth::describe(&g))
+            format!(" Memory: {}.", crate::report::growth::describe(&g))
         }
         (_, Some(shape)) => format!(
             " Growth: {} ({:.1} MB/s over the last {:.1} s).",
-            crate::evidence::growth::shape_text(shape),
+            crate::report::growth::shape_text(shape),
             g.bytes_per_second / 1e6,
             g.window_ms as f64 / 1000.0
         ),

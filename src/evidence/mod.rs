@@ -11,7 +11,6 @@
 
 pub mod bundle;
 pub mod collectors;
-pub mod growth;
 pub mod pyheap;
 pub mod redact;
 pub mod sampler;
@@ -595,7 +594,7 @@ impl Recorder {
     pub fn forecast(&self, usage: Option<u64>) -> Option<format::Forecast> {
         let series = self.timeline.job_series();
         let now = usage.or(series.last().map(|s| s.1))?;
-        crate::evidence::growth::forecast(&series, self.timeline.now_ms(), now, self.limit)
+        crate::report::growth::forecast(&series, self.timeline.now_ms(), now, self.limit)
     }
 
     /// The Python heap census, into `p`: ask the job's hooked Python processes, and record one

@@ -1,8 +1,11 @@
 //! `guard report` and `guard list`: read bundles back and explain them. One screen of text that
 //! answers what the person on call asks first (what, when, how big, how fast, which process,
 //! which line), the same as JSON, and a self-contained HTML page with an SVG plot of memory over
-//! time. The text form is also the bundle's `summary.txt`.
+//! time. The text form is also the bundle's `summary.txt`. How a job's memory grew — the rate,
+//! the time to the cap, the shape — is [`growth`], read from a timeline by the report and, while
+//! the job runs, by the evidence and the warning line.
 
+pub mod growth;
 mod html;
 
 pub use html::html;
@@ -14,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The window for "growth over the last seconds": the forecast's.
-const RECENT_MS: u64 = crate::evidence::growth::RECENT_MS;
+const RECENT_MS: u64 = crate::report::growth::RECENT_MS;
 /// Lines of each Python stack shown on the screen.
 const STACK_LINES: usize = 12;
 
@@ -240,7 +243,7 @@ pub fn growth(m: &Manifest, tl: &[(u64, u64)]) -> Growth {
     g.shape = m
         .growth
         .and_then(|f| f.shape)
-        .or_else(|| crate::evidence::growth::shape(&upto));
+        .or_else(|| crate::report::growth::shape(&upto));
     if m.trigger == EventKind::Warning {
         g.time_to_limit_ms = m.growth.and_then(|f| f.time_to_limit_ms);
     }
@@ -392,11 +395,11 @@ fn growth_line(o: &mut String, g: &Growth) {
     if let Some(t) = g.time_to_limit_ms {
         growth.push(format!(
             "the cap in {} at that rate",
-            crate::evidence::growth::eta(t)
+            crate::report::growth::eta(t)
         ));
     }
     if let Some(s) = g.shape {
-        growth.push(crate::evidence::growth::shape_text(s).into());
+        growth.push(crate::report::growth::shape_text(s).into());
     }
     if growth.is_empty() {
         growth.push("no timeline samples (the job was caught before the first sample)".into());

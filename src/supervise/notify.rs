@@ -431,7 +431,7 @@ pub fn warning_text(
         .map(|m| format!(" of its {} limit", format_size(m)))
         .unwrap_or_default();
     let growth = growth
-        .map(|g| format!(", {}", crate::evidence::growth::describe(g)))
+        .map(|g| format!(", {}", crate::report::growth::describe(g)))
         .unwrap_or_default();
     format!(
         "uses {}{of_cap}, past its warning threshold {}{growth}",
