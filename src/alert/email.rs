@@ -5,8 +5,8 @@
 //! (4xx replies, timeouts, a refused connection) are retried like the HTTP sinks'; permanent ones
 //! (5xx: a refused recipient, bad credentials) and TLS failures are final.
 
-use super::spec::{Secret, Sink, SmtpTls};
 use super::{AttemptError, Event};
+use crate::config::alerts::{Secret, Sink, SmtpTls};
 use crate::format::EventKind;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;

@@ -4,7 +4,7 @@
 //! (a 3xx is a final failure naming where it pointed).
 
 use super::AttemptError;
-use super::spec::{Secret, Sink};
+use crate::config::alerts::{Secret, Sink};
 
 /// POST a plain-text body to `url` + `suffix` (healthchecks pings), with `rid=RID` added to the
 /// URL's query (healthchecks pairs a start with its end by it).
@@ -112,7 +112,8 @@ pub fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), Attem
             .resolve()
             .map_err(|e| AttemptError::Final(format!("header {k}: {e}")))?;
         // Read now from env:/file:: a CR or LF would let the value add headers of its own.
-        super::spec::check_header(k, Some(&v)).map_err(|e| AttemptError::Final(e.to_string()))?;
+        crate::config::alerts::check_header(k, Some(&v))
+            .map_err(|e| AttemptError::Final(e.to_string()))?;
         req = req.set(k, &v);
     }
     classify(req.send_string(&body.to_string()))

@@ -4,8 +4,9 @@
 //! and never changes guard's exit status: a failed delivery is one warning line, and every
 //! result goes into the bundle's manifest (`alerts`).
 //!
-//! - [`spec`]: `--alert KIND:TARGET` and `[[alerts]]` tables → validated sink specs; secrets
-//!   (`env:NAME`, `file:/path`) resolved only when sending and never printed.
+//! The sinks' specifications — `--alert KIND:TARGET` and `[[alerts]]` tables, their secrets
+//! (`env:NAME`, `file:/path`) resolved only when sending and never printed — are configuration:
+//! [`crate::config::alerts`].
 //! - [`sinks`]: one attempt at one sink: webhook, Slack, Alertmanager (API v2), exec, log.
 //! - [`http`]: posting, for the sinks that post and for the pings; [`text`]: the summary and the
 //!   job's own text, escaped, that every sink carries.
@@ -19,21 +20,21 @@ pub mod local;
 pub mod metrics;
 pub mod pagerduty;
 pub mod sinks;
-pub mod spec;
 pub mod text;
 
 use crate::format::{Capture, EventKind, Status};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+pub use crate::config::alerts::{Sink, SinkKind};
 pub use crate::format::Delivery;
-pub use spec::{Sink, SinkKind};
 
 /// Attempts per sink (the first and two retries).
 pub const MAX_TRIES: u32 = 3;
 /// Pause before the second attempt; doubled before the third.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Each attempt's bound unless a sink's `timeout` says otherwise (part of its specification).
+pub use crate::config::alerts::DEFAULT_TIMEOUT;
 
 /// What happened, as every sink reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,7 +316,7 @@ pub fn with_retries(
 /// `--ping URL`: a healthchecks-compatible ping to `URL` + `suffix` ("/start", "" on success,
 /// "/STATUS" — healthchecks' exit-status endpoint — on failure) with the run id `rid` and `body`
 /// (guard's line and the output tail on failure), bounded and retried like the alert sinks.
-pub fn ping(url: &spec::Secret, suffix: &str, rid: &str, body: &str) -> Delivery {
+pub fn ping(url: &crate::config::alerts::Secret, suffix: &str, rid: &str, body: &str) -> Delivery {
     let label = format!("ping {}{suffix}", url.shown());
     let (url, suffix, rid, body) = (
         url.clone(),

@@ -4,8 +4,8 @@
 //! triggers its own incident (guard/HOST/JOB/drill) at severity info and resolves it at once.
 //! The routing key is a secret (`env:NAME`, `file:/path`), never shown.
 
-use super::spec::{PAGERDUTY_URL, Secret, Sink};
 use super::{AttemptError, Event};
+use crate::config::alerts::{PAGERDUTY_URL, Secret, Sink};
 use crate::format::EventKind;
 use serde_json::{Value, json};
 

@@ -4,9 +4,9 @@
 //! or the journal.
 
 use super::http::post;
-use super::spec::{Secret, Sink, SinkKind};
 use super::text::{headline, is_url, last_chars, one_line, output_text, summary};
 use super::{AttemptError, Event};
+use crate::config::alerts::{Secret, Sink, SinkKind};
 use crate::config::units::format_size;
 use crate::format::{EventKind, Status};
 use serde_json::json;

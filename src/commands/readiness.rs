@@ -5,8 +5,8 @@
 //! directory's directories are writable and have room. `guard config check`, `guard doctor` and
 //! `guard drill` run these checks; a failure is what a real kill would have found at 3 a.m.
 
-use crate::alert::spec::{Secret, Sink, SinkKind};
 use crate::config::WrapConfig;
+use crate::config::alerts::{Secret, Sink, SinkKind};
 use serde::Serialize;
 use std::path::Path;
 
@@ -103,7 +103,7 @@ fn url_check(check: &str, kind: &'static str, url: &Secret) -> Check {
     let shown = url.shown();
     match resolved(url) {
         Err(e) => Check::new(check, false, format!("{shown}: {e}")),
-        Ok(u) => match url.checked(&u, |v| crate::alert::spec::check_url(kind, v)) {
+        Ok(u) => match url.checked(&u, |v| crate::config::alerts::check_url(kind, v)) {
             Ok(()) => Check::new(
                 check,
                 true,
@@ -111,7 +111,7 @@ fn url_check(check: &str, kind: &'static str, url: &Secret) -> Check {
                     Secret::Plain(_) => shown,
                     _ => format!(
                         "{shown} resolves to {} (the rest not shown)",
-                        crate::alert::spec::redact_url(&u)
+                        crate::config::alerts::redact_url(&u)
                     ),
                 },
             ),
@@ -138,7 +138,7 @@ fn sink(s: &Sink) -> Vec<Check> {
     for (k, v) in &s.headers {
         let check = format!("{name} header {k}");
         out.push(match resolved(v) {
-            Ok(value) => match crate::alert::spec::check_header(k, Some(&value)) {
+            Ok(value) => match crate::config::alerts::check_header(k, Some(&value)) {
                 Ok(()) => Check::new(check, true, format!("{} is set (not shown)", v.shown())),
                 Err(e) => Check::new(check, false, e.to_string()),
             },
@@ -155,7 +155,10 @@ fn email(check: &str, s: &Sink) -> Check {
         Ok(t) => t,
         Err(e) => return Check::new(check, false, e),
     };
-    if let Err(e) = s.target.checked(&to, crate::alert::spec::check_addresses) {
+    if let Err(e) = s
+        .target
+        .checked(&to, crate::config::alerts::check_addresses)
+    {
         return Check::new(check, false, e);
     }
     let to = match &s.target {
@@ -192,17 +195,17 @@ fn pagerduty(check: &str, s: &Sink) -> Check {
     let url = s
         .api_url
         .clone()
-        .unwrap_or_else(|| crate::alert::spec::PAGERDUTY_URL.into());
+        .unwrap_or_else(|| crate::config::alerts::PAGERDUTY_URL.into());
     match resolved(&s.target) {
         Err(e) => Check::new(check, false, e),
         Ok(k) if k.trim().is_empty() => Check::new(check, false, "the routing key is empty"),
-        Ok(_) => match crate::alert::spec::check_url("pagerduty", &url) {
+        Ok(_) => match crate::config::alerts::check_url("pagerduty", &url) {
             Ok(()) => Check::new(
                 check,
                 true,
                 format!(
                     "routing key set (not shown); events to {}",
-                    crate::alert::spec::redact_url(&url)
+                    crate::config::alerts::redact_url(&url)
                 ),
             ),
             Err(e) => Check::new(check, false, e.to_string()),

@@ -6,7 +6,7 @@
 //! wrong types are errors that name `file:line:column`; values are checked by [`crate::config`], which
 //! names the same place when a value is bad.
 
-use crate::alert::spec::{Sink, SinkKind, SpecError};
+use crate::config::alerts::{Sink, SinkKind, SpecError};
 use crate::config::options::{self, Kind, NameError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -316,7 +316,7 @@ impl ConfigFile {
             alert(span, AlertProblem::Sink(e))
         })?;
         if let Some(p) = &t.pass_env {
-            crate::alert::spec::check_pass_env(kind, p.get_ref())
+            crate::config::alerts::check_pass_env(kind, p.get_ref())
                 .map_err(|e| alert(p.span(), AlertProblem::Sink(e)))?;
             sink.pass_env.clone_from(p.get_ref());
         }
@@ -327,7 +327,7 @@ impl ConfigFile {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            crate::alert::spec::check_labels(kind, &labels)
+            crate::config::alerts::check_labels(kind, &labels)
                 .map_err(|e| alert(l.span(), AlertProblem::Sink(e)))?;
             sink.labels = labels;
         }
@@ -488,7 +488,7 @@ fn sink_server(
     let whole = t.kind.span();
     match kind {
         SinkKind::Email => {
-            sink.smtp = crate::alert::spec::Smtp::new(
+            sink.smtp = crate::config::alerts::Smtp::new(
                 text(&t.url),
                 text(&t.tls),
                 text(&t.username),
@@ -499,7 +499,7 @@ fn sink_server(
         }
         SinkKind::PagerDuty => {
             if let Some(u) = &t.url {
-                crate::alert::spec::check_url("pagerduty", u.get_ref())
+                crate::config::alerts::check_url("pagerduty", u.get_ref())
                     .map_err(|e| (u.span(), AlertProblem::Sink(e)))?;
                 sink.api_url = Some(u.get_ref().clone());
             }

@@ -3,6 +3,7 @@
 //! Every bad value becomes one `UsageError` line that names the value, where it came from (flag,
 //! environment variable or `FILE:LINE:COLUMN`) and the accepted forms; the caller exits 125.
 
+pub mod alerts;
 pub mod census;
 pub mod cli;
 pub mod exit;
@@ -50,7 +51,7 @@ pub struct WrapConfig {
     pub metrics_file: Option<PathBuf>,
     pub alerts: Vec<crate::alert::Sink>,
     pub timeout: Option<Duration>,
-    pub ping: Option<crate::alert::spec::Secret>,
+    pub ping: Option<crate::config::alerts::Secret>,
     /// --quiet: collect the job's output, print it only on failure.
     pub quiet: bool,
     pub subreaper: bool,
@@ -570,7 +571,7 @@ fn path(args: &WrapArgs, key: &str, empty: &str) -> Result<Option<PathBuf>, Usag
 
 /// The [[alerts]] of the config files, and --alert (or GUARD_ALERT, several separated by spaces).
 fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::alert::Sink>, UsageError> {
-    use crate::alert::spec::redact_url;
+    use crate::config::alerts::redact_url;
     let mut alerts: Vec<crate::alert::Sink> =
         src.layers.alerts().into_iter().map(|(s, _)| s).collect();
     let mut specs: Vec<(String, String)> = args
@@ -596,14 +597,14 @@ fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::alert::Sink>, UsageEr
 }
 
 /// --ping: an http(s) URL, or env:NAME / file:/path holding one (resolved when pinging).
-fn ping(args: &WrapArgs, src: &Src) -> Result<Option<crate::alert::spec::Secret>, UsageError> {
-    use crate::alert::spec::{Secret, redact_url};
+fn ping(args: &WrapArgs, src: &Src) -> Result<Option<crate::config::alerts::Secret>, UsageError> {
+    use crate::config::alerts::{Secret, redact_url};
     let Some(u) = args.text("ping") else {
         return Ok(None);
     };
     let sec = Secret::parse(u);
     if let Secret::Plain(p) = &sec {
-        crate::alert::spec::check_url("ping", p).map_err(|e| {
+        crate::config::alerts::check_url("ping", p).map_err(|e| {
             UsageError(format!(
                 "invalid {}: {e}",
                 origin(src, "ping", &redact_url(p))

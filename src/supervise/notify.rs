@@ -327,7 +327,12 @@ fn alert_the_ending(cfg: &WrapConfig, ending: &Ending) {
 /// The end of `--ping`: URL on success; on failure URL/STATUS (healthchecks' exit-status
 /// endpoint: 124 after a timeout, 137 after a memory kill) with guard's line and the end of
 /// the output.
-fn ping(url: &alert::spec::Secret, rid: &str, ending: &Ending, drill: Option<&str>) -> Delivery {
+fn ping(
+    url: &crate::config::alerts::Secret,
+    rid: &str,
+    ending: &Ending,
+    drill: Option<&str>,
+) -> Delivery {
     if let Some(job) = drill {
         // healthchecks' /log: an event in the check's log that changes nothing of its state.
         let body = format!(

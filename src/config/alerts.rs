@@ -8,6 +8,9 @@ use crate::format::EventKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Each attempt's bound unless a sink's `timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A sink that cannot be used as written (exit 125 before anything runs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -578,7 +581,7 @@ impl Sink {
                 .into_iter()
                 .map(|(k, v)| (k, Secret::parse(&v)))
                 .collect(),
-            timeout: timeout.unwrap_or(super::DEFAULT_TIMEOUT),
+            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             pass_env: Vec::new(),
             labels: Vec::new(),
             smtp: Smtp::default(),
