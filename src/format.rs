@@ -782,6 +782,20 @@ pub fn escape_controls(s: &str, lines: bool) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(o)
 }
 
+/// The journal's MESSAGE_ID of each event kind (`journalctl MESSAGE_ID=…` finds them all).
+pub fn message_id(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::MemoryLimit => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a01",
+        EventKind::Warning => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a02",
+        EventKind::KernelOom => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a03",
+        EventKind::Failed => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a04",
+        EventKind::Timeout => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a05",
+        EventKind::Drill => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a06",
+        EventKind::Signal => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a07",
+        EventKind::Unknown => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a00",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,10 +86,7 @@ pub fn event_line(line: &str, kind: crate::format::EventKind, fields: &[(&str, S
     };
     let mut all: Vec<(&str, String)> = vec![
         ("GUARD_EVENT", kind.as_str().to_string()),
-        (
-            "MESSAGE_ID",
-            crate::alert::local::message_id(kind).to_string(),
-        ),
+        ("MESSAGE_ID", crate::format::message_id(kind).to_string()),
     ];
     all.extend(fields.iter().cloned());
     emit(line, priority, &all);
@@ -119,8 +116,8 @@ fn to_journal(line: &str, priority: u8, extra: &[(&str, String)]) -> bool {
         fields.push(("GUARD_PID", pid));
     }
     fields.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
-    crate::alert::local::send_journal(
-        std::path::Path::new(crate::alert::local::JOURNAL_SOCKET),
+    crate::os::journal::send_journal(
+        std::path::Path::new(crate::os::journal::JOURNAL_SOCKET),
         &fields,
     )
     .is_ok()

@@ -540,7 +540,7 @@ fn with_stderr_the_journal_the_kill_line_and_log_journal_are_native_entries() {
     let entries: Vec<Vec<(String, String)>> = std::fs::read_to_string(&dump)
         .unwrap_or_default()
         .lines()
-        .map(|h| guard::alert::local::parse_journal_entry(&hex(h)))
+        .map(|h| guard::os::journal::parse_journal_entry(&hex(h)))
         .collect();
     let get = |e: &[(String, String)], k: &str| {
         e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())

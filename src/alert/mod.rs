@@ -16,7 +16,6 @@
 
 pub mod email;
 pub mod http;
-pub mod local;
 pub mod metrics;
 pub mod pagerduty;
 pub mod sinks;

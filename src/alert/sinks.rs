@@ -227,14 +227,13 @@ pub fn logfmt(ev: &Event) -> String {
         .join(" ")
 }
 
-fn log_line(s: &Sink, ev: &Event) -> Result<(), super::local::LocalLogError> {
-    use super::local;
+fn log_line(s: &Sink, ev: &Event) -> Result<(), crate::os::journal::LocalLogError> {
     let line = logfmt(ev);
     // syslog severities: 2 critical, 4 warning.
     let priority = if ev.severity() == "critical" { 2 } else { 4 };
     match &s.target {
-        Secret::Plain(t) if t == "syslog" => local::send_syslog(
-            std::path::Path::new(local::SYSLOG_SOCKET),
+        Secret::Plain(t) if t == "syslog" => crate::os::journal::send_syslog(
+            std::path::Path::new(crate::os::journal::SYSLOG_SOCKET),
             priority,
             &format!("guard: {line}"),
         ),
@@ -242,7 +241,10 @@ fn log_line(s: &Sink, ev: &Event) -> Result<(), super::local::LocalLogError> {
             let fields = journal_fields(ev, priority);
             let borrowed: Vec<(&str, &str)> =
                 fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            local::send_journal(std::path::Path::new(local::JOURNAL_SOCKET), &borrowed)
+            crate::os::journal::send_journal(
+                std::path::Path::new(crate::os::journal::JOURNAL_SOCKET),
+                &borrowed,
+            )
         }
         _ => {
             eprintln!("guard: alert {line}");
@@ -257,7 +259,10 @@ fn journal_fields(ev: &Event, priority: u8) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("MESSAGE", format!("guard: {}", summary(ev))),
         ("PRIORITY", priority.to_string()),
-        ("MESSAGE_ID", super::local::message_id(ev.event).to_string()),
+        (
+            "MESSAGE_ID",
+            crate::format::message_id(ev.event).to_string(),
+        ),
         ("SYSLOG_IDENTIFIER", "guard".to_string()),
     ];
     fields.extend(guard_fields(ev));

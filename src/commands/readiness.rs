@@ -241,8 +241,8 @@ fn exec(check: &str, program: &Secret) -> Check {
 fn log_target(check: &str, target: &Secret) -> Check {
     use std::os::unix::fs::FileTypeExt;
     let socket = match target {
-        Secret::Plain(t) if t == "syslog" => crate::alert::local::SYSLOG_SOCKET,
-        Secret::Plain(t) if t == "journal" => crate::alert::local::JOURNAL_SOCKET,
+        Secret::Plain(t) if t == "syslog" => crate::os::journal::SYSLOG_SOCKET,
+        Secret::Plain(t) if t == "journal" => crate::os::journal::JOURNAL_SOCKET,
         _ => return Check::new(check, true, "stderr"),
     };
     let there = std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket());

@@ -592,7 +592,7 @@ impl Layers {
 
     /// The alert sinks of the most important file that has `[[alerts]]` (files are not merged:
     /// a user's list replaces the system's), each with its table's place.
-    pub fn alerts(&self) -> Vec<(crate::alert::Sink, String)> {
+    pub fn alerts(&self) -> Vec<(crate::config::alerts::Sink, String)> {
         self.files
             .iter()
             .map(|f| f.alerts().unwrap_or_default())

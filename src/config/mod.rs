@@ -49,7 +49,7 @@ pub struct WrapConfig {
     pub command: Vec<OsString>,
     pub evidence: EvidenceConfig,
     pub metrics_file: Option<PathBuf>,
-    pub alerts: Vec<crate::alert::Sink>,
+    pub alerts: Vec<crate::config::alerts::Sink>,
     pub timeout: Option<Duration>,
     pub ping: Option<crate::config::alerts::Secret>,
     /// --quiet: collect the job's output, print it only on failure.
@@ -570,9 +570,9 @@ fn path(args: &WrapArgs, key: &str, empty: &str) -> Result<Option<PathBuf>, Usag
 }
 
 /// The [[alerts]] of the config files, and --alert (or GUARD_ALERT, several separated by spaces).
-fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::alert::Sink>, UsageError> {
+fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::config::alerts::Sink>, UsageError> {
     use crate::config::alerts::redact_url;
-    let mut alerts: Vec<crate::alert::Sink> =
+    let mut alerts: Vec<crate::config::alerts::Sink> =
         src.layers.alerts().into_iter().map(|(s, _)| s).collect();
     let mut specs: Vec<(String, String)> = args
         .alert
@@ -589,7 +589,7 @@ fn alerts(args: &WrapArgs, src: &Src) -> Result<Vec<crate::alert::Sink>, UsageEr
     }
     for (spec, shown) in specs {
         alerts.push(
-            crate::alert::Sink::from_cli(&spec)
+            crate::config::alerts::Sink::from_cli(&spec)
                 .map_err(|e| UsageError(format!("invalid {shown}: {e}")))?,
         );
     }

@@ -1,8 +1,9 @@
-//! The machine's own logs as alert sinks: the systemd journal through its native protocol
-//! (`log:journal`: one datagram of `KEY=VALUE` fields to /run/systemd/journal/socket, or a
-//! sealed memfd passed over it when the entry is too large for a datagram — the documented
-//! protocol, no libsystemd) and syslog through /dev/log (`log:syslog`, RFC 3164). Both report a
-//! failed delivery when nothing listens, instead of dropping the line as syslog(3) does.
+//! The machine's own logs: the systemd journal through its native protocol (one datagram of
+//! `KEY=VALUE` fields to /run/systemd/journal/socket, or a sealed memfd passed over it when the
+//! entry is too large for a datagram — the documented protocol, no libsystemd) and syslog through
+//! /dev/log (RFC 3164). Both say so when nothing listens, instead of dropping the line as
+//! syslog(3) does. guard's own lines ([`crate::logger`]) and the `log:journal` and `log:syslog`
+//! alert sinks use them.
 
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
@@ -13,20 +14,6 @@ use std::path::Path;
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// Where syslog daemons (and journald) listen.
 pub const SYSLOG_SOCKET: &str = "/dev/log";
-
-/// The journal's MESSAGE_ID of each event kind (`journalctl MESSAGE_ID=…` finds them all).
-pub fn message_id(kind: crate::format::EventKind) -> &'static str {
-    match kind {
-        crate::format::EventKind::MemoryLimit => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a01",
-        crate::format::EventKind::Warning => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a02",
-        crate::format::EventKind::KernelOom => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a03",
-        crate::format::EventKind::Failed => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a04",
-        crate::format::EventKind::Timeout => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a05",
-        crate::format::EventKind::Drill => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a06",
-        crate::format::EventKind::Signal => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a07",
-        crate::format::EventKind::Unknown => "8a1f4be3c6d54f0e9b2a7c1d5e6f7a00",
-    }
-}
 
 /// Why an entry did not reach its log.
 #[derive(Debug, thiserror::Error)]
