@@ -3,22 +3,25 @@
 //! This file is the module map and the dispatch: [`main_with`] parses the command line and hands
 //! each subcommand to its handler in [`commands`]. ARCHITECTURE.md has the bird's-eye view.
 //!
-//! Module map, lowest layer first (a module uses only those above it, and [`format`] and
-//! [`logger`], which every layer uses):
+//! Module map, lowest layer first (a module uses only those above it; `tests/architecture.rs`
+//! checks it):
+//! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
 //! - [`os`]: small operating-system helpers: the /proc reader, helper programs run with a bound,
 //!   guard's runtime directory, who owns a leaf, whether root may trust a file, output kept as
-//!   its first and last bytes.
-//! - [`config`]: the options and everything about them — the one table ([`config::options`]),
-//!   the clap definition ([`config::cli`]), the TOML file ([`config::file`]), SIZE and DUR
-//!   ([`config::units`]), the exit statuses ([`config::exit`]) — validated into
-//!   [`config::WrapConfig`]; bad input → exit 125.
+//!   its first and last bytes, the journal and syslog.
+//! - [`logger`]: guard's own lines on stderr (or the journal), filtered by -v / -q.
 //! - [`cgroup`]: layout detection, the v1 / v2 / poll enforcement modes behind one interface,
 //!   and [`cgroup::systemd`], the transient scope systemd makes for the job where it owns the
 //!   tree.
-//! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, the Python heap census, bundles, and the one redaction pass for
-//!   everything that leaves guard ([`evidence::redact`]).
+//! - [`config`]: the options and everything about them — the one table ([`config::options`]),
+//!   the clap definition ([`config::cli`]), the TOML file ([`config::file`]), SIZE and DUR
+//!   ([`config::units`]), the exit statuses ([`config::exit`]), the sinks' specifications
+//!   ([`config::alerts`]) — validated into [`config::WrapConfig`]; bad input → exit 125.
 //! - [`report`]: what a bundle says — read back, how the memory grew ([`report::growth`]),
 //!   rendered as text, JSON or HTML — and the list of bundles.
+//! - [`evidence`]: the memory timeline, the snapshot of a held job, collectors, the Python heap
+//!   census, bundles, and the one redaction pass for everything that leaves guard
+//!   ([`evidence::redact`]).
 //! - [`alert`]: telling people — the alert sinks and their bounded delivery, the pings, the
 //!   metrics file ([`alert::metrics`]).
 //! - [`supervise`]: one run, as its lifecycle: prepare, spawn into the cgroup, the event loop
@@ -26,8 +29,6 @@
 //!   the register of held jobs ([`supervise::register`]).
 //! - [`commands`]: each subcommand's handler — the wrap, `report`/`list`, `held`/`kill`,
 //!   `doctor`, `drill`, `config check` — on top of everything else.
-//! - [`format`]: the bundle format and the words guard writes (event kinds, statuses, modes).
-//! - [`logger`]: guard's own lines on stderr (or the journal), filtered by -v / -q.
 
 pub mod alert;
 pub mod cgroup;
