@@ -328,16 +328,17 @@ fn the_hook_runs_the_sitecustomize_it_shadows_once_also_nested() {
         h = _signal.getsignal(sig)\n\
         print('handler', getattr(h, '__name__', h))\n";
     for nested in [false, true] {
+        // A cap: without one no census can happen and the hook is not put in (issue 24).
         let mut c = guard_cmd();
         c.env("PYTHONPATH", site.path())
             .arg("--evidence-dir")
             .arg(ev.path())
-            .arg("--");
+            .args(["-m", "1G", "--"]);
         if nested {
             c.arg(guard())
                 .arg("--evidence-dir")
                 .arg(ev.path())
-                .arg("--");
+                .args(["-m", "1G", "--"]);
         }
         c.args(["/usr/bin/python3", "-c", probe]);
         let o = output_within(&mut c, Duration::from_secs(30));
@@ -370,11 +371,20 @@ fn no_pyheap_leaves_the_environment_as_given_and_the_report_says_how_to_get_one(
         .args(["--no-pyheap", "--", "/usr/bin/python3", "-c", probe]);
     let o = output_within(&mut c, Duration::from_secs(30));
     assert_eq!(stdout(&o).trim(), "None None", "{}", stderr(&o));
+    // Without --memory (and no --warn) no census can happen: the environment is left as given
+    // (issue 24).
     let mut c = guard_cmd();
     c.env("PYTHONPATH", "/opt/app")
         .arg("--evidence-dir")
         .arg(ev.path())
         .args(["--", "/usr/bin/python3", "-c", probe]);
+    let out = stdout(&output_within(&mut c, Duration::from_secs(30)));
+    assert_eq!(out.trim(), "/opt/app None", "no cap, no hook");
+    let mut c = guard_cmd();
+    c.env("PYTHONPATH", "/opt/app")
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "1G", "--", "/usr/bin/python3", "-c", probe]);
     let out = stdout(&output_within(&mut c, Duration::from_secs(30)));
     assert!(out.contains("/pyhook-"), "{out}");
     assert!(
@@ -416,7 +426,7 @@ fn programs_the_hook_does_not_serve_start_as_before() {
             let mut c = guard_cmd();
             c.arg("--evidence-dir")
                 .arg(ev.path())
-                .arg("--")
+                .args(["-m", "1G", "--"])
                 .arg(py2)
                 .args(["-c", "import sys; print('py2 ok %d' % sys.version_info[0])"]);
             let o = output_within(&mut c, Duration::from_secs(30));

@@ -201,11 +201,16 @@ fn announce(cfg: &WrapConfig, enforcer: &Enforcer) {
 
 /// The Python heap census: its hook written (or checked) for this uid, and the job's environment
 /// that loads it. None with --no-pyheap, without an evidence directory (a census goes into a
-/// bundle), or when the hook cannot be put in place (one warning says why; the cap is not
-/// affected).
+/// bundle), without a cap or a warning threshold (no census can happen), or when the hook cannot
+/// be put in place (one warning says why; the cap is not affected).
 pub fn pyheap(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
     let settings = cfg.evidence.pyheap?;
     cfg.evidence.dir.as_ref().ok()?;
+    // A census is taken at the cap and at the warning: without either there is none to take,
+    // and the job's environment is left as it was given.
+    if cfg.memory.is_none() && cfg.evidence.warn.is_none() {
+        return None;
+    }
     match Hook::install(settings) {
         Ok(hook) => {
             let env = hook.environ();
