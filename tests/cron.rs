@@ -401,3 +401,73 @@ fn without_quiet_piped_output_passes_through_and_its_tail_is_kept() {
         "the job died of SIGPIPE"
     );
 }
+
+/// Issue 24, items 5 and 6: runitor's order — the end ping only after /start was answered (in 5
+/// of 10 quick runs the end used to arrive first, and healthchecks then shows a start that never
+/// ended) — and a command that cannot run (127, 126) still reaches the check: /start, then
+/// URL/STATUS with guard's line.
+#[test]
+fn pings_come_in_order_and_a_command_that_cannot_run_is_pinged() {
+    // The start ping answered slowly: an end sent without waiting for it would overtake it.
+    let r = Receiver::start(200, Duration::from_millis(150));
+    let url = r.url("/ping/ord");
+    for _ in 0..10 {
+        let o = guard_cmd().args(["--ping", &url, "--", "true"]).bounded();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let reqs = r.requests();
+    let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for q in &reqs {
+        runs.entry(q.query.clone())
+            .or_default()
+            .push(q.path.clone());
+    }
+    assert_eq!(runs.len(), 10, "{reqs:?}");
+    for (rid, paths) in &runs {
+        assert_eq!(
+            paths,
+            &["/ping/ord/start".to_string(), "/ping/ord".to_string()],
+            "the end ping overtook /start in run {rid}"
+        );
+    }
+    let r = Receiver::start(200, Duration::ZERO);
+    let url = r.url("/ping/typo");
+    let o = guard_cmd()
+        .args(["--ping", &url, "--", "no-such-command-here"])
+        .bounded();
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let d = tempfile::tempdir().unwrap();
+    let script = d.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let o = guard_cmd()
+        .args(["--ping", &url, "--"])
+        .arg(&script)
+        .bounded();
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let reqs = r.requests();
+    let paths: Vec<&str> = reqs.iter().map(|q| q.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/ping/typo/start",
+            "/ping/typo/127",
+            "/ping/typo/start",
+            "/ping/typo/126"
+        ],
+        "{reqs:?}"
+    );
+    assert!(
+        reqs[1].body.contains("command not found"),
+        "{}",
+        reqs[1].body
+    );
+    assert!(
+        reqs[3].body.starts_with("guard: error: cannot run"),
+        "{}",
+        reqs[3].body
+    );
+    assert_eq!(
+        reqs[0].query, reqs[1].query,
+        "one run id for the start and the failure"
+    );
+}

@@ -74,7 +74,15 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let pyheap = prepare::pyheap(cfg);
     let started = notify::Started::now();
     let env = pyheap.as_ref().map(|(_, env)| env.as_slice());
-    let (enforcer, pid) = prepare::start(cfg, prepared.enforcer, output.stdio(), env)?;
+    let (enforcer, pid) = match prepare::start(cfg, prepared.enforcer, output.stdio(), env) {
+        Ok(started) => started,
+        Err(f) => {
+            // A crontab's typo (127) or a script without its x bit (126) must reach the check
+            // as runitor reports it: /start, then the failure with guard's line.
+            notify::could_not_start(cfg, &f);
+            return Err(f);
+        }
+    };
     io.capture = output.started();
     let start_ping = notify::job_started(cfg);
     let mut recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);

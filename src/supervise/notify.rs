@@ -89,6 +89,37 @@ pub fn job_started(cfg: &WrapConfig) -> Option<StartPing> {
     })
 }
 
+/// COMMAND could not be started (`f`: 126 or 127; anything else is guard's own failure): with
+/// `--ping`, URL/start and then URL/STATUS with guard's line as the body, in that order, each
+/// bounded as any ping.
+pub fn could_not_start(cfg: &WrapConfig, f: &super::Fatal) {
+    use crate::config::exit::{NOT_EXECUTABLE, NOT_FOUND};
+    let (Some(url), false) = (&cfg.ping, cfg.drill) else {
+        return;
+    };
+    if f.status != NOT_FOUND && f.status != NOT_EXECUTABLE {
+        return;
+    }
+    let rid = alert::run_id();
+    let line = format!(
+        "guard: error: {}",
+        crate::format::escape_controls(&f.message, false)
+    );
+    for d in [
+        alert::ping(url, "/start", &rid, ""),
+        alert::ping(url, &format!("/{}", f.status), &rid, &line),
+    ] {
+        if d.status != Status::Ok {
+            log::warn!(
+                "{} failed after {} attempt(s): {}",
+                d.sink,
+                d.attempts,
+                d.detail
+            );
+        }
+    }
+}
+
 /// One warning line naming the bundle (`r`), and the warning alert on its own thread (joined,
 /// bounded by the sinks' timeouts, when the job is over).
 pub fn warning(
@@ -238,11 +269,18 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
     }
     let pending = std::mem::take(&mut ending.pending);
     let ending = &ending;
+    let rid = start_ping
+        .as_ref()
+        .map(|s| s.rid.clone())
+        .unwrap_or_default();
+    // The end ping goes only once /start was answered or given up (its own bound): sent
+    // together, the end could arrive first and the check would show a start that never ended.
+    let mut pings: Vec<Delivery> = start_ping
+        .and_then(|s| s.handle)
+        .and_then(|h| h.join().ok())
+        .into_iter()
+        .collect();
     std::thread::scope(|scope| {
-        let rid = start_ping
-            .as_ref()
-            .map(|s| s.rid.clone())
-            .unwrap_or_default();
         let drill = cfg.drill.then_some(cfg.name.as_str());
         let end_ping = cfg
             .ping
@@ -261,11 +299,6 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
         if let (None, Some((ev, bundle))) = (ending.kind, warned) {
             resolve_warning(cfg, &ev, bundle.as_deref());
         }
-        let mut pings: Vec<Delivery> = start_ping
-            .and_then(|s| s.handle)
-            .and_then(|h| h.join().ok())
-            .into_iter()
-            .collect();
         pings.extend(end_ping.and_then(|h| h.join().ok()));
         if let (Ok(b), false) = (&ending.bundle, pings.is_empty()) {
             if let Err(e) = crate::evidence::append_deliveries(b, &pings) {
