@@ -314,8 +314,15 @@ pub fn with_retries(
 
 /// `--ping URL`: a healthchecks-compatible ping to `URL` + `suffix` ("/start", "" on success,
 /// "/STATUS" — healthchecks' exit-status endpoint — on failure) with the run id `rid` and `body`
-/// (guard's line and the output tail on failure), bounded and retried like the alert sinks.
-pub fn ping(url: &crate::config::alerts::Secret, suffix: &str, rid: &str, body: &str) -> Delivery {
+/// (guard's line and the output tail on failure), bounded and retried like the alert sinks: up to
+/// `tries` attempts ([`MAX_TRIES`] unless the endpoint just failed every attempt of a ping).
+pub fn ping(
+    url: &crate::config::alerts::Secret,
+    suffix: &str,
+    rid: &str,
+    body: &str,
+    tries: u32,
+) -> Delivery {
     let label = format!("ping {}{suffix}", url.shown());
     let (url, suffix, rid, body) = (
         url.clone(),
@@ -323,12 +330,13 @@ pub fn ping(url: &crate::config::alerts::Secret, suffix: &str, rid: &str, body: 
         rid.to_string(),
         body.to_string(),
     );
+    let tries = tries.clamp(1, MAX_TRIES);
     let job = Job {
         label: label.clone(),
-        tries: MAX_TRIES,
+        tries,
         timeout: DEFAULT_TIMEOUT,
         run: Box::new(move || {
-            with_retries(&label, MAX_TRIES, || {
+            with_retries(&label, tries, || {
                 http::post_text(&url, &suffix, &rid, &body, DEFAULT_TIMEOUT)
             })
         }),

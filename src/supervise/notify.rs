@@ -84,7 +84,9 @@ pub fn job_started(cfg: &WrapConfig) -> Option<StartPing> {
         let id = rid.clone();
         // A drill does not start the job's check: it logs one event there at its end.
         let handle =
-            (!cfg.drill).then(|| std::thread::spawn(move || alert::ping(&url, "/start", &id, "")));
+            (!cfg.drill).then(|| std::thread::spawn(move || {
+                alert::ping(&url, "/start", &id, "", alert::MAX_TRIES)
+            }));
         StartPing { handle, rid }
     })
 }
@@ -106,8 +108,8 @@ pub fn could_not_start(cfg: &WrapConfig, f: &super::Fatal) {
         crate::format::escape_controls(&f.message, false)
     );
     for d in [
-        alert::ping(url, "/start", &rid, ""),
-        alert::ping(url, &format!("/{}", f.status), &rid, &line),
+        alert::ping(url, "/start", &rid, "", alert::MAX_TRIES),
+        alert::ping(url, &format!("/{}", f.status), &rid, &line, alert::MAX_TRIES),
     ] {
         if d.status != Status::Ok {
             log::warn!(
@@ -262,30 +264,40 @@ fn finish_alert(ev: &alert::Event, bundle: Option<&Path>, results: &[Delivery]) 
 
 /// Tell people how the run ended: the metrics first (no network), then the alert, the
 /// warnings still on their way and the end ping, all at once — a hanging endpoint costs the
-/// bound of one delivery (3 attempts and the backoff), not one per kind of delivery.
+/// bound of one delivery (3 attempts and the backoff), not one per kind of delivery; the end
+/// ping alone may also wait for what is left of /start's bound, plus one attempt.
 pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>, started: Started) {
     if let Some(path) = &cfg.metrics_file {
         metrics(cfg, path, &ending, started);
     }
     let pending = std::mem::take(&mut ending.pending);
     let ending = &ending;
-    let rid = start_ping
-        .as_ref()
-        .map(|s| s.rid.clone())
-        .unwrap_or_default();
-    // The end ping goes only once /start was answered or given up (its own bound): sent
-    // together, the end could arrive first and the check would show a start that never ended.
-    let mut pings: Vec<Delivery> = start_ping
-        .and_then(|s| s.handle)
-        .and_then(|h| h.join().ok())
-        .into_iter()
-        .collect();
+    let (rid, start_handle) = match start_ping {
+        Some(s) => (s.rid, s.handle),
+        None => (String::new(), None),
+    };
     std::thread::scope(|scope| {
         let drill = cfg.drill.then_some(cfg.name.as_str());
-        let end_ping = cfg
-            .ping
-            .as_ref()
-            .map(|url| scope.spawn(move || ping(url, &rid, ending, drill)));
+        // The end ping goes only once /start was answered or given up (its bound counts from
+        // the job's start): sent together, the end could arrive first and the check would show a
+        // start that never ended. It waits on a thread of its own, so the alerts do not.
+        let end_ping = cfg.ping.as_ref().map(|url| {
+            scope.spawn(move || {
+                let start: Vec<Delivery> = start_handle
+                    .and_then(|h| h.join().ok())
+                    .into_iter()
+                    .collect();
+                // An endpoint that just failed every attempt of /start gets one more, not three:
+                // a dead endpoint costs /start's bound and one attempt, not two whole bounds.
+                let tries = if start.iter().all(|d| d.status == Status::Ok) {
+                    alert::MAX_TRIES
+                } else {
+                    1
+                };
+                let end = ping(url, &rid, ending, drill, tries);
+                start.into_iter().chain([end]).collect::<Vec<_>>()
+            })
+        });
         alert_the_ending(cfg, ending);
         let mut warned = None;
         for p in pending {
@@ -299,7 +311,9 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
         if let (None, Some((ev, bundle))) = (ending.kind, warned) {
             resolve_warning(cfg, &ev, bundle.as_deref());
         }
-        pings.extend(end_ping.and_then(|h| h.join().ok()));
+        let pings = end_ping
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
         if let (Ok(b), false) = (&ending.bundle, pings.is_empty()) {
             if let Err(e) = crate::evidence::append_deliveries(b, &pings) {
                 log::warn!("{e}");
@@ -365,6 +379,7 @@ fn ping(
     rid: &str,
     ending: &Ending,
     drill: Option<&str>,
+    tries: u32,
 ) -> Delivery {
     if let Some(job) = drill {
         // healthchecks' /log: an event in the check's log that changes nothing of its state.
@@ -372,10 +387,10 @@ fn ping(
             "guard drill for {job}: a rehearsal of the failure path, not a run of the job; {}",
             ending.line
         );
-        return alert::ping(url, "/log", rid, &ending.scrub.scrub_str(&body));
+        return alert::ping(url, "/log", rid, &ending.scrub.scrub_str(&body), tries);
     }
     if ending.status == 0 {
-        return alert::ping(url, "", rid, "");
+        return alert::ping(url, "", rid, "", tries);
     }
     // healthchecks keeps the first 10 KB of a ping body: the end of the output matters.
     let tail = ending
@@ -391,6 +406,7 @@ fn ping(
         &format!("/{}", ending.status),
         rid,
         &ending.scrub.scrub_str(&body),
+        tries,
     )
 }
 
