@@ -77,10 +77,14 @@ fn clap_error_line(e: &clap::Error) -> String {
 }
 
 /// What the Rust runtime's start-up would have done that guard relies on (the binary starts
-/// from C's `main`, see src/main.rs): SIGPIPE ignored, so a closed reader is an EPIPE error and
+/// from C's `main`, see src/main.rs), after recording the signal state guard inherited (see
+/// [`os::sigstate`]): SIGPIPE ignored, so a closed reader is an EPIPE error and
 /// not guard's death; and descriptors 0, 1 and 2 open (on /dev/null if they were closed), so no
 /// file guard opens — a cgroup's `tasks`, a bundle file — can become its stdout or stderr.
 pub fn startup() {
+    // The signal state guard was given, before anything changes it: COMMAND starts with it.
+    os::sigstate::record();
+    os::sigstate::own_sigchld();
     // SAFETY: SIG_IGN is a valid disposition, set before any thread exists.
     let _ = unsafe {
         nix::sys::signal::signal(

@@ -134,7 +134,8 @@ fn lock_mistakes_are_125() {
             &["--lock", "/nonexistent-dir/x.lock"],
             "cannot open the lock file /nonexistent-dir/x.lock",
         ),
-        (&["--timeout", "0"], "--timeout '0'"),
+        // 0 is timeout(1)'s "no limit" (issue 24); a negative one is a mistake.
+        (&["--timeout=-1"], "--timeout '-1'"),
     ];
     for (args, needle) in cases {
         let o = guard_cmd().args(*args).args(["--", "true"]).bounded();
@@ -470,4 +471,67 @@ fn pings_come_in_order_and_a_command_that_cannot_run_is_pinged() {
         reqs[0].query, reqs[1].query,
         "one run id for the start and the failure"
     );
+}
+
+/// Issue 24, item 8: --timeout takes what timeout(1) takes — 0 and inf are no limit, a
+/// floating-point number with s/m/h/d, any length — and --signal / --preserve-status mean what
+/// they mean there.
+#[test]
+fn timeout_takes_timeout_1s_grammar_signal_and_preserve_status() {
+    let run = |args: &[&str], cmd: &[&str]| {
+        let t0 = Instant::now();
+        let o = guard_cmd()
+            .args(["--no-evidence"])
+            .args(args)
+            .arg("--")
+            .args(cmd)
+            .stdin(Stdio::null())
+            .bounded();
+        (o.status.code(), t0.elapsed(), stderr(&o))
+    };
+    // No limit: the job runs to its end.
+    for t in ["0", "0s", "inf", "400d", "1e9"] {
+        let (code, _, err) = run(&["--timeout", t], &["sh", "-c", "sleep 0.3; exit 3"]);
+        assert_eq!(code, Some(3), "--timeout {t}: {err}");
+        assert!(!err.contains("time limit"), "--timeout {t}: {err}");
+    }
+    // A millisecond, a fraction of a minute.
+    for t in ["1e-3", "0.005m", ".3"] {
+        let (code, took, err) = run(&["--timeout", t], &["sleep", "30"]);
+        assert_eq!(code, Some(124), "--timeout {t}: {err}");
+        assert!(took < Duration::from_secs(10), "--timeout {t}: {took:?}");
+    }
+    // --signal: what the job gets first; --preserve-status: its own status instead of 124.
+    let job = ["sh", "-c", "trap 'exit 3' INT; sleep 30 & wait"];
+    for (args, want) in [
+        (&["--signal", "INT"][..], 124),
+        (&["--signal", "sigint", "--preserve-status"][..], 3),
+        (&["--signal", "2", "--preserve-status"][..], 3),
+        (&["--signal", "KILL", "--preserve-status"][..], 137),
+        (&["--preserve-status"][..], 143),
+    ] {
+        let mut a = vec!["--timeout", "300ms", "--kill-after", "5s"];
+        a.extend_from_slice(args);
+        let (code, took, err) = run(&a, &job);
+        assert_eq!(code, Some(want), "{args:?}: {err}");
+        assert!(took < Duration::from_secs(5), "{args:?}: {took:?}");
+    }
+    // Mistakes: one line naming the value, 125, the job never started.
+    for (args, needle) in [
+        (
+            &["--signal", "TREM", "--timeout", "1s"][..],
+            "--signal 'TREM'",
+        ),
+        (&["--signal", "99", "--timeout", "1s"][..], "--signal '99'"),
+        (&["--timeout", "soon"][..], "--timeout 'soon'"),
+        (&["--timeout=-2"][..], "--timeout '-2'"),
+    ] {
+        let (code, _, err) = run(args, &["sh", "-c", "echo ran"]);
+        assert_eq!(code, Some(125), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("guard: error: ") && err.contains(needle),
+            "{err}"
+        );
+    }
 }

@@ -44,6 +44,13 @@ pub struct WrapConfig {
     pub swap: u64,
     pub name: String,
     pub kill_after: Duration,
+    /// --kill-after was given: forwarded terminating signals escalate to a kill after it, and
+    /// leftovers get it as their grace. Not given, the sender of a SIGTERM owns the escalation.
+    pub kill_after_given: bool,
+    /// --signal: what --timeout sends first.
+    pub timeout_signal: nix::sys::signal::Signal,
+    /// --preserve-status: after --timeout, COMMAND's own status instead of 124.
+    pub preserve_status: bool,
     pub require_cgroup: bool,
     pub verbosity: Verbosity,
     pub command: Vec<OsString>,
@@ -357,7 +364,10 @@ pub fn wrap_config(
         ));
     }
     let mut evidence = evidence_config(args, src, memory)?;
-    let mut timeout = duration(args, src, "timeout")?;
+    let mut timeout = match args.text("timeout") {
+        None => None,
+        Some(t) => units::parse_timeout(t).map_err(|e| duration_error(src, "timeout", t, e))?,
+    };
     let hold_for = if args.drill {
         // A rehearsal: no hold (the job's could be half an hour), no warning alert before the
         // drill's own, and a bound on the whole.
@@ -388,6 +398,9 @@ pub fn wrap_config(
         memory_text: args.text("memory").map(str::to_string),
         name,
         kill_after: kill_after(args, src)?,
+        kill_after_given: args.text("kill_after").is_some(),
+        timeout_signal: timeout_signal(args, src)?,
+        preserve_status: flag(src, args, "preserve_status")?,
         require_cgroup: flag(src, args, "require_cgroup")?,
         verbosity: verbosity(args, src)?,
         slice: slice(args, src)?,
@@ -534,6 +547,34 @@ fn thrash_after(args: &WrapArgs, src: &Src) -> Result<Option<Duration>, UsageErr
         Some(t) if t.trim().eq_ignore_ascii_case("off") => Ok(None),
         Some(_) => duration(args, src, "thrash_after"),
     }
+}
+
+/// --signal: a signal name with or without SIG (any case), or its number; not KILL/STOP-proof
+/// checks — timeout(1) takes any, and so does guard.
+fn timeout_signal(args: &WrapArgs, src: &Src) -> Result<nix::sys::signal::Signal, UsageError> {
+    use nix::sys::signal::Signal;
+    let Some(t) = args.text("signal") else {
+        return Ok(Signal::SIGTERM);
+    };
+    let s = t.trim();
+    let parsed = match s.parse::<i32>() {
+        Ok(n) => Signal::try_from(n).ok(),
+        Err(_) => {
+            let up = s.to_ascii_uppercase();
+            let name = if up.starts_with("SIG") {
+                up
+            } else {
+                format!("SIG{up}")
+            };
+            name.parse::<Signal>().ok()
+        }
+    };
+    parsed.ok_or_else(|| {
+        UsageError(format!(
+            "invalid {}: not a signal; give a name (TERM, INT, KILL, USR1) or a number (15)",
+            origin(src, "signal", t)
+        ))
+    })
 }
 
 /// --kill-after (zero is allowed: kill at once).
@@ -684,6 +725,8 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("core", e.core.to_string()),
         ("core_max", units::format_size(e.core_max)),
         ("kill_after", units::format_duration(cfg.kill_after)),
+        ("signal", cfg.timeout_signal.as_str().to_string()),
+        ("preserve_status", cfg.preserve_status.to_string()),
         (
             "timeout",
             cfg.timeout

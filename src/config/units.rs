@@ -150,6 +150,41 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     Ok(Duration::from_nanos(total as u64))
 }
 
+/// A `--timeout` longer than this (100 years) is no limit.
+const TIMEOUT_FOREVER_S: f64 = 100.0 * 366.0 * 86_400.0;
+
+/// `--timeout`'s DUR: guard's DUR (`1h30m`, `500ms`), or timeout(1)'s — a floating-point number
+/// (`2.5`, `1e-3`, `inf`) with an optional `s`, `m`, `h` or `d` — with timeout(1)'s meanings: 0
+/// and `inf` are no limit, and so is a duration too long to count. None: no limit.
+pub fn parse_timeout(input: &str) -> Result<Option<Duration>, UnitError> {
+    let s = input.trim();
+    let (num, per) = match s.char_indices().last() {
+        Some((i, c)) if "smhd".contains(c) && s[..i].parse::<f64>().is_ok() => {
+            let per = match c {
+                's' => 1.0,
+                'm' => 60.0,
+                'h' => 3600.0,
+                _ => 86_400.0,
+            };
+            (&s[..i], per)
+        }
+        _ => (s, 1.0),
+    };
+    if let Ok(v) = num.parse::<f64>() {
+        if v.is_nan() || v < 0.0 {
+            return Err(UnitError("a duration cannot be negative".into()));
+        }
+        let secs = v * per;
+        // Past a century a deadline is never reached (and would overflow the clock): timeout(1)
+        // clamps such a value to the longest it can wait; guard waits without a limit.
+        if secs == 0.0 || secs > TIMEOUT_FOREVER_S {
+            return Ok(None);
+        }
+        return Ok(Duration::try_from_secs_f64(secs).ok());
+    }
+    parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
 /// The leading `DIGITS[.DIGITS]` of `s`: integer digits, fraction digits, and what follows
 /// (spaces after the number skipped).
 fn decimal(s: &str) -> Result<(&str, &str, &str), UnitError> {
@@ -342,6 +377,30 @@ mod tests {
             parse_duration("1h 30").unwrap_err().0,
             "a number without a unit after '1h'"
         );
+    }
+
+    #[test]
+    fn timeouts_read_as_timeout_1_reads_them() {
+        let t = |s: &str| parse_timeout(s);
+        assert_eq!(t("0"), Ok(None));
+        assert_eq!(t("0s"), Ok(None));
+        assert_eq!(t("inf"), Ok(None));
+        assert_eq!(t("infinity"), Ok(None));
+        assert_eq!(t("1e-3"), Ok(Some(Duration::from_millis(1))));
+        assert_eq!(t("2.5"), Ok(Some(Duration::from_millis(2500))));
+        assert_eq!(t("0.5m"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(t("400d"), Ok(Some(Duration::from_secs(400 * 86_400))));
+        assert_eq!(t("1h30m"), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(t("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(
+            t("1e30"),
+            Ok(None),
+            "too long to count: no limit, as timeout(1)"
+        );
+        assert!(t("-1").is_err());
+        assert!(t("nan").is_err());
+        assert!(t("soon").is_err());
+        assert!(t("").is_err());
     }
 
     #[test]

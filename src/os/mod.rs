@@ -3,7 +3,8 @@
 //! with a bound, [`rundir`] opens guard's runtime directory, [`owner`] tells whose a cgroup leaf or
 //! temporary bundle is and whether that guard is gone, [`trust`] says whether root may act on a
 //! file another user could change, [`headtail`] keeps output as its first and last bytes, [`journal`] writes to the machine's
-//! logs (the journal, syslog).
+//! logs (the journal, syslog), [`sigstate`] keeps the signal state guard was started with for the
+//! job.
 
 pub mod headtail;
 pub mod journal;
@@ -11,6 +12,7 @@ pub mod owner;
 pub mod proc;
 pub mod rundir;
 pub mod runner;
+pub mod sigstate;
 pub mod trust;
 
 /// 64 random bits (names nobody guesses ahead of time: the census socket, a ping's run id).

@@ -51,6 +51,9 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// KILL_WAIT: a process stuck in the kernel must not hang guard.
 const RE_KILL: Duration = Duration::from_secs(1);
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
+/// What processes COMMAND left behind get between SIGTERM and SIGKILL unless --kill-after says
+/// otherwise: guard ends within a second of COMMAND.
+pub const LEFTOVER_GRACE: Duration = Duration::from_millis(500);
 /// After the job's last process was reaped, how long its cgroup may take to empty (the kernel
 /// finishes an exit after the parent is told of it) even when KILL_WAIT is nearly over.
 const LAST_EXIT: Duration = Duration::from_millis(200);
@@ -104,8 +107,8 @@ pub trait Job {
     fn pid(&self) -> i32;
     /// Forward `sig` (to the job's process group with --pgroup).
     fn forward(&self, sig: Signal);
-    /// SIGTERM to COMMAND itself (--timeout).
-    fn terminate(&self);
+    /// --timeout's signal (--signal, SIGTERM by default) to COMMAND itself.
+    fn terminate(&self, sig: Signal);
     /// Reap children; COMMAND's end once it ended.
     fn reap(&mut self) -> Option<Ended>;
 }
@@ -210,11 +213,17 @@ pub struct Child {
     pid: i32,
     /// --pgroup: signals go to its whole process group.
     pgroup: bool,
+    /// --pgroup at a terminal: the terminal whose foreground the job's group holds.
+    tty: Option<std::os::fd::RawFd>,
 }
 
 impl Child {
-    pub fn new(pid: i32, pgroup: bool) -> Child {
-        Child { pid, pgroup }
+    pub fn new(pid: i32, group: super::spawn::Group) -> Child {
+        Child {
+            pid,
+            pgroup: group.own,
+            tty: group.tty,
+        }
     }
 }
 
@@ -226,12 +235,17 @@ impl Job for Child {
     fn forward(&self, sig: Signal) {
         // --pgroup: to the job's whole process group (-pgid), as tini -g does.
         let target = if self.pgroup { -self.pid } else { self.pid };
+        // Continued in the foreground (the shell's fg gave it to guard's group): the job's group
+        // takes the terminal again before it runs.
+        if let (Signal::SIGCONT, Some(tty)) = (sig, self.tty) {
+            super::terminal::give(tty, self.pid);
+        }
         log::debug!("forwarding {sig:?} to {target}");
         let _ = kill(Pid::from_raw(target), sig);
     }
 
-    fn terminate(&self) {
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+    fn terminate(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.pid), sig);
     }
 
     /// Reaps every child of this thread that ended — COMMAND, orphans handed to guard as
@@ -259,7 +273,12 @@ impl Job for Child {
                         let _ = raise(Signal::SIGSTOP);
                     }
                 }
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return ended,
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => {
+                    if let (Some(_), Some(tty)) = (ended, self.tty) {
+                        super::terminal::take_back(tty, self.pid);
+                    }
+                    return ended;
+                }
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => {
                     log::debug!("waitpid: {e}");
@@ -523,7 +542,7 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             if self.holding() && signals::ends_a_hold(r.signo) {
                 self.end_hold_by_signal(r, now);
             } else {
-                self.on_signal(r.signo, r.code, now);
+                self.on_signal(r.signo, r.code, r.pid, now);
             }
         }
         if ready.memory_event {
@@ -564,12 +583,23 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
 
     /// A signal guard received: reap on SIGCHLD, forward what was sent to guard (a terminating
     /// one starts the --kill-after count), leave alone what the terminal already delivered.
-    pub fn on_signal(&mut self, signo: i32, code: i32, now: Instant) {
-        match signals::classify(signo, code, self.session_leader, self.cfg.pgroup) {
+    pub fn on_signal(&mut self, signo: i32, code: i32, sender: u32, now: Instant) {
+        let cx = signals::Context {
+            session_leader: self.session_leader,
+            own_group: self.cfg.pgroup,
+            own_pid: std::process::id(),
+        };
+        let ignored = crate::os::sigstate::was_ignored(signo);
+        match signals::classify(signo, code, sender, ignored, cx) {
             Action::Reap => self.on_child_exit(),
             Action::Forward(sig) => {
                 self.job.forward(sig);
-                if signals::TERMINATING.contains(&sig) && self.at.kill_after.is_none() {
+                // A graceful shutdown is the sender's to cut short (docker stop, Kubernetes'
+                // grace period, systemd's TimeoutStopSec): guard escalates only when told to.
+                if signals::TERMINATING.contains(&sig)
+                    && self.at.kill_after.is_none()
+                    && self.cfg.kill_after_given
+                {
                     self.at.kill_after = Some(now + self.cfg.kill_after);
                 }
             }
@@ -819,11 +849,12 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
             None,
         ));
         log::debug!(
-            "{} (pid {}) out of time; sending SIGTERM",
+            "{} (pid {}) out of time; sending {}",
             self.cfg.name,
-            self.job.pid()
+            self.job.pid(),
+            self.cfg.timeout_signal.as_str()
         );
-        self.job.terminate();
+        self.job.terminate(self.cfg.timeout_signal);
         if self.at.kill_after.is_none() {
             self.at.kill_after = Some(now + self.cfg.kill_after);
         }
@@ -966,20 +997,26 @@ impl<'c, E: Enforce, J: Job> Supervisor<'c, E, J> {
         }
     }
 
-    /// COMMAND exited but left processes in the job: SIGTERM them, give them --kill-after, then
-    /// SIGKILL.
+    /// COMMAND exited but left processes in the job: SIGTERM them, give them LEFTOVER_GRACE (or
+    /// --kill-after when given), then SIGKILL — guard ends within a second of COMMAND, as tini and
+    /// dumb-init do, and still leaves nothing behind.
     fn finish_leftovers(&mut self, io: &mut impl Wait) {
         self.signal_escapees(Signal::SIGTERM);
         let n = self.enforcer.signal_all(Signal::SIGTERM);
         if n == 0 {
             return;
         }
+        let grace = if self.cfg.kill_after_given {
+            self.cfg.kill_after
+        } else {
+            LEFTOVER_GRACE
+        };
         log::info!(
             "{} exited and left {n} process(es) behind; sent SIGTERM, SIGKILL in {}",
             self.cfg.name,
-            format_duration(self.cfg.kill_after)
+            format_duration(grace)
         );
-        let deadline = Instant::now() + self.cfg.kill_after;
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline && self.enforcer.live_count() > 0 {
             // Signals now only mean children to reap.
             if io.wait(None, Duration::from_millis(20)).is_err() {

@@ -2,7 +2,8 @@
 //!
 //! 1. **prepare** — block the signals guard handles (read from a signalfd), take `--lock`, choose
 //!    and create the enforcement ([`prepare`]), set up the job's output ([`output`]);
-//! 2. **start** — COMMAND inside the cgroup before its first instruction ([`spawn`]);
+//! 2. **start** — COMMAND inside the cgroup before its first instruction, with the signal state
+//!    guard was given ([`spawn`]; with --pgroup at a terminal, its foreground: [`terminal`]);
 //! 3. **loop** — one synchronous event loop until COMMAND exits ([`event_loop`]): signals,
 //!    memory events, the sampler, housekeeping, the sentinel, the timeout, and the captures it
 //!    decides on ([`capture`]);
@@ -21,6 +22,7 @@ pub mod register;
 pub mod sentinel;
 pub mod signals;
 pub mod spawn;
+mod terminal;
 mod thrash;
 mod verdict;
 
@@ -74,7 +76,12 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let pyheap = prepare::pyheap(cfg);
     let started = notify::Started::now();
     let env = pyheap.as_ref().map(|(_, env)| env.as_slice());
-    let (enforcer, pid) = match prepare::start(cfg, prepared.enforcer, output.stdio(), env) {
+    // --pgroup at a terminal: the job's group takes its foreground (see terminal.rs).
+    let group = spawn::Group {
+        own: cfg.pgroup,
+        tty: cfg.pgroup.then(terminal::foreground).flatten(),
+    };
+    let (enforcer, pid) = match prepare::start(cfg, prepared.enforcer, output.stdio(), group, env) {
         Ok(started) => started,
         Err(f) => {
             // A crontab's typo (127) or a script without its x bit (126) must reach the check
@@ -87,7 +94,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     let start_ping = notify::job_started(cfg);
     let mut recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
     recorder.pyheap = pyheap.map(|(census, _)| census);
-    let job = Child::new(pid, cfg.pgroup);
+    let job = Child::new(pid, group);
     crate::logger::set_job(&cfg.name, pid);
     let mut sup = Supervisor::new(
         cfg,
@@ -137,7 +144,11 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         }
     }
     // 5. Tell people: alerts, pings, metrics.
-    let status = verdict.status();
+    // --preserve-status: after --timeout, COMMAND's own status, as timeout(1) gives it.
+    let status = match (verdict, cfg.preserve_status) {
+        (verdict::Verdict::Timeout, true) => verdict::Verdict::Exited(ended).status(),
+        _ => verdict.status(),
+    };
     let ending = Ending {
         status,
         kind,

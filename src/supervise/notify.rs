@@ -83,10 +83,9 @@ pub fn job_started(cfg: &WrapConfig) -> Option<StartPing> {
         let rid = alert::run_id();
         let id = rid.clone();
         // A drill does not start the job's check: it logs one event there at its end.
-        let handle =
-            (!cfg.drill).then(|| std::thread::spawn(move || {
-                alert::ping(&url, "/start", &id, "", alert::MAX_TRIES)
-            }));
+        let handle = (!cfg.drill).then(|| {
+            std::thread::spawn(move || alert::ping(&url, "/start", &id, "", alert::MAX_TRIES))
+        });
         StartPing { handle, rid }
     })
 }
@@ -109,7 +108,13 @@ pub fn could_not_start(cfg: &WrapConfig, f: &super::Fatal) {
     );
     for d in [
         alert::ping(url, "/start", &rid, "", alert::MAX_TRIES),
-        alert::ping(url, &format!("/{}", f.status), &rid, &line, alert::MAX_TRIES),
+        alert::ping(
+            url,
+            &format!("/{}", f.status),
+            &rid,
+            &line,
+            alert::MAX_TRIES,
+        ),
     ] {
         if d.status != Status::Ok {
             log::warn!(
@@ -311,9 +316,7 @@ pub fn tell(cfg: &WrapConfig, mut ending: Ending, start_ping: Option<StartPing>,
         if let (None, Some((ev, bundle))) = (ending.kind, warned) {
             resolve_warning(cfg, &ev, bundle.as_deref());
         }
-        let pings = end_ping
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let pings = end_ping.and_then(|h| h.join().ok()).unwrap_or_default();
         if let (Ok(b), false) = (&ending.bundle, pings.is_empty()) {
             if let Err(e) = crate::evidence::append_deliveries(b, &pings) {
                 log::warn!("{e}");

@@ -233,9 +233,10 @@ pub fn start(
     cfg: &WrapConfig,
     enforcer: Enforcer,
     stdio: (Option<&OwnedFd>, Option<&OwnedFd>),
+    group: spawn::Group,
     env: Option<&[std::ffi::CString]>,
 ) -> Result<(Enforcer, i32), Fatal> {
-    let spawned = spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, cfg.pgroup, env);
+    let spawned = spawn::spawn(&cfg.command, &enforcer.attach_fds(), stdio, group, env);
     match spawned {
         Ok(pid) => {
             log::debug!("started {} as pid {pid}", cfg.command[0].to_string_lossy());
@@ -251,7 +252,7 @@ pub fn start(
             );
             let poll = Enforcer::poll(enforcer.proc());
             let _ = enforcer.remove();
-            let pid = spawn::spawn(&cfg.command, &[], stdio, cfg.pgroup, env)
+            let pid = spawn::spawn(&cfg.command, &[], stdio, group, env)
                 .map_err(|e| spawn_fatal(cfg, e))?;
             Ok((poll, pid))
         }

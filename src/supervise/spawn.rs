@@ -15,6 +15,15 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+/// Whether the job leads a process group of its own (--pgroup), and the terminal whose
+/// foreground its group then takes (guard's own terminal, when guard's group holds its
+/// foreground).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Group {
+    pub own: bool,
+    pub tty: Option<RawFd>,
+}
+
 /// Why COMMAND did not start.
 #[derive(Debug)]
 pub enum SpawnError {
@@ -43,6 +52,12 @@ struct Child {
     stdout: RawFd,
     stderr: RawFd,
     own_group: bool,
+    /// The dispositions guard changed, as guard inherited them (see os::sigstate).
+    restore: [(libc::c_int, libc::sighandler_t); 4],
+    /// The blocked-signal mask guard inherited.
+    mask: libc::sigset_t,
+    /// --pgroup with guard in the terminal's foreground: the terminal to hand to the job's group.
+    tty: RawFd,
     parent: libc::pid_t,
     stage: AtomicI32,
     errno: AtomicI32,
@@ -52,17 +67,18 @@ struct Child {
 /// without `#!` through /bin/sh, a copy of the argument pointers; the rest is a few frames.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// Start `argv` with an empty signal mask, SIGKILL as parent-death signal, and after writing "0"
+/// Start `argv` with the signal dispositions and mask guard was started with, SIGKILL as
+/// parent-death signal, and after writing "0"
 /// to each `attach` fd (`tasks`/`cgroup.procs` of the job's cgroups). Returns the child's pid.
 /// `stdio`: where the job's stdout and stderr go instead of guard's (--quiet, or the tee that
 /// keeps the output tail); the caller closes its copies after the spawn.
-/// `own_group`: the job leads a process group of its own (--pgroup). `env`: the job's whole
-/// environment, when it is not guard's own.
+/// `group`: whether the job leads a process group of its own (--pgroup), and the terminal whose
+/// foreground it then takes. `env`: the job's whole environment, when it is not guard's own.
 pub fn spawn(
     argv: &[OsString],
     attach: &[BorrowedFd<'_>],
     stdio: (Option<&OwnedFd>, Option<&OwnedFd>),
-    own_group: bool,
+    group: Group,
     env: Option<&[CString]>,
 ) -> Result<i32, SpawnError> {
     let cstr = |a: &OsString| {
@@ -96,7 +112,13 @@ pub fn spawn(
         attach: attach_fds,
         stdout: stdio.0.map_or(-1, |f| f.as_raw_fd()),
         stderr: stdio.1.map_or(-1, |f| f.as_raw_fd()),
-        own_group,
+        own_group: group.own,
+        restore: {
+            let inherited = crate::os::sigstate::inherited();
+            crate::os::sigstate::RESTORED.map(|sig| (sig, inherited.disposition(sig)))
+        },
+        mask: crate::os::sigstate::inherited().mask,
+        tty: group.tty.unwrap_or(-1),
         parent: std::process::id() as libc::pid_t,
         stage: AtomicI32::new(0),
         errno: AtomicI32::new(0),
@@ -174,19 +196,24 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: plain system calls on integers, a stack sigset and the prepared C strings.
     unsafe {
-        // guard ignores SIGPIPE and std catches SIGSEGV/SIGBUS: the job starts with defaults
-        // (exec resets caught signals anyway; these must not run here, on guard's memory).
-        for sig in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        // guard blocks the signals it reads from its signalfd; the job must start with an empty
-        // mask, as if guard were not there.
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-            return fail(STAGE_SETUP);
+        // The dispositions guard changed (SIGPIPE ignored, SIGCHLD taken back) go back to what
+        // guard inherited: the job starts as if guard were not there (exec keeps SIG_IGN).
+        for (sig, handler) in c.restore {
+            libc::signal(sig, handler);
         }
         if c.own_group && libc::setpgid(0, 0) != 0 {
+            return fail(STAGE_SETUP);
+        }
+        // --pgroup at a terminal: the job's group takes the foreground, or a job that reads the
+        // terminal is stopped by SIGTTIN. Every signal is still blocked here, so the kernel's
+        // SIGTTOU to a background group's tcsetpgrp is not delivered; failure only means no
+        // terminal to hand over.
+        if c.own_group && c.tty >= 0 {
+            libc::tcsetpgrp(c.tty, libc::getpid());
+        }
+        // guard blocks the signals it reads from its signalfd; the job starts with the mask
+        // guard was started with.
+        if libc::sigprocmask(libc::SIG_SETMASK, &c.mask, std::ptr::null_mut()) != 0 {
             return fail(STAGE_SETUP);
         }
         if libc::prctl(

@@ -163,7 +163,7 @@ impl Job for FakeJob {
     fn forward(&self, sig: Signal) {
         self.w.borrow_mut().forwarded.push(sig);
     }
-    fn terminate(&self) {
+    fn terminate(&self, _sig: Signal) {
         self.w.borrow_mut().calls.push(Call::Terminate);
     }
     fn reap(&mut self) -> Option<Ended> {
@@ -203,6 +203,9 @@ fn config(evidence: &Path) -> WrapConfig {
         swap: 0,
         name: "job".into(),
         kill_after: Duration::from_millis(500),
+        kill_after_given: true,
+        timeout_signal: Signal::SIGTERM,
+        preserve_status: false,
         require_cgroup: false,
         verbosity: Verbosity::Normal,
         command: vec!["job".into()],
@@ -504,6 +507,36 @@ fn a_signal_that_arrives_with_the_cap_is_forwarded_and_the_hold_still_comes() {
     );
     sup.step(sigchld(), t0);
     assert_eq!(sup.verdict().status(), 137, "a memory kill, not 143");
+}
+
+/// Issue 24, item 1: without --kill-after a forwarded SIGTERM starts no countdown (the sender
+/// owns the escalation); with it, the job is killed --kill-after later.
+#[test]
+fn a_forwarded_sigterm_escalates_only_when_kill_after_was_given() {
+    let d = tempfile::tempdir().unwrap();
+    for given in [false, true] {
+        let mut cfg = config(d.path());
+        cfg.kill_after_given = given;
+        let w = Shared::default();
+        let mut sup = supervisor(&cfg, &w);
+        let t0 = Instant::now();
+        sup.step(
+            Ready {
+                signals: vec![Received::new(libc::SIGTERM, 0)],
+                memory_event: false,
+            },
+            t0,
+        );
+        assert_eq!(w.borrow().forwarded, [Signal::SIGTERM]);
+        let expected = given.then(|| t0 + cfg.kill_after);
+        assert_eq!(sup.at.kill_after, expected, "--kill-after given: {given}");
+        sup.step(Ready::default(), t0 + Duration::from_secs(3600));
+        assert_eq!(
+            calls(&w).contains(&Call::KillAll),
+            given,
+            "--kill-after given: {given}"
+        );
+    }
 }
 
 /// Defect 2: a job that does not end after the kill (a process stuck in the kernel, or one the
