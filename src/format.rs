@@ -489,8 +489,9 @@ pub struct PyHeap {
     pub implementation: String,
     /// Objects the collector tracks (gc.get_objects()).
     pub objects: u64,
-    /// Large (>= 1 KiB) untracked objects found among their referents (bytes, str, bytearray).
-    pub untracked_large: u64,
+    /// Objects the collector does not track (str, int, bytes, dicts and tuples of plain values),
+    /// found among the referents of the tracked ones and counted once each.
+    pub untracked: u64,
     /// The shallow sizes of everything counted.
     pub total_bytes: u64,
     pub by_size: Vec<PyType>,

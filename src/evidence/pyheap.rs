@@ -70,6 +70,8 @@ pub struct Hook {
     sock: String,
     signal: i32,
     window: Duration,
+    /// The memory the census may use inside the process (its headroom at the cap).
+    budget: u64,
 }
 
 /// The signal guard sends (SIGRTMAX - 6: 58 on Linux with glibc).
@@ -79,7 +81,7 @@ pub fn signal_number() -> i32 {
 
 impl Hook {
     /// Write (or check) the hook's directory for guard's uid and pick this run's socket name.
-    pub fn install(settings: Settings) -> Result<Hook, HookError> {
+    pub fn install(settings: Settings, limit: Option<u64>) -> Result<Hook, HookError> {
         let uid = nix::unistd::geteuid().as_raw();
         let dir = hook_dir(uid)?;
         Ok(Hook {
@@ -91,6 +93,7 @@ impl Hook {
             ),
             signal: signal_number(),
             window: settings.window,
+            budget: settings.headroom_for(limit.unwrap_or(0)),
         })
     }
 
@@ -122,13 +125,14 @@ impl Hook {
         self.dir.join("_guard_hook.py")
     }
 
-    /// GUARD_PYHEAP's value: `socket:signal:window_ms:dir`.
+    /// GUARD_PYHEAP's value: `socket:signal:window_ms:budget_bytes:dir`.
     fn value(&self) -> String {
         format!(
-            "{}:{}:{}:{}",
+            "{}:{}:{}:{}:{}",
             self.sock,
             self.signal,
             self.window.as_millis(),
+            self.budget,
             self.dir.display()
         )
     }
@@ -753,13 +757,14 @@ mod tests {
             sock: "guard-pyheap-1-2".into(),
             signal: 58,
             window: Duration::from_millis(1500),
+            budget: 32 << 20,
         };
         let env = hook.environ();
         let pp = env_value(&env, "PYTHONPATH").unwrap();
         assert!(pp.as_bytes().starts_with(b"/run/guard/pyhook-1"));
         assert_eq!(
             env_value(&env, ENV).unwrap(),
-            "guard-pyheap-1-2:58:1500:/run/guard/pyhook-1"
+            "guard-pyheap-1-2:58:1500:33554432:/run/guard/pyhook-1"
         );
         assert!(env_value(&env, "PATH").is_some());
         assert_eq!(

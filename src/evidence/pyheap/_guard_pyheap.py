@@ -3,12 +3,18 @@
 guard(1) puts this file and a sitecustomize.py on the job's PYTHONPATH. That hook registers a
 handler for one real-time signal (only when nothing else handles it) and costs nothing more until
 guard sends the signal, at the warning threshold or at the cap. The handler imports this module
-and calls census(): the live objects counted by type (count and shallow size, large untracked
-objects such as bytes and bytearray included), and for the largest types a retention path from
-sampled instances up to a root (a local of a live frame, a module global, a class attribute).
-The result goes to guard as one JSON document over guard's socket; nothing is written to disk.
+and calls census(): the live objects counted by type (count and shallow size), the objects the
+collector does not track counted too (str, int, bytes, and the small dicts and tuples of plain
+values that rows and records are made of, reached through the tracked objects that hold them,
+each counted once), and for the largest types a retention path from sampled instances up to a
+root (a local of a live frame, a module global, a class attribute). The result goes to guard as
+one JSON document over guard's socket; nothing is written to disk.
 
-It never raises into the program (KeyboardInterrupt and SystemExit excepted), holds the GIL
+Its own memory is bounded: 8 bytes per tracked object (the list gc.get_objects() returns) plus
+what it samples; it never materialises the referents of many objects at once (a list of a million
+items is walked, not copied), and it checks the process's resident memory between slices of work
+against the budget guard gave it (GUARD_PYHEAP), stopping with what it has when the budget is
+spent. It never raises into the program (KeyboardInterrupt and SystemExit excepted), holds the GIL
 while it counts, and stops at the deadline guard gave it, sending what it has.
 """
 
@@ -16,25 +22,30 @@ import gc
 import sys
 import time
 from collections import Counter
-from functools import partial
-from itertools import compress, filterfalse, islice, repeat
-from operator import is_, le
+from itertools import chain, compress, filterfalse, islice, repeat
+from operator import gt, is_, le
 
 FORMAT = "guard-pyheap/1"
 TOP = 15  # types listed, by size and by count
 PATH_TYPES = 3  # types that get retention paths
-SAMPLES = 2  # instances sampled per type
+SAMPLES = 2  # instances traced per type
+KEEP = 8  # untracked instances kept per type as candidates for tracing
 MAX_DEPTH = 40  # steps up from an instance
 BEAM = 2  # candidate referrers kept per sample at each step
-LARGE = 1024  # untracked objects (bytes, str, bytearray...) counted from this size up
-CHUNK = 20000  # objects per gc.get_referents call
+CHUNK = 20000  # tracked objects per slice of the histogram
+SLAB = 32768  # untracked referents taken at a time
+MAX_SHARED = 65536  # distinct shared untracked objects remembered (so as to count each once)
+NESTING = 6  # levels of untracked containers (a tuple of tuples) walked down
+BOX_GROUP = 4096  # untracked containers walked into at a time
+HOLDER_WINDOW = 32  # boxes searched either side for the one that holds a kept sample
 MAX_REFERRERS = 20000  # referrers examined per step
 MAX_SCAN = 100000  # container items searched for the key that holds an object
+DEFAULT_BUDGET = 32 << 20
 
 _busy = [False]
 
 
-def census(sock_name, window_ms, frame=None):
+def census(sock_name, window_ms, frame=None, budget=DEFAULT_BUDGET):
     """Count, trace and send; called from the signal handler in the main thread."""
     if _busy[0]:
         return
@@ -49,7 +60,7 @@ def census(sock_name, window_ms, frame=None):
         sys.setswitchinterval(60.0)  # hold the GIL: the other threads wait
         # Leave a fifth of the window for sending.
         deadline = t0 + max(window_ms, 100) / 1000.0 * 0.8
-        result.update(_Census(deadline, frame).run())
+        result.update(_Census(deadline, frame, budget, mem0[0]).run())
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: B036 - a census must never end the program
@@ -140,14 +151,112 @@ def _key_text(k):
     return "\u2026"
 
 
+def _referents(o):
+    """What `o` refers to, as an iterator: the built-in containers are walked in place (a list
+    of a million items is not copied), anything else asked through gc.get_referents."""
+    t = type(o)
+    if t is list or t is tuple or t is set or t is frozenset:
+        return iter(o)
+    if t is dict:
+        return chain(o.keys(), o.values())
+    try:
+        return iter(gc.get_referents(o))
+    except Exception:
+        return iter(())
+
+
+def _in_tuples(group):
+    return chain.from_iterable(group)
+
+
+def _in_dicts(group):
+    return chain(chain.from_iterable(map(dict.keys, group)),
+                 chain.from_iterable(map(dict.values, group)))
+
+
+_GC_HEADER = sys.getsizeof(()) - ().__sizeof__()
+
+
+class _Sizer(object):
+    """Shallow sizes by type. A type whose instances all have one size (no items, the default
+    __sizeof__) is sized once; a __sizeof__ written in Python (pandas' deep one, which counts the
+    arrays the object holds, themselves counted on their own) is replaced by object.__sizeof__;
+    the rest (list, dict, str, int, bytes, numpy arrays: their own buffers) by sys.getsizeof."""
+
+    def __init__(self):
+        self.fixed = {}  # type -> size of each instance
+        self.variable = set()
+
+    def learn(self, t, sample):
+        if t in self.fixed or t in self.variable:
+            return
+        try:
+            own = getattr(t, "__sizeof__", None)
+            python_level = own is not None and type(own).__name__ == "function"
+            header = _GC_HEADER if gc.is_tracked(sample) or t.__flags__ & (1 << 14) else 0
+            if python_level:
+                self.fixed[t] = object.__sizeof__(sample) + header
+            elif own is object.__sizeof__ and t.__itemsize__ == 0:
+                self.fixed[t] = sys.getsizeof(sample, 0)
+            else:
+                self.variable.add(t)
+        except Exception:
+            self.variable.add(t)
+
+    def add(self, objs, types, counts, sizes):
+        """Count and size `objs` (whose types are `types`) into counts and sizes."""
+        kinds = Counter(types)
+        counts.update(kinds)
+        var = []
+        for t, n in kinds.items():
+            if t not in self.fixed and t not in self.variable:
+                # One sample of the type decides how it is sized.
+                self.learn(t, objs[types.index(t)])
+            size = self.fixed.get(t)
+            if size is not None:
+                sizes[t] = sizes.get(t, 0) + size * n
+            else:
+                var.append(t)
+        if not var:
+            return
+        header = self.header
+        if len(var) == 1 and len(kinds) == 1:
+            t = var[0]
+            sizes[t] = sizes.get(t, 0) + sum(map(t.__sizeof__, objs)) + header(t) * len(objs)
+            return
+        if len(var) <= 3:
+            for t in var:
+                part = list(compress(objs, map(is_, types, repeat(t))))
+                sizes[t] = sizes.get(t, 0) + sum(map(t.__sizeof__, part)) + header(t) * len(part)
+            return
+        getsizeof = sys.getsizeof
+        is_var = frozenset(var).__contains__
+        picked = list(compress(objs, map(is_var, types)))
+        get = sizes.get
+        for t, s in zip(map(type, picked), map(getsizeof, picked, repeat(0))):
+            sizes[t] = get(t, 0) + s
+
+    @staticmethod
+    def header(t):
+        """What sys.getsizeof adds to __sizeof__ for an instance of `t`: the collector's header,
+        for a type that can be tracked."""
+        return _GC_HEADER if t.__flags__ & (1 << 14) else 0
+
+
 class _Census(object):
-    def __init__(self, deadline, frame):
+    def __init__(self, deadline, frame, budget, rss0):
         self.deadline = deadline
         self.frame = frame
+        self.budget = max(int(budget), 4 << 20)
+        self.rss0 = rss0
         self.complete = True
         self.notes = []
         self.own = set()
-        self.holder = {}
+        self.holder = self.mine({})
+        self.sizer = _Sizer()
+        self.kept = {}  # untracked type -> up to KEEP instances, candidates for tracing
+        self.shared = self.mine(set())  # shared untracked objects counted
+        self.shared_ids = set()  # the ids of unhashable ones
         self.own_files = {__file__, __file__.rsplit(".", 1)[0] + ".py"}
         try:
             self.own_files.add(sys.modules["sitecustomize"].__file__)
@@ -156,6 +265,23 @@ class _Census(object):
 
     def late(self):
         return time.monotonic() > self.deadline
+
+    def spent(self):
+        """The census's own memory so far: the process's growth since it began."""
+        return max(0, _memory()[0] - self.rss0)
+
+    def check(self, what):
+        """Between slices of work: past the deadline or the budget, stop here (with a note)."""
+        if self.late():
+            self.complete = False
+            self.notes.append("%s: stopped at the deadline" % what)
+            return False
+        if self.spent() > self.budget:
+            self.complete = False
+            self.notes.append(
+                "%s: stopped at the census's memory budget (%d MiB)" % (what, self.budget >> 20))
+            return False
+        return True
 
     def mine(self, obj):
         self.own.add(id(obj))
@@ -174,15 +300,16 @@ class _Census(object):
         self.objs = objs
         out = {"objects": len(objs), "phases_ms": phases}
         phase("list")
+        if self.spent() > self.budget:
+            # The list alone (8 bytes an object) is past the budget: give its memory back.
+            n = len(objs)
+            del objs[:]
+            raise _OverBudgetError(n, self.budget)
         counts, sizes = self.histogram(objs)
         phase("histogram")
-        large = self.mine(self.untracked(objs))
+        untracked = self.untracked(objs, counts, sizes)
         phase("untracked")
-        for o in large.values():
-            t = type(o)
-            counts[t] += 1
-            sizes[t] = sizes.get(t, 0) + sys.getsizeof(o, 0)
-        out["untracked_large"] = len(large)
+        out["untracked"] = untracked
         out["total_bytes"] = sum(sizes.values())
         by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:TOP]
         by_count = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP]
@@ -190,15 +317,9 @@ class _Census(object):
         out["by_size"] = [row(t) for t, _ in by_size]
         out["by_count"] = [row(t) for t, _ in by_count]
         out["paths"] = []
-        if not self.late():
+        if self.check("paths"):
             self.roots = self.find_roots()
-            for t, _ in by_size[:PATH_TYPES]:
-                if self.late():
-                    self.complete = False
-                    break
-                out["paths"].append(self.paths_of(t, counts[t], large))
-        else:
-            self.complete = False
+            out["paths"] = self.paths([t for t, _ in by_size[:PATH_TYPES]], counts)
         phase("paths")
         del phases["_t"]
         out["complete"] = self.complete
@@ -209,69 +330,139 @@ class _Census(object):
     def histogram(self, objs):
         counts = Counter()
         sizes = {}
-        get = sizes.get
-        getsizeof = sys.getsizeof
         for i in range(0, len(objs), CHUNK):
-            if self.late():
+            if not self.check("histogram (%d of %d objects counted)" % (i, len(objs))):
                 # What is counted so far is a sample of the heap, in the order the collector keeps it.
-                self.complete = False
-                self.notes.append("histogram: %d of %d objects counted" % (i, len(objs)))
                 break
             chunk = objs[i : i + CHUNK]
-            counts.update(map(type, chunk))
             try:
-                for t, s in zip(map(type, chunk), map(getsizeof, chunk, repeat(0))):
-                    sizes[t] = get(t, 0) + s
+                self.sizer.add(chunk, list(map(type, chunk)), counts, sizes)
             except Exception:
                 # A __sizeof__ that raises: that object counts 0, the rest of the chunk is redone.
                 for o in chunk:
                     t = type(o)
+                    counts[t] += 1
                     try:
-                        s = getsizeof(o, 0)
+                        s = sys.getsizeof(o, 0)
                     except Exception:
                         s = 0
-                    sizes[t] = get(t, 0) + s
+                    sizes[t] = sizes.get(t, 0) + s
         return counts, sizes
 
-    def untracked(self, objs):
-        """Large objects the collector does not track (bytes, str, bytearray...), by id, found
-        among the referents of tracked objects and of the untracked dicts and tuples they hold
-        (a dict of plain values is untracked: an instance's __dict__ before Python 3.11). Which
-        untracked container holds such an object goes to self.holder (gc.get_referrers cannot
-        see it)."""
-        large = {}
-        at_least = partial(le, LARGE)
-        getsizeof = sys.getsizeof
-        is_container = frozenset((tuple, dict)).__contains__
+    def untracked(self, objs, counts, sizes):
+        """Count the objects the collector does not track, each once: found among the referents
+        of the tracked ones, and inside the untracked dicts and tuples found there (a row of
+        plain values is untracked), NESTING levels down. An object held once (its reference
+        count says so) is counted as it comes; a shared one is remembered by id. Returns how
+        many were counted."""
         tracked = gc.is_tracked
-        for i in range(0, len(objs), CHUNK):
-            if self.late():
-                self.complete = False
-                self.notes.append("untracked objects: %d of %d objects scanned" % (i, len(objs)))
+        stream = filterfalse(tracked, chain.from_iterable(map(_referents, objs)))
+        done = 0
+        while True:
+            if not self.check("untracked objects (%d counted)" % done):
                 break
-            try:
-                loose = list(filterfalse(tracked, gc.get_referents(*objs[i : i + CHUNK])))
-                for o in compress(loose, map(at_least, map(getsizeof, loose, repeat(0)))):
-                    large[id(o)] = o
-                inner = list(compress(loose, map(is_container, map(type, loose))))
-                loose = None
-                if not inner:
-                    continue
-                deep = list(filterfalse(tracked, gc.get_referents(*inner)))
-                big = list(compress(deep, map(at_least, map(getsizeof, deep, repeat(0)))))
-                deep = None
-                if not big:
-                    continue
-                ids = set(map(id, big))
-                for o in big:
-                    large[id(o)] = o
-                for c in inner:
-                    for x in gc.get_referents(c):
-                        if id(x) in ids:
-                            self.holder.setdefault(id(x), c)
-            except Exception:
-                continue
-        return large
+            slab = list(islice(stream, SLAB))
+            if not slab:
+                break
+            done += self.count_slab(slab, counts, sizes, 0)
+        stream = None
+        return done
+
+    def count_slab(self, slab, counts, sizes, depth, boxes=None):
+        """Count the new objects of `slab` (found inside `boxes`, untracked dicts and tuples,
+        below the first level), then walk down into the untracked dicts and tuples among them,
+        BOX_GROUP at a time."""
+        fresh = self.fresh(slab)
+        slab = None
+        if not fresh:
+            return 0
+        types = list(map(type, fresh))
+        self.sizer.add(fresh, types, counts, sizes)
+        self.keep(fresh, types, boxes)
+        n = len(fresh)
+        if depth >= NESTING:
+            return n
+        tuples = list(compress(fresh, map(is_, types, repeat(tuple))))
+        dicts = list(compress(fresh, map(is_, types, repeat(dict))))
+        fresh = types = None
+        tracked = gc.is_tracked
+        for inner, walk in ((tuples, _in_tuples), (dicts, _in_dicts)):
+            for i in range(0, len(inner), BOX_GROUP):
+                group = inner[i : i + BOX_GROUP]
+                part = list(filterfalse(tracked, walk(group)))
+                if part:
+                    n += self.count_slab(part, counts, sizes, depth + 1, group)
+        return n
+
+    def fresh(self, slab):
+        """The objects of `slab` not counted before. One held by the container it was found in
+        alone has a reference count of 3 here (that container, the slab, the call's argument);
+        the others are shared and remembered, at most MAX_SHARED of them: by value where they
+        are hashable (str, int, tuples of them: four times faster than by id, and two equal
+        shared strings counted as one cost less than the error), else by id."""
+        rc = list(map(sys.getrefcount, slab))
+        out = list(compress(slab, map(le, rc, repeat(3))))
+        if len(out) == len(slab):
+            return out
+        shared = list(compress(slab, map(gt, rc, repeat(3))))
+        rc = slab = None
+        try:
+            new = set(shared)
+            seen = self.shared
+        except TypeError:
+            new = set(map(id, shared))
+            seen = self.shared_ids
+        new.difference_update(seen)
+        if not new:
+            return out
+        room = MAX_SHARED - len(self.shared) - len(self.shared_ids)
+        if len(new) > room:
+            if room > 0:
+                self.complete = False
+                self.notes.append(
+                    "untracked objects: more than %d shared ones; the rest are not counted"
+                    % MAX_SHARED)
+            new = set(islice(new, max(0, room)))
+        seen.update(new)
+        if seen is self.shared:
+            out.extend(new)
+        else:
+            picked = list(compress(shared, map(new.__contains__, map(id, shared))))
+            out.extend(dict(zip(map(id, picked), picked)).values())
+        return out
+
+    def keep(self, objs, types, boxes):
+        """Keep instances of each untracked type to trace later, spread over the heap: from each
+        slab the type's first, middle and last instance; past 2 * KEEP of
+        a type every other one goes. One found inside an untracked dict or tuple gets it as its
+        holder (gc.get_referrers cannot see such a holder)."""
+        kept = self.kept
+        n = len(types)
+        for t in set(types):
+            got = kept.get(t)
+            if got is None:
+                got = kept[t] = self.mine([])
+            first = types.index(t)
+            last = n - 1 - types[::-1].index(t)
+            for at in sorted({first, types.index(t, (first + last) // 2), last}):
+                o = objs[at]
+                got.append(o)
+                if boxes:
+                    self.find_holder(o, boxes, at * len(boxes) // n)
+            if len(got) > 2 * KEEP:
+                for o in got[::2]:
+                    self.holder.pop(id(o), None)
+                got[:] = got[1::2]
+
+    def find_holder(self, o, boxes, near):
+        """Record which of `boxes` holds `o`, looking around `near` (where `o` would be if the
+        boxes held the same number of objects each): within HOLDER_WINDOW boxes either side,
+        so that keeping samples never costs a scan of every box."""
+        lo = max(0, near - HOLDER_WINDOW)
+        for box in boxes[lo : near + HOLDER_WINDOW + 1]:
+            if any(map(is_, _referents(box), repeat(o))):
+                self.holder[id(o)] = box
+                return
 
     def find_roots(self):
         """id -> root label for the locals of every live frame (Python >= 3.11 does not show a
@@ -289,13 +480,13 @@ class _Census(object):
         except Exception:
             current = {}
         for f in current.values():
-            chain = []
+            chain_ = []
             while f is not None:
-                chain.append(f)
+                chain_.append(f)
                 f = f.f_back
             # Outermost first: the caller's name for an object ('qs' in the command) says more
             # than 'self' in the method it called.
-            frames.extend(reversed(chain))
+            frames.extend(reversed(chain_))
         self.mine(frames)
         for f in frames:
             code = f.f_code
@@ -319,12 +510,19 @@ class _Census(object):
                 roots.setdefault(id(value), label)
         return roots
 
-    def samples(self, t, count, large):
-        """Up to SAMPLES instances of `t`, spread over the heap (a third and two thirds in)."""
+    def samples(self, t, count):
+        """Up to SAMPLES instances of `t`: tracked ones spread over the heap (a third and two
+        thirds in), untracked ones among those kept while counting (the latest found)."""
         if count <= 0:
             return []
+        kept = self.kept.get(t)
+        if kept:
+            # Not the latest: the program may be holding that one in hand (a loop's variable).
+            m = max(1, len(kept) - 1)
+            at = sorted({m // 3, (2 * m) // 3, min(1, len(kept) - 1)})[-SAMPLES:]
+            return [kept[i] for i in at][:SAMPLES]
         want = sorted({count // 3, (2 * count) // 3})[:SAMPLES]
-        pool = compress(self.objs, map(partial(is_, t), map(type, self.objs)))
+        pool = compress(self.objs, map(is_, map(type, self.objs), repeat(t)))
         got = []
         pos = 0
         for k in want:
@@ -333,85 +531,100 @@ class _Census(object):
             if item is None:
                 break
             got.append(item)
-        if not got:
-            pool = [o for o in large.values() if type(o) is t]
-            got = [pool[min(k, len(pool) - 1)] for k in want] if pool else []
         return got
 
-    def paths_of(self, t, count, large):
-        samples = self.mine(self.samples(t, count, large))
-        traced = [self.trace(s) for s in samples]
-        out = {"type": _type_name(t), "samples": len(traced), "agree": 0, "path": [],
-               "root": None, "others": []}
-        if not traced:
-            return out
-        shapes = Counter(_shape(p["path"]) for p in traced)
-        shape, n = shapes.most_common(1)[0]
-        best = next(p for p in traced if _shape(p["path"]) == shape)
-        out.update(agree=n, path=best["path"], root=best["root"])
-        out["others"] = [p["path"] for p in traced if _shape(p["path"]) != shape][:2]
+    def paths(self, types, counts):
+        """The retention paths of `types`, their samples traced together (see trace)."""
+        per_type = [self.mine(self.samples(t, counts[t])) for t in types]
+        traced = self.trace(self.mine([s for samples in per_type for s in samples]))
+        out = []
+        for t, samples in zip(types, per_type):
+            mine, traced = traced[: len(samples)], traced[len(samples):]
+            out.append(_summary(t, mine))
         return out
 
-    def trace(self, sample):
-        """Walk up from `sample` to a root: a beam of BEAM candidates, one gc.get_referrers call
-        per step. Returns the labels from the sample's holder up to the root. The census's own
-        containers must not hold the nodes while gc.get_referrers runs (they would be found as
-        referrers): the nodes live in one list marked as the census's own, the rest is cleared."""
-        nodes = self.mine([sample])
-        paths = [[]]
-        seen = {id(sample)}
+    def trace(self, samples):
+        """Walk up from each sample to a root, all samples at once: one gc.get_referrers call
+        per step for every candidate of every sample (each call walks the whole heap, so the
+        samples share it), a beam of BEAM candidates per sample. Returns, per sample, the labels
+        from its holder up to the root. The census's own containers must not hold the nodes
+        while gc.get_referrers runs (they would be found as referrers): the nodes live in lists
+        marked as the census's own, the rest is cleared."""
+        states = [_Walk(self.mine([s]), id(s)) for s in samples]
         for _ in range(MAX_DEPTH):
-            for i, node in enumerate(nodes):
-                root = self.roots.get(id(node))
-                if root is not None:
-                    return {"path": paths[i] + [root[1]], "root": root[0]}
+            active = [w for w in states if w.result is None]
+            for w in active:
+                w.at_root(self.roots)
+            active = [w for w in active if w.result is None]
+            if not active:
+                break
             if self.late():
                 self.complete = False
                 break
+            nodes = self.mine([n for w in active for n in w.nodes])
             refs = gc.get_referrers(*nodes)
-            found = []
-            for r in islice(refs, MAX_REFERRERS):
-                if id(r) in self.own or id(r) in seen or r is nodes:
-                    continue
-                if type(r).__name__ == "frame" and r.f_code.co_filename in self.own_files:
-                    continue
-                for i, n in enumerate(nodes):
-                    if _refers(r, n):
-                        rank, new, final = self.step(r, n, paths[i])
-                        found.append([rank, len(found), new, final])
-                        break
-                else:
-                    continue
-                found[-1].append(id(r))
-                if found[-1][3]:
-                    refs = None
-                    return {"path": new, "root": final}
-            if not found and len(nodes) == 1 and id(nodes[0]) in self.holder:
-                # Held by an untracked dict or tuple, which gc.get_referrers cannot see.
-                c = self.holder[id(nodes[0])]
-                rank, new, final = self.step(c, nodes[0], paths[0])
-                refs = [c]
-                found = [[rank, 0, new, final, id(c)]]
-            picked = sorted(found)[:BEAM * 4]
-            keep = set(c[4] for c in picked)
-            nxt = [r for r in refs if id(r) in keep] if keep else []
-            refs = found = None
-            by_id = dict((id(r), r) for r in nxt)
-            del nodes[:]
-            paths = []
-            for c in picked:
-                if c[4] in seen or c[4] not in by_id:
-                    continue
-                seen.add(c[4])
-                nodes.append(by_id[c[4]])
-                paths.append(c[2])
-                if len(nodes) == BEAM:
+            pairs = [self.match(w, refs, nodes) for w in active]
+            refs = None
+            for w, p in zip(active, pairs):
+                self.climb(w, p)
+            pairs = None
+            self.own.discard(id(nodes))
+            nodes = refs = None
+        for w in states:
+            if w.result is None:
+                last = w.paths[0] if w.paths else []
+                w.result = {"path": last + ["(no referrer guard can see)"], "root": None}
+        return [w.result for w in states]
+
+    def match(self, w, refs, nodes):
+        """Which of `refs` hold which of the walk's nodes: (referrer, node index) pairs. Read
+        for every walk before any is labelled: naming an attribute (Python >= 3.11) turns an
+        instance's values into a dict of their own, and the instance then holds that dict, not
+        the node another walk shares."""
+        out = []
+        for r in islice(refs, MAX_REFERRERS):
+            if id(r) in self.own or id(r) in w.seen or r is nodes:
+                continue
+            if type(r).__name__ == "frame" and r.f_code.co_filename in self.own_files:
+                continue
+            for i, n in enumerate(w.nodes):
+                if _refers(r, n):
+                    out.append((r, i))
                     break
-            nxt = by_id = None
-            if not nodes:
+        return out
+
+    def climb(self, w, pairs):
+        """One step up for the walk `w`, through the referrers `match` found for it."""
+        found = []
+        refs = [r for r, _ in pairs]
+        for r, i in pairs:
+            rank, new, final = self.step(r, w.nodes[i], w.paths[i])
+            found.append([rank, len(found), new, final, id(r)])
+            if final:
+                w.result = {"path": new, "root": final}
+                return
+        if not found and len(w.nodes) == 1 and id(w.nodes[0]) in self.holder:
+            # Held by an untracked dict or tuple, which gc.get_referrers cannot see.
+            c = self.holder[id(w.nodes[0])]
+            rank, new, final = self.step(c, w.nodes[0], w.paths[0])
+            refs = [c]
+            found = [[rank, 0, new, final, id(c)]]
+        picked = sorted(found, key=lambda c: (c[0], c[1]))[:BEAM * 4]
+        keep = set(c[4] for c in picked)
+        by_id = dict((id(r), r) for r in refs if id(r) in keep) if keep else {}
+        del w.nodes[:]
+        w.paths = []
+        for c in picked:
+            if c[4] in w.seen or c[4] not in by_id:
+                continue
+            w.seen.add(c[4])
+            w.nodes.append(by_id[c[4]])
+            w.paths.append(c[2])
+            if len(w.nodes) == BEAM:
                 break
-        last = paths[0] if paths else []
-        return {"path": last + ["(no referrer guard can see)"], "root": None}
+        if not w.nodes:
+            last = picked[0][2] if picked else []
+            w.result = {"path": last + ["(no referrer guard can see)"], "root": None}
 
     def step(self, r, child, labels):
         """(rank, labels up to `r`, root kind or None) for `r` holding `child`; lower ranks are
@@ -459,9 +672,49 @@ class _Census(object):
         return (1, labels + ["%s.%s" % (_short_type(tr), attr) if attr else _short_type(tr)], None)
 
 
+class _OverBudgetError(Exception):
+    def __init__(self, objects, budget):
+        Exception.__init__(
+            self,
+            "listing the %d objects the collector tracks took more than the census's memory "
+            "budget (%d MiB): no census" % (objects, budget >> 20))
+
+
+class _Walk(object):
+    """One sample's way up: its candidates (nodes) and the labels that led to each."""
+
+    def __init__(self, nodes, first):
+        self.nodes = nodes
+        self.paths = [[]]
+        self.seen = {first}
+        self.result = None
+
+    def at_root(self, roots):
+        for i, node in enumerate(self.nodes):
+            root = roots.get(id(node))
+            if root is not None:
+                self.result = {"path": self.paths[i] + [root[1]], "root": root[0]}
+                return
+
+
+def _summary(t, traced):
+    """The retention path of type `t` from its samples' paths: the route most of them took."""
+    out = {"type": _type_name(t), "samples": len(traced), "agree": 0, "path": [],
+           "root": None, "others": []}
+    if not traced:
+        return out
+    shapes = Counter(_shape(p["path"]) for p in traced)
+    shape, n = shapes.most_common(1)[0]
+    best = next(p for p in traced if _shape(p["path"]) == shape)
+    out.update(agree=n, path=best["path"], root=best["root"])
+    out["others"] = [p["path"] for p in traced if _shape(p["path"]) != shape][:2]
+    return out
+
+
 def _refers(r, n):
+    """Whether `r` holds `n` (by identity, walked in C for the built-in containers)."""
     try:
-        return any(x is n for x in gc.get_referents(r))
+        return any(map(is_, _referents(r), repeat(n)))
     except Exception:
         return False
 
