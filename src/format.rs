@@ -510,6 +510,10 @@ pub struct PyHeap {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     pub hwm_growth_bytes: u64,
+    /// What the census was allowed to add to the process's memory (guard's terms).
+    pub budget_bytes: u64,
+    /// The job ran on during the census (a warning); else it was held at its cap.
+    pub live: bool,
 }
 
 /// One line of a census histogram.

@@ -617,11 +617,12 @@ impl Recorder {
             ));
             return;
         };
-        let asked = census.ask(&hooked, &not);
+        let headroom = census.settings.headroom_for(limit.unwrap_or(0));
+        let terms = census_terms(at_cap, headroom, limit, enforcer.usage());
+        let asked = census.ask(&hooked, &not, terms);
         let kills = enforcer.verdict().oom_kills;
         let mut bound = limit;
         if at_cap && !hooked.is_empty() {
-            let headroom = census.settings.headroom_for(limit.unwrap_or(0));
             // --core already released CORE_RELEASE (and stopped every process).
             let cored = p
                 .manifest
@@ -633,10 +634,24 @@ impl Recorder {
             } else {
                 headroom
             };
+            // Only the processes asked run meanwhile: the others stay stopped (SIGSTOP queued
+            // while frozen), and each one asked is stopped again once it has answered, so that
+            // none spends the headroom a census still running needs.
+            for &pid in pids.iter().filter(|p| !hooked.contains(p)) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+            }
             if let Err(e) = enforcer.release(extra) {
                 log::warn!("cannot let the held job run for its Python heap census: {e}");
             }
-            enforcer.signal_all(nix::sys::signal::Signal::SIGCONT);
+            for &pid in &hooked {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
             bound = limit.map(|l| l.saturating_add(headroom));
         }
         let after = if at_cap {
@@ -648,10 +663,12 @@ impl Recorder {
             if enforcer.verdict().oom_kills > kills {
                 return Some("the kernel's OOM killer acted in the job".to_string());
             }
+            // The kernel holds a v1 job just under its limit: ask the enforcer too.
+            let held_at_cap = !at_cap && enforcer.at_cap();
             let (Some(b), Some(u)) = (bound, enforcer.usage()) else {
                 return None;
             };
-            (u >= b).then(|| {
+            (held_at_cap || u >= b).then(|| {
                 format!(
                     "the job reached {} ({})",
                     crate::config::units::format_size(b),
@@ -663,7 +680,15 @@ impl Recorder {
                 )
             })
         };
-        let results = census.collect(asked, &p.writer, stop, after);
+        let answered = |pid: i32| {
+            if at_cap {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+            }
+        };
+        let results = census.collect(asked, &p.writer, stop, answered, after);
         for r in &results {
             log::debug!("{}: {} {}", r.name, r.status.as_str(), r.detail);
         }
@@ -897,4 +922,29 @@ fn update_manifest(
         let _ = dir.replace("summary.txt", crate::report::text(&r).as_bytes());
     }
     Ok(())
+}
+
+/// How a census runs. At the cap the job is held and the census may use the headroom guard
+/// gives it. At a warning the job runs on: the census may use at most half of the room left
+/// below the cap (and never more than the headroom), so that it never brings the kill forward.
+pub fn census_terms(
+    at_cap: bool,
+    headroom: u64,
+    limit: Option<u64>,
+    usage: Option<u64>,
+) -> pyheap::Terms {
+    if at_cap {
+        return pyheap::Terms {
+            live: false,
+            budget: headroom,
+        };
+    }
+    let room = match (limit, usage) {
+        (Some(l), Some(u)) => l.saturating_sub(u) / 2,
+        _ => headroom,
+    };
+    pyheap::Terms {
+        live: true,
+        budget: room.min(headroom),
+    }
 }

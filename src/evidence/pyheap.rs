@@ -1,8 +1,9 @@
 //! The Python heap census (guard(1), PYTHON HEAP CENSUS): the hook guard puts on the job's
 //! PYTHONPATH — its directory, written and checked here — the environment that turns it on, and
-//! the census itself: signal the job's hooked Python processes, take each answer on guard's
-//! abstract unix socket (checked against the pid that sent it, bounded in size and time), check
-//! it, and write it into the bundle as `processes/<pid>/pyheap.json`.
+//! the census itself: signal the job's hooked Python processes, accept each one's connection
+//! (checked against the pid that made it) and tell it the terms (held or running, its memory
+//! budget, the time left), take its answer (bounded in size and time), check it, and write it
+//! into the bundle as `processes/<pid>/pyheap.json`; closing a connection is how guard gives up.
 //!
 //! Why a hook and a signal: CPython before 3.14 cannot run code on request from outside except
 //! through a debugger (gdb or a ptrace injection, which needs a running, stoppable task and
@@ -70,8 +71,6 @@ pub struct Hook {
     sock: String,
     signal: i32,
     window: Duration,
-    /// The memory the census may use inside the process (its headroom at the cap).
-    budget: u64,
 }
 
 /// The signal guard sends (SIGRTMAX - 6: 58 on Linux with glibc).
@@ -81,7 +80,7 @@ pub fn signal_number() -> i32 {
 
 impl Hook {
     /// Write (or check) the hook's directory for guard's uid and pick this run's socket name.
-    pub fn install(settings: Settings, limit: Option<u64>) -> Result<Hook, HookError> {
+    pub fn install(settings: Settings) -> Result<Hook, HookError> {
         let uid = nix::unistd::geteuid().as_raw();
         let dir = hook_dir(uid)?;
         Ok(Hook {
@@ -93,7 +92,6 @@ impl Hook {
             ),
             signal: signal_number(),
             window: settings.window,
-            budget: settings.headroom_for(limit.unwrap_or(0)),
         })
     }
 
@@ -125,14 +123,14 @@ impl Hook {
         self.dir.join("_guard_hook.py")
     }
 
-    /// GUARD_PYHEAP's value: `socket:signal:window_ms:budget_bytes:dir`.
+    /// GUARD_PYHEAP's value: `socket:signal:window_ms:dir` (how each census runs — held or
+    /// running, its memory budget, the time left — guard says when it accepts its connection).
     fn value(&self) -> String {
         format!(
-            "{}:{}:{}:{}:{}",
+            "{}:{}:{}:{}",
             self.sock,
             self.signal,
             self.window.as_millis(),
-            self.budget,
             self.dir.display()
         )
     }
@@ -350,12 +348,36 @@ pub struct Census {
     listener: Option<UnixListener>,
 }
 
+/// How a census is to run, said to each process when guard accepts its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// The job runs meanwhile (a warning): the census lets its other threads have the GIL
+    /// between slices and skips a retention walk that would hold it longer. Else the job is
+    /// held at its cap and only the census runs.
+    pub live: bool,
+    /// What the census may add to the process's resident memory before it stops.
+    pub budget: u64,
+}
+
 /// The processes asked, and those that could not be.
 pub struct Asked {
     started: Instant,
+    terms: Terms,
     pending: BTreeSet<i32>,
     results: Vec<CollectorResult>,
 }
+
+/// One process's census connection: accepted, told the terms, its answer read as it comes.
+struct Conn {
+    pid: i32,
+    stream: std::os::unix::net::UnixStream,
+    data: Vec<u8>,
+}
+
+/// How long guard waits, once it gives up on a census, for the process to close its end (the
+/// census stops at its next check, within 50 ms) before the job is frozen or killed — so that
+/// stacks read after it do not show the census.
+const GIVE_UP_WAIT: Duration = Duration::from_millis(150);
 
 impl Census {
     pub fn new(hook: Hook, settings: Settings) -> Census {
@@ -381,9 +403,10 @@ impl Census {
 
     /// Ask the `hooked` processes for a census (the signal; guard's socket bound first). The
     /// others get a `skipped` result saying why.
-    pub fn ask(&mut self, hooked: &[i32], not: &[i32]) -> Asked {
+    pub fn ask(&mut self, hooked: &[i32], not: &[i32], terms: Terms) -> Asked {
         let mut asked = Asked {
             started: Instant::now(),
+            terms,
             pending: BTreeSet::new(),
             results: not.iter().map(|&p| not_hooked(p)).collect(),
         };
@@ -430,15 +453,20 @@ impl Census {
     }
 
     /// Take the answers of `asked` until all came, the window is over, or `stop` says the job
-    /// must not run longer (it names why); write each into `w`. One result per process.
+    /// must not run longer (it names why); write each into `w` and tell `answered` whose came.
+    /// One result per process. Each
+    /// process connects when its census begins and is told the terms; guard closing the
+    /// connection tells it to stop.
     pub fn collect(
         &self,
         mut asked: Asked,
         w: &BundleWriter,
         mut stop: impl FnMut() -> Option<String>,
+        mut answered: impl FnMut(i32),
         after: &str,
     ) -> Vec<CollectorResult> {
         let deadline = asked.started + self.settings.window;
+        let mut conns: Vec<Conn> = Vec::new();
         let mut stopped = None;
         while let (false, Some(l)) = (asked.pending.is_empty(), &self.listener) {
             let now = Instant::now();
@@ -450,27 +478,42 @@ impl Census {
                 break;
             }
             let wait = (deadline - now).min(Duration::from_millis(20));
-            let fds = &mut [nix::poll::PollFd::new(
+            let mut fds = vec![nix::poll::PollFd::new(
                 l.as_fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
+            fds.extend(
+                conns.iter().map(|c| {
+                    nix::poll::PollFd::new(c.stream.as_fd(), nix::poll::PollFlags::POLLIN)
+                }),
+            );
             let ms = nix::poll::PollTimeout::try_from(wait.as_millis().max(1) as i32)
                 .unwrap_or(nix::poll::PollTimeout::ZERO);
-            if nix::poll::poll(fds, ms).unwrap_or(0) <= 0 {
+            if nix::poll::poll(&mut fds, ms).unwrap_or(0) <= 0 {
                 continue;
             }
-            // The socket's name can be read in /proc/net/unix and any local user may connect: a
-            // stream of strangers' connections must not keep guard here past the window (they
-            // are dropped unread, and the deadline is checked between them).
-            while let (true, Ok((stream, _))) = (Instant::now() < deadline, l.accept()) {
-                if let Some(r) = self.answer(stream, &mut asked, w, deadline) {
-                    asked.results.push(r);
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if ready[0] {
+                self.accept_all(l, &mut asked, &mut conns, deadline);
+            }
+            let mut i = 0;
+            for r in ready[1..].iter() {
+                if *r {
+                    if let Some(res) = self.read_some(&mut conns[i], &mut asked, w) {
+                        answered(conns[i].pid);
+                        asked.results.push(res);
+                        conns.remove(i);
+                        continue;
+                    }
                 }
-                if asked.pending.is_empty() {
-                    break;
-                }
+                i += 1;
             }
         }
+        give_up(conns);
         let ms = asked.started.elapsed().as_secs_f64() * 1000.0;
         for &p in &asked.pending {
             asked.results.push(match &stopped {
@@ -495,67 +538,161 @@ impl Census {
         asked.results
     }
 
-    /// One connection: who sent it (it must be a process that was asked and has not answered),
-    /// what it says (bounded), written into the bundle.
-    fn answer(
+    /// Take the connections waiting on the socket: a process that was asked and has not
+    /// connected yet is told the terms; any other is dropped unread. The socket's name can be
+    /// read in /proc/net/unix and any local user may connect: a stream of strangers'
+    /// connections must not keep guard here past the window (the deadline is checked between
+    /// them).
+    fn accept_all(
         &self,
-        stream: std::os::unix::net::UnixStream,
+        l: &UnixListener,
+        asked: &mut Asked,
+        conns: &mut Vec<Conn>,
+        deadline: Instant,
+    ) {
+        while let (true, Ok((stream, _))) = (Instant::now() < deadline, l.accept()) {
+            let Ok(cred) =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            else {
+                continue;
+            };
+            let pid = cred.pid();
+            if !asked.pending.contains(&pid) || conns.iter().any(|c| c.pid == pid) {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = format!(
+                "{PYHEAP_FORMAT} live={} budget={} window_ms={}\n",
+                u8::from(asked.terms.live),
+                asked.terms.budget,
+                left.as_millis()
+            );
+            // A few dozen bytes into an empty socket buffer: the write does not block.
+            if stream.set_nonblocking(true).is_err()
+                || (&stream).write_all(line.as_bytes()).is_err()
+            {
+                continue;
+            }
+            conns.push(Conn {
+                pid,
+                stream,
+                data: Vec::new(),
+            });
+        }
+    }
+
+    /// Read what `c` has sent so far; at its end, the answer checked and written into the
+    /// bundle (one result for the process).
+    fn read_some(
+        &self,
+        c: &mut Conn,
         asked: &mut Asked,
         w: &BundleWriter,
-        deadline: Instant,
     ) -> Option<CollectorResult> {
-        let cred =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .ok()?;
-        let pid = cred.pid();
-        if !asked.pending.remove(&pid) {
-            return None;
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            match (&c.stream).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.data.extend_from_slice(&buf[..n]);
+                    if c.data.len() as u64 > MAX_ANSWER {
+                        asked.pending.remove(&c.pid);
+                        return Some(self.failed(
+                            c.pid,
+                            asked,
+                            format!(
+                                "the answer is larger than {}",
+                                crate::config::units::format_size(MAX_ANSWER)
+                            ),
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    asked.pending.remove(&c.pid);
+                    return Some(self.failed(c.pid, asked, format!("reading the answer: {e}")));
+                }
+            }
         }
-        let ms = || asked.started.elapsed().as_secs_f64() * 1000.0;
-        let fail = |detail: String, ms: f64| CollectorResult {
-            name: name(pid),
-            status: Status::Failed,
-            duration_ms: ms,
-            detail,
-        };
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(50));
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(left));
-        let mut data = Vec::new();
-        if let Err(e) = (&stream).take(MAX_ANSWER + 1).read_to_end(&mut data) {
-            return Some(fail(format!("reading the answer: {e}"), ms()));
-        }
-        if data.len() as u64 > MAX_ANSWER {
-            return Some(fail(
-                format!(
-                    "the answer is larger than {}",
-                    crate::config::units::format_size(MAX_ANSWER)
-                ),
-                ms(),
+        asked.pending.remove(&c.pid);
+        if c.data.is_empty() {
+            return Some(self.failed(
+                c.pid,
+                asked,
+                "the process closed the connection without an answer".to_string(),
             ));
         }
-        let mut heap = match checked(&data, pid) {
+        Some(self.answer(c.pid, &c.data, asked, w))
+    }
+
+    fn failed(&self, pid: i32, asked: &Asked, detail: String) -> CollectorResult {
+        CollectorResult {
+            name: name(pid),
+            status: Status::Failed,
+            duration_ms: asked.started.elapsed().as_secs_f64() * 1000.0,
+            detail,
+        }
+    }
+
+    /// One process's whole answer: checked, written into the bundle.
+    fn answer(&self, pid: i32, data: &[u8], asked: &Asked, w: &BundleWriter) -> CollectorResult {
+        let mut heap = match checked(data, pid) {
             Ok(h) => h,
-            Err(why) => return Some(fail(why, ms())),
+            Err(why) => return self.failed(pid, asked, why),
         };
         let rel = format!("processes/{pid}/pyheap.json");
         heap.pid = pid;
         let json = serde_json::to_vec_pretty(&heap).unwrap_or_default();
         if let Err(e) = w.write(&rel, &json) {
-            return Some(fail(format!("cannot write {rel}: {e}"), ms()));
+            return self.failed(pid, asked, format!("cannot write {rel}: {e}"));
         }
-        Some(CollectorResult {
+        CollectorResult {
             name: name(pid),
             status: if heap.error.is_some() {
                 Status::Failed
             } else {
                 Status::Ok
             },
-            duration_ms: ms(),
+            duration_ms: asked.started.elapsed().as_secs_f64() * 1000.0,
             detail: detail(&heap, &rel),
-        })
+        }
+    }
+}
+
+/// Tell the censuses still running that guard gave up (its end of each connection shut), and
+/// wait up to GIVE_UP_WAIT for them to close theirs: they stop at their next check.
+fn give_up(mut conns: Vec<Conn>) {
+    for c in &conns {
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+    }
+    let until = Instant::now() + GIVE_UP_WAIT;
+    while !conns.is_empty() {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        let mut fds: Vec<_> = conns
+            .iter()
+            .map(|c| nix::poll::PollFd::new(c.stream.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        let ms = nix::poll::PollTimeout::try_from((until - now).as_millis().max(1) as i32)
+            .unwrap_or(nix::poll::PollTimeout::ZERO);
+        if nix::poll::poll(&mut fds, ms).unwrap_or(0) <= 0 {
+            break;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut buf = [0u8; 4096];
+        let mut i = 0;
+        conns.retain(|c| {
+            let keep = !ready[i] || !matches!((&c.stream).read(&mut buf), Ok(0) | Err(_));
+            i += 1;
+            keep
+        });
     }
 }
 
@@ -757,14 +894,13 @@ mod tests {
             sock: "guard-pyheap-1-2".into(),
             signal: 58,
             window: Duration::from_millis(1500),
-            budget: 32 << 20,
         };
         let env = hook.environ();
         let pp = env_value(&env, "PYTHONPATH").unwrap();
         assert!(pp.as_bytes().starts_with(b"/run/guard/pyhook-1"));
         assert_eq!(
             env_value(&env, ENV).unwrap(),
-            "guard-pyheap-1-2:58:1500:33554432:/run/guard/pyhook-1"
+            "guard-pyheap-1-2:58:1500:/run/guard/pyhook-1"
         );
         assert!(env_value(&env, "PATH").is_some());
         assert_eq!(

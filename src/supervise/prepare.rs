@@ -211,7 +211,7 @@ pub fn pyheap(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
     if cfg.memory.is_none() && cfg.evidence.warn.is_none() {
         return None;
     }
-    match Hook::install(settings, cfg.memory) {
+    match Hook::install(settings) {
         Ok(hook) => {
             let env = hook.environ();
             log::debug!("Python hook in {}", hook.dir.display());

@@ -15,11 +15,11 @@ def install():
         import os
 
         spec = os.environ.get("GUARD_PYHEAP", "").split(":")
-        if len(spec) != 5 or sys.version_info < (3, 6):
+        if len(spec) != 4 or sys.version_info < (3, 6):
             return
         import _signal
 
-        sock, signo, window_ms, budget, here = spec[0], int(spec[1]), int(spec[2]), int(spec[3]), spec[4]
+        sock, signo, window_ms, here = spec[0], int(spec[1]), int(spec[2]), spec[3]
         if _signal.getsignal(signo) != _signal.SIG_DFL:
             return
 
@@ -39,7 +39,7 @@ def install():
                     finally:
                         sys.dont_write_bytecode = writes
                     sys.modules["_guard_pyheap"] = mod
-                mod.census(sock, window_ms, frame, budget)
+                mod.census(sock, window_ms, frame)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:

@@ -10,15 +10,20 @@ each counted once), and for the largest types a retention path from sampled inst
 root (a local of a live frame, a module global, a class attribute). The result goes to guard as
 one JSON document over guard's socket; nothing is written to disk.
 
-Its own memory is bounded: 8 bytes per tracked object (the list gc.get_objects() returns) plus
-what it samples; it never materialises the referents of many objects at once (a list of a million
-items is walked, not copied), and it checks the process's resident memory between slices of work
-against the budget guard gave it (GUARD_PYHEAP), stopping with what it has when the budget is
-spent. It never raises into the program (KeyboardInterrupt and SystemExit excepted), holds the GIL
-while it counts, and stops at the deadline guard gave it, sending what it has.
+It talks to guard over one connection: guard says how it is to run when it accepts (the job held
+at its cap, or running on at a warning; its memory budget; the time left), and closing its end
+means it gave up. Its own memory is bounded: 8 bytes per tracked object (the list gc.get_objects()
+returns) plus what it samples; it never materialises the referents of many objects at once (a
+list of a million items is walked, not copied), and between slices of work it checks the
+process's peak RSS against the budget, stopping with what it has when the budget is spent. In a
+held job it keeps the GIL throughout (and makes no call that would release it); in a running job
+it lets the other threads have it between slices and stops, sending nothing, as soon as guard
+gives up. It never raises into the program (KeyboardInterrupt and SystemExit excepted) and stops
+at its deadline, sending what it has.
 """
 
 import gc
+import resource
 import sys
 import time
 from collections import Counter
@@ -37,39 +42,81 @@ SLAB = 32768  # untracked referents taken at a time
 MAX_SHARED = 65536  # distinct shared untracked objects remembered (so as to count each once)
 NESTING = 6  # levels of untracked containers (a tuple of tuples) walked down
 BOX_GROUP = 4096  # untracked containers walked into at a time
-HOLDER_WINDOW = 32  # boxes searched either side for the one that holds a kept sample
 MAX_REFERRERS = 20000  # referrers examined per step
 MAX_SCAN = 100000  # container items searched for the key that holds an object
 DEFAULT_BUDGET = 32 << 20
 
 _busy = [False]
+_again = [False]
+# How long a slice of work may hold the GIL in a running job (a census at the warning).
+SLICE = 0.05
 
 
-def census(sock_name, window_ms, frame=None, budget=DEFAULT_BUDGET):
-    """Count, trace and send; called from the signal handler in the main thread."""
+def census(sock_name, window_ms, frame=None):
+    """Count, trace and send; called from the signal handler in the main thread. A signal that
+    comes while a census runs (guard gave up on it and asks again, at the cap) makes this one
+    stop at its next check and a new one start."""
     if _busy[0]:
+        _again[0] = True
         return
     _busy[0] = True
+    try:
+        while True:
+            _again[0] = False
+            _once(sock_name, window_ms, frame)
+            if not _again[0]:
+                break
+    finally:
+        _busy[0] = False
+
+
+def _once(sock_name, window_ms, frame):
+    """One census, over one connection to guard: guard says how (held or running, the budget,
+    the time left) when it accepts; closing its end means it gave up, and the census stops."""
+    t0 = time.monotonic()
+    conn = _connect(sock_name)
+    if conn is None:
+        return
+    try:
+        how = _terms(conn, window_ms)
+        if how is None:
+            return
+        live, budget, window_ms = how
+        result = _measure(conn, frame, live, budget, t0 + max(window_ms, 100) / 1000.0 * 0.8)
+        if result is not None:
+            _answer(conn, result)
+    finally:
+        conn.close()
+
+
+def _measure(conn, frame, live, budget, deadline):
+    """The census itself, under the collector and the GIL as the mode wants them; None when guard
+    gave up on it (nothing is sent, nothing is kept)."""
     t0 = time.monotonic()
     mem0 = _memory()
     gc_was = gc.isenabled()
     switch = sys.getswitchinterval()
     result = {"format": FORMAT}
+    c = None
     try:
         gc.disable()
-        sys.setswitchinterval(60.0)  # hold the GIL: the other threads wait
-        # Leave a fifth of the window for sending.
-        deadline = t0 + max(window_ms, 100) / 1000.0 * 0.8
-        result.update(_Census(deadline, frame, budget, mem0[0]).run())
+        if not live:
+            sys.setswitchinterval(60.0)  # the job is held: its other threads wait
+        c = _Census(deadline, frame, budget, mem0[0], conn, live)
+        result.update(c.run())
+    except _GaveUp:
+        return None
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: B036 - a census must never end the program
         result["error"] = "%s: %s" % (type(e).__name__, str(e)[:200])
     finally:
+        if c is not None:
+            c.drop()
+        c = None
         sys.setswitchinterval(switch)
         if gc_was:
             gc.enable()
-        _busy[0] = False
     mem1 = _memory()
     result["python"] = "%d.%d.%d" % sys.version_info[:3]
     result["implementation"] = sys.implementation.name
@@ -78,7 +125,77 @@ def census(sock_name, window_ms, frame=None, budget=DEFAULT_BUDGET):
     result["rss_before_bytes"] = mem0[0]
     result["rss_after_bytes"] = mem1[0]
     result["hwm_growth_bytes"] = max(0, mem1[1] - mem0[1])
-    _send(sock_name, result)
+    result["budget_bytes"] = budget
+    result["live"] = live
+    return result
+
+
+class _GaveUp(Exception):
+    """guard closed its end: it no longer waits for this census."""
+
+
+def _connect(sock_name):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect("\0" + sock_name)
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def _terms(conn, window_ms):
+    """guard's first line: 'guard-pyheap/1 live=0|1 budget=BYTES window_ms=MS'. None when it
+    does not come within a second or does not parse (then there is no census)."""
+    data = b""
+    try:
+        while not data.endswith(b"\n") and len(data) < 256:
+            b = conn.recv(256 - len(data))
+            if not b:
+                return None
+            data += b
+    except OSError:
+        return None
+    words = data.decode("ascii", "replace").split()
+    if not words or words[0] != FORMAT:
+        return None
+    kv = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    try:
+        return (kv.get("live") == "1", int(kv.get("budget", DEFAULT_BUDGET)),
+                int(kv.get("window_ms", window_ms)))
+    except ValueError:
+        return None
+
+
+def _gave_up(conn):
+    """Whether guard closed its end (the census is no longer wanted)."""
+    import select
+
+    try:
+        readable = select.select([conn], [], [], 0)[0]
+        if not readable:
+            return False
+        import socket
+
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except OSError:
+        return True
+
+
+def _answer(conn, result):
+    import json
+    import socket
+
+    data = json.dumps(result, separators=(",", ":"), default=str).encode("utf-8", "replace")
+    try:
+        conn.settimeout(2.0)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def _pid():
@@ -100,23 +217,6 @@ def _memory():
     except (OSError, ValueError):
         pass
     return rss, hwm
-
-
-def _send(sock_name, result):
-    import json
-    import socket
-
-    data = json.dumps(result, separators=(",", ":"), default=str).encode("utf-8", "replace")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.settimeout(2.0)
-        s.connect("\0" + sock_name)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        s.close()
 
 
 def _type_name(t):
@@ -244,8 +344,10 @@ class _Sizer(object):
 
 
 class _Census(object):
-    def __init__(self, deadline, frame, budget, rss0):
+    def __init__(self, deadline, frame, budget, rss0, conn=None, live=False):
         self.deadline = deadline
+        self.conn = conn
+        self.live = live
         self.frame = frame
         self.budget = max(int(budget), 4 << 20)
         self.rss0 = rss0
@@ -267,11 +369,28 @@ class _Census(object):
         return time.monotonic() > self.deadline
 
     def spent(self):
-        """The census's own memory so far: the process's growth since it began."""
-        return max(0, _memory()[0] - self.rss0)
+        """The census's own memory so far: the process's peak RSS now against its RSS when the
+        census began (getrusage, which keeps the GIL: reading /proc would let the job's other
+        threads run in a held job). When the process had been larger before, this counts more
+        than the census took, and it stops early."""
+        return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.rss0)
+
+    def drop(self):
+        """Let go of everything the census holds, at once (not when the handler's frame goes)."""
+        for name in ("objs", "kept", "holder", "shared", "shared_ids", "roots", "module_dicts",
+                     "own", "frame", "sizer"):
+            self.__dict__.pop(name, None)
 
     def check(self, what):
-        """Between slices of work: past the deadline or the budget, stop here (with a note)."""
+        """Between slices of work: guard gave up (stop now, send nothing), past the deadline or
+        the budget (stop here, with a note). In a running job, let its other threads have the
+        GIL a moment."""
+        if self.live:
+            # Both let the job's other threads have the GIL; in a held job nothing may (guard
+            # gives up on a held job's census only to kill the job).
+            if self.conn is not None and _gave_up(self.conn):
+                raise _GaveUp()
+            time.sleep(0)
         if self.late():
             self.complete = False
             self.notes.append("%s: stopped at the deadline" % what)
@@ -353,19 +472,37 @@ class _Census(object):
         """Count the objects the collector does not track, each once: found among the referents
         of the tracked ones, and inside the untracked dicts and tuples found there (a row of
         plain values is untracked), NESTING levels down. An object held once (its reference
-        count says so) is counted as it comes; a shared one is remembered by id. Returns how
-        many were counted."""
+        count says so) is counted as it comes; a shared one is remembered. The tracked objects
+        are read CHUNK at a time; a dict or set the job's threads change while it is read (a
+        census at the warning) costs the rest of its chunk, said in a note. Returns how many
+        were counted."""
         tracked = gc.is_tracked
-        stream = filterfalse(tracked, chain.from_iterable(map(_referents, objs)))
-        done = 0
-        while True:
+        own = self.own
+
+        def referents(o):
+            return iter(()) if id(o) in own else _referents(o)
+
+        done = changed = 0
+        for i in range(0, len(objs), CHUNK):
             if not self.check("untracked objects (%d counted)" % done):
                 break
-            slab = list(islice(stream, SLAB))
-            if not slab:
-                break
-            done += self.count_slab(slab, counts, sizes, 0)
-        stream = None
+            stream = filterfalse(tracked, chain.from_iterable(map(referents, objs[i : i + CHUNK])))
+            try:
+                while True:
+                    slab = list(islice(stream, SLAB))
+                    if not slab:
+                        break
+                    done += self.count_slab(slab, counts, sizes, 0)
+                    if len(slab) == SLAB and not self.check("untracked objects"):
+                        return done
+                    slab = None
+            except RuntimeError:
+                changed += 1
+            stream = None
+        if changed:
+            self.complete = False
+            self.notes.append(
+                "untracked objects: %d containers changed while they were read" % changed)
         return done
 
     def count_slab(self, slab, counts, sizes, depth, boxes=None):
@@ -388,8 +525,14 @@ class _Census(object):
         tracked = gc.is_tracked
         for inner, walk in ((tuples, _in_tuples), (dicts, _in_dicts)):
             for i in range(0, len(inner), BOX_GROUP):
+                if i and not self.check("untracked objects"):
+                    break
                 group = inner[i : i + BOX_GROUP]
-                part = list(filterfalse(tracked, walk(group)))
+                try:
+                    part = list(filterfalse(tracked, walk(group)))
+                except RuntimeError:
+                    # A row the job's threads changed while it was read (at the warning).
+                    continue
                 if part:
                     n += self.count_slab(part, counts, sizes, depth + 1, group)
         return n
@@ -435,7 +578,7 @@ class _Census(object):
         """Keep instances of each untracked type to trace later, spread over the heap: from each
         slab the type's first, middle and last instance; past 2 * KEEP of
         a type every other one goes. One found inside an untracked dict or tuple gets it as its
-        holder (gc.get_referrers cannot see such a holder)."""
+        holder's group (gc.get_referrers cannot see such a holder)."""
         kept = self.kept
         n = len(types)
         for t in set(types):
@@ -448,21 +591,12 @@ class _Census(object):
                 o = objs[at]
                 got.append(o)
                 if boxes:
-                    self.find_holder(o, boxes, at * len(boxes) // n)
+                    # Which of the boxes holds it is looked for if it is traced (see climb).
+                    self.holder[id(o)] = self.mine(boxes)
             if len(got) > 2 * KEEP:
                 for o in got[::2]:
                     self.holder.pop(id(o), None)
                 got[:] = got[1::2]
-
-    def find_holder(self, o, boxes, near):
-        """Record which of `boxes` holds `o`, looking around `near` (where `o` would be if the
-        boxes held the same number of objects each): within HOLDER_WINDOW boxes either side,
-        so that keeping samples never costs a scan of every box."""
-        lo = max(0, near - HOLDER_WINDOW)
-        for box in boxes[lo : near + HOLDER_WINDOW + 1]:
-            if any(map(is_, _referents(box), repeat(o))):
-                self.holder[id(o)] = box
-                return
 
     def find_roots(self):
         """id -> root label for the locals of every live frame (Python >= 3.11 does not show a
@@ -556,18 +690,27 @@ class _Census(object):
             for w in active:
                 w.at_root(self.roots)
             active = [w for w in active if w.result is None]
-            if not active:
-                break
-            if self.late():
-                self.complete = False
+            if not active or not self.check("paths"):
                 break
             nodes = self.mine([n for w in active for n in w.nodes])
+            t = time.monotonic()
             refs = gc.get_referrers(*nodes)
+            if self.live and time.monotonic() - t > SLICE:
+                # One read of the heap holds the GIL longer than a running job may be held.
+                self.complete = False
+                self.notes.append(
+                    "paths: one walk of the heap took %.0f ms, longer than a running job is "
+                    "held; the paths come at the cap" % ((time.monotonic() - t) * 1000.0))
+                refs = nodes = None
+                break
             pairs = [self.match(w, refs, nodes) for w in active]
             refs = None
-            for w, p in zip(active, pairs):
-                self.climb(w, p)
-            pairs = None
+            for i, w in enumerate(active):
+                self.climb(w, pairs[i])
+                pairs[i] = None
+            # Nothing of this step may hold the next step's nodes (they would be found as
+            # their referrers).
+            pairs = w = None
             self.own.discard(id(nodes))
             nodes = refs = None
         for w in states:
@@ -604,11 +747,13 @@ class _Census(object):
                 w.result = {"path": new, "root": final}
                 return
         if not found and len(w.nodes) == 1 and id(w.nodes[0]) in self.holder:
-            # Held by an untracked dict or tuple, which gc.get_referrers cannot see.
-            c = self.holder[id(w.nodes[0])]
-            rank, new, final = self.step(c, w.nodes[0], w.paths[0])
-            refs = [c]
-            found = [[rank, 0, new, final, id(c)]]
+            # Held by an untracked dict or tuple, which gc.get_referrers cannot see: one of
+            # the boxes it was found among.
+            c = next((b for b in self.holder[id(w.nodes[0])] if _refers(b, w.nodes[0])), None)
+            if c is not None:
+                rank, new, final = self.step(c, w.nodes[0], w.paths[0])
+                refs = [c]
+                found = [[rank, 0, new, final, id(c)]]
         picked = sorted(found, key=lambda c: (c[0], c[1]))[:BEAM * 4]
         keep = set(c[4] for c in picked)
         by_id = dict((id(r), r) for r in refs if id(r) in keep) if keep else {}
