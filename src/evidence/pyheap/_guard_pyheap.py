@@ -45,6 +45,7 @@ BOX_GROUP = 4096  # untracked containers walked into at a time
 MAX_REFERRERS = 20000  # referrers examined per step
 MAX_SCAN = 100000  # container items searched for the key that holds an object
 DEFAULT_BUDGET = 32 << 20
+COUNTING = 0.6  # of the census's time, at most, for counting (the rest for the paths)
 
 _busy = [False]
 _again = [False]
@@ -346,6 +347,10 @@ class _Sizer(object):
 class _Census(object):
     def __init__(self, deadline, frame, budget, rss0, conn=None, live=False):
         self.deadline = deadline
+        # Counting may take COUNTING of the time: what holds the memory (the paths) is worth
+        # more on the first screen than the last types of a complete count.
+        now = time.monotonic()
+        self.until = now + (deadline - now) * COUNTING
         self.conn = conn
         self.live = live
         self.frame = frame
@@ -366,7 +371,7 @@ class _Census(object):
             pass
 
     def late(self):
-        return time.monotonic() > self.deadline
+        return time.monotonic() > self.until
 
     def spent(self):
         """The census's own memory so far: the process's peak RSS now against its RSS when the
@@ -393,7 +398,9 @@ class _Census(object):
             time.sleep(0)
         if self.late():
             self.complete = False
-            self.notes.append("%s: stopped at the deadline" % what)
+            self.notes.append(
+                "%s: stopped at the deadline%s"
+                % (what, "" if self.until == self.deadline else ", leaving time for the paths"))
             return False
         if self.spent() > self.budget:
             self.complete = False
@@ -436,6 +443,7 @@ class _Census(object):
         out["by_size"] = [row(t) for t, _ in by_size]
         out["by_count"] = [row(t) for t, _ in by_count]
         out["paths"] = []
+        self.until = self.deadline
         if self.check("paths"):
             self.roots = self.find_roots()
             out["paths"] = self.paths([t for t, _ in by_size[:PATH_TYPES]], counts)
