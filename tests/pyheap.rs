@@ -720,3 +720,50 @@ fn a_census_guard_gave_up_on_stops_and_the_cap_gets_its_own() {
     let c = of(&k);
     assert_eq!(c["status"], "ok", "the census at the cap: {c:?}");
 }
+
+/// Issue 25, item 4: the process that holds the memory leads the first screen, whatever it runs.
+/// A pipeline-like job: a small Python process (censused) beside a native one (hog) that holds
+/// nearly all of the memory. Before: the small census led ("what holds the memory (Python heap
+/// census of pid ...") and the native process was named only in the process table below.
+#[test]
+fn the_process_that_holds_the_memory_leads_whatever_it_runs() {
+    let t = "the_process_that_holds_the_memory_leads_whatever_it_runs";
+    if !privileged(t) || !tool(t, "python3") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let script = format!(
+        "/usr/bin/python3 -c 'import time; x = [bytes(64) for _ in range(1000)]; time.sleep(60)' &\n\
+         sleep 1\nexec {} alloc 400 --rate 100\n",
+        hog.display()
+    );
+    let o = run(
+        ev.path(),
+        &["-m", "150M", "--warn", "off", "--", "sh", "-c", &script],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let m = manifest(&b);
+    let hog_pid = m["pid"].as_i64().unwrap();
+    let r = stdout(&guard_cmd().arg("report").arg(&b).bounded());
+    let lead = r
+        .lines()
+        .find(|l| l.starts_with("what holds the memory"))
+        .unwrap_or_else(|| panic!("no lead line:\n{r}"));
+    assert!(
+        lead.contains(&format!("pid {hog_pid} (hog) holds")),
+        "{lead}\n{r}"
+    );
+    assert!(lead.contains("not a Python process"), "{lead}");
+    // The Python process's census follows, on a line of its own.
+    let at = r.find(lead).unwrap() + lead.len();
+    assert!(
+        r[at..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("pid ") && l.contains("holds")),
+        "{r}"
+    );
+}

@@ -129,16 +129,44 @@ impl Report {
             }
         }
         let mut r = Report::of(dir, manifest, timeline, stacks, not_read);
-        heaps.sort_by_key(|h: &crate::format::PyHeap| std::cmp::Reverse(h.total_bytes));
+        // The process that holds the most memory first, whatever it runs.
+        heaps.sort_by_key(|h: &crate::format::PyHeap| {
+            std::cmp::Reverse((held_by(&r.manifest, h.pid), h.total_bytes))
+        });
         r.pyheap = heaps;
         Ok(r)
     }
 
-    /// The first finding of the largest Python heap census, for alerts and the first line.
+    /// The process that holds the most memory (PSS, else RSS), with its share of what the
+    /// job's processes hold; None when none was read.
+    pub fn top_holder(&self) -> Option<(&crate::format::ProcessEntry, u64, u64)> {
+        let live = || self.manifest.processes.iter().filter(|p| !p.vanished);
+        let total: u64 = live().map(mem_of).sum();
+        let top = live().max_by_key(|p| mem_of(p))?;
+        Some((top, mem_of(top), total))
+    }
+
+    /// What holds the memory in one line, for alerts and the first screen: the census finding
+    /// of the process that holds the most memory, or what is known of that process when it has
+    /// no census (not Python; its census failed, and why).
     pub fn top_finding(&self) -> Option<String> {
-        self.pyheap
-            .iter()
-            .find_map(crate::format::PyHeap::top_finding)
+        let Some((top, held, total)) = self.top_holder() else {
+            return self
+                .pyheap
+                .iter()
+                .find_map(crate::format::PyHeap::top_finding);
+        };
+        if let Some(h) = self.pyheap.iter().find(|h| h.pid == top.pid) {
+            if let Some(f) = h.top_finding() {
+                return Some(f);
+            }
+        }
+        let who = holder_text(top, held, total);
+        // A small process's census is no answer for the memory another one holds.
+        Some(match census_failure(&self.manifest, top.pid) {
+            Some(why) => format!("{who}; its census failed: {why}"),
+            None => format!("{who}; no census of it ({})", no_census_reason(top)),
+        })
     }
 
     /// A report from a manifest's and a timeline's text alone (the fuzz target; no files read).
@@ -407,18 +435,88 @@ fn growth_line(o: &mut String, g: &Growth) {
     let _ = writeln!(o, "  growth    {}", growth.join("; "));
 }
 
-/// What holds the memory: the largest Python heap census (types, the retention paths of the
-/// large ones), one line for each other census; or why there is none.
+/// The memory a process holds: its PSS, else its RSS.
+fn mem_of(p: &crate::format::ProcessEntry) -> u64 {
+    p.pss_bytes.unwrap_or(p.rss_bytes)
+}
+
+/// The memory process `pid` held when the bundle was written (0: not read).
+fn held_by(m: &Manifest, pid: i32) -> u64 {
+    m.processes
+        .iter()
+        .find(|p| p.pid == pid && !p.vanished)
+        .map_or(0, mem_of)
+}
+
+/// "pid N (COMM) holds SIZE, P % of what the job's processes hold".
+fn holder_text(p: &crate::format::ProcessEntry, held: u64, total: u64) -> String {
+    format!(
+        "pid {} ({}) holds {}, {:.0} % of what the job's processes hold",
+        p.pid,
+        p.comm,
+        format_size(held),
+        held as f64 * 100.0 / total.max(1) as f64
+    )
+}
+
+/// Why the census of `pid` failed or was skipped, from its collector line (None: it has none).
+fn census_failure(m: &Manifest, pid: i32) -> Option<String> {
+    let name = format!("pyheap:{pid}");
+    m.collectors
+        .iter()
+        .find(|c| c.name == name && c.status != crate::format::Status::Ok)
+        .map(|c| format!("{} ({})", c.detail, c.status.as_str()))
+}
+
+/// Why a process without a census line has none.
+fn no_census_reason(p: &crate::format::ProcessEntry) -> &'static str {
+    let python = p.comm.starts_with("python") || p.cmdline.contains("python");
+    if python {
+        "a Python process guard did not ask: see the collectors below"
+    } else {
+        "not a Python process: its largest mappings are below"
+    }
+}
+
+/// What holds the memory. The process that holds the most memory leads, whatever it runs: its
+/// census (types, the retention paths of the large ones) when it has one, else what is known of
+/// it and why there is no census; then one line for each other census.
 fn heap(o: &mut String, r: &Report) {
-    let Some(h) = r.pyheap.first() else {
+    let top = r.top_holder();
+    let lead = top.and_then(|(p, _, _)| r.pyheap.iter().find(|h| h.pid == p.pid));
+    if let (Some((p, held, total)), None) = (top, lead) {
+        if !r.pyheap.is_empty() || census_failure(&r.manifest, p.pid).is_some() {
+            let _ = writeln!(
+                o,
+                "\nwhat holds the memory: {}",
+                r.top_finding()
+                    .unwrap_or_else(|| holder_text(p, held, total))
+            );
+            for other in r.pyheap.iter().take(4) {
+                let _ = writeln!(o, "  {}", other_line(r, other));
+            }
+            return;
+        }
+    }
+    let Some(h) = lead.or(r.pyheap.first()) else {
         if let Some(why) = no_census(&r.manifest) {
             let _ = writeln!(o, "\nwhat holds the memory: {why}");
         }
         return;
     };
+    let share = top
+        .filter(|(p, _, _)| p.pid == h.pid)
+        .map(|(_, held, total)| {
+            format!(
+                "; it holds {}, {:.0} % of the job's",
+                format_size(held),
+                held as f64 * 100.0 / total.max(1) as f64
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "\nwhat holds the memory (Python heap census of pid {}, Python {}, {} objects, {:.0} ms{}):",
+        "\nwhat holds the memory (Python heap census of pid {}, Python {}, {} objects, {:.0} ms{}{share}):",
         h.pid,
         h.python,
         crate::config::units::format_count(h.objects),
@@ -481,15 +579,25 @@ fn heap(o: &mut String, r: &Report) {
     };
     let _ = writeln!(o, "  largest types  {}", list(&h.by_size, true));
     let _ = writeln!(o, "  most objects   {}", list(&h.by_count, false));
-    for other in r.pyheap.iter().skip(1).take(4) {
-        let _ = writeln!(
-            o,
-            "  pid {}: {}",
-            other.pid,
-            other.top_finding().unwrap_or_else(|| "no finding".into())
-        );
+    for other in r.pyheap.iter().filter(|x| x.pid != h.pid).take(4) {
+        let _ = writeln!(o, "  {}", other_line(r, other));
     }
     let _ = writeln!(o, "  (processes/{}/pyheap.json)", h.pid);
+}
+
+/// One line for a census that does not lead: its process, what it holds, its finding.
+fn other_line(r: &Report, h: &crate::format::PyHeap) -> String {
+    let held = held_by(&r.manifest, h.pid);
+    format!(
+        "pid {}{}: {}",
+        h.pid,
+        if held > 0 {
+            format!(" (holds {})", format_size(held))
+        } else {
+            String::new()
+        },
+        h.top_finding().unwrap_or_else(|| "no finding".into())
+    )
 }
 
 /// Why a bundle of a Python job has no census, and how to get one (None: not a Python job).
