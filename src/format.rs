@@ -402,6 +402,9 @@ pub struct ProcessEntry {
     pub anon_bytes: Option<u64>,
     #[serde(default)]
     pub file_bytes: Option<u64>,
+    /// Of `file_bytes`, the resident shared memory (shmem, tmpfs, SysV): RssShmem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shmem_bytes: Option<u64>,
     #[serde(default)]
     pub threads: Option<u64>,
     #[serde(default)]

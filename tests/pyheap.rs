@@ -767,3 +767,40 @@ fn the_process_that_holds_the_memory_leads_whatever_it_runs() {
         "{r}"
     );
 }
+
+/// Issue 25, item 3: the census says what it explained. A job that leaks C memory (malloc
+/// through ctypes) has a census of a few MiB: the first screen says how much of the process's
+/// memory is outside Python objects, and puts no import-time object in the headline. Before:
+/// the 4 MiB census led with `str ×11,741 ← ...` as if it were the answer.
+#[test]
+fn memory_outside_python_objects_is_said_first() {
+    let script = "import ctypes, time\n\
+        libc = ctypes.CDLL(None)\nlibc.malloc.restype = ctypes.c_void_p\nbufs = []\n\
+        while True:\n    p = libc.malloc(1 << 20)\n    ctypes.memset(p, 1, 1 << 20)\n    \
+        bufs.append(p)\n    time.sleep(0.002)\n";
+    let Some((heap, report)) = census_at_the_cap(
+        "memory_outside_python_objects_is_said_first",
+        "150M",
+        "10s",
+        script,
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = report.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("what holds the memory"))
+        .unwrap_or_else(|| panic!("no census section:\n{report}"));
+    assert!(
+        lines[at + 1].contains("is outside Python objects: native memory"),
+        "{report}"
+    );
+    assert!(lines[at + 2].contains("Python objects: "), "{report}");
+    // No path of a small type in the headline.
+    assert!(
+        !lines[at + 3].contains(" \u{2190} "),
+        "{}\n{report}",
+        lines[at + 3]
+    );
+    assert!(heap["total_bytes"].as_u64().unwrap() < 50 << 20, "{heap}");
+}

@@ -235,6 +235,7 @@ pub fn process(
             (Some(f), s) => Some((f + s.unwrap_or(0)) * 1024),
             _ => None,
         };
+        e.shmem_bytes = st.rssshmem.map(|k| k * 1024);
         e.threads = Some(st.threads);
         e.state = st.state.split_whitespace().next().map(str::to_string);
     }

@@ -157,8 +157,12 @@ impl Report {
                 .find_map(crate::format::PyHeap::top_finding);
         };
         if let Some(h) = self.pyheap.iter().find(|h| h.pid == top.pid) {
-            if let Some(f) = h.top_finding() {
-                return Some(f);
+            let outside = explained(&self.manifest, h).and_then(|x| x.outside_line());
+            match (outside, h.top_finding()) {
+                (Some(o), Some(f)) => return Some(format!("{o}; of Python's objects: {f}")),
+                (Some(o), None) => return Some(o),
+                (None, Some(f)) => return Some(f),
+                (None, None) => {}
             }
         }
         let who = holder_text(top, held, total);
@@ -435,6 +439,71 @@ fn growth_line(o: &mut String, g: &Growth) {
     let _ = writeln!(o, "  growth    {}", growth.join("; "));
 }
 
+/// How much of a Python process's memory its census explains.
+struct Explained {
+    /// What the census counted (shallow sizes of the objects it found).
+    counted: u64,
+    /// The process's resident anonymous memory (where Python objects live).
+    anon: u64,
+    file: u64,
+    shmem: u64,
+    /// The census was cut short: `counted` is a lower bound.
+    partial: bool,
+}
+
+impl Explained {
+    /// "N of M is outside Python objects: ..." when the objects explain less than half of the
+    /// process's anonymous memory, with what would explain the rest.
+    fn outside_line(&self) -> Option<String> {
+        if self.anon == 0 || self.counted.saturating_mul(2) >= self.anon {
+            return None;
+        }
+        Some(format!(
+            "{} of {} is outside Python objects{}: native memory — allocated in C (an \
+             extension's buffers, the interpreter's own), or freed by Python and kept by the \
+             allocator; memray or heaptrack show who allocates it natively, --core keeps a \
+             core to inspect",
+            format_size(self.anon - self.counted.min(self.anon)),
+            format_size(self.anon),
+            if self.partial {
+                " (the census was cut short: at most)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// "Python objects: N of the process's M anonymous memory (P %); file-backed F, shared S".
+    fn share_line(&self) -> String {
+        format!(
+            "Python objects: {} of the process's {} anonymous memory ({:.0} %{}); besides: \
+             file-backed {}, shared memory {}",
+            format_size(self.counted),
+            format_size(self.anon),
+            self.counted as f64 * 100.0 / self.anon.max(1) as f64,
+            if self.partial {
+                ", counted in part"
+            } else {
+                ""
+            },
+            format_size(self.file.saturating_sub(self.shmem)),
+            format_size(self.shmem)
+        )
+    }
+}
+
+/// What the census of `h` explains of its process's memory (None: the process was not read).
+fn explained(m: &Manifest, h: &crate::format::PyHeap) -> Option<Explained> {
+    let p = m.processes.iter().find(|p| p.pid == h.pid && !p.vanished)?;
+    Some(Explained {
+        counted: h.total_bytes,
+        anon: p.anon_bytes?,
+        file: p.file_bytes.unwrap_or(0),
+        shmem: p.shmem_bytes.unwrap_or(0),
+        partial: !h.complete,
+    })
+}
+
 /// The memory a process holds: its PSS, else its RSS.
 fn mem_of(p: &crate::format::ProcessEntry) -> u64 {
     p.pss_bytes.unwrap_or(p.rss_bytes)
@@ -526,10 +595,25 @@ fn heap(o: &mut String, r: &Report) {
     if let Some(e) = &h.error {
         let _ = writeln!(o, "  the census failed inside the process: {e}");
     }
+    let ex = explained(&r.manifest, h);
+    if let Some(x) = &ex {
+        if let Some(line) = x.outside_line() {
+            let _ = writeln!(o, "  {line}");
+        }
+        let _ = writeln!(o, "  {}", x.share_line());
+    }
     for (i, p) in h.paths.iter().enumerate() {
         let Some(t) = h.by_size.iter().find(|t| t.type_name == p.type_name) else {
             continue;
         };
+        // A type that holds under 5 % of the process's memory is no headline (the
+        // interpreter's own strings and code, beside a native leak).
+        if ex
+            .as_ref()
+            .is_some_and(|x| t.bytes.saturating_mul(20) < x.anon)
+        {
+            continue;
+        }
         // The first always; the others when they hold a tenth of what was counted.
         if i > 0 && t.bytes.saturating_mul(10) < h.total_bytes {
             continue;
