@@ -517,6 +517,19 @@ pub struct PyHeap {
     pub budget_bytes: u64,
     /// The job ran on during the census (a warning); else it was held at its cap.
     pub live: bool,
+    /// The collector's state as the program left it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcState>,
+}
+
+/// CPython's cyclic collector in a census: on or off, thresholds, counts, gc.garbage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GcState {
+    pub enabled: bool,
+    pub thresholds: Vec<i64>,
+    pub counts: Vec<i64>,
+    pub garbage: u64,
 }
 
 /// One line of a census histogram.

@@ -804,3 +804,36 @@ fn memory_outside_python_objects_is_said_first() {
     );
     assert!(heap["total_bytes"].as_u64().unwrap() < 50 << 20, "{heap}");
 }
+
+/// Issue 25, item 6: cycles under gc.disable() are named as garbage, with the collector's
+/// state and what to do. Before: "no root reached (held from C code, or the deadline came
+/// first)", and nothing said the collector was off.
+#[test]
+fn cycles_with_the_collector_off_are_named_garbage() {
+    let script = "import gc, time\ngc.disable()\n\
+        class Node:\n    def __init__(self):\n        self.payload = bytearray(2000)\n        \
+        self.me = self\n\
+        def work():\n    while True:\n        Node()\n\
+        work()\n";
+    let Some((heap, report)) = census_at_the_cap(
+        "cycles_with_the_collector_off_are_named_garbage",
+        "150M",
+        "10s",
+        script,
+    ) else {
+        return;
+    };
+    assert_eq!(heap["gc"]["enabled"], false, "{heap}");
+    let line = report
+        .lines()
+        .find(|l| l.contains("bytearray \u{d7}"))
+        .unwrap_or_else(|| panic!("no bytearray line:\n{report}"));
+    assert!(
+        line.ends_with("(a cycle nothing else refers to: garbage)"),
+        "{line}\n{report}"
+    );
+    assert!(
+        report.contains("gc: the collector is off (gc.disable() in the program)"),
+        "{report}"
+    );
+}

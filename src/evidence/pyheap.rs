@@ -774,6 +774,10 @@ fn checked(data: &[u8], pid: i32) -> Result<PyHeap, String> {
         p.others.truncate(4);
         p.others = p.others.iter().map(|o| labels(o)).collect();
     }
+    if let Some(g) = &mut h.gc {
+        g.thresholds.truncate(4);
+        g.counts.truncate(4);
+    }
     h.phases_ms = std::mem::take(&mut h.phases_ms)
         .into_iter()
         .take(10)

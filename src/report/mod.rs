@@ -631,12 +631,18 @@ fn heap(o: &mut String, r: &Report) {
             "      {} of {} sampled instance(s) held this way{}",
             p.agree,
             p.samples,
-            if p.root.is_some() {
-                ""
-            } else {
-                "; no root reached (held from C code, or the deadline came first)"
+            match p.root.as_deref() {
+                Some("garbage") => {
+                    "; unreachable: nothing outside the cycle refers to it, and the collector \
+                     has not freed it"
+                }
+                Some(_) => "",
+                None => "; no root reached (held from C code, or the deadline came first)",
             }
         );
+    }
+    if let Some(line) = gc_line(h) {
+        let _ = writeln!(o, "  {line}");
     }
     let row = |t: &crate::format::PyType, bytes: bool| {
         if bytes {
@@ -667,6 +673,41 @@ fn heap(o: &mut String, r: &Report) {
         let _ = writeln!(o, "  {}", other_line(r, other));
     }
     let _ = writeln!(o, "  (processes/{}/pyheap.json)", h.pid);
+}
+
+/// The collector's state, when it explains something: off, or holding garbage, or a path that
+/// ends in a cycle nothing refers to. With the fix.
+fn gc_line(h: &crate::format::PyHeap) -> Option<String> {
+    let g = h.gc.as_ref()?;
+    let cycles = h.paths.iter().any(|p| p.root.as_deref() == Some("garbage"));
+    let state = format!(
+        "thresholds {:?}, counts {:?}, gc.garbage {}",
+        g.thresholds, g.counts, g.garbage
+    );
+    if !g.enabled {
+        return Some(format!(
+            "gc: the collector is off (gc.disable() in the program){}: reference cycles are \
+             never freed — gc.enable(), or gc.collect() where the cycles are made, or break them \
+             (weakref); {state}",
+            if cycles {
+                ", and the memory above is such cycles"
+            } else {
+                ""
+            }
+        ));
+    }
+    if cycles || g.garbage > 0 {
+        return Some(format!(
+            "gc: the collector is on; {}; {state}",
+            if cycles {
+                "the cycles above wait for a collection of their generation"
+            } else {
+                "gc.garbage keeps objects the collector could not free (DEBUG_SAVEALL or \
+                 legacy finalizers)"
+            }
+        ));
+    }
+    None
 }
 
 /// One line for a census that does not lead: its process, what it holds, its finding.

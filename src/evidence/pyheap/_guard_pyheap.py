@@ -45,6 +45,7 @@ BOX_GROUP = 4096  # untracked containers walked into at a time
 MAX_REFERRERS = 20000  # referrers examined per step
 MAX_SCAN = 100000  # container items searched for the key that holds an object
 DEFAULT_BUDGET = 32 << 20
+GARBAGE = "(a cycle nothing else refers to: garbage)"
 COUNTING = 0.6  # of the census's time, at most, for counting (the rest for the paths)
 
 _busy = [False]
@@ -128,7 +129,18 @@ def _measure(conn, frame, live, budget, deadline):
     result["hwm_growth_bytes"] = max(0, mem1[1] - mem0[1])
     result["budget_bytes"] = budget
     result["live"] = live
+    result["gc"] = _gc_state(gc_was)
     return result
+
+
+def _gc_state(enabled):
+    """The collector as the program left it: on or off (gc.disable()), its thresholds, the
+    allocations counted towards the next collection of each generation, and gc.garbage."""
+    try:
+        return {"enabled": bool(enabled), "thresholds": list(gc.get_threshold()),
+                "counts": list(gc.get_count()), "garbage": len(gc.garbage)}
+    except Exception:
+        return None
 
 
 class _GaveUp(Exception):
@@ -734,6 +746,9 @@ class _Census(object):
         the node another walk shares."""
         out = []
         for r in islice(refs, MAX_REFERRERS):
+            if id(r) in w.seen and not w.closed and any(_refers(r, n) for n in w.nodes):
+                # Held by something this walk came through: a cycle.
+                w.closed = True
             if id(r) in self.own or id(r) in w.seen or r is nodes:
                 continue
             if type(r).__name__ == "frame" and r.f_code.co_filename in self.own_files:
@@ -746,6 +761,7 @@ class _Census(object):
 
     def climb(self, w, pairs):
         """One step up for the walk `w`, through the referrers `match` found for it."""
+        came = w.paths[0] if w.paths else []
         found = []
         refs = [r for r, _ in pairs]
         for r, i in pairs:
@@ -776,6 +792,11 @@ class _Census(object):
             if len(w.nodes) == BEAM:
                 break
         if not w.nodes:
+            if not picked and w.closed:
+                # Nothing outside the cycle refers to it: garbage the collector has not freed
+                # (it is disabled, or has not come to this generation yet).
+                w.result = {"path": came + [GARBAGE], "root": "garbage"}
+                return
             last = picked[0][2] if picked else []
             w.result = {"path": last + ["(no referrer guard can see)"], "root": None}
 
@@ -799,7 +820,8 @@ class _Census(object):
             mod = self.module_dicts.get(id(r))
             if mod is not None:
                 return (0, labels + ["global %s in module %s" % (key, mod)], "global")
-            return (2, labels + ["dict[%s]" % key], None)
+            # dict['name'] for a str key; dict[key 8] for a number (list[8] counts items).
+            return (2, labels + ["dict[%s]" % (("key " + key) if key.isdigit() else key)], None)
         if isinstance(r, type):
             key = _key_of(r.__dict__, child).strip("'")
             if key == "\u2026":
@@ -841,6 +863,7 @@ class _Walk(object):
         self.paths = [[]]
         self.seen = {first}
         self.result = None
+        self.closed = False  # a referrer the walk came through holds a node: a cycle
 
     def at_root(self, roots):
         for i, node in enumerate(self.nodes):
