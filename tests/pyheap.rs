@@ -122,6 +122,12 @@ fn leak_py_census_names_the_result_cache_in_every_python_here() {
             text.contains("2 of 2 sampled instance(s)"),
             "{label}:\n{text}"
         );
+        assert!(
+            text.contains(
+                "fix: a Django QuerySet keeps every row it has yielded: iterate with .iterator()"
+            ),
+            "{label}:\n{text}"
+        );
         // The alert summary's finding, and --json.
         let j = guard_cmd().arg("report").arg("--json").arg(&b).bounded();
         let jv: Value = serde_json::from_slice(&j.stdout).unwrap();
@@ -556,6 +562,16 @@ fn rows_of_plain_values_are_counted_and_named() {
         dict_line.contains("\u{2190} local 'rows' in export"),
         "{dict_line}\n{report}"
     );
+    // Issue 25, item 5: what the path's root retains, and what to do, on the first screen.
+    let first: String = report.lines().take(30).collect::<Vec<_>>().join("\n");
+    assert!(
+        first.contains("local 'rows' in export") && first.contains("retains ~"),
+        "{first}"
+    );
+    assert!(
+        first.contains("fix: a list built in a loop keeps every item"),
+        "{first}"
+    );
 }
 
 /// Issue 25, item 1: the census's own memory grows with what it samples, not with the number
@@ -836,4 +852,40 @@ fn cycles_with_the_collector_off_are_named_garbage() {
         report.contains("gc: the collector is off (gc.disable() in the program)"),
         "{report}"
     );
+}
+
+/// Issue 25, item 5: the known patterns get their fix on the first screen (and in the alerts'
+/// finding): an unbounded functools.lru_cache, and a module-level dict used as a cache.
+#[test]
+fn known_leak_patterns_get_their_fix_on_the_first_screen() {
+    for (name, script, want) in [
+        (
+            "lru_cache",
+            "import functools\n\
+             @functools.lru_cache(maxsize=None)\n\
+             def render(i):\n    return bytearray(100000)\n\
+             i = 0\nwhile True:\n    render(i)\n    i += 1\n",
+            "fix: an unbounded functools.lru_cache",
+        ),
+        (
+            "module dict",
+            "CACHE = {}\n\
+             def get(key):\n    if key not in CACHE:\n        CACHE[key] = bytearray(100000)\n    \
+             return CACHE[key]\n\
+             i = 0\nwhile True:\n    get('page-%d' % i)\n    i += 1\n",
+            "fix: a module-level dict used as a cache",
+        ),
+    ] {
+        let Some((_, report)) = census_at_the_cap(
+            "known_leak_patterns_get_their_fix_on_the_first_screen",
+            "150M",
+            "10s",
+            script,
+        ) else {
+            return;
+        };
+        let first: String = report.lines().take(30).collect::<Vec<_>>().join("\n");
+        assert!(first.contains(want), "{name}:\n{first}");
+        assert!(first.contains("retains ~"), "{name}:\n{first}");
+    }
 }

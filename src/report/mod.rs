@@ -158,10 +158,16 @@ impl Report {
         };
         if let Some(h) = self.pyheap.iter().find(|h| h.pid == top.pid) {
             let outside = explained(&self.manifest, h).and_then(|x| x.outside_line());
+            let hint = h
+                .paths
+                .first()
+                .and_then(|p| fix_hint(&p.path, p.root.as_deref()))
+                .map(|f| format!("; fix: {f}"))
+                .unwrap_or_default();
             match (outside, h.top_finding()) {
                 (Some(o), Some(f)) => return Some(format!("{o}; of Python's objects: {f}")),
                 (Some(o), None) => return Some(o),
-                (None, Some(f)) => return Some(f),
+                (None, Some(f)) => return Some(format!("{f}{hint}")),
                 (None, None) => {}
             }
         }
@@ -602,6 +608,46 @@ fn heap(o: &mut String, r: &Report) {
         }
         let _ = writeln!(o, "  {}", x.share_line());
     }
+    path_lines(o, h, ex.as_ref());
+    if let Some(line) = gc_line(h) {
+        let _ = writeln!(o, "  {line}");
+    }
+    for line in retained_lines(h, ex.as_ref().map_or(0, |x| x.anon)) {
+        let _ = writeln!(o, "  {line}");
+    }
+    let row = |t: &crate::format::PyType, bytes: bool| {
+        if bytes {
+            format!(
+                "{} {} \u{d7}{}",
+                t.type_name,
+                format_size(t.bytes),
+                crate::config::units::format_count(t.count)
+            )
+        } else {
+            format!(
+                "{} \u{d7}{}",
+                t.type_name,
+                crate::config::units::format_count(t.count)
+            )
+        }
+    };
+    let list = |rows: &[crate::format::PyType], bytes: bool| {
+        rows.iter()
+            .take(6)
+            .map(|t| row(t, bytes))
+            .collect::<Vec<_>>()
+            .join(" \u{b7} ")
+    };
+    let _ = writeln!(o, "  largest types  {}", list(&h.by_size, true));
+    let _ = writeln!(o, "  most objects   {}", list(&h.by_count, false));
+    for other in r.pyheap.iter().filter(|x| x.pid != h.pid).take(4) {
+        let _ = writeln!(o, "  {}", other_line(r, other));
+    }
+    let _ = writeln!(o, "  (processes/{}/pyheap.json)", h.pid);
+}
+
+/// The retention paths of the census's large types, each with how many samples agree.
+fn path_lines(o: &mut String, h: &crate::format::PyHeap, ex: Option<&Explained>) {
     for (i, p) in h.paths.iter().enumerate() {
         let Some(t) = h.by_size.iter().find(|t| t.type_name == p.type_name) else {
             continue;
@@ -641,38 +687,109 @@ fn heap(o: &mut String, r: &Report) {
             }
         );
     }
-    if let Some(line) = gc_line(h) {
-        let _ = writeln!(o, "  {line}");
+}
+
+/// What a retention path's shape says to do, for the patterns that cause most leaks.
+pub fn fix_hint(path: &[String], root: Option<&str>) -> Option<&'static str> {
+    let has = |needle: &str| path.iter().any(|l| l.contains(needle));
+    let last = path.last().map(String::as_str).unwrap_or("");
+    if has("QuerySet._result_cache") {
+        return Some(
+            "a Django QuerySet keeps every row it has yielded: iterate with .iterator() \
+             (or in batches with slicing) so the rows go as they are used",
+        );
     }
-    let row = |t: &crate::format::PyType, bytes: bool| {
-        if bytes {
-            format!(
-                "{} {} \u{d7}{}",
-                t.type_name,
-                format_size(t.bytes),
-                crate::config::units::format_count(t.count)
-            )
-        } else {
-            format!(
-                "{} \u{d7}{}",
-                t.type_name,
-                crate::config::units::format_count(t.count)
-            )
+    if has("_lru_cache_wrapper") {
+        return Some(
+            "an unbounded functools.lru_cache (maxsize=None, or functools.cache) keeps every \
+             result: give it a maxsize, or call cache_clear()",
+        );
+    }
+    if root == Some("garbage") {
+        return Some(
+            "reference cycles the collector does not free: turn it back on (gc.enable()), or \
+             break the cycles (weakref for the back reference)",
+        );
+    }
+    if last.starts_with("class attribute ") {
+        return Some(
+            "a class attribute lives as long as the class: what instances add to it stays; \
+             use a weakref.WeakSet / WeakValueDictionary, or remove entries when done",
+        );
+    }
+    if last.starts_with("global ")
+        && path
+            .iter()
+            .rev()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("dict["))
+    {
+        return Some(
+            "a module-level dict used as a cache grows for the life of the process: bound it \
+             (an LRU with a maxsize) or clear it",
+        );
+    }
+    if last.starts_with("local ")
+        && path
+            .iter()
+            .rev()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("list[") || l.starts_with("deque["))
+    {
+        return Some(
+            "a list built in a loop keeps every item while the function runs: handle the items \
+             as they come (a generator), or in batches",
+        );
+    }
+    None
+}
+
+/// Retained sizes (an estimate) for the roots the retention paths reach: the bytes of the types
+/// whose sampled instances are held through each root, in the share of samples that agree; with
+/// the fix hint of the first path that reaches it.
+fn retained_lines(h: &crate::format::PyHeap, anon: u64) -> Vec<String> {
+    let mut roots: Vec<(String, u64, Option<&'static str>)> = Vec::new();
+    for p in &h.paths {
+        let (Some(root), Some(t)) = (
+            p.path.last(),
+            h.by_size.iter().find(|t| t.type_name == p.type_name),
+        ) else {
+            continue;
+        };
+        if p.samples == 0 || p.root.is_none() {
+            continue;
         }
-    };
-    let list = |rows: &[crate::format::PyType], bytes: bool| {
-        rows.iter()
-            .take(6)
-            .map(|t| row(t, bytes))
-            .collect::<Vec<_>>()
-            .join(" \u{b7} ")
-    };
-    let _ = writeln!(o, "  largest types  {}", list(&h.by_size, true));
-    let _ = writeln!(o, "  most objects   {}", list(&h.by_count, false));
-    for other in r.pyheap.iter().filter(|x| x.pid != h.pid).take(4) {
-        let _ = writeln!(o, "  {}", other_line(r, other));
+        let share = t.bytes.saturating_mul(u64::from(p.agree)) / u64::from(p.samples);
+        match roots.iter_mut().find(|r| &r.0 == root) {
+            Some(r) => r.1 = r.1.saturating_add(share),
+            None => roots.push((root.clone(), share, fix_hint(&p.path, p.root.as_deref()))),
+        }
     }
-    let _ = writeln!(o, "  (processes/{}/pyheap.json)", h.pid);
+    roots.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let whole = if anon > 0 { anon } else { h.total_bytes };
+    roots
+        .into_iter()
+        .filter(|r| r.1.saturating_mul(20) >= whole)
+        .take(3)
+        .flat_map(|(root, bytes, hint)| {
+            let pct = bytes as f64 * 100.0 / whole.max(1) as f64;
+            let mut v = vec![if root.starts_with("(a cycle") {
+                format!(
+                    "unreachable cycles hold ~{} (estimate), {pct:.0} % of the process",
+                    format_size(bytes)
+                )
+            } else {
+                format!(
+                    "{root} retains ~{} (estimate), {pct:.0} % of the process",
+                    format_size(bytes)
+                )
+            }];
+            if let Some(hint) = hint {
+                v.push(format!("  fix: {hint}"));
+            }
+            v
+        })
+        .collect()
 }
 
 /// The collector's state, when it explains something: off, or holding garbage, or a path that
