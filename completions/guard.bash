@@ -89,7 +89,7 @@ _guard() {
 
     case "${cmd}" in
         guard)
-            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-pyheap --pyheap-window --pyheap-headroom --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
+            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-pyheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -156,6 +156,10 @@ _guard() {
                     return 0
                     ;;
                 --pyheap-headroom)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tracemalloc)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -533,7 +537,7 @@ _guard() {
             return 0
             ;;
         guard__subcmd__run)
-            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-pyheap --pyheap-window --pyheap-headroom --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
+            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-pyheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -600,6 +604,10 @@ _guard() {
                     return 0
                     ;;
                 --pyheap-headroom)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tracemalloc)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

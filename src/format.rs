@@ -520,6 +520,34 @@ pub struct PyHeap {
     /// The collector's state as the program left it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gc: Option<GcState>,
+    /// With tracemalloc on: the lines that allocated the most memory still live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<Allocated>,
+}
+
+/// tracemalloc's answer in a census: who allocated what is still live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Allocated {
+    /// Frames each allocation records (PYTHONTRACEMALLOC).
+    pub frames: u32,
+    /// What tracemalloc traces as live, in all.
+    pub traced_bytes: u64,
+    pub lines: Vec<AllocatedLine>,
+    /// Why there are no lines (the snapshot would not fit the census's budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// One line of source and the live memory it allocated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AllocatedLine {
+    #[serde(rename = "where")]
+    pub at: String,
+    pub file: String,
+    pub bytes: u64,
+    pub count: u64,
 }
 
 /// CPython's cyclic collector in a census: on or off, thresholds, counts, gc.garbage.

@@ -889,3 +889,70 @@ fn known_leak_patterns_get_their_fix_on_the_first_screen() {
         assert!(first.contains("retains ~"), "{name}:\n{first}");
     }
 }
+
+/// Issue 25, item 7: with --tracemalloc the first screen answers both "who holds" (the path)
+/// and "who allocated" (tracemalloc's lines holding the most live bytes); a job's own
+/// PYTHONTRACEMALLOC is left as given; a bad FRAMES is one error line and 125.
+#[test]
+fn tracemalloc_adds_who_allocated_beside_who_holds() {
+    let t = "tracemalloc_adds_who_allocated_beside_who_holds";
+    if !privileged(t) || !tool(t, "python3") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let o = run(
+        ev.path(),
+        &[
+            "-m",
+            "200M",
+            "--warn",
+            "off",
+            "--tracemalloc",
+            "1",
+            "--pyheap-window",
+            "10s",
+            "--",
+            "/usr/bin/python3",
+            leak_py().to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let r = stdout(&guard_cmd().arg("report").arg(&b).bounded());
+    let first: String = r.lines().take(30).collect::<Vec<_>>().join("\n");
+    let who = first
+        .lines()
+        .find(|l| l.contains("who allocated (tracemalloc, 1 frame(s)"))
+        .unwrap_or_else(|| panic!("no tracemalloc line:\n{first}"));
+    // The row buffers come from Image.__init__ in leak.py.
+    assert!(who.contains(": leak.py:"), "{who}");
+    assert!(first.contains("QuerySet._result_cache"), "{first}");
+
+    // The job's own setting wins; without --tracemalloc nothing is set.
+    let probe = "import os; print(os.environ.get('PYTHONTRACEMALLOC'))";
+    for (env, args, want) in [
+        (None, vec!["--tracemalloc", "3"], "3"),
+        (Some("5"), vec!["--tracemalloc", "3"], "5"),
+        (None, vec![], "None"),
+    ] {
+        let mut c = guard_cmd();
+        c.arg("--evidence-dir").arg(ev.path()).args(["-m", "100M"]);
+        c.args(&args).args(["--", "/usr/bin/python3", "-c", probe]);
+        if let Some(v) = env {
+            c.env("PYTHONTRACEMALLOC", v);
+        }
+        let o = output_within(&mut c, Duration::from_secs(30));
+        assert_eq!(stdout(&o).trim(), want, "{args:?} {env:?}: {}", stderr(&o));
+    }
+    let o = output_within(
+        guard_cmd().args(["--tracemalloc", "500", "--", "true"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("guard: error: invalid --tracemalloc '500'") && e.lines().count() == 1,
+        "{e}"
+    );
+}

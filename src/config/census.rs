@@ -16,7 +16,13 @@ pub struct Settings {
     pub window: Duration,
     /// Extra memory at the cap (None: HEADROOM_PERCENT of --memory, at least MIN_HEADROOM).
     pub headroom: Option<u64>,
+    /// --tracemalloc FRAMES: the job's Python processes trace their allocations.
+    pub tracemalloc: Option<u32>,
 }
+
+/// The most frames --tracemalloc takes (Python's own limit is far higher; each frame costs
+/// the job memory for every live allocation).
+pub const MAX_TRACEMALLOC_FRAMES: u32 = 100;
 
 impl Settings {
     /// The headroom for a cap of `limit` bytes.

@@ -772,6 +772,12 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
             units::format_duration(e.pyheap.map_or(census::DEFAULT_WINDOW, |p| p.window)),
         ),
         (
+            "tracemalloc",
+            e.pyheap
+                .and_then(|p| p.tracemalloc)
+                .map_or_else(|| "off".into(), |n| format!("{n} frame(s)")),
+        ),
+        (
             "pyheap_headroom",
             match e.pyheap.and_then(|p| p.headroom) {
                 Some(h) => units::format_size(h),
@@ -858,7 +864,25 @@ fn pyheap(args: &WrapArgs, src: &Src) -> Result<Option<census::Settings>, UsageE
     Ok(Some(census::Settings {
         window: window.unwrap_or(census::DEFAULT_WINDOW),
         headroom,
+        tracemalloc: tracemalloc(args, src)?,
     }))
+}
+
+/// --tracemalloc FRAMES: 1 to MAX_TRACEMALLOC_FRAMES; 0 is off.
+fn tracemalloc(args: &WrapArgs, src: &Src) -> Result<Option<u32>, UsageError> {
+    let Some(t) = args.text("tracemalloc") else {
+        return Ok(None);
+    };
+    match t.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= census::MAX_TRACEMALLOC_FRAMES => Ok(Some(n)),
+        _ => Err(UsageError(format!(
+            "invalid {}: expected the number of frames each allocation records, 1 to {} (1 names \
+             the line; 0 is off)",
+            origin(src, "tracemalloc", t),
+            census::MAX_TRACEMALLOC_FRAMES
+        ))),
+    }
 }
 
 /// The longest --pyheap-window.

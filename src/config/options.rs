@@ -165,6 +165,8 @@ pub const OPTIONS: &[Opt] = &[
         "How long a Python heap census may take; at the cap the held job runs this long at most, within --pyheap-headroom, and is then killed [default: 2s]"),
     opt!("pyheap_headroom", "pyheap-headroom", "GUARD_PYHEAP_HEADROOM", None, Size, "SIZE", true,
         "Memory a job at its cap gets on top of --memory while its Python heap census runs; it never gets more [default: 5% of --memory, at least 32M]"),
+    opt!("tracemalloc", "tracemalloc", "GUARD_TRACEMALLOC", None, Count, "FRAMES", true,
+        "Run the job's Python processes under tracemalloc (PYTHONTRACEMALLOC=FRAMES; 1 frame names the line), so that the Python heap census also says which lines allocated the memory still held; it costs the job memory and time (every allocation is recorded), and a job's own PYTHONTRACEMALLOC is left as given [default: off]"),
     opt!("hold_for", "hold-for", "GUARD_HOLD_FOR", None, Duration, "DUR", true,
         "After the capture at the cap, keep the job frozen for DUR instead of killing it at once (its memory stays capped, its CPU stopped) so that a person can look at it: py-spy dump --nonblocking, /proc. 'guard kill NAME' or SIGTERM to guard ends the hold sooner; then the job is killed and guard exits 137 [default: kill at once]"),
     opt!("thrash_after", "thrash-after", "GUARD_THRASH_AFTER", None, Duration, "DUR|off", true,

@@ -71,6 +71,8 @@ pub struct Hook {
     sock: String,
     signal: i32,
     window: Duration,
+    /// --tracemalloc: PYTHONTRACEMALLOC for the job (unless it has its own).
+    tracemalloc: Option<u32>,
 }
 
 /// The signal guard sends (SIGRTMAX - 6: 58 on Linux with glibc).
@@ -92,6 +94,7 @@ impl Hook {
             ),
             signal: signal_number(),
             window: settings.window,
+            tracemalloc: settings.tracemalloc,
         })
     }
 
@@ -115,6 +118,12 @@ impl Hook {
         }
         out.extend(entry(OsStr::new("PYTHONPATH"), &pythonpath));
         out.extend(entry(OsStr::new(ENV), OsStr::new(&self.value())));
+        if let (Some(n), None) = (self.tracemalloc, std::env::var_os("PYTHONTRACEMALLOC")) {
+            out.extend(entry(
+                OsStr::new("PYTHONTRACEMALLOC"),
+                OsStr::new(&n.to_string()),
+            ));
+        }
         out
     }
 
@@ -774,6 +783,14 @@ fn checked(data: &[u8], pid: i32) -> Result<PyHeap, String> {
         p.others.truncate(4);
         p.others = p.others.iter().map(|o| labels(o)).collect();
     }
+    if let Some(a) = &mut h.allocated {
+        a.lines.truncate(MAX_ROWS);
+        for l in &mut a.lines {
+            l.at = text(&l.at);
+            l.file = text(&l.file);
+        }
+        a.skipped = a.skipped.as_deref().map(text);
+    }
     if let Some(g) = &mut h.gc {
         g.thresholds.truncate(4);
         g.counts.truncate(4);
@@ -898,6 +915,7 @@ mod tests {
             sock: "guard-pyheap-1-2".into(),
             signal: 58,
             window: Duration::from_millis(1500),
+            tracemalloc: None,
         };
         let env = hook.environ();
         let pp = env_value(&env, "PYTHONPATH").unwrap();
@@ -962,6 +980,7 @@ mod tests {
         let s = Settings {
             window: DEFAULT_WINDOW,
             headroom: None,
+            tracemalloc: None,
         };
         assert_eq!(s.headroom_for(100 << 20), MIN_HEADROOM);
         assert_eq!(s.headroom_for(2 << 30), (2u64 << 30) / 100 * 5);

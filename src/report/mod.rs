@@ -609,6 +609,9 @@ fn heap(o: &mut String, r: &Report) {
         let _ = writeln!(o, "  {}", x.share_line());
     }
     path_lines(o, h, ex.as_ref());
+    if let Some(line) = allocated_line(h) {
+        let _ = writeln!(o, "  {line}");
+    }
     if let Some(line) = gc_line(h) {
         let _ = writeln!(o, "  {line}");
     }
@@ -687,6 +690,37 @@ fn path_lines(o: &mut String, h: &crate::format::PyHeap, ex: Option<&Explained>)
             }
         );
     }
+}
+
+/// Who allocated the memory still live (tracemalloc), in one line: the top three lines of
+/// source; or why not, or how to get it.
+fn allocated_line(h: &crate::format::PyHeap) -> Option<String> {
+    let a = h.allocated.as_ref()?;
+    if let Some(why) = &a.skipped {
+        return Some(format!("who allocated: tracemalloc is on, but {why}"));
+    }
+    let lines: Vec<String> = a
+        .lines
+        .iter()
+        .take(3)
+        .map(|l| {
+            format!(
+                "{} {} in {} block(s)",
+                l.at,
+                format_size(l.bytes),
+                crate::config::units::format_count(l.count)
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "who allocated (tracemalloc, {} frame(s), {} traced): {}",
+        a.frames,
+        format_size(a.traced_bytes),
+        lines.join(" \u{b7} ")
+    ))
 }
 
 /// What a retention path's shape says to do, for the patterns that cause most leaks.

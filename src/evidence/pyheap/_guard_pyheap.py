@@ -46,6 +46,7 @@ MAX_REFERRERS = 20000  # referrers examined per step
 MAX_SCAN = 100000  # container items searched for the key that holds an object
 DEFAULT_BUDGET = 32 << 20
 GARBAGE = "(a cycle nothing else refers to: garbage)"
+TOP_LINES = 10  # tracemalloc's lines reported
 COUNTING = 0.6  # of the census's time, at most, for counting (the rest for the paths)
 
 _busy = [False]
@@ -460,6 +461,11 @@ class _Census(object):
             self.roots = self.find_roots()
             out["paths"] = self.paths([t for t, _ in by_size[:PATH_TYPES]], counts)
         phase("paths")
+        if not self.live and not self.late():
+            allocated = self.allocated()
+            if allocated is not None:
+                out["allocated"] = allocated
+            phase("allocated")
         del phases["_t"]
         out["complete"] = self.complete
         if self.notes:
@@ -617,6 +623,41 @@ class _Census(object):
                 for o in got[::2]:
                     self.holder.pop(id(o), None)
                 got[:] = got[1::2]
+
+    def allocated(self):
+        """With tracemalloc on (PYTHONTRACEMALLOC, guard's --tracemalloc): the lines that
+        allocated the most memory still live, from one snapshot — taken only when it fits in
+        what is left of the budget (it copies every trace: about twice tracemalloc's own
+        memory), and only in a held job (it keeps the GIL while it copies)."""
+        try:
+            import tracemalloc
+        except ImportError:
+            return None
+        if not tracemalloc.is_tracing():
+            return None
+        out = {"frames": tracemalloc.get_traceback_limit(),
+               "traced_bytes": tracemalloc.get_traced_memory()[0], "lines": []}
+        need = 2 * tracemalloc.get_tracemalloc_memory()
+        if need > self.budget - self.spent():
+            out["skipped"] = ("its snapshot would take about %d MiB, more than the census has "
+                              "left of its budget" % (need >> 20))
+            return out
+        snap = tracemalloc.take_snapshot()
+        try:
+            stats = snap.statistics("lineno")
+            snap = None
+            for st in stats:
+                frame = st.traceback[0]
+                if frame.filename in self.own_files:
+                    continue
+                if len(out["lines"]) == TOP_LINES:
+                    break
+                out["lines"].append({
+                    "where": "%s:%d" % (frame.filename.rsplit("/", 1)[-1], frame.lineno),
+                    "file": frame.filename, "bytes": st.size, "count": st.count})
+        finally:
+            snap = stats = None
+        return out
 
     def find_roots(self):
         """id -> root label for the locals of every live frame (Python >= 3.11 does not show a
