@@ -496,16 +496,9 @@ impl Census {
                     nix::poll::PollFd::new(c.stream.as_fd(), nix::poll::PollFlags::POLLIN)
                 }),
             );
-            let ms = nix::poll::PollTimeout::try_from(wait.as_millis().max(1) as i32)
-                .unwrap_or(nix::poll::PollTimeout::ZERO);
-            if nix::poll::poll(&mut fds, ms).unwrap_or(0) <= 0 {
+            let Some(ready) = poll_ready(fds, wait) else {
                 continue;
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
-            drop(fds);
+            };
             if ready[0] {
                 self.accept_all(l, &mut asked, &mut conns, deadline);
             }
@@ -669,6 +662,20 @@ impl Census {
     }
 }
 
+/// Wait up to `wait` for any of `fds` to be readable; which are (None: none within `wait`).
+fn poll_ready(mut fds: Vec<nix::poll::PollFd<'_>>, wait: Duration) -> Option<Vec<bool>> {
+    let ms = nix::poll::PollTimeout::try_from(wait.as_millis().max(1) as i32)
+        .unwrap_or(nix::poll::PollTimeout::ZERO);
+    if nix::poll::poll(&mut fds, ms).unwrap_or(0) <= 0 {
+        return None;
+    }
+    Some(
+        fds.iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect(),
+    )
+}
+
 /// Tell the censuses still running that guard gave up (its end of each connection shut), and
 /// wait up to GIVE_UP_WAIT for them to close theirs: they stop at their next check.
 fn give_up(mut conns: Vec<Conn>) {
@@ -681,20 +688,13 @@ fn give_up(mut conns: Vec<Conn>) {
         if now >= until {
             break;
         }
-        let mut fds: Vec<_> = conns
+        let fds: Vec<_> = conns
             .iter()
             .map(|c| nix::poll::PollFd::new(c.stream.as_fd(), nix::poll::PollFlags::POLLIN))
             .collect();
-        let ms = nix::poll::PollTimeout::try_from((until - now).as_millis().max(1) as i32)
-            .unwrap_or(nix::poll::PollTimeout::ZERO);
-        if nix::poll::poll(&mut fds, ms).unwrap_or(0) <= 0 {
+        let Some(ready) = poll_ready(fds, until - now) else {
             break;
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
+        };
         let mut buf = [0u8; 4096];
         let mut i = 0;
         conns.retain(|c| {
