@@ -53,6 +53,7 @@ _busy = [False]
 _again = [False]
 # How long a slice of work may hold the GIL in a running job (a census at the warning).
 SLICE = 0.05
+WALK_REF_S = 15e-9  # what one reference costs gc.get_referrers, a little more than measured
 
 
 def census(sock_name, window_ms, frame=None):
@@ -435,7 +436,12 @@ class _Census(object):
             phases[name] = round((now - phases.get("_t", t)) * 1000.0, 1)
             phases["_t"] = now
 
+        # Listing the objects is one call that holds the GIL, about 15 ms a million tracked
+        # objects: the one step of a census in a running job that can pass SLICE (past ~3
+        # million tracked objects). Rows and strings are not tracked and do not count.
+        t_list = time.monotonic()
         objs = self.mine(gc.get_objects())
+        self.list_s = time.monotonic() - t_list
         self.objs = objs
         out = {"objects": len(objs), "phases_ms": phases}
         phase("list")
@@ -448,6 +454,8 @@ class _Census(object):
         phase("histogram")
         untracked = self.untracked(objs, counts, sizes)
         phase("untracked")
+        self.untracked_done = self.complete
+        self.untracked_count = untracked
         out["untracked"] = untracked
         out["total_bytes"] = sum(sizes.values())
         by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:TOP]
@@ -509,6 +517,7 @@ class _Census(object):
             return iter(()) if id(o) in own else _referents(o)
 
         done = changed = 0
+        self.direct_refs = 0
         for i in range(0, len(objs), CHUNK):
             if not self.check("untracked objects (%d counted)" % done):
                 break
@@ -518,6 +527,7 @@ class _Census(object):
                     slab = list(islice(stream, SLAB))
                     if not slab:
                         break
+                    self.direct_refs += len(slab)
                     done += self.count_slab(slab, counts, sizes, 0)
                     if len(slab) == SLAB and not self.check("untracked objects"):
                         return done
@@ -728,14 +738,38 @@ class _Census(object):
             got.append(item)
         return got
 
+    def walk_estimate(self, untracked):
+        """How long one gc.get_referrers call (a read of every tracked object's references)
+        would hold the GIL: the time listing the objects took, and WALK_REF_S for each reference
+        of a tracked object to an untracked one the counting met (10 M references: ~105 ms
+        measured, 150 ms estimated). None when the counting did not see them all."""
+        if not getattr(self, "untracked_done", False):
+            return None
+        return self.list_s + self.direct_refs * WALK_REF_S
+
     def paths(self, types, counts):
-        """The retention paths of `types`, their samples traced together (see trace)."""
+        """The retention paths of `types`, their samples traced together (see trace). In a
+        running job, none when one walk of the heap would hold the GIL over SLICE: they come at
+        the cap."""
+        if self.live:
+            est = self.walk_estimate(self.untracked_count)
+            if est is None or est > SLICE:
+                self.complete = False
+                self.notes.append(
+                    "paths: %s; the paths come at the cap"
+                    % ("the counting did not finish, so the cost of a walk of the heap is not "
+                       "known" if est is None else
+                       "one walk of the heap would hold a running job's threads ~%.0f ms"
+                       % (est * 1000.0)))
+                return []
         per_type = [self.mine(self.samples(t, counts[t])) for t in types]
         traced = self.trace(self.mine([s for samples in per_type for s in samples]))
         out = []
         for t, samples in zip(types, per_type):
             mine, traced = traced[: len(samples)], traced[len(samples):]
-            out.append(_summary(t, mine))
+            mine = [p for p in mine if not p.get("cut")]
+            if mine or not samples:
+                out.append(_summary(t, mine))
         return out
 
     def trace(self, samples):
@@ -757,12 +791,15 @@ class _Census(object):
             t = time.monotonic()
             refs = gc.get_referrers(*nodes)
             if self.live and time.monotonic() - t > SLICE:
-                # One read of the heap holds the GIL longer than a running job may be held.
+                # One read of the heap held the GIL longer than a running job may be held (the
+                # estimate was short): no second one; the paths come at the cap.
                 self.complete = False
                 self.notes.append(
                     "paths: one walk of the heap took %.0f ms, longer than a running job is "
                     "held; the paths come at the cap" % ((time.monotonic() - t) * 1000.0))
                 refs = nodes = None
+                for w in states:
+                    w.result = w.result or {"path": [], "root": None, "cut": True}
                 break
             pairs = [self.match(w, refs, nodes) for w in active]
             refs = None
