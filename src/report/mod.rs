@@ -543,6 +543,14 @@ fn census_failure(m: &Manifest, pid: i32) -> Option<String> {
         .map(|c| format!("{} ({})", c.detail, c.status.as_str()))
 }
 
+/// The census collectors of the job's processes (`pyheap:PID`), whatever their status.
+fn census_collectors(m: &Manifest) -> Vec<&crate::format::CollectorResult> {
+    m.collectors
+        .iter()
+        .filter(|c| c.name.starts_with("pyheap:"))
+        .collect()
+}
+
 /// Why a process without a census line has none.
 fn no_census_reason(p: &crate::format::ProcessEntry) -> &'static str {
     let python = p.comm.starts_with("python") || p.cmdline.contains("python");
@@ -560,7 +568,10 @@ fn heap(o: &mut String, r: &Report) {
     let top = r.top_holder();
     let lead = top.and_then(|(p, _, _)| r.pyheap.iter().find(|h| h.pid == p.pid));
     if let (Some((p, held, total)), None) = (top, lead) {
-        if !r.pyheap.is_empty() || census_failure(&r.manifest, p.pid).is_some() {
+        // A census was asked of some process of the job (whatever became of it): the one that
+        // holds the most leads, censused or not.
+        let asked = census_collectors(&r.manifest);
+        if !r.pyheap.is_empty() || !asked.is_empty() {
             let _ = writeln!(
                 o,
                 "\nwhat holds the memory: {}",
@@ -569,6 +580,17 @@ fn heap(o: &mut String, r: &Report) {
             );
             for other in r.pyheap.iter().take(4) {
                 let _ = writeln!(o, "  {}", other_line(r, other));
+            }
+            for c in asked.iter().filter(|c| {
+                c.status != crate::format::Status::Ok && c.name != format!("pyheap:{}", p.pid)
+            }) {
+                let _ = writeln!(
+                    o,
+                    "  {}: no census ({}: {})",
+                    c.name.replace("pyheap:", "pid "),
+                    c.status.as_str(),
+                    c.detail
+                );
             }
             return;
         }
@@ -763,13 +785,19 @@ pub fn fix_hint(path: &[String], root: Option<&str>) -> Option<&'static str> {
              (an LRU with a maxsize) or clear it",
         );
     }
-    if last.starts_with("local ")
-        && path
-            .iter()
-            .rev()
-            .nth(1)
-            .is_some_and(|l| l.starts_with("list[") || l.starts_with("deque["))
-    {
+    let held_by_a_list = path
+        .iter()
+        .rev()
+        .nth(1)
+        .is_some_and(|l| l.starts_with("list[") || l.starts_with("deque["));
+    if last.starts_with("global ") && held_by_a_list {
+        return Some(
+            "a module-level list keeps everything appended to it for the life of the process: \
+             keep only what is needed (collections.deque(maxlen=N) for a bounded history), or \
+             clear it",
+        );
+    }
+    if last.starts_with("local ") && held_by_a_list {
         return Some(
             "a list built in a loop keeps every item while the function runs: handle the items \
              as they come (a generator), or in batches",
@@ -779,7 +807,7 @@ pub fn fix_hint(path: &[String], root: Option<&str>) -> Option<&'static str> {
 }
 
 /// Retained sizes (an estimate) for the roots the retention paths reach: the bytes of the types
-/// whose sampled instances are held through each root, in the share of samples that agree; with
+/// whose sampled instances are held through each root, in the share of samples that reach it; with
 /// the fix hint of the first path that reaches it.
 fn retained_lines(h: &crate::format::PyHeap, anon: u64) -> Vec<String> {
     let mut roots: Vec<(String, u64, Option<&'static str>)> = Vec::new();
@@ -793,7 +821,10 @@ fn retained_lines(h: &crate::format::PyHeap, anon: u64) -> Vec<String> {
         if p.samples == 0 || p.root.is_none() {
             continue;
         }
-        let share = t.bytes.saturating_mul(u64::from(p.agree)) / u64::from(p.samples);
+        // The samples that reach this root, by whichever route (a DataFrame's arrays hang
+        // from its blocks and from its index).
+        let reach = p.agree as usize + p.others.iter().filter(|o| o.last() == Some(root)).count();
+        let share = t.bytes.saturating_mul(reach as u64) / u64::from(p.samples);
         match roots.iter_mut().find(|r| &r.0 == root) {
             Some(r) => r.1 = r.1.saturating_add(share),
             None => roots.push((root.clone(), share, fix_hint(&p.path, p.root.as_deref()))),

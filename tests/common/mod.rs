@@ -648,3 +648,28 @@ pub fn peak_anon_kib(cmd: &mut Command) -> (std::process::Output, u64) {
     };
     (output, peak)
 }
+
+/// Every Python 3.6+ interpreter here, named: Debian's (`debian`), pyenv's (`pyenv 3.11.7`).
+pub fn pythons() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    if Path::new("/usr/bin/python3").is_file() {
+        out.push(("debian".to_string(), PathBuf::from("/usr/bin/python3")));
+    }
+    let pyenv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".pyenv/versions"))
+        .and_then(|d| std::fs::read_dir(d).ok());
+    let mut versions: Vec<(String, PathBuf)> = pyenv
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().into_owned();
+            let py = e.path().join("bin/python3");
+            let minor: u32 = v.strip_prefix("3.")?.split('.').next()?.parse().ok()?;
+            (minor >= 6 && py.is_file()).then_some((format!("pyenv {v}"), py))
+        })
+        .collect();
+    versions.sort();
+    out.extend(versions);
+    out
+}

@@ -28,13 +28,15 @@ import sys
 import time
 from collections import Counter
 from itertools import chain, compress, filterfalse, islice, repeat
+from math import log as _log
 from operator import gt, is_, le
 
 FORMAT = "guard-pyheap/1"
 TOP = 15  # types listed, by size and by count
 PATH_TYPES = 3  # types that get retention paths
-SAMPLES = 2  # instances traced per type
+SAMPLES = 3  # instances traced per type (an odd number: a transient one is outvoted)
 KEEP = 8  # untracked instances kept per type as candidates for tracing
+HEAVY = 3  # types of a slab (the most bytes) that offer KEEP candidates from it, not 3
 MAX_DEPTH = 40  # steps up from an instance
 BEAM = 2  # candidate referrers kept per sample at each step
 CHUNK = 20000  # tracked objects per slice of the histogram
@@ -376,6 +378,8 @@ class _Census(object):
         self.holder = self.mine({})
         self.sizer = _Sizer()
         self.kept = {}  # untracked type -> up to KEEP instances, candidates for tracing
+        self.keys = {}  # untracked type -> their reservoir keys (see keep)
+        self.rng = 0x6775617264  # see uniform
         self.shared = self.mine(set())  # shared untracked objects counted
         self.shared_ids = set()  # the ids of unhashable ones
         self.own_files = {__file__, __file__.rsplit(".", 1)[0] + ".py"}
@@ -396,7 +400,7 @@ class _Census(object):
 
     def drop(self):
         """Let go of everything the census holds, at once (not when the handler's frame goes)."""
-        for name in ("objs", "kept", "holder", "shared", "shared_ids", "roots", "module_dicts",
+        for name in ("objs", "kept", "keys", "holder", "shared", "shared_ids", "roots", "module_dicts",
                      "own", "frame", "sizer"):
             self.__dict__.pop(name, None)
 
@@ -550,8 +554,11 @@ class _Census(object):
         if not fresh:
             return 0
         types = list(map(type, fresh))
+        before = dict((t, sizes.get(t, 0)) for t in set(types))
         self.sizer.add(fresh, types, counts, sizes)
-        self.keep(fresh, types, boxes)
+        added = dict((t, sizes.get(t, 0) - b) for t, b in before.items())
+        before = None
+        self.keep(fresh, types, boxes, added)
         n = len(fresh)
         if depth >= NESTING:
             return n
@@ -610,29 +617,66 @@ class _Census(object):
             out.extend(dict(zip(map(id, picked), picked)).values())
         return out
 
-    def keep(self, objs, types, boxes):
-        """Keep instances of each untracked type to trace later, spread over the heap: from each
-        slab the type's first, middle and last instance; past 2 * KEEP of
-        a type every other one goes. One found inside an untracked dict or tuple gets it as its
-        holder's group (gc.get_referrers cannot see such a holder)."""
+    def keep(self, objs, types, boxes, added):
+        """Keep KEEP instances of each untracked type to trace later, drawn where the type's
+        bytes are. Each slab offers candidates of each type — its first, middle and last
+        instance; KEEP spread over the slab for the slab's HEAVY heaviest types — each weighted
+        by its share (by size) of the bytes of the type the slab added (`added`), into a
+        weighted reservoir (Efraimidis and Spirakis: key log(u) / weight; the KEEP largest keys
+        stay). So the 12,000 pages an lru_cache holds, met in one slab, fill the reservoir, and
+        the import-time bytes met in every other slab (the environment, a decoder's buffer) do
+        not. One found inside an untracked dict or tuple gets it as its holder's group
+        (gc.get_referrers cannot see such a holder)."""
         kept = self.kept
+        keys = self.keys
         n = len(types)
+        heavy = sorted(added, key=added.__getitem__, reverse=True)[:HEAVY]
         for t in set(types):
+            weight = added.get(t, 0)
+            if weight <= 0:
+                continue
             got = kept.get(t)
             if got is None:
                 got = kept[t] = self.mine([])
-            first = types.index(t)
-            last = n - 1 - types[::-1].index(t)
-            for at in sorted({first, types.index(t, (first + last) // 2), last}):
-                o = objs[at]
+                keys[t] = []
+            key_list = keys[t]
+            if t in heavy:
+                # The slab's heaviest types offer KEEP instances spread over it: a slab that
+                # holds most of a type's bytes can fill the reservoir on its own.
+                where = list(compress(range(n), map(is_, types, repeat(t))))
+                at = where[:: max(1, len(where) // KEEP)][:KEEP]
+                where = None
+            else:
+                first = types.index(t)
+                last = n - 1 - types[::-1].index(t)
+                at = sorted({first, types.index(t, (first + last) // 2), last})
+            # Each candidate stands for the slab's bytes of the type in proportion to its own
+            # size: an environment string met beside the cache's pages stands for little.
+            own = [sys.getsizeof(objs[i], 1) for i in at]
+            whole = float(sum(own)) or 1.0
+            for i, size in zip(at, own):
+                share = weight * size / whole
+                if share <= 0:
+                    continue
+                key = _log(self.uniform()) / share
+                if len(got) >= KEEP:
+                    low = min(range(len(key_list)), key=key_list.__getitem__)
+                    if key <= key_list[low]:
+                        continue
+                    self.holder.pop(id(got[low]), None)
+                    del got[low], key_list[low]
+                o = objs[i]
                 got.append(o)
+                key_list.append(key)
                 if boxes:
                     # Which of the boxes holds it is looked for if it is traced (see climb).
                     self.holder[id(o)] = self.mine(boxes)
-            if len(got) > 2 * KEEP:
-                for o in got[::2]:
-                    self.holder.pop(id(o), None)
-                got[:] = got[1::2]
+
+    def uniform(self):
+        """A number in (0, 1) from a fixed-seed generator (a 64-bit LCG): the same heap gives
+        the same samples, and nothing is imported into the job for it."""
+        self.rng = (self.rng * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        return ((self.rng >> 11) + 0.5) / 9007199254740992.0
 
     def allocated(self):
         """With tracemalloc on (PYTHONTRACEMALLOC, guard's --tracemalloc): the lines that
@@ -716,17 +760,17 @@ class _Census(object):
         return roots
 
     def samples(self, t, count):
-        """Up to SAMPLES instances of `t`: tracked ones spread over the heap (a third and two
-        thirds in), untracked ones among those kept while counting (the latest found)."""
+        """Up to SAMPLES instances of `t`: tracked ones spread over the heap (a quarter, a half
+        and three quarters in), untracked ones from the reservoir filled while counting (see keep)."""
         if count <= 0:
             return []
         kept = self.kept.get(t)
         if kept:
-            # Not the latest: the program may be holding that one in hand (a loop's variable).
-            m = max(1, len(kept) - 1)
-            at = sorted({m // 3, (2 * m) // 3, min(1, len(kept) - 1)})[-SAMPLES:]
-            return [kept[i] for i in at][:SAMPLES]
-        want = sorted({count // 3, (2 * count) // 3})[:SAMPLES]
+            # The reservoir's largest keys: where most of the type's bytes are, most likely.
+            keys = self.keys[t]
+            best = sorted(range(len(kept)), key=keys.__getitem__, reverse=True)[:SAMPLES]
+            return [kept[i] for i in best]
+        want = sorted({count // 4, count // 2, (3 * count) // 4})[:SAMPLES]
         pool = compress(self.objs, map(is_, map(type, self.objs), repeat(t)))
         got = []
         pos = 0
@@ -790,6 +834,11 @@ class _Census(object):
             nodes = self.mine([n for w in active for n in w.nodes])
             t = time.monotonic()
             refs = gc.get_referrers(*nodes)
+            # Python >= 3.13 keeps the tuple `*nodes` made for the call alive and tracked while
+            # the call runs, and finds it among the referrers (a chain of tuple[1] up to
+            # MAX_DEPTH): not a holder.
+            refs = [r for r in refs
+                    if not (type(r) is tuple and len(r) == len(nodes) and all(map(is_, r, nodes)))]
             if self.live and time.monotonic() - t > SLICE:
                 # One read of the heap held the GIL longer than a running job may be held (the
                 # estimate was short): no second one; the paths come at the cap.
@@ -831,6 +880,8 @@ class _Census(object):
                 continue
             if type(r).__name__ == "frame" and r.f_code.co_filename in self.own_files:
                 continue
+            if isinstance(r, type) and r.__dict__.get("__module__") == __name__:
+                continue  # the census's own classes
             for i, n in enumerate(w.nodes):
                 if _refers(r, n):
                     out.append((r, i))
@@ -1006,12 +1057,17 @@ def _attr_of(obj, child):
 
 
 def _shape(path):
-    """A path without its counts and line numbers: samples that agree on it took one route."""
+    """A path without its counts, keys and line numbers: samples that agree on it took one
+    route (two pages of one cache are held by `dict[key 4470]` and `dict[key 7474]`, two
+    sessions by `dict['session-5']` and `dict['session-9']`). In garbage, where the walk goes
+    round the cycle in any order: the holder and that it is garbage."""
+    if path and path[-1] == GARBAGE:
+        return (_shape(path[:1]) + (GARBAGE,)) if len(path) > 1 else (GARBAGE,)
     out = []
     for label in path:
         label = label.split(" (", 1)[0]
         head, sep, rest = label.partition("[")
-        if sep and rest[:-1].isdigit():
+        if sep and (rest[:-1].isdigit() or head == "dict"):
             label = head
         out.append(label)
     return tuple(out)
