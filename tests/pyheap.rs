@@ -38,7 +38,7 @@ fn run(ev: &Path, args: &[&str]) -> std::process::Output {
     let mut c = guard_cmd();
     c.arg("--evidence-dir").arg(ev);
     c.args(args).stdin(Stdio::null());
-    output_within(&mut c, Duration::from_secs(120))
+    output_within(&mut c, Duration::from_secs(180))
 }
 
 #[test]
@@ -219,8 +219,15 @@ fn a_census_that_does_not_answer_is_a_timeout_and_the_kill_goes_ahead() {
     let ms = c[0]["duration_ms"].as_f64().unwrap();
     assert!((650.0..3000.0).contains(&ms), "{ms}");
     assert!(took < Duration::from_secs(30), "{took:?}");
+    // hog holds the memory and leads; the census that did not answer has its line below.
     let r = stdout(&guard_cmd().arg("report").arg(&b).bounded());
-    assert!(r.contains("no Python heap census (pyheap:"), "{r}");
+    let python = manifest(&b)["pid"].as_i64().unwrap();
+    assert!(
+        r.contains(&format!(
+            "  pid {python}: no census (timeout: no answer within 700ms"
+        )),
+        "{r}"
+    );
 }
 
 #[test]
@@ -571,7 +578,9 @@ fn ten_million_references_cost_the_census_less_than_its_budget() {
     let Some((heap, report)) = census_at_the_cap(
         "ten_million_references_cost_the_census_less_than_its_budget",
         "300M",
-        "30s",
+        // ~2 s here; under emulation (the cgroup v2 lane's guests) ten times that and more: the
+        // longest window guard allows.
+        "1m",
         script,
     ) else {
         return;

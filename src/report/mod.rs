@@ -553,7 +553,10 @@ fn census_collectors(m: &Manifest) -> Vec<&crate::format::CollectorResult> {
 
 /// Why a process without a census line has none.
 fn no_census_reason(p: &crate::format::ProcessEntry) -> &'static str {
-    let python = p.comm.starts_with("python") || p.cmdline.contains("python");
+    // The program, not its arguments: `sh run.sh /usr/bin/python3` is a shell.
+    let program = p.cmdline.split_whitespace().next().unwrap_or("");
+    let base = program.rsplit('/').next().unwrap_or(program);
+    let python = p.comm.starts_with("python") || base.starts_with("python");
     if python {
         "a Python process guard did not ask: see the collectors below"
     } else {
