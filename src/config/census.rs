@@ -1,6 +1,6 @@
 //! The Python heap census's settings (`--no-pyheap`, `--pyheap-window`, `--pyheap-headroom`):
 //! configuration values like the others, read and checked in [`super`]; the census itself is
-//! [`crate::evidence::pyheap`].
+//! [`crate::evidence::runtime::python`].
 
 use std::time::Duration;
 

@@ -11,8 +11,8 @@
 
 pub mod bundle;
 pub mod collectors;
-pub mod pyheap;
 pub mod redact;
+pub mod runtime;
 pub mod sampler;
 pub mod snapshot;
 pub mod timeline;
@@ -173,7 +173,7 @@ pub struct Recorder {
     /// Observe mode: the container's own cgroup (read only), its usage file, the capture point.
     pub observe: Option<Observe>,
     /// The Python heap census, when its hook is in the job.
-    pub pyheap: Option<pyheap::Census>,
+    pub pyheap: Option<runtime::python::Census>,
     /// `guard drill`'s run: its bundles' trigger is `drill`.
     drill: bool,
     /// The job reached its cap by thrashing at it (for the manifest).
@@ -932,9 +932,9 @@ pub fn census_terms(
     headroom: u64,
     limit: Option<u64>,
     usage: Option<u64>,
-) -> pyheap::Terms {
+) -> runtime::python::Terms {
     if at_cap {
-        return pyheap::Terms {
+        return runtime::python::Terms {
             live: false,
             budget: headroom,
         };
@@ -943,7 +943,7 @@ pub fn census_terms(
         (Some(l), Some(u)) => l.saturating_sub(u) / 2,
         _ => headroom,
     };
-    pyheap::Terms {
+    runtime::python::Terms {
         live: true,
         budget: room.min(headroom),
     }

@@ -13,7 +13,7 @@ use crate::config::WrapConfig;
 use crate::config::exit;
 use crate::config::units::{format_duration, format_size};
 use crate::evidence::Observe;
-use crate::evidence::pyheap::{Census, Hook};
+use crate::evidence::runtime::python::{Census, Hook};
 use crate::format::Mode;
 use crate::os::proc::Proc;
 use std::os::fd::OwnedFd;

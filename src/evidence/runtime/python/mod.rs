@@ -13,8 +13,8 @@
 //! nothing handles that signal), and costs nothing more until asked. The census runs inside the
 //! process, in its own interpreter, with gc.get_objects / get_referrers.
 
-use super::bundle::BundleWriter;
-use super::collectors::python_pids;
+use crate::evidence::bundle::BundleWriter;
+use crate::evidence::collectors::python_pids;
 use crate::format::{CollectorResult, PYHEAP_FORMAT, PyHeap, Status};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 pub use crate::config::census::{DEFAULT_WINDOW, HEADROOM_PERCENT, MIN_HEADROOM, Settings};
 
 /// The hook's two files, as they are written into its directory.
-pub const SITECUSTOMIZE: &str = include_str!("pyheap/sitecustomize.py");
-pub const HOOK: &str = include_str!("pyheap/_guard_hook.py");
-pub const CENSUS: &str = include_str!("pyheap/_guard_pyheap.py");
+pub const SITECUSTOMIZE: &str = include_str!("sitecustomize.py");
+pub const HOOK: &str = include_str!("_guard_hook.py");
+pub const CENSUS: &str = include_str!("_guard_pyheap.py");
 /// The largest answer guard reads (a census is tens of kilobytes).
 const MAX_ANSWER: u64 = 4 << 20;
 /// The signal is SIGRTMAX minus this: far from SIGRTMIN, which threading libraries use.
