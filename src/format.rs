@@ -413,6 +413,36 @@ pub struct ProcessEntry {
     pub vanished: bool,
     #[serde(default)]
     pub largest_mappings: Vec<Mapping>,
+    /// Added (issue 26): its resident memory by kind, summed over every mapping (smaps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_by_kind: Option<MemoryByKind>,
+}
+
+/// A process's resident memory by what backs it, from smaps: the brk heap (`[heap]`: malloc's
+/// main arena), other anonymous mappings (malloc's large blocks and other arenas, a runtime's
+/// own heap), thread stacks (the main one and each thread's, found by the guard page below
+/// it), file-backed pages, and shared memory (shmem, tmpfs, SysV).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemoryByKind {
+    pub heap_bytes: u64,
+    pub anonymous_bytes: u64,
+    pub stack_bytes: u64,
+    pub file_bytes: u64,
+    pub shmem_bytes: u64,
+}
+
+impl MemoryByKind {
+    /// Native memory: the heap and the anonymous mappings.
+    pub fn native(&self) -> u64 {
+        self.heap_bytes.saturating_add(self.anonymous_bytes)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.native()
+            .saturating_add(self.stack_bytes)
+            .saturating_add(self.file_bytes)
+            .saturating_add(self.shmem_bytes)
+    }
 }
 
 /// What backs a mapping.

@@ -418,7 +418,7 @@ fn doctor_says_where_evidence_goes_and_which_collectors_exist() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["evidence directory", "py-spy", "gcore"]);
+    assert_eq!(names, ["evidence directory", "py-spy", "eu-stack", "gcore"]);
     assert_eq!(ev[0]["ok"], true, "{ev}");
     assert!(
         ev[0]["detail"]

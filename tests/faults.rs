@@ -2755,3 +2755,65 @@ fn a_remote_reply_cannot_forge_a_line_of_guards() {
         );
     }
 }
+
+/// Issue 26: the native stacks of a job that is not root's are taken with the job's rights.
+/// eu-stack parses the job's binaries (ELF, DWARF) and reads its memory: as root it would parse
+/// files a local user wrote. A stand-in eu-stack on PATH records the uid it ran as.
+#[test]
+fn the_native_stack_of_another_users_job_is_read_with_that_users_rights() {
+    let t = "the_native_stack_of_another_users_job_is_read_with_that_users_rights";
+    if !privileged(t) || !tool(t, "setpriv") {
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let record = tools.path().join("uid");
+    let fake = tools.path().join("eu-stack");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nid -u > {0}.$$ 2>/dev/null || echo unwritable > {0}.$$\n\
+             printf 'PID %s - process\\nTID %s:\\n#0  0x1 decode_frame\\n#1  0x2 main\\n' \"$2\" \"$2\"\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The stand-in writes where only its user can: a file per run in a directory all may write.
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let ev = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = guard_cmd()
+        .env("PATH", &path)
+        .arg("--evidence-dir")
+        .arg(ev.path())
+        .args(["-m", "100M", "--warn", "off", "--", "setpriv"])
+        .arg(format!("--reuid={HOSTILE_UID}"))
+        .arg(format!("--regid={HOSTILE_UID}"))
+        .arg("--clear-groups")
+        .arg(example("hog"))
+        .args(["alloc", "300"])
+        .bounded();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let uids: Vec<String> = std::fs::read_dir(tools.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("uid."))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(uids, [HOSTILE_UID.to_string()], "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let r =
+        String::from_utf8_lossy(&guard_cmd().arg("report").arg(&b).bounded().stdout).into_owned();
+    assert!(r.contains("stack    decode_frame \u{2190} main"), "{r}");
+}

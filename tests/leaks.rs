@@ -1,6 +1,6 @@
 //! The leak fixtures (tests/leaks/): leaks written the way people write them, with the real
 //! libraries (pandas, numpy, Flask under gunicorn, multiprocessing, sqlite3, functools, ctypes,
-//! a shell pipeline), each run under guard until its cap kills it, in every Python this machine
+//! a shell pipeline; and a C program), each run under guard until its cap kills it, in every Python this machine
 //! has — Debian's and pyenv's, each with the libraries scripts/install-leak-libs put in a venv of
 //! its own. Each asserts what the person on call reads first: the first 30 lines of
 //! `guard report --latest` name what holds the memory and, where one applies, the fix.
@@ -9,7 +9,10 @@
 //!   `# leak:` what it does (required: a file without it is a helper, such as an app module)
 //!   `# needs:` Python modules beyond the standard library (the venv's interpreter runs it)
 //!   `# guard:` guard's options (the cap)
-//!   `# run:` the command, `{python}` and `{fixture}` replaced (default `{python} {fixture}`)
+//!   `# python: none` runs it once, with no interpreter (a C program)
+//!   `# tools:` programs it needs on PATH (a skip without them, or a failure in CI)
+//!   `# run:` the command, `{python}`, `{fixture}` and `{scratch}` (a directory the test removes)
+//!   replaced (default `{python} {fixture}`)
 //!   `# expect:` a text the first 30 lines must contain (any number of these)
 //!   `# expect-lead:` a text the first screen's lead line ("what holds the memory ...") contains
 //!   `# expect-lead-not:` a text it must not contain (`{pid}`: the job's main process)
@@ -33,6 +36,8 @@ fn fixtures_dir() -> PathBuf {
 struct Fixture {
     path: PathBuf,
     needs: Vec<String>,
+    no_python: bool,
+    tools: Vec<String>,
     guard: Vec<String>,
     run: String,
     expect: Vec<String>,
@@ -57,6 +62,8 @@ fn parse(path: &Path) -> Option<Fixture> {
         match key {
             "leak" => leak = true,
             "needs" => f.needs.extend(words()),
+            "python" => f.no_python = value == "none",
+            "tools" => f.tools.extend(words()),
             "guard" => f.guard.extend(words()),
             "run" => f.run = value.to_string(),
             "expect" => f.expect.push(value.to_string()),
@@ -105,6 +112,15 @@ fn check(file: &str) {
         return;
     }
     let f = parse(&fixtures_dir().join(file)).unwrap_or_else(|| panic!("{file}: no '# leak:'"));
+    if !f.tools.iter().all(|t| tool(&test, t)) {
+        return;
+    }
+    if f.no_python {
+        if let Err(e) = run_one(&f, Path::new("python3")) {
+            panic!("{file}:\n{e}");
+        }
+        return;
+    }
     let pys = pythons();
     if !gate(
         &test,
@@ -136,12 +152,14 @@ fn check(file: &str) {
 /// say what the header expects.
 fn run_one(f: &Fixture, py: &Path) -> Result<(), String> {
     let ev = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let argv: Vec<String> = f
         .run
         .split_whitespace()
         .map(|w| {
             w.replace("{python}", &py.to_string_lossy())
                 .replace("{fixture}", &f.path.to_string_lossy())
+                .replace("{scratch}", &scratch.path().to_string_lossy())
         })
         .collect();
     let mut c = guard_cmd();
@@ -245,5 +263,6 @@ fixtures! {
     sqlite_rows_kept_as_dicts => "sqlite_rows.py",
     a_class_attribute_registry => "class_registry.py",
     sort_in_a_pipeline_leads => "pipeline.sh",
+    a_c_leak_is_named_by_its_native_stack => "native_decoder.sh",
     a_slow_leak_is_warned_then_explained => "slow_warn.py",
 }

@@ -145,6 +145,11 @@ fn evidence_caps() -> Vec<Capability> {
         "Python stacks in bundles",
         "pip install py-spy (or name it: --pyspy PATH, pyspy = \"PATH\" in guard.toml)",
     ));
+    caps.push(tool(
+        "eu-stack",
+        "native stacks of a process whose memory is mostly native",
+        "apt-get install elfutils",
+    ));
     caps.push(tool("gcore", "cores with --core", "apt-get install gdb"));
     caps
 }

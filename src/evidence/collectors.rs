@@ -119,6 +119,95 @@ pub fn pyspy(
     Ok(out)
 }
 
+/// What eu-stack may take to print one process's stacks (measured: ~60 ms for a small C
+/// program; a process with thousands of threads or huge debug data takes longer).
+pub const NATIVE_STACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The user-space stacks of `pid`'s threads at the freeze, by elfutils' `eu-stack` (ptrace:
+/// the caller has stopped the process; a frozen task cannot be attached to), into
+/// `processes/<pid>/native-stack.txt`. The detail names the innermost frames of the first
+/// thread, past the C library's own (`decode_frame ← main`).
+pub fn native_stack(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResult> {
+    let name = format!("native-stack:{pid}");
+    let bin = match locate("eu-stack") {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(CollectorResult::skipped(
+                &name,
+                format!("{e} (install elfutils)"),
+            ));
+        }
+    };
+    // eu-stack parses the job's binaries and reads its memory: as root it would do so for a job
+    // that is not root, whose ELF and DWARF its author controls. It runs as the process's own
+    // user (ptrace then needs only the same uid).
+    let env = match (nix::unistd::geteuid().is_root(), owner_of(pid)) {
+        (true, Some((uid, gid))) if uid != 0 => Env::As { uid, gid },
+        _ => Env::Inherit(&[]),
+    };
+    let r = run_bounded(&bin, &["-p", &pid.to_string()], env, NATIVE_STACK_TIMEOUT);
+    if !r.stdout.is_empty() {
+        w.write(&format!("processes/{pid}/native-stack.txt"), &r.stdout)?;
+    }
+    let frames = innermost_frames(&String::from_utf8_lossy(&r.stdout), 4);
+    let ok = r.status == Status::Ok && !frames.is_empty();
+    Ok(CollectorResult {
+        name,
+        status: if ok || r.status != Status::Ok {
+            r.status
+        } else {
+            Status::Failed
+        },
+        duration_ms: r.ms,
+        detail: if ok {
+            format!(
+                "processes/{pid}/native-stack.txt: {}",
+                frames.join(" \u{2190} ")
+            )
+        } else if r.status == Status::Ok {
+            "eu-stack printed no frame".into()
+        } else {
+            r.detail
+        },
+    })
+}
+
+/// The effective uid and gid of `pid` (/proc/PID/status).
+fn owner_of(pid: i32) -> Option<(u32, u32)> {
+    let st = procfs::process::Process::new(pid).ok()?.status().ok()?;
+    Some((st.euid, st.egid))
+}
+
+/// The first thread's innermost `n` frames of an eu-stack text, leaving out the C library's
+/// and the kernel interface's own (memset, clock_nanosleep, malloc's internals): what the
+/// program was doing, not how libc does it.
+pub fn innermost_frames(text: &str, n: usize) -> Vec<String> {
+    let libc = |f: &str| {
+        f.starts_with("__")
+            || f.starts_with("_int_")
+            || f.contains('@')
+            || [
+                "malloc",
+                "calloc",
+                "realloc",
+                "free",
+                "memset",
+                "memcpy",
+                "usleep",
+                "nanosleep",
+            ]
+            .contains(&f)
+    };
+    let frames: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("TID "))
+        .skip(1)
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    frames.into_iter().filter(|f| !libc(f)).take(n).collect()
+}
+
 /// `gcore` of `pid` into `processes/<pid>/core.<pid>`. The caller has already made the process
 /// stoppable (a frozen or OOM-waiting task cannot be attached to). gcore writes the core itself,
 /// so it is given a path through guard's descriptor of the bundle, not through the evidence
@@ -204,6 +293,20 @@ pub fn compress_zstd(dir: &DirFd, rel: &str) -> std::io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_innermost_frames_are_the_programs_not_libcs() {
+        let text = "PID 7 - process\nTID 7:\n\
+            #0  0x00007f94c6a42503 __memset_avx2_unaligned_erms\n\
+            #1  0x00005557e892c1a8 decode_frame\n\
+            #2  0x00005557e892c1c0 main\n\
+            #3  0x00007f94c699a24a __libc_start_call_main\n\
+            #4  0x00007f94c699a305 __libc_start_main@@GLIBC_2.34\n\
+            TID 8:\n#0  0x00007f94c6a42503 clock_nanosleep@GLIBC_2.2.5\n";
+        assert_eq!(innermost_frames(text, 4), ["decode_frame", "main"]);
+        assert_eq!(innermost_frames(text, 1), ["decode_frame"]);
+        assert!(innermost_frames("no stacks", 4).is_empty());
+    }
 
     #[test]
     fn zstd_round_trip() {

@@ -530,6 +530,12 @@ impl Recorder {
         }
         if !light {
             collectors.push(self.core(enforcer, occ, &by_size, w)?);
+            let cored = collectors
+                .iter()
+                .any(|c| c.name == "core" && c.status != Status::Skipped);
+            if let Some(c) = self.native_stack(enforcer, occ, &processes, cored, w)? {
+                collectors.push(c);
+            }
         }
         let capture_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let version = enforcer.mode().cgroup_version();
@@ -624,11 +630,11 @@ impl Recorder {
         let mut bound = limit;
         if at_cap && !hooked.is_empty() {
             // --core already released CORE_RELEASE (and stopped every process).
-            let cored = p
-                .manifest
-                .collectors
-                .iter()
-                .any(|c| c.name == "core" && c.status != Status::Skipped);
+            // --core or the native stacks released CORE_RELEASE (once) to stop the job.
+            let cored = p.manifest.collectors.iter().any(|c| {
+                (c.name == "core" || c.name.starts_with("native-stack:"))
+                    && c.status != Status::Skipped
+            });
             let extra = if cored {
                 headroom.saturating_sub(CORE_RELEASE)
             } else {
@@ -693,6 +699,45 @@ impl Recorder {
             log::debug!("{}: {} {}", r.name, r.status.as_str(), r.detail);
         }
         p.manifest.collectors.extend(results);
+    }
+
+    /// The native stacks of the process that holds the most memory when most of its memory is
+    /// native (the malloc heap and anonymous maps): stopped for eu-stack as for gcore (once:
+    /// `cored` says --core stopped the job already). None: no such process.
+    fn native_stack(
+        &self,
+        enforcer: &dyn Enforce,
+        occ: Occasion,
+        processes: &[crate::format::ProcessEntry],
+        cored: bool,
+        w: &BundleWriter,
+    ) -> std::io::Result<Option<CollectorResult>> {
+        let top = processes
+            .iter()
+            .filter(|p| !p.vanished)
+            .max_by_key(|p| p.pss_bytes.unwrap_or(p.rss_bytes));
+        let Some((top, kinds)) = top.and_then(|p| Some((p, p.memory_by_kind?))) else {
+            return Ok(None);
+        };
+        if !occ.pre_kill || kinds.native().saturating_mul(2) < kinds.total() {
+            return Ok(None);
+        }
+        if crate::os::runner::locate("eu-stack").is_err() {
+            return collectors::native_stack(top.pid, w).map(Some);
+        }
+        if !cored {
+            let mut pids: Vec<i32> = vec![top.pid];
+            pids.extend(processes.iter().map(|p| p.pid).filter(|&p| p != top.pid));
+            if let Err(e) = cgroup::release_for_core(enforcer, &pids, CORE_RELEASE) {
+                return Ok(Some(CollectorResult {
+                    name: format!("native-stack:{}", top.pid),
+                    status: Status::Failed,
+                    duration_ms: 0.0,
+                    detail: format!("cannot stop the process for eu-stack: {e}"),
+                }));
+            }
+        }
+        collectors::native_stack(top.pid, w).map(Some)
     }
 
     /// `--core`: the largest process, stopped (not frozen: gcore hangs on a frozen task).

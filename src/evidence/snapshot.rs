@@ -257,6 +257,7 @@ pub fn process(
         if let Ok(data) = reader.read(pid, "smaps") {
             w.write(&format!("{dir}/smaps"), &data)?;
             e.largest_mappings = largest_mappings(&data, TOP_MAPPINGS);
+            e.memory_by_kind = memory_by_kind(&data);
         }
     }
     if let Some(note) = reader.not_read_note(pid) {
@@ -364,6 +365,46 @@ pub fn largest_mappings(smaps: &[u8], n: usize) -> Vec<Mapping> {
     v.sort_by_key(|m| std::cmp::Reverse(m.rss_bytes));
     v.truncate(n);
     v
+}
+
+/// Resident memory by kind over every mapping of an smaps text. A thread's stack is an
+/// anonymous private mapping right above a no-access guard mapping (how glibc and musl make
+/// them); the main thread's is `[stack]`. Shared anonymous memory and SysV segments count as
+/// shared memory. None: not an smaps text.
+pub fn memory_by_kind(smaps: &[u8]) -> Option<crate::format::MemoryByKind> {
+    use procfs::process::{MMPermissions, MMapPath};
+    let maps = procfs::process::MemoryMaps::from_buf_read(smaps).ok()?;
+    let mut k = crate::format::MemoryByKind::default();
+    let mut guard_ends_at: Option<u64> = None;
+    for m in maps.0 {
+        let rss = m.extension.map.get("Rss").copied().unwrap_or(0);
+        let perms = m.perms;
+        let shared = perms.contains(MMPermissions::SHARED);
+        let after_guard = guard_ends_at == Some(m.address.0);
+        guard_ends_at = (perms.bits()
+            & (MMPermissions::READ | MMPermissions::WRITE | MMPermissions::EXECUTE).bits()
+            == 0)
+            .then_some(m.address.1);
+        let slot = match &m.pathname {
+            MMapPath::Heap => &mut k.heap_bytes,
+            MMapPath::Stack | MMapPath::TStack(_) => &mut k.stack_bytes,
+            MMapPath::Anonymous if shared => &mut k.shmem_bytes,
+            MMapPath::Anonymous if after_guard => &mut k.stack_bytes,
+            MMapPath::Anonymous => &mut k.anonymous_bytes,
+            MMapPath::Vsys(_) => &mut k.shmem_bytes,
+            MMapPath::Path(p)
+                if p.starts_with("/dev/shm")
+                    || p.starts_with("/memfd:")
+                    || shared && p.starts_with("/SYSV") =>
+            {
+                &mut k.shmem_bytes
+            }
+            MMapPath::Path(_) => &mut k.file_bytes,
+            _ => continue,
+        };
+        *slot = slot.saturating_add(rss);
+    }
+    Some(k)
 }
 
 /// `tree.txt`: the job's processes as a tree (by parent pid) with RSS and PSS.
@@ -503,6 +544,44 @@ Pss:                  50 kB
         assert_eq!(m[1].kind, MappingKind::Heap);
         assert_eq!(m[2].name, "/usr/lib/libc.so.6");
         assert_eq!(m[2].rss_bytes, 1000 * 1024, "segments of one file merged");
+    }
+
+    #[test]
+    fn memory_by_kind_finds_thread_stacks_and_shared_memory() {
+        let extra = "\
+7f0030000000-7f0030001000 ---p 00000000 00:00 0 
+Size:                  4 kB
+Rss:                   0 kB
+7f0030001000-7f0030801000 rw-p 00000000 00:00 0 
+Size:               8192 kB
+Rss:                  64 kB
+7f0040000000-7f0041000000 rw-s 00000000 00:01 77                         /dev/shm/cache
+Size:              16384 kB
+Rss:                4096 kB
+7f0050000000-7f0050100000 rw-s 00000000 00:01 78                         /SYSV00000000 (deleted)
+Size:               1024 kB
+Rss:                1024 kB
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]
+Size:                132 kB
+Rss:                  32 kB
+";
+        let text = format!("{SMAPS}{extra}");
+        let k = memory_by_kind(text.as_bytes()).unwrap();
+        assert_eq!(k.heap_bytes, 100000 * 1024);
+        assert_eq!(
+            k.anonymous_bytes,
+            200000 * 1024,
+            "the guard-less anonymous map"
+        );
+        assert_eq!(
+            k.stack_bytes,
+            (64 + 32) * 1024,
+            "a thread's stack and the main one"
+        );
+        assert_eq!(k.file_bytes, 1000 * 1024);
+        assert_eq!(k.shmem_bytes, (4096 + 1024) * 1024);
+        assert_eq!(k.native(), 300000 * 1024);
+        assert!(memory_by_kind(b"not smaps").is_none_or(|k| k.total() == 0));
     }
 
     #[test]

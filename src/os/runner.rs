@@ -179,6 +179,10 @@ pub enum Env<'a> {
     /// These only (an alert's exec hook: a program of anyone's, which must not see guard's
     /// secrets — AWS_SECRET_ACCESS_KEY, PGPASSWORD — just because guard had them).
     Only(&'a [(String, String)]),
+    /// guard's own, run as this user and group (no supplementary groups): a tool that parses
+    /// what the job controls (its binaries' ELF and DWARF, its memory) runs with the job's
+    /// rights, not root's.
+    As { uid: u32, gid: u32 },
 }
 
 /// How a helper run ended.
@@ -232,6 +236,11 @@ impl Helper {
             Env::Only(vars) => {
                 cmd.env_clear();
                 vars
+            }
+            Env::As { uid, gid } => {
+                // std drops the supplementary groups (setgroups(0)) when root sets a uid.
+                cmd.uid(uid).gid(gid);
+                &[]
             }
         };
         let child = cmd

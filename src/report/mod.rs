@@ -553,15 +553,62 @@ fn census_collectors(m: &Manifest) -> Vec<&crate::format::CollectorResult> {
 
 /// Why a process without a census line has none.
 fn no_census_reason(p: &crate::format::ProcessEntry) -> &'static str {
-    // The program, not its arguments: `sh run.sh /usr/bin/python3` is a shell.
-    let program = p.cmdline.split_whitespace().next().unwrap_or("");
-    let base = program.rsplit('/').next().unwrap_or(program);
-    let python = p.comm.starts_with("python") || base.starts_with("python");
-    if python {
+    if is_python(p) {
         "a Python process guard did not ask: see the collectors below"
     } else {
         "not a Python process: its largest mappings are below"
     }
+}
+
+/// Whether `p` runs Python: by its comm or its program's name — not by its arguments (`sh
+/// run.sh /usr/bin/python3` is a shell).
+fn is_python(p: &crate::format::ProcessEntry) -> bool {
+    let program = p.cmdline.split_whitespace().next().unwrap_or("");
+    let base = program.rsplit('/').next().unwrap_or(program);
+    p.comm.starts_with("python") || base.starts_with("python")
+}
+
+/// What is known of a process without a census, under the lead line: its command, and its
+/// memory by kind (native: the malloc heap and anonymous maps; thread stacks; file-backed;
+/// shared) with its share of the cap.
+fn native_lines(m: &Manifest, p: &crate::format::ProcessEntry) -> Vec<String> {
+    let mut v = vec![format!("command  {}", p.cmdline)];
+    let stack = m
+        .collectors
+        .iter()
+        .find(|c| c.name == format!("native-stack:{}", p.pid));
+    if let Some(k) = p.memory_by_kind {
+        let cap = m
+            .limit_bytes
+            .filter(|&l| l > 0)
+            .map(|l| format!("; {:.0} % of the cap", k.total() as f64 * 100.0 / l as f64))
+            .unwrap_or_default();
+        v.push(format!(
+            "memory   native {} (malloc heap {} \u{b7} anonymous maps {}) \u{b7} thread stacks {} \u{b7} file-backed {} \u{b7} shared {}{cap}",
+            format_size(k.native()),
+            format_size(k.heap_bytes),
+            format_size(k.anonymous_bytes),
+            format_size(k.stack_bytes),
+            format_size(k.file_bytes),
+            format_size(k.shmem_bytes),
+        ));
+    }
+    match stack {
+        Some(c) if c.status == crate::format::Status::Ok => {
+            let frames = c.detail.split_once(": ").map_or("", |(_, f)| f);
+            v.push(format!(
+                "stack    {frames}   (eu-stack at the freeze, innermost first; all threads in processes/{}/native-stack.txt)",
+                p.pid
+            ));
+        }
+        Some(c) => v.push(format!(
+            "stack    none: {} ({})",
+            c.detail,
+            c.status.as_str()
+        )),
+        None => {}
+    }
+    v
 }
 
 /// What holds the memory. The process that holds the most memory leads, whatever it runs: its
@@ -574,13 +621,16 @@ fn heap(o: &mut String, r: &Report) {
         // A census was asked of some process of the job (whatever became of it): the one that
         // holds the most leads, censused or not.
         let asked = census_collectors(&r.manifest);
-        if !r.pyheap.is_empty() || !asked.is_empty() {
+        if !r.pyheap.is_empty() || !asked.is_empty() || !is_python(p) {
             let _ = writeln!(
                 o,
                 "\nwhat holds the memory: {}",
                 r.top_finding()
                     .unwrap_or_else(|| holder_text(p, held, total))
             );
+            for line in native_lines(&r.manifest, p) {
+                let _ = writeln!(o, "  {line}");
+            }
             for other in r.pyheap.iter().take(4) {
                 let _ = writeln!(o, "  {}", other_line(r, other));
             }
