@@ -61,6 +61,10 @@ fn leak_py_census_names_the_result_cache_in_every_python_here() {
                 "off",
                 "--name",
                 "fix_images",
+                // What the census finds, not how fast: room for an emulated guest (the cgroup v2
+                // lane runs ~10 times slower than this machine; the default is 2 s).
+                "--pyheap-window",
+                "20s",
                 "--",
                 py.to_str().unwrap(),
                 leak_py().to_str().unwrap(),
@@ -289,6 +293,10 @@ fn every_python_process_of_the_job_gets_its_census() {
             "200M",
             "--warn",
             "off",
+            // Two censuses at once under emulation (the v2 lane): the default 2 s cut the
+            // larger one short before its paths.
+            "--pyheap-window",
+            "20s",
             "--",
             "/usr/bin/python3",
             "-c",
