@@ -172,6 +172,16 @@ pub fn native_stack(pid: i32, w: &BundleWriter) -> std::io::Result<CollectorResu
     })
 }
 
+/// A frame's name without a Rust symbol's hash (`hog::alloc::hd402b1c540a33b99` → `hog::alloc`).
+fn demangled(name: &str) -> String {
+    match name.rsplit_once("::h") {
+        Some((path, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            path.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
 /// The effective uid and gid of `pid` (/proc/PID/status).
 fn owner_of(pid: i32) -> Option<(u32, u32)> {
     let st = procfs::process::Process::new(pid).ok()?.status().ok()?;
@@ -203,7 +213,7 @@ pub fn innermost_frames(text: &str, n: usize) -> Vec<String> {
         .skip_while(|l| !l.starts_with("TID "))
         .skip(1)
         .take_while(|l| l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .filter_map(|l| l.split_whitespace().nth(2).map(demangled))
         .collect();
     frames.into_iter().filter(|f| !libc(f)).take(n).collect()
 }
@@ -305,6 +315,9 @@ mod tests {
             TID 8:\n#0  0x00007f94c6a42503 clock_nanosleep@GLIBC_2.2.5\n";
         assert_eq!(innermost_frames(text, 4), ["decode_frame", "main"]);
         assert_eq!(innermost_frames(text, 1), ["decode_frame"]);
+        let rust =
+            "TID 9:\n#0  0x1 hog::alloc::hd402b1c540a33b99\n#1  0x2 hog::main::h8bf415f71bf1b434\n";
+        assert_eq!(innermost_frames(rust, 4), ["hog::alloc", "hog::main"]);
         assert!(innermost_frames("no stacks", 4).is_empty());
     }
 
