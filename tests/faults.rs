@@ -1454,7 +1454,7 @@ fn resetting_endpoints_are_retried_then_reported_and_change_nothing() {
 #[test]
 fn the_python_hooks_bytecode_cannot_be_planted_by_another_user() {
     let test = "the_python_hooks_bytecode_cannot_be_planted_by_another_user";
-    if !privileged(test) || !tool(test, "python3") || !tool(test, "setpriv") {
+    if !privileged(test) || !tool(test, "python3") || !hostile_user(test) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -2615,7 +2615,7 @@ fn a_job_thrashing_at_its_cap_is_caught_and_a_stream_through_it_is_not() {
 #[test]
 fn a_flood_of_strangers_at_the_census_socket_costs_no_more_than_its_window() {
     let test = "a_flood_of_strangers_at_the_census_socket_costs_no_more_than_its_window";
-    if !privileged(test) || !tool(test, "python3") || !tool(test, "setpriv") {
+    if !privileged(test) || !tool(test, "python3") || !hostile_user(test) {
         return;
     }
     let flood = r#"import socket
@@ -2762,7 +2762,7 @@ fn a_remote_reply_cannot_forge_a_line_of_guards() {
 #[test]
 fn the_native_stack_of_another_users_job_is_read_with_that_users_rights() {
     let t = "the_native_stack_of_another_users_job_is_read_with_that_users_rights";
-    if !privileged(t) || !tool(t, "setpriv") {
+    if !privileged(t) || !hostile_user(t) {
         return;
     }
     let tools = tempfile::tempdir().unwrap();

@@ -514,6 +514,22 @@ pub fn privileged_python_with(test: &str, module: &str) -> Option<PathBuf> {
 /// Numeric, so no `useradd` is needed (the guests have none).
 pub const HOSTILE_UID: u32 = 64123;
 
+/// True when this machine can run a command as the hostile user: util-linux's setpriv (busybox's,
+/// in the v2 guests, has no --reuid, and a hostile step that cannot run would make an attack test
+/// pass for nothing). Otherwise `test skipped: ...`, or a failure under GUARD_TEST_REQUIRE_TOOLS.
+pub fn hostile_user(test: &str) -> bool {
+    let ok = Command::new("setpriv")
+        .arg(format!("--reuid={HOSTILE_UID}"))
+        .arg(format!("--regid={HOSTILE_UID}"))
+        .args(["--clear-groups", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let reason = (!ok).then(|| "no setpriv that can change the uid (util-linux's)".to_string());
+    gate(test, reason, "GUARD_TEST_REQUIRE_TOOLS")
+}
+
 /// `sh -c script` as the hostile user (setpriv from util-linux), without supplementary groups.
 pub fn as_hostile(script: &str) -> Command {
     let mut c = Command::new("setpriv");
