@@ -262,7 +262,7 @@ fixtures! {
     c_memory_from_ctypes_is_said_to_be_native => "ctypes_native.py",
     sqlite_rows_kept_as_dicts => "sqlite_rows.py",
     a_class_attribute_registry => "class_registry.py",
-    sort_in_a_pipeline_leads => "pipeline.sh",
+    awk_in_a_pipeline_leads => "pipeline.sh",
     a_c_leak_is_named_by_its_native_stack => "native_decoder.sh",
     a_slow_leak_is_warned_then_explained => "slow_warn.py",
 }
