@@ -140,10 +140,15 @@ pub fn job_bases() -> Vec<PathBuf> {
 /// Job cgroups in `base` that belong to guard pid `pid`.
 pub fn leaves_of(base: &Path, pid: u32) -> Vec<PathBuf> {
     let suffix = format!("-{pid}");
+    // Not the cgroups tests make for themselves (`guardtest-...-<their pid>`): pids are reused
+    // within a suite, and a test's pid may be a killed guard's.
     std::fs::read_dir(base)
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix) && e.path().is_dir())
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(&suffix) && !name.starts_with("guardtest-") && e.path().is_dir()
+                })
                 .map(|e| e.path())
                 .collect()
         })
