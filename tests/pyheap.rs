@@ -234,6 +234,47 @@ fn a_census_that_does_not_answer_is_a_timeout_and_the_kill_goes_ahead() {
     );
 }
 
+/// A census that fails after guard accepted it — here json, which it answers with, is broken by
+/// the program; at the cap it could be a MemoryError — says why, in a document it builds by hand.
+/// Before: it closed the connection, and guard could only say "closed the connection without an
+/// answer" (CI stop 28, Python 3.6 at the cap).
+#[test]
+fn a_census_that_fails_while_answering_says_why() {
+    let t = "a_census_that_fails_while_answering_says_why";
+    if !privileged(t) || !tool(t, "python3") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let script = "import sys, types\n\
+        sys.modules['json'] = types.ModuleType('json')\n\
+        hold = []\n\
+        while True:\n    hold.append(bytearray(1 << 20))\n";
+    let o = run(
+        ev.path(),
+        &[
+            "-m",
+            "100M",
+            "--warn",
+            "off",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let c = pyheap_collectors(&manifest(&b));
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["status"], "failed", "{c:?}");
+    let detail = c[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("AttributeError") && detail.contains("dumps"),
+        "{c:?}"
+    );
+}
+
 #[test]
 fn a_job_that_allocates_during_its_census_gets_no_more_than_the_headroom() {
     let t = "a_job_that_allocates_during_its_census_gets_no_more_than_the_headroom";

@@ -23,7 +23,13 @@ def install():
         if _signal.getsignal(signo) != _signal.SIG_DFL:
             return
 
+        loading = [False]
+
         def _guard_census(signum, frame):
+            # A signal while the census module loads (guard asking again at the cap) is answered
+            # by the census that load is for, which connects once it has loaded.
+            if loading[0]:
+                return
             try:
                 mod = sys.modules.get("_guard_pyheap")
                 if mod is None:
@@ -32,12 +38,14 @@ def install():
                     loader = SourceFileLoader("_guard_pyheap", os.path.join(here, "_guard_pyheap.py"))
                     writes = sys.dont_write_bytecode
                     sys.dont_write_bytecode = True
+                    loading[0] = True
                     try:
                         mod = type(sys)("_guard_pyheap")
                         mod.__file__ = loader.path
                         loader.exec_module(mod)
                     finally:
                         sys.dont_write_bytecode = writes
+                        loading[0] = False
                     sys.modules["_guard_pyheap"] = mod
                 mod.census(sock, window_ms, frame)
             except (KeyboardInterrupt, SystemExit):

@@ -23,7 +23,11 @@ at its deadline, sending what it has.
 """
 
 import gc
+import json
+import os
 import resource
+import select
+import socket
 import sys
 import time
 from collections import Counter
@@ -88,11 +92,28 @@ def _once(sock_name, window_ms, frame):
         if how is None:
             return
         live, budget, window_ms = how
-        result = _measure(conn, frame, live, budget, t0 + max(window_ms, 100) / 1000.0 * 0.8)
-        if result is not None:
-            _answer(conn, result)
+        try:
+            result = _measure(conn, frame, live, budget, t0 + max(window_ms, 100) / 1000.0 * 0.8)
+            if result is not None:
+                _answer(conn, result)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: B036 - guard learns why, the program goes on
+            _answer_error(conn, e)
     finally:
         conn.close()
+
+
+def _answer_error(conn, e):
+    """Tell guard why the census failed outside its measuring (a MemoryError while answering, at
+    the cap): a document built by hand, as the failure may have been json's."""
+    try:
+        why = "%s: %s" % (type(e).__name__, str(e)[:200])
+        why = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in why)
+        conn.sendall(('{"format":"%s","error":"%s"}' % (FORMAT, why)).encode("ascii"))
+        conn.shutdown(socket.SHUT_WR)
+    except BaseException:  # noqa: B036 - nothing more can be said
+        pass
 
 
 def _measure(conn, frame, live, budget, deadline):
@@ -152,8 +173,6 @@ class _GaveUp(Exception):
 
 
 def _connect(sock_name):
-    import socket
-
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(1.0)
@@ -189,23 +208,16 @@ def _terms(conn, window_ms):
 
 def _gave_up(conn):
     """Whether guard closed its end (the census is no longer wanted)."""
-    import select
-
     try:
         readable = select.select([conn], [], [], 0)[0]
         if not readable:
             return False
-        import socket
-
         return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except OSError:
         return True
 
 
 def _answer(conn, result):
-    import json
-    import socket
-
     data = json.dumps(result, separators=(",", ":"), default=str).encode("utf-8", "replace")
     try:
         conn.settimeout(2.0)
@@ -216,8 +228,6 @@ def _answer(conn, result):
 
 
 def _pid():
-    import os
-
     return os.getpid()
 
 
