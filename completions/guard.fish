@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_guard_global_optspecs
-    string join \n config= m/memory= swap= name= kill-after= warn= evidence-dir= no-evidence core core-max= sample-interval= keep= max-evidence-size= redact= no-environ pyspy= pyspy-locals no-pyheap pyheap-window= pyheap-headroom= tracemalloc= hold-for= thrash-after= timeout= signal= preserve-status lock= lock-wait= ping= subreaper pgroup capture-at= alert= runbook= metrics-file= require-cgroup slice= no-systemd v/verbose q/brief quiet drill h/help V/version
+    string join \n config= m/memory= swap= name= kill-after= warn= evidence-dir= no-evidence core core-max= sample-interval= keep= max-evidence-size= redact= no-environ pyspy= pyspy-locals no-native-stacks no-pyheap pyheap-window= pyheap-headroom= tracemalloc= hold-for= thrash-after= timeout= signal= preserve-status lock= lock-wait= ping= subreaper pgroup capture-at= alert= runbook= metrics-file= require-cgroup slice= no-systemd v/verbose q/brief quiet drill h/help V/version
 end
 
 function __fish_guard_needs_command
@@ -56,6 +56,7 @@ complete -c guard -n "__fish_guard_needs_command" -l no-evidence -d 'Enforce onl
 complete -c guard -n "__fish_guard_needs_command" -l core -d 'Also write a core dump of the largest process into the bundle (needs gdb\'s gcore; cores contain secrets) [env: GUARD_CORE=1]'
 complete -c guard -n "__fish_guard_needs_command" -l no-environ -d 'Write no environ files into bundles [env: GUARD_NO_ENVIRON=1]'
 complete -c guard -n "__fish_guard_needs_command" -l pyspy-locals -d 'Include local variables in Python stacks (py-spy --locals; they may contain secrets) [env: GUARD_PYSPY_LOCALS=1]'
+complete -c guard -n "__fish_guard_needs_command" -l no-native-stacks -d 'Do not read the native (C, C++, Rust) stacks of a process whose memory is mostly native heap at the cap (eu-stack on the stopped process, up to 5 s, as the job\'s user); by default guard reads them when eu-stack is installed [env: GUARD_NO_NATIVE_STACKS=1]'
 complete -c guard -n "__fish_guard_needs_command" -l no-pyheap -d 'Do not load guard\'s Python hook into the job: no Python heap census, and PYTHONPATH and the environment reach the job as given (by default guard\'s directory goes first on PYTHONPATH and GUARD_PYHEAP is set) [env: GUARD_NO_PYHEAP=1]'
 complete -c guard -n "__fish_guard_needs_command" -l preserve-status -d 'After --timeout, exit with COMMAND\'s own status (128+N when a signal ended it), as timeout(1)\'s --preserve-status, instead of 124 [env: GUARD_PRESERVE_STATUS=1]'
 complete -c guard -n "__fish_guard_needs_command" -l subreaper -d 'Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard always tries; as PID 1 it reaps them anyway) [env: GUARD_SUBREAPER=1]'
@@ -109,6 +110,7 @@ complete -c guard -n "__fish_guard_using_subcommand run" -l no-evidence -d 'Enfo
 complete -c guard -n "__fish_guard_using_subcommand run" -l core -d 'Also write a core dump of the largest process into the bundle (needs gdb\'s gcore; cores contain secrets) [env: GUARD_CORE=1]'
 complete -c guard -n "__fish_guard_using_subcommand run" -l no-environ -d 'Write no environ files into bundles [env: GUARD_NO_ENVIRON=1]'
 complete -c guard -n "__fish_guard_using_subcommand run" -l pyspy-locals -d 'Include local variables in Python stacks (py-spy --locals; they may contain secrets) [env: GUARD_PYSPY_LOCALS=1]'
+complete -c guard -n "__fish_guard_using_subcommand run" -l no-native-stacks -d 'Do not read the native (C, C++, Rust) stacks of a process whose memory is mostly native heap at the cap (eu-stack on the stopped process, up to 5 s, as the job\'s user); by default guard reads them when eu-stack is installed [env: GUARD_NO_NATIVE_STACKS=1]'
 complete -c guard -n "__fish_guard_using_subcommand run" -l no-pyheap -d 'Do not load guard\'s Python hook into the job: no Python heap census, and PYTHONPATH and the environment reach the job as given (by default guard\'s directory goes first on PYTHONPATH and GUARD_PYHEAP is set) [env: GUARD_NO_PYHEAP=1]'
 complete -c guard -n "__fish_guard_using_subcommand run" -l preserve-status -d 'After --timeout, exit with COMMAND\'s own status (128+N when a signal ended it), as timeout(1)\'s --preserve-status, instead of 124 [env: GUARD_PRESERVE_STATUS=1]'
 complete -c guard -n "__fish_guard_using_subcommand run" -l subreaper -d 'Insist on reaping orphans: fail (exit 125) if guard cannot become a child subreaper (guard always tries; as PID 1 it reaps them anyway) [env: GUARD_SUBREAPER=1]'

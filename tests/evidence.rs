@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -544,7 +544,6 @@ fn retention_keeps_the_newest_and_leftovers_of_dead_guards_go() {
     let mode = std::fs::metadata(&html).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o600, "private like the bundle: {mode:o}");
     // An existing page becomes private too; a symlink in its place is not written through.
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&html, std::fs::Permissions::from_mode(0o644)).unwrap();
     let again = guard_cmd()
         .arg("report")
@@ -851,5 +850,81 @@ fn the_kill_report_tells_a_leak_from_a_burst() {
         let json = guard_cmd().args(["report", "--json"]).arg(&b).bounded();
         let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(v["growth"]["shape"], shape);
+    }
+}
+
+/// Issue 26: the native stacks have one option and one key to turn them off (--no-native-stacks,
+/// `no_native_stacks`), as the census and tracemalloc do. A stand-in eu-stack on PATH says
+/// whether it ran; turned off, the bundle says why there is no stack.
+#[test]
+fn native_stacks_are_read_unless_turned_off_by_option_or_key() {
+    let t = "native_stacks_are_read_unless_turned_off_by_option_or_key";
+    if !privileged(t) {
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ran = tools.path().join("ran");
+    let fake = tools.path().join("eu-stack");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$2\" >> {}\nprintf 'PID %s - process\\nTID %s:\\n#0  0x1 decode_frame\\n' \"$2\" \"$2\"\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = tools.path().join("guard.toml");
+    std::fs::write(&conf, "[defaults]\nno_native_stacks = true\n").unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (how, flags, config) in [
+        ("by default", &[][..], Path::new("/dev/null")),
+        (
+            "--no-native-stacks",
+            &["--no-native-stacks"][..],
+            Path::new("/dev/null"),
+        ),
+        ("the key", &[][..], conf.as_path()),
+    ] {
+        let _ = std::fs::remove_file(&ran);
+        let ev = tempfile::tempdir().unwrap();
+        let o = guard_cmd()
+            .env("PATH", &path)
+            .env("GUARD_CONFIG", config)
+            .arg("--evidence-dir")
+            .arg(ev.path())
+            .args(["--warn", "off", "-m", "100M"])
+            .args(flags)
+            .arg("--")
+            .arg(example("hog"))
+            .args(["alloc", "300"])
+            .stdin(Stdio::null())
+            .bounded();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(137), "{how}: {err}");
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(bundle_from_kill_line(&err).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let c = m["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("native-stack:"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{how}: no native-stack collector: {m}"));
+        if how == "by default" {
+            assert_eq!(c["status"], "ok", "{how}: {c}");
+            assert!(ran.exists(), "{how}: eu-stack did not run");
+        } else {
+            assert_eq!(c["status"], "skipped", "{how}: {c}");
+            assert_eq!(c["detail"], "not read (--no-native-stacks)", "{how}: {c}");
+            assert!(!ran.exists(), "{how}: eu-stack ran");
+        }
     }
 }

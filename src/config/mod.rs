@@ -146,6 +146,8 @@ pub struct EvidenceConfig {
     pub redact: Vec<String>,
     pub environ: bool,
     pub pyspy_locals: bool,
+    /// Native stacks of a process whose memory is mostly native (false: --no-native-stacks).
+    pub native_stacks: bool,
     /// --pyspy: the py-spy program (None: looked for, see `runner::locate`).
     pub pyspy: Option<PathBuf>,
     /// The Python heap census (None: --no-pyheap).
@@ -756,6 +758,7 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
         ("redact", e.redact.join(",")),
         ("no_environ", (!e.environ).to_string()),
         ("pyspy_locals", e.pyspy_locals.to_string()),
+        ("no_native_stacks", (!e.native_stacks).to_string()),
         (
             "pyspy",
             match &e.pyspy {
@@ -813,6 +816,7 @@ fn evidence_config(
         redact: redact(args, src)?,
         environ: !flag(src, args, "no_environ")?,
         pyspy_locals: flag(src, args, "pyspy_locals")?,
+        native_stacks: !flag(src, args, "no_native_stacks")?,
         pyspy: program(args, src, "pyspy")?,
         pyheap: pyheap(args, src)?,
     })

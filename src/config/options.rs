@@ -159,6 +159,8 @@ pub const OPTIONS: &[Opt] = &[
         "The py-spy program for Python stacks in bundles [default: py-spy on PATH, else in /usr/local/bin, /usr/bin or ~/.local/bin when owned by root or you and writable by nobody else]"),
     opt!("pyspy_locals", "pyspy-locals", "GUARD_PYSPY_LOCALS", None, Flag, "", true,
         "Include local variables in Python stacks (py-spy --locals; they may contain secrets)"),
+    opt!("no_native_stacks", "no-native-stacks", "GUARD_NO_NATIVE_STACKS", None, Flag, "", true,
+        "Do not read the native (C, C++, Rust) stacks of a process whose memory is mostly native heap at the cap (eu-stack on the stopped process, up to 5 s, as the job's user); by default guard reads them when eu-stack is installed"),
     opt!("no_pyheap", "no-pyheap", "GUARD_NO_PYHEAP", None, Flag, "", true,
         "Do not load guard's Python hook into the job: no Python heap census, and PYTHONPATH and the environment reach the job as given (by default guard's directory goes first on PYTHONPATH and GUARD_PYHEAP is set)"),
     opt!("pyheap_window", "pyheap-window", "GUARD_PYHEAP_WINDOW", None, Duration, "DUR", true,

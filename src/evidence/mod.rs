@@ -722,6 +722,12 @@ impl Recorder {
         if !occ.pre_kill || kinds.native().saturating_mul(2) < kinds.total() {
             return Ok(None);
         }
+        if !self.cfg.native_stacks {
+            return Ok(Some(CollectorResult::skipped(
+                &format!("native-stack:{}", top.pid),
+                "not read (--no-native-stacks)",
+            )));
+        }
         if crate::os::runner::locate("eu-stack").is_err() {
             return collectors::native_stack(top.pid, w).map(Some);
         }

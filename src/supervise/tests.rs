@@ -220,6 +220,7 @@ fn config(evidence: &Path) -> WrapConfig {
             redact: vec!["TOKEN".into()],
             environ: false,
             pyspy_locals: false,
+            native_stacks: true,
             pyspy: None,
             pyheap: None,
         },
