@@ -89,7 +89,7 @@ _guard() {
 
     case "${cmd}" in
         guard)
-            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
+            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -537,7 +537,7 @@ _guard() {
             return 0
             ;;
         guard__subcmd__run)
-            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
+            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -619,6 +619,116 @@ pub struct PyPath {
 }
 
 pub const PYHEAP_FORMAT: &str = "guard-pyheap/1";
+pub const JSHEAP_FORMAT: &str = "guard-jsheap/1";
+
+/// `processes/<pid>/jsheap.json`: what a Node.js process's census (guard's hook, loaded with
+/// NODE_OPTIONS) found — V8's memory by kind, the constructors holding the most, and how one
+/// instance of each is held; checked and bounded by guard.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsHeap {
+    pub format: String,
+    pub pid: i32,
+    /// `v20.20.2`.
+    pub node: String,
+    pub live: bool,
+    pub budget_bytes: u64,
+    pub rss_bytes: u64,
+    pub rss_after_bytes: u64,
+    /// V8's heap: reserved, and used by live objects.
+    pub heap_total_bytes: u64,
+    pub heap_used_bytes: u64,
+    /// Memory V8 objects own outside the heap (Buffers' and ArrayBuffers' data, among others).
+    pub external_bytes: u64,
+    pub array_buffers_bytes: u64,
+    pub spaces: Vec<JsSpace>,
+    /// The heap snapshot's size; none when it was not taken (`notes` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<JsSnapshot>,
+    /// Constructors by the bytes their instances hold (their own and the data they own).
+    pub by_size: Vec<JsGroup>,
+    pub paths: Vec<JsPath>,
+    /// Live memory by the function that allocated it (V8's sampling heap profiler, running
+    /// since guard's first census of the process).
+    pub allocated: Vec<JsAllocation>,
+    pub complete: bool,
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsSpace {
+    pub name: String,
+    pub size_bytes: u64,
+    pub used_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsSnapshot {
+    pub nodes: u64,
+    pub edges: u64,
+    pub self_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsGroup {
+    pub name: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsPath {
+    pub name: String,
+    /// From the holder of one instance up: `Object.profile`, `Map 'sessions'`.
+    pub path: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsAllocation {
+    /// `makeItem (/srv/items.js:5)`, then its callers.
+    pub stack: Vec<String>,
+    pub bytes: u64,
+}
+
+impl JsHeap {
+    /// The heap's first finding, for a line: `Buffer ×2,100 (131.3 MiB) ← Object.profile ← Map
+    /// 'sessions'`.
+    pub fn top_finding(&self) -> Option<String> {
+        let Some(top) = self.by_size.first() else {
+            // No snapshot: the code that allocated the most of what lives (sampled).
+            let a = self.allocated.first()?;
+            return Some(format!(
+                "JS heap {} used; the most of what lives ({} sampled) allocated by {}",
+                crate::config::units::format_size(self.heap_used_bytes),
+                crate::config::units::format_size(a.bytes),
+                a.stack.first()?
+            ));
+        };
+        let mut s = format!(
+            "{} \u{d7}{} ({})",
+            top.name,
+            crate::config::units::format_count(top.count),
+            crate::config::units::format_size(top.bytes)
+        );
+        if let Some(p) = self.paths.iter().find(|p| p.name == top.name) {
+            for step in &p.path {
+                s.push_str(" \u{2190} ");
+                s.push_str(step);
+            }
+        }
+        Some(s)
+    }
+}
 
 impl PyHeap {
     /// The heap's first finding, for a line: `bytearray ×700 (171 MiB) ← Image.data ← … ← local

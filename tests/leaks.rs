@@ -1,6 +1,6 @@
 //! The leak fixtures (tests/leaks/): leaks written the way people write them, with the real
 //! libraries (pandas, numpy, Flask under gunicorn, multiprocessing, sqlite3, functools, ctypes,
-//! a shell pipeline; and a C program), each run under guard until its cap kills it, in every Python this machine
+//! a shell pipeline; and a C program, and two Node.js services), each run under guard until its cap kills it, in every Python this machine
 //! has — Debian's and pyenv's, each with the libraries scripts/install-leak-libs put in a venv of
 //! its own. Each asserts what the person on call reads first: the first 30 lines of
 //! `guard report --latest` name what holds the memory and, where one applies, the fix.
@@ -265,4 +265,6 @@ fixtures! {
     awk_in_a_pipeline_leads => "pipeline.sh",
     a_c_leak_is_named_by_its_native_stack => "native_decoder.sh",
     a_slow_leak_is_warned_then_explained => "slow_warn.py",
+    a_node_map_of_buffers_is_named_with_its_holder => "node_sessions.sh",
+    a_node_js_heap_leak_names_the_code_that_allocated_it => "node_rows.sh",
 }

@@ -150,8 +150,8 @@ pub struct EvidenceConfig {
     pub native_stacks: bool,
     /// --pyspy: the py-spy program (None: looked for, see `runner::locate`).
     pub pyspy: Option<PathBuf>,
-    /// The Python heap census (None: --no-pyheap).
-    pub pyheap: Option<census::Settings>,
+    /// The heap census (None: --no-pyheap and --no-nodeheap).
+    pub census: Option<census::Settings>,
 }
 
 pub const DEFAULT_WARN_PERCENT: u8 = 80;
@@ -769,20 +769,27 @@ fn described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
                 },
             },
         ),
-        ("no_pyheap", e.pyheap.is_none().to_string()),
+        (
+            "no_pyheap",
+            (!e.census.is_some_and(|c| c.python)).to_string(),
+        ),
+        (
+            "no_nodeheap",
+            (!e.census.is_some_and(|c| c.node)).to_string(),
+        ),
         (
             "pyheap_window",
-            units::format_duration(e.pyheap.map_or(census::DEFAULT_WINDOW, |p| p.window)),
+            units::format_duration(e.census.map_or(census::DEFAULT_WINDOW, |p| p.window)),
         ),
         (
             "tracemalloc",
-            e.pyheap
+            e.census
                 .and_then(|p| p.tracemalloc)
                 .map_or_else(|| "off".into(), |n| format!("{n} frame(s)")),
         ),
         (
             "pyheap_headroom",
-            match e.pyheap.and_then(|p| p.headroom) {
+            match e.census.and_then(|p| p.headroom) {
                 Some(h) => units::format_size(h),
                 None => "5% of --memory, at least 32 MiB".into(),
             },
@@ -818,7 +825,7 @@ fn evidence_config(
         pyspy_locals: flag(src, args, "pyspy_locals")?,
         native_stacks: !flag(src, args, "no_native_stacks")?,
         pyspy: program(args, src, "pyspy")?,
-        pyheap: pyheap(args, src)?,
+        census: census_settings(args, src)?,
     })
 }
 
@@ -845,15 +852,17 @@ fn program(args: &WrapArgs, src: &Src, key: &str) -> Result<Option<PathBuf>, Usa
     Ok(Some(p))
 }
 
-/// --no-pyheap, --pyheap-window (more than 0, at most a minute: the held job runs that long),
-/// --pyheap-headroom.
-fn pyheap(args: &WrapArgs, src: &Src) -> Result<Option<census::Settings>, UsageError> {
+/// --no-pyheap, --no-nodeheap, --pyheap-window (more than 0, at most a minute: the held job
+/// runs that long), --pyheap-headroom.
+fn census_settings(args: &WrapArgs, src: &Src) -> Result<Option<census::Settings>, UsageError> {
     let window = duration(args, src, "pyheap_window")?;
     let headroom = match args.text("pyheap_headroom") {
         Some(_) => Some(plain_size(args, src, "pyheap_headroom", 0)?),
         None => None,
     };
-    if flag(src, args, "no_pyheap")? {
+    let python = !flag(src, args, "no_pyheap")?;
+    let node = !flag(src, args, "no_nodeheap")?;
+    if !python && !node {
         return Ok(None);
     }
     if let (Some(w), Some(t)) = (window, args.text("pyheap_window")) {
@@ -869,6 +878,8 @@ fn pyheap(args: &WrapArgs, src: &Src) -> Result<Option<census::Settings>, UsageE
         window: window.unwrap_or(census::DEFAULT_WINDOW),
         headroom,
         tracemalloc: tracemalloc(args, src)?,
+        python,
+        node,
     }))
 }
 

@@ -163,6 +163,8 @@ pub const OPTIONS: &[Opt] = &[
         "Do not read the native (C, C++, Rust) stacks of a process whose memory is mostly native heap at the cap (eu-stack on the stopped process, up to 5 s, as the job's user); by default guard reads them when eu-stack is installed"),
     opt!("no_pyheap", "no-pyheap", "GUARD_NO_PYHEAP", None, Flag, "", true,
         "Do not load guard's Python hook into the job: no Python heap census, and PYTHONPATH and the environment reach the job as given (by default guard's directory goes first on PYTHONPATH and GUARD_PYHEAP is set)"),
+    opt!("no_nodeheap", "no-nodeheap", "GUARD_NO_NODEHEAP", None, Flag, "", true,
+        "Do not load guard's Node.js hook into the job: no Node.js heap census, and NODE_OPTIONS and the environment reach the job as given (by default guard's hook goes first in NODE_OPTIONS, --require'd, and GUARD_NODEHEAP is set)"),
     opt!("pyheap_window", "pyheap-window", "GUARD_PYHEAP_WINDOW", None, Duration, "DUR", true,
         "How long a Python heap census may take; at the cap the held job runs this long at most, within --pyheap-headroom, and is then killed [default: 2s]"),
     opt!("pyheap_headroom", "pyheap-headroom", "GUARD_PYHEAP_HEADROOM", None, Size, "SIZE", true,

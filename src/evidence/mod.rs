@@ -172,8 +172,8 @@ pub struct Recorder {
     pub escaped: Vec<format::Escaped>,
     /// Observe mode: the container's own cgroup (read only), its usage file, the capture point.
     pub observe: Option<Observe>,
-    /// The Python heap census, when its hook is in the job.
-    pub pyheap: Option<runtime::python::Census>,
+    /// The heap census, when a runtime's hook is in the job.
+    pub census: Option<runtime::census::Census>,
     /// `guard drill`'s run: its bundles' trigger is `drill`.
     drill: bool,
     /// The job reached its cap by thrashing at it (for the manifest).
@@ -244,7 +244,7 @@ impl Recorder {
             prepared: false,
             escaped: Vec::new(),
             observe: None,
-            pyheap: None,
+            census: None,
             drill: cfg.drill,
             thrashing: None,
         }
@@ -609,7 +609,7 @@ impl Recorder {
     /// after. Else (a warning) the job runs, and the census stops if it reaches its cap.
     pub fn census(&mut self, enforcer: &mut dyn Enforce, p: &mut Pending, at_cap: bool) {
         let limit = self.limit;
-        let Some(census) = self.pyheap.as_mut() else {
+        let Some(census) = self.census.as_mut() else {
             return;
         };
         if !p.pre_kill() {
@@ -617,13 +617,16 @@ impl Recorder {
         }
         let pids = enforcer.pids();
         let Some((hooked, not)) = census.candidates(&self.proc, &pids) else {
-            p.manifest.collectors.push(CollectorResult::skipped(
-                "pyheap",
-                "no Python process in the job",
-            ));
+            if census.runtimes().any(|r| r == runtime::Runtime::Python) {
+                p.manifest.collectors.push(CollectorResult::skipped(
+                    "pyheap",
+                    "no Python process in the job",
+                ));
+            }
             return;
         };
-        let headroom = census.settings.headroom_for(limit.unwrap_or(0));
+        let node = hooked.iter().any(|&(_, r)| r == runtime::Runtime::Node);
+        let headroom = census.settings.headroom_for(limit.unwrap_or(0), node);
         let terms = census_terms(at_cap, headroom, limit, enforcer.usage());
         let asked = census.ask(&hooked, &not, terms);
         let kills = enforcer.verdict().oom_kills;
@@ -643,7 +646,7 @@ impl Recorder {
             // Only the processes asked run meanwhile: the others stay stopped (SIGSTOP queued
             // while frozen), and each one asked is stopped again once it has answered, so that
             // none spends the headroom a census still running needs.
-            for &pid in pids.iter().filter(|p| !hooked.contains(p)) {
+            for &pid in pids.iter().filter(|&&p| !hooked.iter().any(|h| h.0 == p)) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGSTOP,
@@ -652,7 +655,7 @@ impl Recorder {
             if let Err(e) = enforcer.release(extra) {
                 log::warn!("cannot let the held job run for its Python heap census: {e}");
             }
-            for &pid in &hooked {
+            for &(pid, _) in &hooked {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGCONT,
@@ -983,9 +986,9 @@ pub fn census_terms(
     headroom: u64,
     limit: Option<u64>,
     usage: Option<u64>,
-) -> runtime::python::Terms {
+) -> runtime::census::Terms {
     if at_cap {
-        return runtime::python::Terms {
+        return runtime::census::Terms {
             live: false,
             budget: headroom,
         };
@@ -994,7 +997,7 @@ pub fn census_terms(
         (Some(l), Some(u)) => l.saturating_sub(u) / 2,
         _ => headroom,
     };
-    runtime::python::Terms {
+    runtime::census::Terms {
         live: true,
         budget: room.min(headroom),
     }

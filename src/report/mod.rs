@@ -7,6 +7,7 @@
 
 pub mod growth;
 mod html;
+mod node;
 
 pub use html::html;
 
@@ -65,6 +66,9 @@ pub struct Report {
     /// The Python heap censuses (`processes/<pid>/pyheap.json`), the largest heap first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pyheap: Vec<crate::format::PyHeap>,
+    /// The Node.js heap censuses (`processes/<pid>/jsheap.json`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jsheap: Vec<crate::format::JsHeap>,
     /// Processes whose map files could not be read in time (`not-read.txt`): pid, the note.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_read: Vec<(i32, String)>,
@@ -113,10 +117,14 @@ impl Report {
         let mut stacks = Vec::new();
         let mut not_read = Vec::new();
         let mut heaps = Vec::new();
+        let mut js = Vec::new();
         for p in &manifest.processes {
             let pdir = dir.join("processes").join(p.pid.to_string());
-            if let Some(h) = read_pyheap(&pdir.join("pyheap.json")) {
+            if let Some(h) = read_census(&pdir.join("pyheap.json")) {
                 heaps.push(h);
+            }
+            if let Some(j) = read_census(&pdir.join("jsheap.json")) {
+                js.push(j);
             }
             if let Some(t) = format::read_bundle_text(&pdir.join("pyspy.txt"), MAX_STACKS) {
                 stacks.push(Stack {
@@ -134,6 +142,7 @@ impl Report {
             std::cmp::Reverse((held_by(&r.manifest, h.pid), h.total_bytes))
         });
         r.pyheap = heaps;
+        r.jsheap = js;
         Ok(r)
     }
 
@@ -156,6 +165,17 @@ impl Report {
                 .iter()
                 .find_map(crate::format::PyHeap::top_finding);
         };
+        if let Some(j) = self.jsheap.iter().find(|j| j.pid == top.pid) {
+            let hint = j
+                .paths
+                .first()
+                .and_then(node::fix_hint)
+                .map(|f| format!("; fix: {f}"))
+                .unwrap_or_default();
+            if let Some(f) = j.top_finding() {
+                return Some(format!("{f}{hint}"));
+            }
+        }
         if let Some(h) = self.pyheap.iter().find(|h| h.pid == top.pid) {
             let outside = explained(&self.manifest, h).and_then(|x| x.outside_line());
             let hint = h
@@ -217,13 +237,14 @@ impl Report {
             stacks,
             not_read,
             pyheap: Vec::new(),
+            jsheap: Vec::new(),
         }
     }
 }
 
 /// A census file guard wrote (at most 8 MiB is read; one that does not parse is left out, and
 /// the collector's line still says what happened).
-fn read_pyheap(path: &Path) -> Option<crate::format::PyHeap> {
+fn read_census<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     let data = format::read_bundle_file(path, MAX_PYHEAP).ok()??;
     serde_json::from_slice(&data).ok()
 }
@@ -536,19 +557,27 @@ fn holder_text(p: &crate::format::ProcessEntry, held: u64, total: u64) -> String
 
 /// Why the census of `pid` failed or was skipped, from its collector line (None: it has none).
 fn census_failure(m: &Manifest, pid: i32) -> Option<String> {
-    let name = format!("pyheap:{pid}");
     m.collectors
         .iter()
-        .find(|c| c.name == name && c.status != crate::format::Status::Ok)
+        .find(|c| census_pid(&c.name) == Some(pid) && c.status != crate::format::Status::Ok)
         .map(|c| format!("{} ({})", c.detail, c.status.as_str()))
 }
 
-/// The census collectors of the job's processes (`pyheap:PID`), whatever their status.
+/// The census collectors of the job's processes (`pyheap:PID`, `jsheap:PID`), whatever their
+/// status.
 fn census_collectors(m: &Manifest) -> Vec<&crate::format::CollectorResult> {
     m.collectors
         .iter()
-        .filter(|c| c.name.starts_with("pyheap:"))
+        .filter(|c| census_pid(&c.name).is_some())
         .collect()
+}
+
+/// The pid of a census collector's name (`pyheap:PID`, `jsheap:PID`).
+fn census_pid(name: &str) -> Option<i32> {
+    let (runtime, pid) = name.split_once(':')?;
+    matches!(runtime, "pyheap" | "jsheap")
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 /// Why a process without a census line has none.
@@ -616,6 +645,12 @@ fn native_lines(m: &Manifest, p: &crate::format::ProcessEntry) -> Vec<String> {
 /// it and why there is no census; then one line for each other census.
 fn heap(o: &mut String, r: &Report) {
     let top = r.top_holder();
+    if let Some((p, held, total)) = top {
+        if let Some(j) = r.jsheap.iter().find(|j| j.pid == p.pid) {
+            node::lead(o, &r.manifest, j, p, held, total);
+            return;
+        }
+    }
     let lead = top.and_then(|(p, _, _)| r.pyheap.iter().find(|h| h.pid == p.pid));
     if let (Some((p, held, total)), None) = (top, lead) {
         // A census was asked of some process of the job (whatever became of it): the one that
@@ -635,12 +670,12 @@ fn heap(o: &mut String, r: &Report) {
                 let _ = writeln!(o, "  {}", other_line(r, other));
             }
             for c in asked.iter().filter(|c| {
-                c.status != crate::format::Status::Ok && c.name != format!("pyheap:{}", p.pid)
+                c.status != crate::format::Status::Ok && census_pid(&c.name) != Some(p.pid)
             }) {
                 let _ = writeln!(
                     o,
-                    "  {}: no census ({}: {})",
-                    c.name.replace("pyheap:", "pid "),
+                    "  pid {}: no census ({}: {})",
+                    census_pid(&c.name).unwrap_or(0),
                     c.status.as_str(),
                     c.detail
                 );

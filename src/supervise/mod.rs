@@ -73,9 +73,9 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         )
     })?;
     // 2. Start COMMAND inside the cgroup.
-    let pyheap = prepare::pyheap(cfg);
+    let census = prepare::census(cfg);
     let started = notify::Started::now();
-    let env = pyheap.as_ref().map(|(_, env)| env.as_slice());
+    let env = census.as_ref().map(|(_, env)| env.as_slice());
     // --pgroup at a terminal: the job's group takes its foreground (see terminal.rs).
     let group = spawn::Group {
         own: cfg.pgroup,
@@ -93,7 +93,7 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     io.capture = output.started();
     let start_ping = notify::job_started(cfg);
     let mut recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
-    recorder.pyheap = pyheap.map(|(census, _)| census);
+    recorder.census = census.map(|(census, _)| census);
     let job = Child::new(pid, group);
     crate::logger::set_job(&cfg.name, pid);
     let mut sup = Supervisor::new(

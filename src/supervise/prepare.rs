@@ -13,7 +13,8 @@ use crate::config::WrapConfig;
 use crate::config::exit;
 use crate::config::units::{format_duration, format_size};
 use crate::evidence::Observe;
-use crate::evidence::runtime::python::{Census, Hook};
+use crate::evidence::runtime::census::{Asking, Census};
+use crate::evidence::runtime::{self, node, python};
 use crate::format::Mode;
 use crate::os::proc::Proc;
 use std::os::fd::OwnedFd;
@@ -199,31 +200,53 @@ fn announce(cfg: &WrapConfig, enforcer: &Enforcer) {
     }
 }
 
-/// The Python heap census: its hook written (or checked) for this uid, and the job's environment
-/// that loads it. None with --no-pyheap, without an evidence directory (a census goes into a
-/// bundle), without a cap or a warning threshold (no census can happen), or when the hook cannot
-/// be put in place (one warning says why; the cap is not affected).
-pub fn pyheap(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
-    let settings = cfg.evidence.pyheap?;
+/// The heap census: each runtime's hook written (or checked) for this uid, and the job's
+/// environment that loads them. None with --no-pyheap and --no-nodeheap, without an evidence
+/// directory (a census goes into a bundle), without a cap or a warning threshold (no census can
+/// happen), or when no hook can be put in place (one warning for each says why; the cap is not
+/// affected).
+pub fn census(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
+    let settings = cfg.evidence.census?;
     cfg.evidence.dir.as_ref().ok()?;
     // A census is taken at the cap and at the warning: without either there is none to take,
     // and the job's environment is left as it was given.
     if cfg.memory.is_none() && cfg.evidence.warn.is_none() {
         return None;
     }
-    match Hook::install(settings) {
-        Ok(hook) => {
-            let env = hook.environ();
-            log::debug!("Python hook in {}", hook.dir.display());
-            Some((Census::new(hook, settings), env))
-        }
-        Err(e) => {
-            log::warn!(
+    let sock = Census::socket_name();
+    let mut env: runtime::Environ = std::env::vars_os().collect();
+    let mut hooks: Vec<Asking> = Vec::new();
+    if settings.python {
+        match python::Hook::install(settings, &sock) {
+            Ok(hook) => {
+                hook.apply(&mut env);
+                log::debug!("Python hook in {}", hook.dir.display());
+                hooks.push(hook.asking());
+            }
+            Err(e) => log::warn!(
                 "no Python heap census: {e}; the memory cap still applies (--no-pyheap silences this)"
-            );
-            None
+            ),
         }
     }
+    if settings.node {
+        match node::Hook::install(settings, &sock) {
+            Ok(hook) => {
+                hook.apply(&mut env);
+                log::debug!("Node.js hook in {}", hook.dir.display());
+                hooks.push(hook.asking());
+            }
+            Err(e) => log::warn!(
+                "no Node.js heap census: {e}; the memory cap still applies (--no-nodeheap silences this)"
+            ),
+        }
+    }
+    if hooks.is_empty() {
+        return None;
+    }
+    Some((
+        Census::new(settings, sock, hooks),
+        runtime::execve_env(&env),
+    ))
 }
 
 /// Start COMMAND inside the job's cgroup, its stdout and stderr to `stdio` where given. A failed

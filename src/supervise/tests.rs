@@ -222,7 +222,7 @@ fn config(evidence: &Path) -> WrapConfig {
             pyspy_locals: false,
             native_stacks: true,
             pyspy: None,
-            pyheap: None,
+            census: None,
         },
         metrics_file: None,
         alerts: Vec::new(),

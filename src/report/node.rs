@@ -1,0 +1,176 @@
+//! The first screen's lead when the process that holds the most memory is a Node.js process
+//! with a census (`processes/<pid>/jsheap.json`): V8's memory by kind (the JS heap against what
+//! lives outside it — Buffers, ArrayBuffers), the constructors holding the most with the way one
+//! instance of each is held, the functions that allocated what lives (V8's sampling, from the
+//! warning on), what to do, and why a part is missing.
+
+use crate::config::units::{format_count, format_size};
+use crate::format::{JsAllocation, JsHeap, JsPath, Manifest, ProcessEntry};
+use std::fmt::Write;
+
+/// The lead: a header line, then two-space indented lines.
+pub fn lead(o: &mut String, m: &Manifest, j: &JsHeap, p: &ProcessEntry, held: u64, total: u64) {
+    let _ = writeln!(
+        o,
+        "\nwhat holds the memory (Node.js heap census of pid {}, Node.js {}, {:.0} ms; it holds {}, {:.0} % of the job's):",
+        j.pid,
+        j.node,
+        j.duration_ms,
+        format_size(held),
+        held as f64 * 100.0 / total.max(1) as f64
+    );
+    for line in super::native_lines(m, p).into_iter().take(2) {
+        let _ = writeln!(o, "  {line}");
+    }
+    for line in lines(j) {
+        let _ = writeln!(o, "  {line}");
+    }
+}
+
+/// The census's lines, without the header.
+pub fn lines(j: &JsHeap) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(e) = &j.error {
+        v.push(format!("the census failed inside the process: {e}"));
+    }
+    v.push(figures(j));
+    let first = j.by_size.first().map_or(0, |g| g.bytes);
+    // The largest three, those that matter beside the first (1 % of it or more).
+    for g in j
+        .by_size
+        .iter()
+        .take(3)
+        .filter(|g| g.bytes.saturating_mul(100) >= first)
+    {
+        let mut s = format!(
+            "{} \u{d7}{} ({})",
+            g.name,
+            format_count(g.count),
+            format_size(g.bytes)
+        );
+        if let Some(p) = j.paths.iter().find(|p| p.name == g.name) {
+            for step in &p.path {
+                s.push_str(" \u{2190} ");
+                s.push_str(step);
+            }
+        }
+        v.push(s);
+    }
+    if !j.allocated.is_empty() {
+        v.push("allocated by (what still lives, V8's sampling since guard's first census):".into());
+        v.extend(j.allocated.iter().take(3).map(allocation));
+    }
+    if let Some(fix) = j.paths.first().and_then(fix_hint) {
+        v.push(format!("fix: {fix}"));
+    }
+    v.extend(j.notes.iter().take(3).map(|n| format!("note: {n}")));
+    v
+}
+
+/// `JS heap 7.0 MiB used of 9.1 MiB · external 132 MiB (ArrayBuffers 132 MiB) · RSS 150 MiB`,
+/// and which of the two holds most of the process.
+fn figures(j: &JsHeap) -> String {
+    let outside = j.external_bytes > j.heap_used_bytes;
+    format!(
+        "V8       JS heap {} used of {} \u{b7} external {} (ArrayBuffers {}) \u{b7} RSS {}; most of it {}",
+        format_size(j.heap_used_bytes),
+        format_size(j.heap_total_bytes),
+        format_size(j.external_bytes),
+        format_size(j.array_buffers_bytes),
+        format_size(j.rss_bytes),
+        if outside {
+            "outside the JS heap (Buffers, ArrayBuffers: their holders are below)"
+        } else {
+            "on the JS heap"
+        }
+    )
+}
+
+fn allocation(a: &JsAllocation) -> String {
+    format!(
+        "  {:>10}  {}",
+        format_size(a.bytes),
+        a.stack.join(" \u{2190} ")
+    )
+}
+
+/// What to do about the way the largest holder is held, when its path ends at a variable.
+pub fn fix_hint(p: &JsPath) -> Option<&'static str> {
+    let last = p.path.last()?;
+    if last.starts_with("Map '") {
+        return Some(
+            "a Map that only grows keeps every value: delete entries when done with them \
+             (map.delete(key)), bound it (an LRU cache with a maximum), or key a WeakMap by the \
+             object whose lifetime it follows",
+        );
+    }
+    if last.starts_with("Set '") {
+        return Some(
+            "a Set that only grows keeps every member: delete them when done, or use a WeakSet",
+        );
+    }
+    let held_by_array = p
+        .path
+        .iter()
+        .rev()
+        .nth(1)
+        .is_some_and(|l| l.contains("Array["))
+        || last.starts_with("Array[");
+    if held_by_array && p.root.as_deref() == Some("variable") {
+        return Some(
+            "an array that only grows (push in a loop or a handler) keeps every item for as long \
+             as the closure or module that holds it: drop what is done with (splice, a bounded \
+             queue), or keep only what is needed",
+        );
+    }
+    if last.starts_with("Object '") {
+        return Some(
+            "an object used as a cache grows for the life of the process: bound it (a Map with \
+             an LRU policy) or delete keys when done",
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lead_says_where_the_memory_is_and_who_holds_it() {
+        let j = JsHeap {
+            pid: 7,
+            node: "v20.20.2".into(),
+            heap_used_bytes: 7 << 20,
+            heap_total_bytes: 9 << 20,
+            external_bytes: 132 << 20,
+            array_buffers_bytes: 132 << 20,
+            rss_bytes: 150 << 20,
+            by_size: vec![crate::format::JsGroup {
+                name: "Buffer".into(),
+                count: 2100,
+                bytes: 132 << 20,
+            }],
+            paths: vec![JsPath {
+                name: "Buffer".into(),
+                path: vec![
+                    "Object.profile".into(),
+                    "Map 'sessions' (sessions.js)".into(),
+                ],
+                root: Some("variable".into()),
+            }],
+            ..Default::default()
+        };
+        let l = lines(&j);
+        assert!(
+            l[0].contains("JS heap 7 MiB used") && l[0].contains("external 132 MiB"),
+            "{l:?}"
+        );
+        assert!(l[0].contains("outside the JS heap"), "{l:?}");
+        assert_eq!(
+            l[1],
+            "Buffer \u{d7}2,100 (132 MiB) \u{2190} Object.profile \u{2190} Map 'sessions' (sessions.js)"
+        );
+        assert!(l[2].starts_with("fix: a Map that only grows"), "{l:?}");
+    }
+}
