@@ -418,7 +418,7 @@ fn doctor_says_where_evidence_goes_and_which_collectors_exist() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["evidence directory", "py-spy", "eu-stack", "gcore"]);
+    assert_eq!(names, ["evidence directory", "py-spy", "gcore"]);
     assert_eq!(ev[0]["ok"], true, "{ev}");
     assert!(
         ev[0]["detail"]
@@ -460,4 +460,31 @@ fn printing_commands_end_quietly_when_the_reader_goes_away() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// Issue 26: doctor says which runtimes guard can explain here, and what is missing.
+#[test]
+fn doctor_says_which_runtimes_guard_can_explain() {
+    let o = guard_cmd().args(["doctor", "--json"]).bounded();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rt = v["runtimes"].as_array().unwrap();
+    let names: Vec<&str> = rt.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Python", "Node.js", "native code"]);
+    let here = |p: &str| {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+            .unwrap_or(false)
+            || std::path::Path::new("/usr/bin").join(p).is_file()
+    };
+    for (c, program) in rt.iter().zip(["python3", "node", "eu-stack"]) {
+        assert_eq!(c["ok"], here(program), "{c}");
+        if c["ok"] == false {
+            assert!(
+                c["fix"].as_str().unwrap().starts_with("apt-get install"),
+                "{c}"
+            );
+        }
+    }
+    let text = String::from_utf8_lossy(&guard_cmd().arg("doctor").bounded().stdout).into_owned();
+    assert!(text.contains("runtimes guard can explain:"), "{text}");
 }

@@ -29,6 +29,8 @@ pub struct Report {
     pub capabilities: Vec<Capability>,
     /// Where bundles would go and the collectors' tools (not kernel capabilities).
     pub evidence: Vec<Capability>,
+    /// What guard can explain here: which runtimes' heaps it can census, and native stacks.
+    pub runtimes: Vec<Capability>,
     /// The configuration guard would read (GUARD_CONFIG, else the system's and the user's
     /// files) checked as `guard config check` checks it.
     pub configuration: Vec<crate::commands::readiness::Check>,
@@ -145,12 +147,54 @@ fn evidence_caps() -> Vec<Capability> {
         "Python stacks in bundles",
         "pip install py-spy (or name it: --pyspy PATH, pyspy = \"PATH\" in guard.toml)",
     ));
-    caps.push(tool(
-        "eu-stack",
-        "native stacks of a process whose memory is mostly native",
+    caps.push(tool("gcore", "cores with --core", "apt-get install gdb"));
+    caps
+}
+
+/// Which runtimes guard can explain on this machine: the interpreters its census hooks serve
+/// (found where a job's PATH would find them) and eu-stack for native code.
+fn runtime_caps() -> Vec<Capability> {
+    let found = |program: &str| crate::os::runner::locate(program).ok();
+    let mut caps = Vec::new();
+    let python = found("python3");
+    caps.push(Capability::new(
+        "Python",
+        python.is_some(),
+        match &python {
+            Some(p) => format!(
+                "{}: heap census through guard's hook (what holds the memory, and how), stacks with py-spy",
+                p.display()
+            ),
+            None => "no python3 here: a Python job would still get its census".into(),
+        },
+        "apt-get install python3 (only if your jobs run Python)",
+    ));
+    let node = found("node").or_else(|| found("nodejs"));
+    caps.push(Capability::new(
+        "Node.js",
+        node.is_some(),
+        match &node {
+            Some(p) => format!(
+                "{}: heap census through guard's hook (V8's memory by kind, holders, allocation sites)",
+                p.display()
+            ),
+            None => "no node here: a Node.js job would still get its census".into(),
+        },
+        "apt-get install nodejs (only if your jobs run Node.js)",
+    ));
+    let eu = crate::os::runner::locate("eu-stack");
+    caps.push(Capability::new(
+        "native code",
+        eu.is_ok(),
+        match &eu {
+            Ok(p) => format!(
+                "{} (native stacks of a process whose memory is mostly native: C, C++, Rust, sort, a C extension)",
+                p.display()
+            ),
+            Err(e) => format!("{e}: no native stacks; memory by kind only"),
+        },
         "apt-get install elfutils",
     ));
-    caps.push(tool("gcore", "cores with --core", "apt-get install gdb"));
     caps
 }
 
@@ -335,6 +379,7 @@ pub fn report() -> Report {
         status,
         systemd: systemd_line,
         evidence: evidence_caps(),
+        runtimes: runtime_caps(),
         kernel: kernel(),
         euid: sys.euid,
         own_cgroups: own_cgroups(&layout),
@@ -383,6 +428,7 @@ pub fn print(r: &Report) {
     for (title, caps) in [
         ("capabilities:", &r.capabilities),
         ("evidence:", &r.evidence),
+        ("runtimes guard can explain:", &r.runtimes),
     ] {
         println!("{title}");
         for c in caps {
