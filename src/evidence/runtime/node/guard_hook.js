@@ -36,12 +36,28 @@
         busy = false;
       }
     };
-    process.on(signal, function guardCensus() {
+    const guardCensus = function guardCensus() {
       if (busy) again = true;
       else run();
-    });
+    };
+    process.on(signal, guardCensus);
     // The announcement guard looks for in /proc/PID/fd before it signals this process.
-    require('fs').openSync(__filename, 'r');
+    const fs = require('fs');
+    const announcement = fs.openSync(__filename, 'r');
+    // The program listens for the signal itself (it does so after this hook ran): the hook
+    // steps aside — its listener and its announcement go — so that guard never sends the
+    // program a signal it would take as its own.
+    const stepAside = (event) => {
+      if (event !== signal) return;
+      process.removeListener(signal, guardCensus);
+      process.removeListener('newListener', stepAside);
+      try {
+        fs.closeSync(announcement);
+      } catch (e) {
+        // already closed by the program
+      }
+    };
+    process.on('newListener', stepAside);
   } catch (e) {
     // a program starts as it would without guard
   }
