@@ -59,7 +59,7 @@ fn node_options_keep_the_jobs_own_and_no_nodeheap_leaves_them_as_given() {
     let options = hooked["options"].as_str().unwrap();
     assert!(
         options.starts_with("--require \"")
-            && options.ends_with("/guard_hook.js\" --max-old-space-size=96"),
+            && options.ends_with("/guard_hook.cjs\" --max-old-space-size=96"),
         "{hooked}"
     );
     assert!(
@@ -141,4 +141,37 @@ fn a_synchronous_loop_does_not_hold_the_kill_back() {
     assert!(given_up, "{c:?}");
     // The window (1 s) and the capture's own bounds (eu-stack 5 s), with room for a busy machine.
     assert!(took < Duration::from_secs(60), "{took:?}");
+}
+
+/// The hook is CommonJS whatever a package.json above it says: a guard that is not root keeps
+/// it under /tmp/guard-UID when there is no XDG_RUNTIME_DIR, and any user can leave
+/// /tmp/package.json with "type": "module" — which makes a `.js` file an ES module that
+/// --require cannot load, and every Node.js job fail to start. Named `.cjs`, it loads.
+#[test]
+fn a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting() {
+    let t = "a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting";
+    if !tool(t, "node") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("package.json"), "{\"type\": \"module\"}").unwrap();
+    let hook_dir = d.path().join("nodehook-1");
+    std::fs::create_dir(&hook_dir).unwrap();
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/evidence/runtime/node/guard_hook.cjs");
+    let starts = |name: &str| {
+        let hook = hook_dir.join(name);
+        std::fs::copy(&source, &hook).unwrap();
+        let o = std::process::Command::new("node")
+            .env("NODE_OPTIONS", format!("--require \"{}\"", hook.display()))
+            .env("GUARD_NODEHEAP", "guard-census-1-2:SIGPWR:2000")
+            .args(["-e", "console.log('started')"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).contains("started")
+    };
+    assert!(starts("guard_hook.cjs"));
+    // The same file named .js: the package.json above makes it an ES module (the test would
+    // catch a rename).
+    assert!(!starts("guard_hook.js"));
 }

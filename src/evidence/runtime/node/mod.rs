@@ -1,5 +1,5 @@
 //! The Node.js heap census (guard(1), NODE.JS HEAP CENSUS): the hook guard puts in the job's
-//! NODE_OPTIONS (`--require guard_hook.js`, before the job's own options; the file beside this
+//! NODE_OPTIONS (`--require guard_hook.cjs`, before the job's own options; the file beside this
 //! one, written into a directory [`hookdir`] checks), which Node.js processes are asked, and how
 //! their answers (`processes/<pid>/jsheap.json`) are checked. The conversation is the runtimes'
 //! shared [`super::census`].
@@ -23,9 +23,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The hook, as it is written into its directory.
-pub const HOOK: &str = include_str!("guard_hook.js");
-const HOOK_FILE: &str = "guard_hook.js";
+/// The hook, as it is written into its directory. `.cjs`: CommonJS whatever a package.json
+/// above it says — for a guard that is not root the directory may be under /tmp, where any
+/// user can leave a package.json with "type": "module", which would make a `.js` hook an ES
+/// module that --require cannot load, and every Node.js job fail to start.
+pub const HOOK: &str = include_str!("guard_hook.cjs");
+const HOOK_FILE: &str = "guard_hook.cjs";
 const CONTENT_HASH: u64 = hookdir::content_hash(&[HOOK]);
 /// The environment variable the hook reads: `socket:SIGNAL:window_ms`.
 pub const ENV: &str = "GUARD_NODEHEAP";
@@ -225,14 +228,14 @@ mod tests {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(
             get("NODE_OPTIONS").unwrap(),
-            "--require \"/run/guard/nodehook-1/guard_hook.js\" --max-old-space-size=64"
+            "--require \"/run/guard/nodehook-1/guard_hook.cjs\" --max-old-space-size=64"
         );
         assert_eq!(get(ENV).unwrap(), "guard-census-1-2:SIGPWR:2000");
         let mut bare: Environ = Vec::new();
         hook.apply(&mut bare);
         assert_eq!(
             bare[0].1,
-            OsString::from("--require \"/run/guard/nodehook-1/guard_hook.js\"")
+            OsString::from("--require \"/run/guard/nodehook-1/guard_hook.cjs\"")
         );
     }
 
