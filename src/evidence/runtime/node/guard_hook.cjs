@@ -214,7 +214,7 @@ function measure(terms, t0) {
   if (cost > terms.budget) {
     result.notes.push('no heap snapshot: it would cost about ' + mib(cost) + ' (the JS heap holds ' +
       mib(mu.heapUsed) + '), more than the census budget of ' + mib(terms.budget) +
-      ' (--pyheap-headroom at the cap)');
+      (terms.live ? ' (half the room left below the cap, at the warning)' : ' (--pyheap-headroom)'));
   } else {
     const deadline = t0 + Math.max(terms.windowMs, 100) * 0.8;
     Object.assign(result, snapshotSummary(deadline));
