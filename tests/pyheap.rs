@@ -249,29 +249,12 @@ fn a_census_that_fails_while_answering_says_why() {
         sys.modules['json'] = types.ModuleType('json')\n\
         hold = []\n\
         while True:\n    hold.append(bytearray(1 << 20))\n";
-    let o = run(
-        ev.path(),
-        &[
-            "-m",
-            "100M",
-            "--warn",
-            "off",
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            script,
-        ],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(137), "{err}");
-    let b = bundle_named(&err, "exceeded its memory limit");
-    let c = pyheap_collectors(&manifest(&b));
-    assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["status"], "failed", "{c:?}");
-    let detail = c[0]["detail"].as_str().unwrap();
+    let (_, _, c) = one_census_at_the_cap(ev.path(), "100M", "2s", script);
+    assert_eq!(c["status"], "failed", "{c}");
+    let detail = c["detail"].as_str().unwrap();
     assert!(
         detail.contains("AttributeError") && detail.contains("dumps"),
-        "{c:?}"
+        "{c}"
     );
 }
 
@@ -512,15 +495,16 @@ fn programs_the_hook_does_not_serve_start_as_before() {
     assert_eq!(c[0]["detail"], "no Python process in the job");
 }
 
-/// The census's answer for the one Python process of a job killed at its cap: the bundle, the
-/// pyheap.json, and `guard report`'s text.
-fn census_at_the_cap(t: &str, cap: &str, window: &str, script: &str) -> Option<(Value, String)> {
-    if !privileged(t) || !tool(t, "python3") {
-        return None;
-    }
-    let ev = tempfile::tempdir().unwrap();
+/// `script` under /usr/bin/python3, capped at `cap` and killed there (137): its bundle, the
+/// manifest, and the census collector of its one Python process.
+fn one_census_at_the_cap(
+    ev: &Path,
+    cap: &str,
+    window: &str,
+    script: &str,
+) -> (PathBuf, Value, Value) {
     let o = run(
-        ev.path(),
+        ev,
         &[
             "-m",
             cap,
@@ -540,7 +524,19 @@ fn census_at_the_cap(t: &str, cap: &str, window: &str, script: &str) -> Option<(
     let m = manifest(&b);
     let c = pyheap_collectors(&m);
     assert_eq!(c.len(), 1, "{c:?}");
-    assert_eq!(c[0]["status"], "ok", "{c:?}");
+    let c = c[0].clone();
+    (b, m, c)
+}
+
+/// The census's answer for the one Python process of a job killed at its cap: the bundle, the
+/// pyheap.json, and `guard report`'s text.
+fn census_at_the_cap(t: &str, cap: &str, window: &str, script: &str) -> Option<(Value, String)> {
+    if !privileged(t) || !tool(t, "python3") {
+        return None;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let (b, m, c) = one_census_at_the_cap(ev.path(), cap, window, script);
+    assert_eq!(c["status"], "ok", "{c}");
     let pid = m["pid"].as_i64().unwrap();
     let heap: Value = serde_json::from_slice(
         &std::fs::read(b.join(format!("processes/{pid}/pyheap.json"))).unwrap(),

@@ -154,48 +154,51 @@ fn evidence_caps() -> Vec<Capability> {
 /// Which runtimes guard can explain on this machine: the interpreters its census hooks serve
 /// (found where a job's PATH would find them) and eu-stack for native code.
 fn runtime_caps() -> Vec<Capability> {
-    let found = |program: &str| crate::os::runner::locate(program).ok();
-    let mut caps = Vec::new();
-    let python = found("python3");
-    caps.push(Capability::new(
-        "Python",
-        python.is_some(),
-        match &python {
+    let interpreter = |name: &'static str, programs: &[&str], census: &str, fix: &str| {
+        let found = programs
+            .iter()
+            .find_map(|p| crate::os::runner::locate(p).ok());
+        let detail = match &found {
             Some(p) => format!(
-                "{}: heap census through guard's hook (what holds the memory, and how), stacks with py-spy",
+                "{}: heap census through guard's hook ({census})",
                 p.display()
             ),
-            None => "no python3 here: a Python job would still get its census".into(),
-        },
-        "apt-get install python3 (only if your jobs run Python)",
-    ));
-    let node = found("node").or_else(|| found("nodejs"));
-    caps.push(Capability::new(
-        "Node.js",
-        node.is_some(),
-        match &node {
-            Some(p) => format!(
-                "{}: heap census through guard's hook (V8's memory by kind, holders, allocation sites)",
-                p.display()
+            None => format!(
+                "no {} found on PATH or in the system's directories: guard's hook still goes \
+                 into the job, for an interpreter it brings",
+                programs[0]
             ),
-            None => "no node here: a Node.js job would still get its census".into(),
-        },
-        "apt-get install nodejs (only if your jobs run Node.js)",
-    ));
+        };
+        Capability::new(name, found.is_some(), detail, fix)
+    };
     let eu = crate::os::runner::locate("eu-stack");
-    caps.push(Capability::new(
-        "native code",
-        eu.is_ok(),
-        match &eu {
-            Ok(p) => format!(
-                "{} (native stacks of a process whose memory is mostly native: C, C++, Rust, sort, a C extension)",
-                p.display()
-            ),
-            Err(e) => format!("{e}: no native stacks; memory by kind only"),
-        },
-        "apt-get install elfutils",
-    ));
-    caps
+    vec![
+        interpreter(
+            "Python",
+            &["python3"],
+            "what holds the memory, and how; stacks with py-spy",
+            "apt-get install python3 (only if your jobs run Python)",
+        ),
+        interpreter(
+            "Node.js",
+            &["node", "nodejs"],
+            "V8's memory by kind, holders, allocation sites",
+            "apt-get install nodejs (only if your jobs run Node.js)",
+        ),
+        Capability::new(
+            "native code",
+            eu.is_ok(),
+            match &eu {
+                Ok(p) => format!(
+                    "{} (native stacks of a process whose memory is mostly native: C, C++, \
+                     Rust, sort, a C extension)",
+                    p.display()
+                ),
+                Err(e) => format!("{e}: no native stacks; memory by kind only"),
+            },
+            "apt-get install elfutils",
+        ),
+    ]
 }
 
 /// Where a job's cgroup would go under `plan` (None in poll mode).

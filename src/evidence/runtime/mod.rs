@@ -89,6 +89,28 @@ impl Runtime {
     }
 }
 
+/// A runtime's answer parsed as its document (`format` names it in the error).
+pub(crate) fn parse_answer<T: serde::de::DeserializeOwned>(
+    data: &[u8],
+    format: &str,
+) -> Result<T, String> {
+    serde_json::from_slice(data).map_err(|e| format!("the answer is not a {format} document: {e}"))
+}
+
+/// An answer says it is `format`, and comes from `pid` (when it names one).
+pub(crate) fn check_origin(found: &str, named: i32, format: &str, pid: i32) -> Result<(), String> {
+    if found != format {
+        return Err(format!(
+            "the answer's format is '{}', not {format}",
+            text(found)
+        ));
+    }
+    if named != 0 && named != pid {
+        return Err(format!("the answer names pid {named}, but came from {pid}"));
+    }
+    Ok(())
+}
+
 /// A string from the job: control characters escaped, at most MAX_TEXT characters.
 pub(crate) fn text(s: &str) -> String {
     let mut t: String = s.chars().take(MAX_TEXT).collect();

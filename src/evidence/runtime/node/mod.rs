@@ -150,20 +150,8 @@ const MAX_STEPS: usize = 40;
 
 /// Parse and bound an answer from `pid`, as the census writes it.
 pub fn check(data: &[u8], pid: i32) -> Result<Answered, String> {
-    let mut h: JsHeap = serde_json::from_slice(data)
-        .map_err(|e| format!("the answer is not a {JSHEAP_FORMAT} document: {e}"))?;
-    if h.format != JSHEAP_FORMAT {
-        return Err(format!(
-            "the answer's format is '{}', not {JSHEAP_FORMAT}",
-            text(&h.format)
-        ));
-    }
-    if h.pid != 0 && h.pid != pid {
-        return Err(format!(
-            "the answer names pid {}, but came from {pid}",
-            h.pid
-        ));
-    }
+    let mut h: JsHeap = super::parse_answer(data, JSHEAP_FORMAT)?;
+    super::check_origin(&h.format, h.pid, JSHEAP_FORMAT, pid)?;
     h.pid = pid;
     h.node = text(&h.node);
     h.error = h.error.as_deref().map(text);

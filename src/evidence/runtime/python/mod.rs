@@ -173,20 +173,8 @@ pub fn check(data: &[u8], pid: i32) -> Result<Answered, String> {
 
 /// Parse and bound an answer from `pid`.
 fn checked(data: &[u8], pid: i32) -> Result<PyHeap, String> {
-    let mut h: PyHeap = serde_json::from_slice(data)
-        .map_err(|e| format!("the answer is not a {PYHEAP_FORMAT} document: {e}"))?;
-    if h.format != PYHEAP_FORMAT {
-        return Err(format!(
-            "the answer's format is '{}', not {PYHEAP_FORMAT}",
-            text(&h.format)
-        ));
-    }
-    if h.pid != 0 && h.pid != pid {
-        return Err(format!(
-            "the answer names pid {}, but came from {pid}",
-            h.pid
-        ));
-    }
+    let mut h: PyHeap = super::parse_answer(data, PYHEAP_FORMAT)?;
+    super::check_origin(&h.format, h.pid, PYHEAP_FORMAT, pid)?;
     h.python = text(&h.python);
     h.implementation = text(&h.implementation);
     h.error = h.error.as_deref().map(text);
