@@ -175,3 +175,47 @@ fn a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting() {
     // catch a rename).
     assert!(!starts("guard_hook.js"));
 }
+
+/// The first screen, --json and the HTML page all carry a Node.js process's census: its holders
+/// with the way they are held, and V8's figures.
+#[test]
+fn the_report_in_every_form_carries_the_node_census() {
+    let t = "the_report_in_every_form_carries_the_node_census";
+    if !privileged(t) || !tool(t, "node") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let script = "const sessions = new Map(); let n = 0; setInterval(() => { for (let i = 0; i < 20; i++) \
+        sessions.set('u' + n, { id: n++, profile: Buffer.alloc(65536, 1) }); }, 5);";
+    let o = run(ev.path(), &[], &["-m", "300M", "--", "node", "-e", script]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let text =
+        String::from_utf8_lossy(&guard_cmd().arg("report").arg(&b).bounded().stdout).into_owned();
+    assert!(text.contains("Node.js heap census of pid"), "{text}");
+    assert!(
+        text.contains("\u{2190} Object.profile \u{2190} Map"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_slice(
+        &guard_cmd()
+            .args(["report", "--json"])
+            .arg(&b)
+            .bounded()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["jsheap"][0]["by_size"][0]["name"], "Buffer", "{json}");
+    let page = ev.path().join("report.html");
+    let o = guard_cmd()
+        .arg("report")
+        .arg("--html")
+        .arg(&page)
+        .arg(&b)
+        .bounded();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("Node.js heap census of pid"), "{html}");
+    assert!(html.contains("Object.profile"), "{html}");
+}

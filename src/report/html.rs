@@ -171,8 +171,32 @@ pub fn svg(r: &Report) -> String {
     o
 }
 
+/// What holds the memory in a Node.js process: its census's lines, as the first screen has them.
+fn node_heap(j: &crate::format::JsHeap) -> String {
+    let mut o = format!(
+        "<h2>What holds the memory</h2>\n<p>Node.js heap census of pid {}, Node.js {}, {:.0} ms.</p>\n<ul>\n",
+        j.pid,
+        esc(&j.node),
+        j.duration_ms
+    );
+    for line in super::node::lines(j) {
+        let _ = writeln!(o, "<li>{}</li>", esc(line.trim()));
+    }
+    o.push_str("</ul>\n");
+    o
+}
+
 /// What holds the memory: the largest Python heap census, its retention paths and top types.
 fn heap(r: &Report) -> String {
+    let top = r.top_holder().map(|(p, _, _)| p.pid);
+    let node = r
+        .jsheap
+        .iter()
+        .find(|j| Some(j.pid) == top)
+        .or(r.jsheap.first().filter(|_| r.pyheap.is_empty()));
+    if let Some(j) = node {
+        return node_heap(j);
+    }
     let Some(h) = r.pyheap.first() else {
         return String::new();
     };
