@@ -187,7 +187,22 @@ fn the_report_in_every_form_carries_the_node_census() {
     let ev = tempfile::tempdir().unwrap();
     let script = "const sessions = new Map(); let n = 0; setInterval(() => { for (let i = 0; i < 20; i++) \
         sessions.set('u' + n, { id: n++, profile: Buffer.alloc(65536, 1) }); }, 5);";
-    let o = run(ev.path(), &[], &["-m", "300M", "--", "node", "-e", script]);
+    // The window is a bound, not what is tested: a snapshot takes ~0.4 s idle, several times
+    // that beside busy loops.
+    let o = run(
+        ev.path(),
+        &[],
+        &[
+            "-m",
+            "300M",
+            "--pyheap-window",
+            "20s",
+            "--",
+            "node",
+            "-e",
+            script,
+        ],
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(137), "{err}");
     let b = bundle_named(&err, "exceeded its memory limit");
