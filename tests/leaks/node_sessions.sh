@@ -2,7 +2,7 @@
 # Buffer: the memory is outside V8's heap, held from a variable
 # python: none
 # tools: node
-# guard: --memory 300M --pyheap-window 10s
+# guard: --memory 300M
 # run: sh {fixture} {scratch}
 # expect-lead: Node.js heap census
 # expect: most of it outside the JS heap
