@@ -714,19 +714,25 @@ impl JsHeap {
                 a.stack.first()?
             ));
         };
+        Some(self.group_line(top))
+    }
+
+    /// One constructor's line: `Buffer ×2,100 (131.3 MiB)`, and the way it is held when the
+    /// census followed it (` ← Object.profile ← Map 'sessions'`).
+    pub fn group_line(&self, g: &JsGroup) -> String {
         let mut s = format!(
             "{} \u{d7}{} ({})",
-            top.name,
-            crate::config::units::format_count(top.count),
-            crate::config::units::format_size(top.bytes)
+            g.name,
+            crate::config::units::format_count(g.count),
+            crate::config::units::format_size(g.bytes)
         );
-        if let Some(p) = self.paths.iter().find(|p| p.name == top.name) {
+        if let Some(p) = self.paths.iter().find(|p| p.name == g.name) {
             for step in &p.path {
                 s.push_str(" \u{2190} ");
                 s.push_str(step);
             }
         }
-        Some(s)
+        s
     }
 }
 

@@ -188,11 +188,8 @@ fn node_heap(j: &crate::format::JsHeap) -> String {
 
 /// What holds the memory: the largest Python heap census, its retention paths and top types.
 fn heap(r: &Report) -> String {
-    let top = r.top_holder().map(|(p, _, _)| p.pid);
     let node = r
-        .jsheap
-        .iter()
-        .find(|j| Some(j.pid) == top)
+        .lead_jsheap()
         .or(r.jsheap.first().filter(|_| r.pyheap.is_empty()));
     if let Some(j) = node {
         return node_heap(j);

@@ -155,6 +155,12 @@ impl Report {
         Some((top, mem_of(top), total))
     }
 
+    /// The Node.js census of the process that holds the most memory, if it has one.
+    pub fn lead_jsheap(&self) -> Option<&crate::format::JsHeap> {
+        let (top, _, _) = self.top_holder()?;
+        self.jsheap.iter().find(|j| j.pid == top.pid)
+    }
+
     /// What holds the memory in one line, for alerts and the first screen: the census finding
     /// of the process that holds the most memory, or what is known of that process when it has
     /// no census (not Python; its census failed, and why).
@@ -165,7 +171,7 @@ impl Report {
                 .iter()
                 .find_map(crate::format::PyHeap::top_finding);
         };
-        if let Some(j) = self.jsheap.iter().find(|j| j.pid == top.pid) {
+        if let Some(j) = self.lead_jsheap() {
             let hint = j
                 .paths
                 .first()
@@ -645,11 +651,9 @@ fn native_lines(m: &Manifest, p: &crate::format::ProcessEntry) -> Vec<String> {
 /// it and why there is no census; then one line for each other census.
 fn heap(o: &mut String, r: &Report) {
     let top = r.top_holder();
-    if let Some((p, held, total)) = top {
-        if let Some(j) = r.jsheap.iter().find(|j| j.pid == p.pid) {
-            node::lead(o, &r.manifest, j, p, held, total);
-            return;
-        }
+    if let (Some((p, held, total)), Some(j)) = (top, r.lead_jsheap()) {
+        node::lead(o, &r.manifest, j, p, held, total);
+        return;
     }
     let lead = top.and_then(|(p, _, _)| r.pyheap.iter().find(|h| h.pid == p.pid));
     if let (Some((p, held, total)), None) = (top, lead) {

@@ -4,7 +4,7 @@
 //! instance of each is held, the functions that allocated what lives (V8's sampling, from the
 //! warning on), what to do, and why a part is missing.
 
-use crate::config::units::{format_count, format_size};
+use crate::config::units::format_size;
 use crate::format::{JsAllocation, JsHeap, JsPath, Manifest, ProcessEntry};
 use std::fmt::Write;
 
@@ -42,19 +42,7 @@ pub fn lines(j: &JsHeap) -> Vec<String> {
         .take(3)
         .filter(|g| g.bytes.saturating_mul(100) >= first)
     {
-        let mut s = format!(
-            "{} \u{d7}{} ({})",
-            g.name,
-            format_count(g.count),
-            format_size(g.bytes)
-        );
-        if let Some(p) = j.paths.iter().find(|p| p.name == g.name) {
-            for step in &p.path {
-                s.push_str(" \u{2190} ");
-                s.push_str(step);
-            }
-        }
-        v.push(s);
+        v.push(j.group_line(g));
     }
     if !j.allocated.is_empty() {
         v.push("allocated by (what still lives, V8's sampling since guard's first census):".into());

@@ -14,6 +14,7 @@ use crate::config::exit;
 use crate::config::units::{format_duration, format_size};
 use crate::evidence::Observe;
 use crate::evidence::runtime::census::{Asking, Census};
+use crate::evidence::runtime::hookdir::HookError;
 use crate::evidence::runtime::{self, node, python};
 use crate::format::Mode;
 use crate::os::proc::Proc;
@@ -216,29 +217,29 @@ pub fn census(cfg: &WrapConfig) -> Option<(Census, Vec<std::ffi::CString>)> {
     let sock = Census::socket_name();
     let mut env: runtime::Environ = std::env::vars_os().collect();
     let mut hooks: Vec<Asking> = Vec::new();
-    if settings.python {
-        match python::Hook::install(settings, &sock) {
-            Ok(hook) => {
-                hook.apply(&mut env);
-                log::debug!("Python hook in {}", hook.dir.display());
-                hooks.push(hook.asking());
-            }
-            Err(e) => log::warn!(
-                "no Python heap census: {e}; the memory cap still applies (--no-pyheap silences this)"
-            ),
+    let mut add = |runtime: &str, flag: &str, installed: Result<Asking, HookError>| match installed
+    {
+        Ok(asking) => {
+            log::debug!("{runtime} hook: {}", asking.announcement.display());
+            hooks.push(asking);
         }
+        Err(e) => log::warn!(
+            "no {runtime} heap census: {e}; the memory cap still applies ({flag} silences this)"
+        ),
+    };
+    if settings.python {
+        let installed = python::Hook::install(settings, &sock).map(|h| {
+            h.apply(&mut env);
+            h.asking()
+        });
+        add("Python", "--no-pyheap", installed);
     }
     if settings.node {
-        match node::Hook::install(settings, &sock) {
-            Ok(hook) => {
-                hook.apply(&mut env);
-                log::debug!("Node.js hook in {}", hook.dir.display());
-                hooks.push(hook.asking());
-            }
-            Err(e) => log::warn!(
-                "no Node.js heap census: {e}; the memory cap still applies (--no-nodeheap silences this)"
-            ),
-        }
+        let installed = node::Hook::install(settings, &sock).map(|h| {
+            h.apply(&mut env);
+            h.asking()
+        });
+        add("Node.js", "--no-nodeheap", installed);
     }
     if hooks.is_empty() {
         return None;
