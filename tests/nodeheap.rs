@@ -145,8 +145,11 @@ fn a_synchronous_loop_does_not_hold_the_kill_back() {
 
 /// The hook is CommonJS whatever a package.json above it says: a guard that is not root keeps
 /// it under /tmp/guard-UID when there is no XDG_RUNTIME_DIR, and any user can leave
-/// /tmp/package.json with "type": "module" — which makes a `.js` file an ES module that
-/// --require cannot load, and every Node.js job fail to start. Named `.cjs`, it loads.
+/// /tmp/package.json with "type": "module" — which makes a `.js` file an ES module: a Node.js
+/// older than 20.19 then cannot --require it and every job fails to start; a newer one loads it
+/// as a module where `require` and `__filename` do not exist, so the hook does nothing and the
+/// census is lost. Named `.cjs`, it loads and is active: its listener and its announcement (the
+/// hook file held open) are there.
 #[test]
 fn a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting() {
     let t = "a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting";
@@ -159,21 +162,35 @@ fn a_package_json_above_the_hook_cannot_stop_node_jobs_from_starting() {
     std::fs::create_dir(&hook_dir).unwrap();
     let source =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/evidence/runtime/node/guard_hook.cjs");
-    let starts = |name: &str| {
+    // What the job sees: "started", the listeners for the census signal, and whether the hook
+    // file is held open.
+    let script = "const fs = require('fs'); const open = fs.readdirSync('/proc/self/fd')\
+        .some(fd => { try { return /guard_hook/.test(fs.readlinkSync('/proc/self/fd/' + fd)); } \
+        catch (e) { return false; } }); \
+        console.log('started', process.listenerCount('SIGPWR'), open)";
+    let seen = |name: &str| {
         let hook = hook_dir.join(name);
         std::fs::copy(&source, &hook).unwrap();
         let o = std::process::Command::new("node")
             .env("NODE_OPTIONS", format!("--require \"{}\"", hook.display()))
             .env("GUARD_NODEHEAP", "guard-census-1-2:SIGPWR:2000")
-            .args(["-e", "console.log('started')"])
+            .args(["-e", script])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&o.stdout).contains("started")
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
-    assert!(starts("guard_hook.cjs"));
-    // The same file named .js: the package.json above makes it an ES module (the test would
-    // catch a rename).
-    assert!(!starts("guard_hook.js"));
+    let cjs = seen("guard_hook.cjs");
+    assert_eq!(
+        cjs, "started 1 true",
+        "the .cjs hook must load and be active"
+    );
+    // The same file named .js fails the job or loads inert, whichever this Node.js does (the
+    // control: the test would catch a rename).
+    let js = seen("guard_hook.js");
+    assert_ne!(
+        js, "started 1 true",
+        "a .js hook stayed active under a module package.json"
+    );
 }
 
 /// The first screen, --json and the HTML page all carry a Node.js process's census: its holders

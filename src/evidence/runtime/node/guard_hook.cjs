@@ -663,5 +663,3 @@ function render(steps, script) {
   }
   return { path: labels };
 }
-
-module.exports = { SnapshotParser, parseTerms };
