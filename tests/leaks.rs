@@ -1,9 +1,11 @@
 //! The leak fixtures (tests/leaks/): leaks written the way people write them, with the real
 //! libraries (pandas, numpy, Flask under gunicorn, multiprocessing, sqlite3, functools, ctypes,
-//! a shell pipeline; and a C program, and two Node.js services), each run under guard until its cap kills it, in every Python this machine
-//! has — Debian's and pyenv's, each with the libraries scripts/install-leak-libs put in a venv of
-//! its own. Each asserts what the person on call reads first: the first 30 lines of
-//! `guard report --latest` name what holds the memory and, where one applies, the fix.
+//! a shell pipeline; and a C program, and two Node.js services), each run under guard until its
+//! cap kills it, in every Python this machine has — Debian's and pyenv's, each with the libraries
+//! scripts/install-leak-libs put in a venv of its own — and the Node.js ones with the node on
+//! PATH and each release scripts/install-node-versions fetched (18, 22, 24). Each asserts what
+//! the person on call reads first: the first 30 lines of `guard report --latest` name what holds
+//! the memory and, where one applies, the fix.
 //!
 //! A fixture says what it needs in its header, one `# key: value` per line:
 //!   `# leak:` what it does (required: a file without it is a helper, such as an app module)
@@ -116,9 +118,13 @@ fn check(file: &str) {
         return;
     }
     if f.no_python {
-        if let Err(e) = run_one(&f, Path::new("python3")) {
-            panic!("{file}:\n{e}");
+        let mut failures = Vec::new();
+        for (name, bin) in runs_without_python(&test, &f) {
+            if let Err(e) = run_one(&f, Path::new("python3"), bin.as_deref()) {
+                failures.push(format!("--- {name}:\n{e}"));
+            }
         }
+        assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
         return;
     }
     let pys = pythons();
@@ -141,16 +147,57 @@ fn check(file: &str) {
             }
             unreachable!("gate fails the test when the tools are required");
         };
-        if let Err(e) = run_one(&f, &py) {
+        if let Err(e) = run_one(&f, &py, None) {
             failures.push(format!("--- {name} ({}):\n{e}", py.display()));
         }
     }
     assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
 }
 
+/// Where scripts/install-node-versions put the other Node.js releases (its default, or
+/// GUARD_TEST_NODE_VERSIONS).
+fn node_versions() -> PathBuf {
+    std::env::var_os("GUARD_TEST_NODE_VERSIONS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/guard-test/node"))
+}
+
+/// The runs of a fixture without Python: once as it is; a Node.js fixture also with each
+/// release scripts/install-node-versions fetched (its `bin` first on PATH), by name. When the
+/// test script fetched them (GUARD_TEST_NODE_VERSIONS) and none is there, a skip of those — or
+/// a failure under GUARD_TEST_REQUIRE_TOOLS.
+fn runs_without_python(test: &str, f: &Fixture) -> Vec<(String, Option<PathBuf>)> {
+    let mut runs = vec![("as it is".to_string(), None)];
+    if !f.tools.iter().any(|t| t == "node") {
+        return runs;
+    }
+    let mut releases: Vec<(String, PathBuf)> = std::fs::read_dir(node_versions())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("bin/node").is_file())
+        .map(|e| {
+            let name = format!("node {}", e.file_name().to_string_lossy());
+            (name, e.path().join("bin"))
+        })
+        .collect();
+    releases.sort();
+    let fetched = std::env::var_os("GUARD_TEST_NODE_VERSIONS").is_some();
+    let why = (fetched && releases.is_empty()).then(|| {
+        format!(
+            "no Node.js release in {} (scripts/install-node-versions)",
+            node_versions().display()
+        )
+    });
+    if gate(test, why, "GUARD_TEST_REQUIRE_TOOLS") {
+        runs.extend(releases.into_iter().map(|(n, b)| (n, Some(b))));
+    }
+    runs
+}
+
 /// One run: guard kills the fixture at its cap; the first 30 lines of `guard report --latest`
-/// say what the header expects.
-fn run_one(f: &Fixture, py: &Path) -> Result<(), String> {
+/// say what the header expects. `bin`: a directory put first on the job's PATH.
+fn run_one(f: &Fixture, py: &Path, bin: Option<&Path>) -> Result<(), String> {
     let ev = tempfile::tempdir().map_err(|e| e.to_string())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let argv: Vec<String> = f
@@ -163,6 +210,14 @@ fn run_one(f: &Fixture, py: &Path) -> Result<(), String> {
         })
         .collect();
     let mut c = guard_cmd();
+    if let Some(bin) = bin {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
+        c.env(
+            "PATH",
+            std::env::join_paths(dirs).map_err(|e| e.to_string())?,
+        );
+    }
     c.arg("--evidence-dir").arg(ev.path());
     // A window long enough for the census of a 300 MiB heap on a loaded machine: these tests
     // check what it finds, not how fast (bench/census measures that).
@@ -204,6 +259,13 @@ fn run_one(f: &Fixture, py: &Path) -> Result<(), String> {
             .filter(|e| !lead.contains(e.as_str()))
             .map(|e| format!("lead: {e}")),
     );
+    // A release from scripts/install-node-versions is the one that answered the census.
+    if let Some(ver) = bin.and_then(Path::parent).and_then(Path::file_name) {
+        let want = format!("Node.js {}", ver.to_string_lossy());
+        if !lead.contains(&want) {
+            missing.push(format!("lead: {want}"));
+        }
+    }
     for e in &f.lead_not {
         let e = e.replace("{pid}", &pid.to_string());
         if lead.contains(&e) {

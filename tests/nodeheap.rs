@@ -202,7 +202,8 @@ fn the_report_in_every_form_carries_the_node_census() {
         return;
     }
     let ev = tempfile::tempdir().unwrap();
-    let script = "const sessions = new Map(); let n = 0; setInterval(() => { for (let i = 0; i < 20; i++) \
+    let script = "console.log(process.env.GUARD_NODEHEAP); \
+        const sessions = new Map(); let n = 0; setInterval(() => { for (let i = 0; i < 20; i++) \
         sessions.set('u' + n, { id: n++, profile: Buffer.alloc(65536, 1) }); }, 5);";
     // The window is a bound, not what is tested: a snapshot takes ~0.4 s idle, several times
     // that beside busy loops.
@@ -222,6 +223,14 @@ fn the_report_in_every_form_carries_the_node_census() {
     );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(137), "{err}");
+    // The socket file the hook connected to (SOCKET:SIGPWR:MS) was guard's, and is gone.
+    let spec = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let socket = spec.rsplitn(3, ':').nth(2).unwrap_or("");
+    assert!(
+        socket.starts_with('/') && socket.ends_with(".sock"),
+        "{spec}"
+    );
+    assert!(!Path::new(socket).exists(), "{socket} was left behind");
     let b = bundle_named(&err, "exceeded its memory limit");
     let text =
         String::from_utf8_lossy(&guard_cmd().arg("report").arg(&b).bounded().stdout).into_owned();

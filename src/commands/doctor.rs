@@ -172,6 +172,13 @@ fn runtime_caps() -> Vec<Capability> {
         Capability::new(name, found.is_some(), detail, fix)
     };
     let eu = crate::os::runner::locate("eu-stack");
+    let mut node = interpreter(
+        "Node.js",
+        &["node", "nodejs"],
+        "V8's memory by kind, holders, allocation sites",
+        "apt-get install nodejs (only if your jobs run Node.js)",
+    );
+    node_version_check(&mut node);
     vec![
         interpreter(
             "Python",
@@ -179,12 +186,7 @@ fn runtime_caps() -> Vec<Capability> {
             "what holds the memory, and how; stacks with py-spy",
             "apt-get install python3 (only if your jobs run Python)",
         ),
-        interpreter(
-            "Node.js",
-            &["node", "nodejs"],
-            "V8's memory by kind, holders, allocation sites",
-            "apt-get install nodejs (only if your jobs run Node.js)",
-        ),
+        node,
         Capability::new(
             "native code",
             eu.is_ok(),
@@ -199,6 +201,59 @@ fn runtime_caps() -> Vec<Capability> {
             "apt-get install elfutils",
         ),
     ]
+}
+
+/// The oldest Node.js major the hook serves (its census needs the inspector's heap snapshot
+/// events and `--require` of a CommonJS file; tested from 18 on).
+const NODE_OLDEST: u32 = 18;
+
+/// The Node.js found is asked its version (`node --version`, 5 s at most): one older than
+/// [`NODE_OLDEST`] is not one guard can explain.
+fn node_version_check(c: &mut Capability) {
+    let Some(path) = ["node", "nodejs"]
+        .iter()
+        .find_map(|p| crate::os::runner::locate(p).ok())
+    else {
+        return;
+    };
+    let ran = crate::os::runner::run_bounded(
+        &path,
+        &["--version"],
+        crate::os::runner::Env::Only(&[]),
+        std::time::Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&ran.stdout).trim().to_string();
+    match node_major(&text) {
+        Some(major) if major >= NODE_OLDEST => {
+            c.detail = format!(
+                "{} ({text}){}",
+                path.display(),
+                &c.detail[path.as_os_str().len()..]
+            );
+        }
+        Some(_) => {
+            c.ok = false;
+            c.detail = format!(
+                "{} is Node.js {text}: the census needs Node.js {NODE_OLDEST} or later",
+                path.display()
+            );
+            c.fix = Some(format!(
+                "a Node.js {NODE_OLDEST} or later (only if your jobs run Node.js)"
+            ));
+        }
+        None => {
+            let said = if text.is_empty() { ran.detail } else { text };
+            c.detail = format!(
+                "{}: `node --version` said nothing guard understands ({said}); its census may not work",
+                path.display()
+            );
+        }
+    }
+}
+
+/// 20 from `v20.20.2`.
+fn node_major(version: &str) -> Option<u32> {
+    version.strip_prefix('v')?.split('.').next()?.parse().ok()
 }
 
 /// Where a job's cgroup would go under `plan` (None in poll mode).
@@ -473,4 +528,17 @@ pub fn command(json: bool) -> i32 {
         print(&r);
     }
     r.status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_major;
+
+    #[test]
+    fn a_node_version_gives_its_major() {
+        assert_eq!(node_major("v18.20.8"), Some(18));
+        assert_eq!(node_major("v24.22.3"), Some(24));
+        assert_eq!(node_major("18.20.8"), None);
+        assert_eq!(node_major(""), None);
+    }
 }

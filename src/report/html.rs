@@ -174,10 +174,8 @@ pub fn svg(r: &Report) -> String {
 /// What holds the memory in a Node.js process: its census's lines, as the first screen has them.
 fn node_heap(j: &crate::format::JsHeap) -> String {
     let mut o = format!(
-        "<h2>What holds the memory</h2>\n<p>Node.js heap census of pid {}, Node.js {}, {:.0} ms.</p>\n<ul>\n",
-        j.pid,
-        esc(&j.node),
-        j.duration_ms
+        "<h2>What holds the memory</h2>\n<p>{}.</p>\n<ul>\n",
+        esc(&super::node::title(j))
     );
     for line in super::node::lines(j) {
         let _ = writeln!(o, "<li>{}</li>", esc(line.trim()));

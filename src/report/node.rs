@@ -12,10 +12,8 @@ use std::fmt::Write;
 pub fn lead(o: &mut String, m: &Manifest, j: &JsHeap, p: &ProcessEntry, held: u64, total: u64) {
     let _ = writeln!(
         o,
-        "\nwhat holds the memory (Node.js heap census of pid {}, Node.js {}, {:.0} ms; it holds {}, {:.0} % of the job's):",
-        j.pid,
-        j.node,
-        j.duration_ms,
+        "\nwhat holds the memory ({}; it holds {}, {:.0} % of the job's):",
+        title(j),
         format_size(held),
         held as f64 * 100.0 / total.max(1) as f64
     );
@@ -27,13 +25,28 @@ pub fn lead(o: &mut String, m: &Manifest, j: &JsHeap, p: &ProcessEntry, held: u6
     }
 }
 
+/// `Node.js heap census of pid N, Node.js v20.20.2, 473 ms`; a census that failed before it
+/// measured anything (its answer is the error alone) has no version and no duration.
+pub fn title(j: &JsHeap) -> String {
+    if j.node.is_empty() {
+        return format!("Node.js heap census of pid {}", j.pid);
+    }
+    format!(
+        "Node.js heap census of pid {}, Node.js {}, {:.0} ms",
+        j.pid, j.node, j.duration_ms
+    )
+}
+
 /// The census's lines, without the header.
 pub fn lines(j: &JsHeap) -> Vec<String> {
     let mut v = Vec::new();
     if let Some(e) = &j.error {
         v.push(format!("the census failed inside the process: {e}"));
     }
-    v.push(figures(j));
+    // V8's figures, unless the census failed before it read them.
+    if j.rss_bytes > 0 {
+        v.push(figures(j));
+    }
     let first = j.by_size.first().map_or(0, |g| g.bytes);
     // The largest three, those that matter beside the first (1 % of it or more).
     for g in j
@@ -160,5 +173,25 @@ mod tests {
             "Buffer \u{d7}2,100 (132 MiB) \u{2190} Object.profile \u{2190} Map 'sessions' (sessions.js)"
         );
         assert!(l[2].starts_with("fix: a Map that only grows"), "{l:?}");
+        assert_eq!(
+            title(&j),
+            "Node.js heap census of pid 7, Node.js v20.20.2, 0 ms"
+        );
+    }
+
+    /// A census whose answer is an error alone (it failed before it measured): the error, no
+    /// figures of zeros, no empty version.
+    #[test]
+    fn a_census_that_failed_before_measuring_shows_only_why() {
+        let j = JsHeap {
+            pid: 7,
+            error: Some("Error: the heap snapshot ended early".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            lines(&j),
+            ["the census failed inside the process: Error: the heap snapshot ended early"]
+        );
+        assert_eq!(title(&j), "Node.js heap census of pid 7");
     }
 }

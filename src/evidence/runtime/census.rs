@@ -1,6 +1,7 @@
 //! The census conversation every runtime shares (guard(1), PYTHON HEAP CENSUS, NODE.JS HEAP
-//! CENSUS): signal the job's hooked processes, accept each one's connection on guard's abstract
-//! socket (checked against the pid that made it) and tell it the terms (held or running, its
+//! CENSUS): signal the job's hooked processes, accept each one's connection on guard's socket
+//! (abstract, or a file in guard's runtime directory for a runtime that cannot reach abstract
+//! names; checked against the pid that made it) and tell it the terms (held or running, its
 //! memory budget, the time left), take its answer (bounded in size and time), have the process's
 //! runtime check it, and write it into the bundle as `processes/<pid>/<runtime file>`; closing a
 //! connection is how guard gives up. What a runtime adds — which processes are its own, its
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 pub use crate::config::census::Settings;
 
 /// The size of `sockaddr_un.sun_path`.
-const SUN_PATH: usize = 108;
+pub const SUN_PATH: usize = 108;
 /// The largest answer guard reads (a census is tens of kilobytes).
 const MAX_ANSWER: u64 = 4 << 20;
 
@@ -31,6 +33,9 @@ pub struct Asking {
     pub runtime: Runtime,
     pub signal: i32,
     pub announcement: PathBuf,
+    /// Where its processes connect when not to the abstract name: a socket file guard makes in
+    /// its own runtime directory (Node.js 18's libuv cuts an abstract name at its leading NUL).
+    pub socket: Option<PathBuf>,
 }
 
 /// The census side of a run: the runtimes hooked, guard's socket name (in each hook's
@@ -40,9 +45,10 @@ pub struct Census {
     pub settings: Settings,
     sock: String,
     hooks: Vec<Asking>,
-    /// The socket's name as it is bound, and padded with NULs to the whole of `sun_path`: Node.js
-    /// before 22 connects to an abstract name that way (libuv's uv_pipe_connect).
+    /// The abstract name and the socket files the hooks connect to, once bound.
     listeners: Vec<UnixListener>,
+    /// The socket files guard made (removed when the census ends), with their inode.
+    files: Vec<(PathBuf, u64)>,
 }
 
 /// The processes a census can ask (with their runtime), and those of a hooked runtime that do
@@ -89,6 +95,7 @@ impl Census {
             sock,
             hooks,
             listeners: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -183,16 +190,24 @@ impl Census {
         if !self.listeners.is_empty() {
             return Ok(());
         }
-        let mut names = vec![self.sock.as_bytes().to_vec()];
-        if self.hooks.iter().any(|h| h.runtime == Runtime::Node) {
-            let mut padded = names[0].clone();
-            padded.resize(SUN_PATH - 1, 0);
-            names.push(padded);
+        if self.hooks.iter().any(|h| h.socket.is_none()) {
+            let name = SocketAddr::from_abstract_name(self.sock.as_bytes())?;
+            self.listeners.push(UnixListener::bind_addr(&name)?);
         }
-        for name in names {
-            let l = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name)?)?;
-            l.set_nonblocking(true)?;
+        let paths: Vec<PathBuf> = self.hooks.iter().filter_map(|h| h.socket.clone()).collect();
+        for path in paths {
+            let l = UnixListener::bind(&path).map_err(|e| with_path(e, &path))?;
+            let ino = std::fs::symlink_metadata(&path).map_err(|e| with_path(e, &path))?;
+            self.files.push((path.clone(), ino.ino()));
+            // Any process of the job may connect, whichever user it became (the directory is
+            // guard's, 0755 as root): who connected is checked by its pid, as on the abstract
+            // name, which any local user can reach as well.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| with_path(e, &path))?;
             self.listeners.push(l);
+        }
+        for l in &self.listeners {
+            l.set_nonblocking(true)?;
         }
         Ok(())
     }
@@ -414,6 +429,22 @@ impl Census {
             detail,
         }
     }
+}
+
+/// The socket files guard made go with the census; a file that is no longer the one guard bound
+/// (another inode) is left alone.
+impl Drop for Census {
+    fn drop(&mut self) {
+        for (path, ino) in &self.files {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Wait up to `wait` for any of `fds` to be readable; which are (None: none within `wait`).

@@ -5,18 +5,24 @@
 // listens for it yet) and keeps this file open, which is how guard knows the process is hooked;
 // it never throws, so a program starts exactly as it would without guard. When guard sends the
 // signal (at the warning threshold, or at the cap while the job is held), the listener — run by
-// the event loop — connects to guard's abstract socket, reads the terms (held or running, the
-// memory budget, the time left) and answers with one JSON document: the process's memory by
-// kind (V8's heap spaces, external memory, ArrayBuffers, RSS) and, when a heap snapshot fits the
-// budget, the constructors holding the most (their own bytes plus the ArrayBuffer data they own)
-// with a retainer path up to a root. The snapshot comes from the in-process inspector session
-// (no port is opened) chunk by chunk and is summarised as it streams: nodes and edges go into
-// typed arrays, and only the strings the summary names are kept. Nothing is written to disk.
+// the event loop — connects to guard's socket (a file in guard's runtime directory), reads the
+// terms (held or running, the memory budget, the time left) and answers with one JSON document:
+// the process's memory by kind (V8's heap spaces, external memory, ArrayBuffers, RSS) and, when
+// a heap snapshot fits the budget, the constructors holding the most (their own bytes plus the
+// ArrayBuffer data they own) with a retainer path up to a root. The snapshot comes from the
+// in-process inspector session (no port is opened) chunk by chunk and is summarised as it
+// streams: nodes and edges go into typed arrays, and only the strings the summary names are
+// kept. Nothing is written to disk. Node.js 18 to 24: the inspector answers synchronously up to
+// 20 and on the event loop from 22, so every step takes a callback.
 (function guardNodeHook() {
   try {
+    // 'SOCKET:SIGNAL:WINDOW_MS'; SOCKET is a path (a socket file of guard's) or an abstract
+    // name, and may itself hold a colon.
     const spec = String(process.env.GUARD_NODEHEAP || '').split(':');
-    if (spec.length !== 3) return;
-    const [sock, signal, windowText] = spec;
+    if (spec.length < 3) return;
+    const windowText = spec.pop();
+    const signal = spec.pop();
+    const sock = spec.join(':');
     const windowMs = Number(windowText);
     if (!/^SIG[A-Z0-9]+$/.test(signal) || !(windowMs > 0)) return;
     if (process.listenerCount(signal) > 0) return;
@@ -93,15 +99,40 @@ function startSampling(notes) {
   }
 }
 
+// The inspector session answers in-process requests synchronously up to Node.js 20 and on the
+// event loop from 22 on: every step below takes a callback and works either way.
+
+// A function that runs once; later calls do nothing.
+function once(f) {
+  let called = false;
+  return (...args) => {
+    if (called) return;
+    called = true;
+    f(...args);
+  };
+}
+
 // The functions that allocated the most of what still lives, each with its callers (innermost
 // first); null when sampling does not run.
-function sampled() {
-  if (sampler === null) return null;
-  let profile = null;
-  sampler.post('HeapProfiler.getSamplingProfile', (err, res) => {
-    if (!err) profile = res.profile;
-  });
-  if (profile === null) return null;
+function sampled(cb) {
+  const reply = once(cb);
+  if (sampler === null) return reply(null);
+  try {
+    sampler.post('HeapProfiler.getSamplingProfile', (err, res) => {
+      let sites = null;
+      try {
+        if (!err) sites = allocationSites(res.profile);
+      } catch (e) {
+        sites = null;
+      }
+      reply(sites);
+    });
+  } catch (e) {
+    reply(null);
+  }
+}
+
+function allocationSites(profile) {
   const sites = [];
   const walk = (node, stack) => {
     const f = node.callFrame;
@@ -121,14 +152,8 @@ function sampled() {
 function census(sock, windowMs, done) {
   const net = require('net');
   const t0 = Date.now();
-  let finished = false;
-  const finish = () => {
-    if (!finished) {
-      finished = true;
-      done();
-    }
-  };
-  const conn = net.createConnection({ path: '\0' + sock });
+  const finish = once(done);
+  const conn = net.createConnection({ path: sock.startsWith('/') ? sock : '\0' + sock });
   let head = '';
   const noTerms = setTimeout(() => { conn.destroy(); finish(); }, 1000);
   // A census never keeps a program that is done from exiting.
@@ -151,18 +176,19 @@ function census(sock, windowMs, done) {
       conn.destroy();
       return;
     }
-    let result;
+    const answer = once((result) => {
+      try {
+        conn.end(JSON.stringify(result));
+      } catch (e) {
+        conn.end('{"format":"' + FORMAT + '","error":"' + describe(e).replace(/[^ -~]|["\\]/g, '?') + '"}');
+      }
+      finish();
+    });
     try {
-      result = measure(terms, t0);
+      measure(terms, t0, (result) => answer(result));
     } catch (e) {
-      result = { format: FORMAT, error: describe(e) };
+      answer({ format: FORMAT, error: describe(e) });
     }
-    try {
-      conn.end(JSON.stringify(result));
-    } catch (e) {
-      conn.end('{"format":"' + FORMAT + '","error":"' + describe(e).replace(/[^ -~]|["\\]/g, '?') + '"}');
-    }
-    finish();
   });
 }
 
@@ -186,7 +212,9 @@ function parseTerms(line, windowMs) {
   return { live: kv.live === '1', budget, windowMs: ms };
 }
 
-function measure(terms, t0) {
+// V8's figures at once, then what sampling saw, then the snapshot's summary when it fits the
+// budget; `reply` gets the document (an error document when a step threw).
+function measure(terms, t0, reply) {
   const v8 = require('v8');
   const mu = process.memoryUsage();
   const result = {
@@ -207,22 +235,38 @@ function measure(terms, t0) {
     })),
     notes: [],
   };
-  const allocated = sampled();
-  if (allocated !== null) result.allocated = allocated;
-  else if (terms.live) startSampling(result.notes);
-  const cost = mu.heapUsed * SNAPSHOT_COST;
-  if (cost > terms.budget) {
-    result.notes.push('no heap snapshot: it would cost about ' + mib(cost) + ' (the JS heap holds ' +
-      mib(mu.heapUsed) + '), more than the census budget of ' + mib(terms.budget) +
-      (terms.live ? ' (half the room left below the cap, at the warning)' : ' (--pyheap-headroom)'));
-  } else {
+  const done = () => {
+    const after = process.memoryUsage();
+    result.rss_after_bytes = after.rss;
+    result.duration_ms = Date.now() - t0;
+    reply(result);
+  };
+  const guarded = (step) => (...args) => {
+    try {
+      step(...args);
+    } catch (e) {
+      reply({ format: FORMAT, error: describe(e) });
+    }
+  };
+  sampled(guarded((allocated) => {
+    if (allocated !== null) result.allocated = allocated;
+    else if (terms.live) startSampling(result.notes);
+    const cost = mu.heapUsed * SNAPSHOT_COST;
+    if (cost > terms.budget) {
+      result.notes.push('no heap snapshot: it would cost about ' + mib(cost) + ' (the JS heap holds ' +
+        mib(mu.heapUsed) + '), more than the census budget of ' + mib(terms.budget) +
+        (terms.live ? ' (half the room left below the cap, at the warning)' : ' (--pyheap-headroom)'));
+      done();
+      return;
+    }
     const deadline = t0 + Math.max(terms.windowMs, 100) * 0.8;
-    Object.assign(result, snapshotSummary(deadline));
-  }
-  const after = process.memoryUsage();
-  result.rss_after_bytes = after.rss;
-  result.duration_ms = Date.now() - t0;
-  return result;
+    snapshotSummary(deadline, guarded((err, summary) => {
+      // V8's figures stand without the snapshot: say why it is missing.
+      if (err) result.notes.push('no heap snapshot: ' + describe(err));
+      else Object.assign(result, summary);
+      done();
+    }));
+  }));
 }
 
 function mib(n) {
@@ -230,14 +274,27 @@ function mib(n) {
 }
 
 // The heap snapshot, taken through the in-process inspector session and summarised as it
-// streams in.
-function snapshotSummary(deadline) {
+// streams in; cb(error) or cb(null, summary).
+function snapshotSummary(deadline, cb) {
   const inspector = require('inspector');
   const session = new inspector.Session();
   const parser = new SnapshotParser();
   let failed = null;
-  session.connect();
+  const end = once((err) => {
+    try {
+      session.disconnect();
+    } catch (e) {
+      // already gone
+    }
+    if (err) return cb(err);
+    if (failed !== null) return cb(failed);
+    if (!parser.done) return cb(new Error('the heap snapshot ended early'));
+    const out = parser.summary;
+    if (Date.now() > deadline) out.complete = false;
+    return cb(null, out);
+  });
   try {
+    session.connect();
     session.on('HeapProfiler.addHeapSnapshotChunk', (m) => {
       if (failed === null) {
         try {
@@ -247,16 +304,10 @@ function snapshotSummary(deadline) {
         }
       }
     });
-    // In-process, on the main thread: the chunks come while post() runs.
-    session.post('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
-  } finally {
-    session.disconnect();
+    session.post('HeapProfiler.takeHeapSnapshot', { reportProgress: false }, (err) => end(err));
+  } catch (e) {
+    end(e);
   }
-  if (failed !== null) throw failed;
-  if (!parser.done) throw new Error('the heap snapshot ended early');
-  const out = parser.summary;
-  if (Date.now() > deadline) out.complete = false;
-  return out;
 }
 
 // A streaming reader of V8's heap snapshot JSON: {"snapshot":{"meta":…,"node_count":N,

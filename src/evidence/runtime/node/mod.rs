@@ -42,7 +42,9 @@ const MAX_PROCESSES: usize = 8;
 #[derive(Debug)]
 pub struct Hook {
     pub dir: PathBuf,
-    sock: String,
+    /// The socket file its processes connect to, beside the hook's directory: Node.js 18's libuv
+    /// cannot reach an abstract name (it cuts the name at its leading NUL).
+    socket: PathBuf,
     window: Duration,
 }
 
@@ -79,9 +81,10 @@ impl Hook {
     /// Write (or check) the hook's directory for guard's uid; its processes answer on `sock`.
     pub fn install(settings: Settings, sock: &str) -> Result<Hook, HookError> {
         let dir = hook_dir(nix::unistd::geteuid().as_raw())?;
+        let socket = socket_path(&dir, sock)?;
         Ok(Hook {
             dir,
-            sock: sock.to_string(),
+            socket,
             window: settings.window,
         })
     }
@@ -91,6 +94,7 @@ impl Hook {
             runtime: Runtime::Node,
             signal: SIGNAL,
             announcement: self.dir.join(HOOK_FILE),
+            socket: Some(self.socket.clone()),
         }
     }
 
@@ -112,11 +116,28 @@ impl Hook {
             ENV,
             OsString::from(format!(
                 "{}:{SIGNAL_NAME}:{}",
-                self.sock,
+                self.socket.display(),
                 self.window.as_millis()
             )),
         );
     }
+}
+
+/// This run's socket file, `SOCK.sock` in guard's runtime directory (the hook's directory's
+/// parent: guard's own, checked by [`hook_dir`]); refused when a socket address cannot hold it.
+fn socket_path(dir: &Path, sock: &str) -> Result<PathBuf, HookError> {
+    let path = dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!("{sock}.sock"));
+    if path.as_os_str().len() >= super::census::SUN_PATH {
+        return Err(HookError::Unfit {
+            path,
+            what: "more than 107 bytes",
+            var: "a Unix socket address",
+        });
+    }
+    Ok(path)
 }
 
 /// Whether `pid` runs Node.js (by the executable's name: node, nodejs).
@@ -208,7 +229,7 @@ mod tests {
     fn node_options_get_the_hook_first_and_keep_the_jobs_own() {
         let hook = Hook {
             dir: "/run/guard/nodehook-1".into(),
-            sock: "guard-census-1-2".into(),
+            socket: "/run/guard/guard-census-1-2.sock".into(),
             window: Duration::from_millis(2000),
         };
         let mut env: Environ = vec![("NODE_OPTIONS".into(), "--max-old-space-size=64".into())];
@@ -218,13 +239,30 @@ mod tests {
             get("NODE_OPTIONS").unwrap(),
             "--require \"/run/guard/nodehook-1/guard_hook.cjs\" --max-old-space-size=64"
         );
-        assert_eq!(get(ENV).unwrap(), "guard-census-1-2:SIGPWR:2000");
+        assert_eq!(
+            get(ENV).unwrap(),
+            "/run/guard/guard-census-1-2.sock:SIGPWR:2000"
+        );
         let mut bare: Environ = Vec::new();
         hook.apply(&mut bare);
         assert_eq!(
             bare[0].1,
             OsString::from("--require \"/run/guard/nodehook-1/guard_hook.cjs\"")
         );
+    }
+
+    /// The socket file sits in guard's runtime directory, beside the hook's; a path a socket
+    /// address cannot hold is refused (the Node.js census is then off, with a warning).
+    #[test]
+    fn the_socket_file_is_beside_the_hook_and_fits_an_address() {
+        let dir = Path::new("/run/guard/nodehook-1");
+        assert_eq!(
+            socket_path(dir, "guard-census-1-2").unwrap(),
+            Path::new("/run/guard/guard-census-1-2.sock")
+        );
+        let deep = PathBuf::from(format!("/{}/nodehook-1", "d".repeat(80)));
+        let e = socket_path(&deep, "guard-census-1-0123456789abcdef").unwrap_err();
+        assert!(e.to_string().contains("more than 107 bytes"), "{e}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Hook {
             runtime: Runtime::Python,
             signal: self.signal,
             announcement: self.dir.join("_guard_hook.py"),
+            socket: None,
         }
     }
 
