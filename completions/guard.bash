@@ -89,7 +89,7 @@ _guard() {
 
     case "${cmd}" in
         guard)
-            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
+            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --upload --upload-endpoint --upload-region --upload-addressing --upload-timeout --upload-allow-http --upload-access-key-id --upload-secret-access-key --upload-session-token --upload-presign --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +188,42 @@ _guard() {
                     return 0
                     ;;
                 --ping)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-addressing)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-access-key-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-secret-access-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-session-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-presign)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -537,7 +573,7 @@ _guard() {
             return 0
             ;;
         guard__subcmd__run)
-            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
+            opts="-m -v -q -h --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --upload --upload-endpoint --upload-region --upload-addressing --upload-timeout --upload-allow-http --upload-access-key-id --upload-secret-access-key --upload-session-token --upload-presign --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -636,6 +672,42 @@ _guard() {
                     return 0
                     ;;
                 --ping)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-addressing)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-access-key-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-secret-access-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-session-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-presign)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

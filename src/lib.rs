@@ -39,6 +39,7 @@ pub mod format;
 pub mod logger;
 pub mod os;
 pub mod report;
+pub mod ship;
 pub mod supervise;
 
 use clap::FromArgMatches;

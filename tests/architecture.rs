@@ -82,6 +82,7 @@ const LAYERS: &[&str] = &[
     "report",
     "evidence",
     "alert",
+    "ship",
     "supervise",
     "commands",
 ];

@@ -60,6 +60,9 @@ pub fn body(ev: &Event) -> String {
     if let Some(b) = &ev.bundle {
         line("evidence", format!("{b} (guard report {b})"));
     }
+    if let Some(u) = super::text::off_host(ev) {
+        line("off the host", u.to_string());
+    }
     if let Some(r) = &ev.runbook {
         line("runbook", r.clone());
     }

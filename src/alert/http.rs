@@ -122,7 +122,7 @@ pub fn post(s: &Sink, url: &Secret, body: serde_json::Value) -> Result<(), Attem
 /// TLS roots: Mozilla's (built in, so HTTPS to Slack works in a container without a CA store)
 /// plus the system's (`/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), so an internal CA
 /// in front of Alertmanager works too. Built once, when the first alert goes out.
-fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
         std::sync::OnceLock::new();
     CONFIG

@@ -48,6 +48,13 @@ pub struct Event {
     pub trigger: Option<EventKind>,
     pub capture: Option<Capture>,
     pub bundle: Option<String>,
+    /// `--upload`: where the bundle's archive goes once the run is over (the object's URL;
+    /// opening it needs the bucket's credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_url: Option<String>,
+    /// `--upload-presign`: a link that opens the archive without credentials, for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_link: Option<String>,
     /// One paragraph for people.
     pub summary: String,
     pub exit_code: Option<i32>,
@@ -112,6 +119,8 @@ pub fn sample_event() -> Event {
         trigger: None,
         capture: None,
         bundle: Some("/var/lib/guard/evidence/x".into()),
+        bundle_url: None,
+        bundle_link: None,
         summary: String::new(),
         exit_code: None,
         guard_version: "0.1.0".into(),

@@ -77,6 +77,8 @@ pub fn body(routing_key: &str, ev: &Event, action: Action) -> Value {
             "limit_bytes": ev.limit_bytes,
             "peak_bytes": ev.peak_bytes,
             "bundle": ev.bundle,
+            "bundle_url": ev.bundle_url,
+            "bundle_link": ev.bundle_link,
             "exit_code": ev.exit_code,
             "what_holds_the_memory": ev.finding,
             "held_until": ev.held_until,

@@ -78,6 +78,9 @@ fn slack_body(ev: &Event) -> serde_json::Value {
     if let Some(b) = &ev.bundle {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Evidence: `{b}` (`guard report` it on {})", ev.host)}}));
     }
+    if let Some(u) = super::text::off_host(ev) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Off the host (once the run is over): {u}")}}));
+    }
     if let Some(t) = ev.output_tail.as_deref().filter(|t| !t.trim().is_empty()) {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Last output:\n```{}```", output_text(&last_chars(t, 1500)))}}));
     }
@@ -102,6 +105,12 @@ fn alertmanager_body(ev: &Event, extra: &[(String, String)]) -> serde_json::Valu
     });
     if let Some(b) = &ev.bundle {
         alert["annotations"]["bundle"] = json!(b);
+    }
+    if let Some(u) = &ev.bundle_url {
+        alert["annotations"]["bundle_url"] = json!(u);
+    }
+    if let Some(l) = &ev.bundle_link {
+        alert["annotations"]["bundle_link"] = json!(l);
     }
     if let Some(u) = &ev.held_until {
         alert["annotations"]["held_until"] = json!(u);
@@ -216,6 +225,9 @@ pub fn logfmt(ev: &Event) -> String {
     if let Some(b) = &ev.bundle {
         parts.push(("bundle", b.clone()));
     }
+    if let Some(u) = &ev.bundle_url {
+        parts.push(("bundle_url", u.clone()));
+    }
     if let Some(r) = &ev.runbook {
         parts.push(("runbook", r.clone()));
     }
@@ -277,6 +289,10 @@ fn guard_fields(ev: &Event) -> Vec<(&'static str, String)> {
         ("GUARD_JOB", ev.job.clone()),
         ("GUARD_PID", ev.pid.to_string()),
         ("GUARD_BUNDLE", ev.bundle.clone().unwrap_or_default()),
+        (
+            "GUARD_BUNDLE_URL",
+            ev.bundle_url.clone().unwrap_or_default(),
+        ),
         ("GUARD_LIMIT_BYTES", opt(ev.limit_bytes)),
         ("GUARD_PEAK_BYTES", opt(ev.peak_bytes)),
         ("GUARD_HOST", ev.host.clone()),

@@ -17,6 +17,12 @@ pub fn size(v: Option<u64>) -> String {
     v.map(format_size).unwrap_or_else(|| "unknown".into())
 }
 
+/// Where the bundle goes off the host: the presigned link when there is one (it opens without
+/// credentials), else the object's URL.
+pub fn off_host(ev: &Event) -> Option<&str> {
+    ev.bundle_link.as_deref().or(ev.bundle_url.as_deref())
+}
+
 /// The one-paragraph summary every sink carries: what happened on which host, how memory
 /// grew, what holds it, where the evidence is.
 pub fn summary(ev: &Event) -> String {
@@ -35,7 +41,10 @@ pub fn summary(ev: &Event) -> String {
         .as_deref()
         .map(|r| format!(" Runbook: {r}."))
         .unwrap_or_default();
-    format!("{}{finding}{runbook}{bundle}", headline(ev))
+    let shipped = off_host(ev)
+        .map(|u| format!(" Off the host (once the run is over): {u}."))
+        .unwrap_or_default();
+    format!("{}{finding}{runbook}{bundle}{shipped}", headline(ev))
 }
 
 /// The job's command line as one line of text: its control characters escaped as `guard report`

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod file;
 pub mod options;
 pub mod units;
+pub mod upload;
 
 use crate::config::cli::WrapArgs;
 use crate::config::file::Layers;
@@ -59,6 +60,8 @@ pub struct WrapConfig {
     pub alerts: Vec<crate::config::alerts::Sink>,
     pub timeout: Option<Duration>,
     pub ping: Option<crate::config::alerts::Secret>,
+    /// `--upload`: where the run's bundles are shipped when it is over.
+    pub upload: Option<upload::Upload>,
     /// --quiet: collect the job's output, print it only on failure.
     pub quiet: bool,
     pub subreaper: bool,
@@ -388,6 +391,7 @@ pub fn wrap_config(
         subreaper: flag(src, args, "subreaper")?,
         pgroup: flag(src, args, "pgroup")?,
         ping: ping(args, src)?,
+        upload: upload(args, src)?,
         quiet: flag(src, args, "quiet")?,
         timeout,
         lock,
@@ -655,6 +659,79 @@ fn ping(args: &WrapArgs, src: &Src) -> Result<Option<crate::config::alerts::Secr
         })?;
     }
     Ok(Some(sec))
+}
+
+/// The longest a presigned link can be valid (SigV4's limit).
+const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// --upload and its upload_* keys (config::upload reads them); a secret given on the command
+/// line itself, not as env:NAME or file:/path, is refused: every user can read argv.
+fn upload(args: &WrapArgs, src: &Src) -> Result<Option<upload::Upload>, UsageError> {
+    for key in [
+        "upload_access_key_id",
+        "upload_secret_access_key",
+        "upload_session_token",
+    ] {
+        // (doctor and config check read the settings from matches without the wrap options)
+        let on_argv = src.m.try_contains_id(key).unwrap_or(false)
+            && src.m.value_source(key) == Some(ValueSource::CommandLine);
+        if let (true, Some(v)) = (on_argv, args.text(key)) {
+            if matches!(
+                crate::config::alerts::Secret::parse(v),
+                crate::config::alerts::Secret::Plain(_)
+            ) {
+                return Err(UsageError(format!(
+                    "invalid {} '<redacted>': a credential on the command line is visible to every \
+                     user (ps); give env:NAME or file:/path, or put it in guard.toml",
+                    options::get(key).long()
+                )));
+            }
+        }
+    }
+    let allow_http = flag(src, args, "upload_allow_http")?;
+    let text = |key: &str| -> Option<String> {
+        if key == "upload_allow_http" {
+            return allow_http.then(|| "true".to_string());
+        }
+        args.text(key).map(str::to_string)
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let given = upload::Given {
+        text: &text,
+        env: &env,
+    };
+    let Some(mut u) = upload::Upload::read(&given).map_err(|(key, value, why)| {
+        UsageError(format!("invalid {}: {why}", origin(src, key, &value)))
+    })?
+    else {
+        for key in [
+            "upload_endpoint",
+            "upload_timeout",
+            "upload_presign",
+            "upload_access_key_id",
+        ] {
+            if args.text(key).is_some() {
+                return Err(UsageError(format!(
+                    "{} needs --upload s3://BUCKET/PREFIX: it says how bundles are shipped there",
+                    options::get(key).long()
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    if let Some(t) = duration(args, src, "upload_timeout")? {
+        u.timeout = t;
+    }
+    u.presign = duration(args, src, "upload_presign")?;
+    if let (Some(p), Some(t)) = (u.presign, args.text("upload_presign")) {
+        if p > MAX_PRESIGN {
+            return Err(UsageError(format!(
+                "invalid {}: a presigned link is valid for 7 days at most",
+                origin(src, "upload_presign", t)
+            )));
+        }
+    }
+    Ok(Some(u))
 }
 
 /// --capture-at: 1% to 100% of the container's limit.

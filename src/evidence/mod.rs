@@ -178,6 +178,8 @@ pub struct Recorder {
     drill: bool,
     /// The job reached its cap by thrashing at it (for the manifest).
     pub thrashing: Option<format::Thrashing>,
+    /// Every bundle this run wrote (warnings, the end), in order: what `--upload` ships.
+    written: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 /// Observe mode state.
@@ -247,6 +249,7 @@ impl Recorder {
             census: None,
             drill: cfg.drill,
             thrashing: None,
+            written: Default::default(),
         }
     }
 
@@ -870,6 +873,9 @@ impl Recorder {
             dir: dir.clone(),
             source: e.into(),
         })?;
+        if let Ok(mut v) = self.written.lock() {
+            v.push(path.clone());
+        }
         let Some(ev) = self.evidence.as_ref() else {
             return Ok(path);
         };
@@ -885,6 +891,11 @@ impl Recorder {
             );
         }
         Ok(path)
+    }
+
+    /// The bundles this run wrote so far, oldest first.
+    pub fn written(&self) -> Vec<PathBuf> {
+        self.written.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Whether the kernel's OOM killer killed something since the job started (global count).
@@ -928,6 +939,20 @@ pub fn record_hold_end(
         },
         tail.as_ref().map(|t| ("output.tail", t.as_slice())),
     )
+}
+
+/// Write `file` (guard's own record beside the evidence: `upload.json`) into a finished bundle,
+/// through a temporary file and a rename, the bundle opened as [`update_manifest`] opens it.
+pub fn replace_in_bundle(bundle: &Path, file: &str, data: &[u8]) -> Result<(), EvidenceError> {
+    let update = |source: io::Error| EvidenceError::Update {
+        path: bundle.join(file),
+        source: source.into(),
+    };
+    let parent = bundle.parent().unwrap_or(Path::new("/"));
+    let ev = bundle::EvidenceDir::open_existing(parent)?;
+    let name = bundle.file_name().unwrap_or_default();
+    let dir = bundle::DirFd::open_in(ev.fd(), name).map_err(update)?;
+    dir.replace(file, data).map_err(update)
 }
 
 /// Change a finished bundle's manifest.json with `change` (and write `extra`, a file beside

@@ -168,6 +168,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
         line: said.unwrap_or_else(|| verdict.exit_text(&cfg.name)),
     };
     notify::tell(cfg, ending, start_ping, started);
+    // 6. Ship the run's bundles off the host (after the kill and the alerts; bounded).
+    if let Some(u) = &cfg.upload {
+        crate::ship::after_run(u, &left.recorder.written());
+    }
     // Last: the sentinel stood down at the cleanup and has exited meanwhile; reap it.
     drop(left.sentinel);
     Ok(status)

@@ -217,6 +217,10 @@ fn event(
     let report = bundle.and_then(|b| crate::report::Report::load(b).ok());
     let finding = report.as_ref().and_then(crate::report::Report::top_finding);
     let m = report.map(|r| r.manifest);
+    let (bundle_url, bundle_link) = match (&cfg.upload, bundle, &m) {
+        (Some(u), Some(b), Some(m)) => crate::ship::planned(u, &m.host, &m.job, b),
+        _ => (None, None),
+    };
     let command = m.as_ref().map(|m| m.command.clone()).unwrap_or_else(|| {
         let argv: Vec<String> = cfg
             .command
@@ -236,6 +240,8 @@ fn event(
         trigger: m.as_ref().map(|m| m.trigger),
         capture: m.as_ref().map(|m| m.capture),
         bundle: bundle.map(|b| b.display().to_string()),
+        bundle_url,
+        bundle_link,
         summary: String::new(),
         exit_code,
         guard_version: env!("CARGO_PKG_VERSION").into(),

@@ -228,6 +228,7 @@ fn config(evidence: &Path) -> WrapConfig {
         alerts: Vec::new(),
         timeout: None,
         ping: None,
+        upload: None,
         quiet: false,
         subreaper: false,
         pgroup: false,

@@ -1,0 +1,303 @@
+//! Shipping bundles off the host (guard(1), UPLOAD): after a run — the job killed, its alerts
+//! sent — each bundle it wrote goes to S3-compatible storage as one archive object,
+//! `PREFIX/HOST/JOB/BUNDLE.tar.zst` ([`archive`]), then its manifest beside it,
+//! `BUNDLE.manifest.json` (the bundle's manifest with the archive's key, size and sha256), so
+//! that bundles can be listed and read without downloading them. The requests are [`s3`]'s, the
+//! credentials [`credentials`]'. Every bundle is marked pending in its `upload.json` before its
+//! upload starts and uploaded once both objects are up: a failure — the server down, a 5xx, too
+//! slow, wrong credentials, no such bucket — leaves the bundle on disk, pending, with one line on
+//! stderr; the job's exit status never depends on it. All of a run's uploads share one bound
+//! (`--upload-timeout`).
+
+pub mod archive;
+pub mod credentials;
+pub mod s3;
+
+use crate::config::upload::Upload;
+use crate::format::{self, Manifest};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+/// guard's record of a bundle's upload, in the bundle's directory (left out of the archive).
+pub const RECORD: &str = "upload.json";
+
+/// Where a bundle's upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Not up yet: the next guard run on this host, or `guard upload`, tries again.
+    Pending,
+    /// Both objects are up.
+    Uploaded,
+}
+
+/// `upload.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub state: State,
+    /// `s3://BUCKET/PREFIX` it goes to.
+    pub target: String,
+    /// The archive's key and URL.
+    pub key: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How many uploads were tried.
+    pub attempts: u32,
+    /// Why the last one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the record was last written (RFC 3339).
+    pub at: String,
+}
+
+/// The archive's and the manifest's keys: `PREFIX/HOST/JOB/BUNDLE.tar.zst` and
+/// `PREFIX/HOST/JOB/BUNDLE.manifest.json`. Each part is kept to letters, digits, `.`, `_` and
+/// `-` (anything else becomes `_`), so that no host or job name can climb out of the prefix.
+pub fn keys(prefix: &str, host: &str, job: &str, bundle: &str) -> (String, String) {
+    let part = |s: &str| -> String {
+        let c: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let c = c.replace("..", "_");
+        match c.trim_start_matches('.') {
+            "" => "_".to_string(),
+            t => t.to_string(),
+        }
+    };
+    let base = [prefix.to_string(), part(host), part(job), part(bundle)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    (format!("{base}.tar.zst"), format!("{base}.manifest.json"))
+}
+
+/// Where `bundle`'s archive will be once the run is over (for the alerts, which go out
+/// before it): the object's URL, and a presigned link valid for `--upload-presign` when asked
+/// (the credentials resolved now; without them, no link).
+pub fn planned(
+    u: &Upload,
+    host: &str,
+    job: &str,
+    bundle: &Path,
+) -> (Option<String>, Option<String>) {
+    let name = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (key, _) = keys(&u.target.prefix, host, job, &name);
+    let creds = u
+        .presign
+        .and_then(|_| credentials::find(u.keys.as_ref()).ok())
+        .map(|(c, _)| c);
+    let Ok(client) = s3::Client::new(u, creds, Instant::now()) else {
+        return (None, None);
+    };
+    let link = u
+        .presign
+        .filter(|_| client.signs())
+        .map(|d| client.presigned_get(&key, d));
+    (Some(client.object_url(&key)), link)
+}
+
+/// What `guard` says about one bundle's upload.
+#[derive(Debug)]
+pub struct Outcome {
+    pub bundle: PathBuf,
+    pub record: Record,
+}
+
+/// The bundle's manifest, read back (its host, job and time name the objects).
+fn manifest(bundle: &Path) -> Result<Manifest, String> {
+    format::read_manifest(bundle).map_err(|e| e.to_string())
+}
+
+/// Ship the bundles of a run that is over (`bundles`, oldest first), within `--upload-timeout`.
+/// One line on stderr for each that stays pending; one info line for each that went up.
+pub fn after_run(u: &Upload, bundles: &[PathBuf]) -> Vec<Outcome> {
+    if bundles.is_empty() {
+        return Vec::new();
+    }
+    let deadline = Instant::now() + u.timeout;
+    let found = credentials::find(u.keys.as_ref());
+    let out = ship_all(u, bundles, deadline, found.map(|(c, _)| c));
+    for o in &out {
+        match (o.record.state, &o.record.error) {
+            (State::Uploaded, _) => log::info!("evidence uploaded: {}", o.record.url),
+            (State::Pending, error) => log::warn!(
+                "upload of {} to {} failed: {}; the bundle stays on disk, pending (guard upload \
+                 --pending retries it); the job's result is unchanged",
+                o.bundle.display(),
+                u.target.shown(),
+                error.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+    out
+}
+
+/// Ship `bundles` one after another with `creds` (or the reason there are none), each marked
+/// pending first.
+pub fn ship_all(
+    u: &Upload,
+    bundles: &[PathBuf],
+    deadline: Instant,
+    creds: Result<rusty_s3::Credentials, String>,
+) -> Vec<Outcome> {
+    let client = creds.and_then(|c| s3::Client::new(u, Some(c), deadline));
+    bundles
+        .iter()
+        .map(|b| {
+            let attempts = read_record(b).map_or(0, |r| r.attempts) + 1;
+            let record = match &client {
+                Ok(c) => ship_one(u, c, b, attempts),
+                Err(why) => pending(u, b, None, attempts, Some(why.clone())),
+            };
+            Outcome {
+                bundle: b.clone(),
+                record,
+            }
+        })
+        .collect()
+}
+
+/// One bundle (its `attempts`-th try): pending, the archive, the manifest beside it, uploaded.
+fn ship_one(u: &Upload, client: &s3::Client, bundle: &Path, attempts: u32) -> Record {
+    let m = match manifest(bundle) {
+        Ok(m) => m,
+        Err(e) => {
+            let why = format!("the bundle cannot be read: {e}");
+            return pending(u, bundle, None, attempts, Some(why));
+        }
+    };
+    let name = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (key, mkey) = keys(&u.target.prefix, &m.host, &m.job, &name);
+    let url = client.object_url(&key);
+    let at = || Some((key.as_str(), url.clone()));
+    // Pending before anything goes: a guard killed mid-upload leaves it for the next run.
+    pending(u, bundle, at(), attempts, None);
+    let sent = match archive::send(client, &key, bundle, &name) {
+        Ok(s) => s,
+        Err(e) => return pending(u, bundle, at(), attempts, Some(e.to_string())),
+    };
+    let beside = manifest_object(&m, &key, &url, &sent);
+    if let Err(e) = client.put(&mkey, &beside, "application/json") {
+        return pending(u, bundle, at(), attempts, Some(e.to_string()));
+    }
+    let rec = Record {
+        state: State::Uploaded,
+        target: u.target.shown(),
+        url,
+        key,
+        sha256: Some(sent.sha256),
+        bytes: Some(sent.bytes),
+        attempts,
+        error: None,
+        at: format::rfc3339(SystemTime::now()),
+    };
+    if let Err(e) = write_record(bundle, &rec) {
+        log::warn!("{e}");
+    }
+    rec
+}
+
+/// The manifest object: the bundle's manifest, and where its archive is (key, URL, size,
+/// sha256, when it went up).
+fn manifest_object(m: &Manifest, key: &str, url: &str, sent: &archive::Sent) -> Vec<u8> {
+    let mut v = serde_json::to_value(m).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "archive".into(),
+            serde_json::json!({
+                "key": key,
+                "url": url,
+                "bytes": sent.bytes,
+                "sha256": sent.sha256,
+                "uploaded_at": format::rfc3339(SystemTime::now()),
+            }),
+        );
+    }
+    serde_json::to_vec_pretty(&v).unwrap_or_default()
+}
+
+/// Mark `bundle` pending after `attempts` tries (`why` the last failed; None: it is starting)
+/// and return the record. `at`: the archive's key and URL, when known.
+fn pending(
+    u: &Upload,
+    bundle: &Path,
+    at: Option<(&str, String)>,
+    attempts: u32,
+    why: Option<String>,
+) -> Record {
+    let (key, url) = match (at, read_record(bundle)) {
+        (Some((k, url)), _) => (k.to_string(), url),
+        (None, Some(r)) => (r.key, r.url),
+        (None, None) => (String::new(), String::new()),
+    };
+    let rec = Record {
+        state: State::Pending,
+        target: u.target.shown(),
+        key,
+        url,
+        sha256: None,
+        bytes: None,
+        attempts,
+        error: why,
+        at: format::rfc3339(SystemTime::now()),
+    };
+    if let Err(e) = write_record(bundle, &rec) {
+        log::warn!("{e}");
+    }
+    rec
+}
+
+/// A bundle's upload record, if it has one.
+pub fn read_record(bundle: &Path) -> Option<Record> {
+    let bytes = format::read_bundle_file(&bundle.join(RECORD), 1 << 20).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_record(bundle: &Path, r: &Record) -> Result<(), crate::evidence::EvidenceError> {
+    let json = serde_json::to_vec_pretty(r).unwrap_or_default();
+    crate::evidence::replace_in_bundle(bundle, RECORD, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stay_inside_the_prefix() {
+        let (a, m) = keys(
+            "prod/guard",
+            "web-1",
+            "fix_images",
+            "20261207T065743Z-fix_images-42",
+        );
+        assert_eq!(
+            a,
+            "prod/guard/web-1/fix_images/20261207T065743Z-fix_images-42.tar.zst"
+        );
+        assert_eq!(
+            m,
+            "prod/guard/web-1/fix_images/20261207T065743Z-fix_images-42.manifest.json"
+        );
+        let (a, _) = keys("", "../..", "a/b", ".hidden");
+        assert_eq!(a, "___/a_b/hidden.tar.zst");
+        assert!(!a.contains(".."), "{a}");
+    }
+}

@@ -1,0 +1,378 @@
+//! `--upload` end to end (issue 27) against a real S3 server — SeaweedFS's `weed mini` on
+//! loopback (tests/common/s3.rs) — with boto3 checking what guard put there: a kill lands as
+//! `PREFIX/HOST/JOB/BUNDLE.tar.zst` and its manifest beside it (the archive's sha256 in it); a
+//! large bundle (a core) goes up in parts; and every fault — wrong credentials, no such bucket,
+//! no server, a server that never answers — leaves the bundle on disk marked pending, with one
+//! line on stderr and the job's exit status unchanged. Mistakes in the settings are one line and
+//! 125 before the job starts.
+
+mod common;
+use common::s3::{BUCKET, S3};
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// guard with `env` (and no AWS variables of the developer's), the evidence in `ev`.
+fn guard_with(ev: &Path, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    let mut c = guard_cmd();
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(k);
+    }
+    // No shared credentials file of this machine's.
+    c.env("AWS_SHARED_CREDENTIALS_FILE", ev.join("no-credentials"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("--evidence-dir")
+        .arg(ev)
+        .args(args)
+        .stdin(Stdio::null());
+    output_within(&mut c, Duration::from_secs(180))
+}
+
+/// A job killed at a 64 MiB cap, its bundle shipped to `target`.
+fn killed(ev: &Path, env: &[(&str, String)], target: &str, extra: &[&str]) -> std::process::Output {
+    let hog = example("hog");
+    // -v: the line naming the uploaded archive is an info line.
+    let mut args = vec!["-v", "-m", "64M", "--upload", target];
+    args.extend(extra);
+    args.extend(["--", hog.to_str().unwrap(), "alloc", "400"]);
+    guard_with(ev, env, &args)
+}
+
+fn record(bundle: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("upload.json")).unwrap()).unwrap()
+}
+
+fn host() -> String {
+    nix_hostname()
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
+    let t = "a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    let o = killed(
+        ev.path(),
+        &s3.env(),
+        &format!("s3://{BUCKET}/prod/guard"),
+        &["--alert", "log:stderr", "--upload-presign", "10m"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let name = b.file_name().unwrap().to_string_lossy().into_owned();
+    let key = format!("prod/guard/{}/hog/{name}.tar.zst", host());
+    assert!(
+        err.contains(&format!(
+            "evidence uploaded: {}/{BUCKET}/{key}",
+            s3.endpoint()
+        )),
+        "{err}"
+    );
+    let r = record(&b);
+    assert_eq!(r["state"], "uploaded", "{r}");
+    assert_eq!(r["key"], key.as_str(), "{r}");
+    assert_eq!(r["attempts"], 1, "{r}");
+    // boto3, not guard, reads it back: the archive, its hash in the manifest beside it, and the
+    // bundle's files in it (guard's own upload record left out).
+    let checked = s3
+        .boto(&format!(
+            "import subprocess\n\
+             keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='{BUCKET}', Prefix='prod/')['Contents'])\n\
+             a = s3.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read()\n\
+             m = json.loads(s3.get_object(Bucket='{BUCKET}', Key='{key}'.replace('.tar.zst', '.manifest.json'))['Body'].read())\n\
+             names = subprocess.run(['tar', '--zstd', '-tf', '-'], input=a, capture_output=True, check=True).stdout.decode().split()\n\
+             print(json.dumps({{'keys': keys, 'sha_ok': hashlib.sha256(a).hexdigest() == m['archive']['sha256'], \
+             'bytes': len(a), 'archive': m['archive'], 'job': m['job'], 'names': names}}))"
+        ))
+        .expect("boto3 reads the upload");
+    let v: Value = serde_json::from_str(checked.trim()).unwrap();
+    assert_eq!(
+        v["keys"],
+        serde_json::json!([key.replace(".tar.zst", ".manifest.json"), key]),
+        "{v}"
+    );
+    assert_eq!(v["sha_ok"], true, "{v}");
+    assert_eq!(v["archive"]["bytes"], v["bytes"], "{v}");
+    assert_eq!(v["archive"]["sha256"], r["sha256"], "{v}");
+    assert_eq!(v["job"], "hog", "{v}");
+    let names: Vec<&str> = v["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for f in ["manifest.json", "summary.txt", "timeline.csv"] {
+        assert!(
+            names.contains(&format!("{name}/{f}").as_str()),
+            "{f} not in {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.ends_with("upload.json")),
+        "{names:?}"
+    );
+    // The alert (sent before the upload) named the presigned link, which opens the archive
+    // without credentials.
+    let link = err
+        .split("Off the host (once the run is over): ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|l| l.trim_end_matches(['.', '"']).to_string())
+        .unwrap_or_else(|| panic!("no link in the alert: {err}"));
+    assert!(link.contains("X-Amz-Signature="), "{link}");
+    let fetched = s3
+        .boto(&format!(
+            "import urllib.request\n\
+             print(hashlib.sha256(urllib.request.urlopen('{link}').read()).hexdigest())"
+        ))
+        .unwrap();
+    assert_eq!(fetched.trim(), r["sha256"].as_str().unwrap(), "{link}");
+}
+
+/// Each fault leaves the bundle pending with the job's status unchanged and one line saying why.
+fn assert_pending(o: &std::process::Output, status: i32, why: &str) -> PathBuf {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(status), "{err}");
+    let b = bundle_named(&err, "; evidence: ");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("upload of ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("pending") && lines[0].contains(why),
+        "want '{why}' in: {}",
+        lines[0]
+    );
+    let r = record(&b);
+    assert_eq!(r["state"], "pending", "{r}");
+    assert!(r["error"].as_str().unwrap_or("").contains(why), "{r}");
+    assert!(b.join("manifest.json").is_file());
+    b
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_leave_the_bundle_pending() {
+    let t = "wrong_credentials_and_a_missing_bucket_leave_the_bundle_pending";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    let mut env = s3.env();
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()));
+    let o = killed(ev.path(), &env, &format!("s3://{BUCKET}/p"), &[]);
+    assert_pending(&o, 137, "SignatureDoesNotMatch");
+    let ev = tempfile::tempdir().unwrap();
+    let o = killed(ev.path(), &s3.env(), "s3://no-such-bucket/p", &[]);
+    assert_pending(&o, 137, "NoSuchBucket");
+    // Nothing went up.
+    let listed = s3
+        .boto(&format!(
+            "print(s3.list_objects_v2(Bucket='{BUCKET}').get('KeyCount', 0))"
+        ))
+        .unwrap();
+    assert_eq!(listed.trim(), "0");
+}
+
+#[test]
+fn no_server_or_a_silent_one_leaves_it_pending_within_the_bound() {
+    let t = "no_server_or_a_silent_one_leaves_it_pending_within_the_bound";
+    if !privileged(t) {
+        return;
+    }
+    // Nothing listens: refused at once; a --timeout ending keeps its 124.
+    let ev = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+        ("AWS_ACCESS_KEY_ID", "k".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "s".to_string()),
+    ];
+    let o = guard_with(
+        ev.path(),
+        &env,
+        &[
+            "--timeout",
+            "1s",
+            "--upload",
+            "s3://evidence/p",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    assert_pending(&o, 124, "Connection");
+    // A server that accepts and never answers: the upload gives up at --upload-timeout (2 s);
+    // guard is done well within it and the kill's own bounds (60 s: a busy machine's margin).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        silent.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < until {
+            if let Ok((c, _)) = silent.accept() {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let ev = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ACCESS_KEY_ID", "k".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "s".to_string()),
+    ];
+    let t0 = Instant::now();
+    let o = killed(
+        ev.path(),
+        &env,
+        "s3://evidence/p",
+        &["--upload-timeout", "2s"],
+    );
+    let took = t0.elapsed();
+    assert_pending(&o, 137, "");
+    let r = record(&bundle_named(&stderr(&o), "; evidence: "));
+    let e = r["error"].as_str().unwrap_or("");
+    assert!(e.contains("timed out") || e.contains("ran out"), "{r}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    drop(held);
+}
+
+#[test]
+fn a_core_goes_up_in_parts() {
+    let t = "a_core_goes_up_in_parts";
+    if !privileged(t) || !tool(t, "gcore") || !tool(t, "python3") {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    // 24 MiB that do not compress, held, then a climb to the cap: the core is ~4 parts.
+    let script = "import os\nkeep = os.urandom(24 << 20)\nx = []\nwhile True:\n    x.append(bytearray(1 << 20))\n";
+    let o = guard_with(
+        ev.path(),
+        &s3.env(),
+        &[
+            "-m",
+            "96M",
+            "--core",
+            "--upload",
+            "s3://evidence/cores",
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let r = record(&b);
+    assert_eq!(r["state"], "uploaded", "{r}\n{err}");
+    let bytes = r["bytes"].as_u64().unwrap();
+    assert!(
+        bytes > 12 << 20,
+        "the archive is {bytes} bytes: no core in it?"
+    );
+    let key = r["key"].as_str().unwrap().to_string();
+    let checked = s3
+        .boto(&format!(
+            "h = s3.head_object(Bucket='{BUCKET}', Key='{key}')\n\
+             a = s3.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read()\n\
+             print(h['ETag'], len(a), hashlib.sha256(a).hexdigest())"
+        ))
+        .unwrap();
+    let words: Vec<&str> = checked.split_whitespace().collect();
+    // A multipart object's ETag ends in -PARTS.
+    assert!(words[0].contains('-'), "not a multipart upload: {checked}");
+    assert_eq!(words[1], bytes.to_string(), "{checked}");
+    assert_eq!(words[2], r["sha256"].as_str().unwrap(), "{checked}");
+}
+
+#[test]
+fn upload_settings_are_checked_before_the_job_starts() {
+    let ev = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--upload", "evidence/p"], "expected s3://BUCKET/PREFIX"),
+        (&["--upload", "s3://Evidence"], "is not a bucket name"),
+        (
+            &[
+                "--upload",
+                "s3://evidence",
+                "--upload-endpoint",
+                "http://10.1.2.3:8333",
+            ],
+            "in the clear",
+        ),
+        (
+            &[
+                "--upload",
+                "s3://evidence",
+                "--upload-addressing",
+                "sideways",
+            ],
+            "expected path or virtual",
+        ),
+        (
+            &[
+                "--upload",
+                "s3://evidence",
+                "--upload-access-key-id",
+                "env:K",
+                "--upload-secret-access-key",
+                "hunter2",
+            ],
+            "visible to every user",
+        ),
+        (&["--upload-timeout", "5s"], "needs --upload"),
+        (
+            &["--upload", "s3://evidence", "--upload-presign", "8d"],
+            "7 days at most",
+        ),
+    ];
+    let marker = ev.path().join("ran");
+    for (args, want) in cases {
+        let mut all: Vec<&str> = args.to_vec();
+        let touch = format!("touch {}", marker.display());
+        all.extend(["--", "sh", "-c", &touch]);
+        let o = guard_with(ev.path(), &[], &all);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("guard: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!marker.exists(), "{args:?}: the job ran");
+    }
+}
