@@ -43,6 +43,9 @@ _guard() {
             guard,run)
                 cmd="guard__subcmd__run"
                 ;;
+            guard,upload)
+                cmd="guard__subcmd__upload"
+                ;;
             guard__subcmd__config,check)
                 cmd="guard__subcmd__config__subcmd__check"
                 ;;
@@ -82,6 +85,9 @@ _guard() {
             guard__subcmd__help,run)
                 cmd="guard__subcmd__help__subcmd__run"
                 ;;
+            guard__subcmd__help,upload)
+                cmd="guard__subcmd__help__subcmd__upload"
+                ;;
             *)
                 ;;
         esac
@@ -89,7 +95,7 @@ _guard() {
 
     case "${cmd}" in
         guard)
-            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --upload --upload-endpoint --upload-region --upload-addressing --upload-timeout --upload-allow-http --upload-access-key-id --upload-secret-access-key --upload-session-token --upload-presign --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config help"
+            opts="-m -v -q -h -V --config --memory --swap --name --kill-after --warn --evidence-dir --no-evidence --core --core-max --sample-interval --keep --max-evidence-size --redact --no-environ --pyspy --pyspy-locals --no-native-stacks --no-pyheap --no-nodeheap --pyheap-window --pyheap-headroom --tracemalloc --hold-for --thrash-after --timeout --signal --preserve-status --lock --lock-wait --ping --upload --upload-endpoint --upload-region --upload-addressing --upload-timeout --upload-allow-http --upload-access-key-id --upload-secret-access-key --upload-session-token --upload-presign --subreaper --pgroup --capture-at --alert --runbook --metrics-file --require-cgroup --slice --no-systemd --verbose --brief --quiet --drill --help --version run report list held kill drill doctor config upload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,7 +385,7 @@ _guard() {
             return 0
             ;;
         guard__subcmd__help)
-            opts="run report list held kill drill doctor config help"
+            opts="run report list held kill drill doctor config upload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -505,6 +511,20 @@ _guard() {
             return 0
             ;;
         guard__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        guard__subcmd__help__subcmd__upload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -728,6 +748,28 @@ _guard() {
                     return 0
                     ;;
                 --slice)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        guard__subcmd__upload)
+            opts="-h --pending --evidence-dir --config --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --evidence-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

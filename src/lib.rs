@@ -194,6 +194,14 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             commands::drill::command(&d, &sub)
         }
         Some(cli::Sub::Kill(k)) => commands::held::kill(&k.target),
+        Some(cli::Sub::Upload(u)) => {
+            init_logging(Verbosity::Normal);
+            let sub = matches
+                .subcommand_matches("upload")
+                .cloned()
+                .unwrap_or_default();
+            commands::upload::command(&u, &sub)
+        }
         Some(cli::Sub::Config(cli::ConfigCmd::Check(c))) => {
             init_logging(Verbosity::Normal);
             let sub = matches

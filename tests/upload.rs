@@ -318,6 +318,141 @@ fn a_core_goes_up_in_parts() {
     assert_eq!(words[2], r["sha256"].as_str().unwrap(), "{checked}");
 }
 
+/// `guard upload ARGS` with `env` (no AWS variables of the developer's).
+fn upload_cmd(env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    let mut c = guard_cmd();
+    for k in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg("upload").args(args).stdin(Stdio::null());
+    output_within(&mut c, Duration::from_secs(120))
+}
+
+/// A bundle left pending (the wrong secret), in `ev`.
+fn left_pending(s3: &S3, ev: &Path) -> PathBuf {
+    let mut env = s3.env();
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()));
+    let o = killed(ev, &env, &format!("s3://{BUCKET}/p"), &[]);
+    assert_pending(&o, 137, "SignatureDoesNotMatch")
+}
+
+#[test]
+fn a_pending_bundle_goes_up_with_guard_upload_or_the_next_run() {
+    let t = "a_pending_bundle_goes_up_with_guard_upload_or_the_next_run";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    let evs = ev.path().to_string_lossy().into_owned();
+    let a = left_pending(&s3, ev.path());
+    let mut env = s3.env();
+    env.push(("GUARD_UPLOAD", format!("s3://{BUCKET}/p")));
+    // By hand: every pending bundle of the evidence directory, with its job's settings.
+    let o = upload_cmd(&env, &["--pending", "--evidence-dir", &evs]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(
+        out.starts_with(&format!("uploaded  {} \u{2192} ", a.display())),
+        "{out}"
+    );
+    let r = record(&a);
+    assert_eq!(
+        (r["state"].as_str(), r["attempts"].as_u64()),
+        (Some("uploaded"), Some(2)),
+        "{r}"
+    );
+    let key = r["key"].as_str().unwrap().to_string();
+    s3.boto(&format!("s3.head_object(Bucket='{BUCKET}', Key='{key}')"))
+        .expect("the archive is there");
+    // Nothing left: a second --pending says so and succeeds.
+    let o = upload_cmd(&env, &["--pending", "--evidence-dir", &evs]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "no bundle is pending"
+    );
+    // The next run of a job with the same target ships what is pending while its job runs.
+    let b = left_pending(&s3, ev.path());
+    let o = guard_with(
+        ev.path(),
+        &s3.env(),
+        &["--upload", &format!("s3://{BUCKET}/p"), "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(record(&b)["state"], "uploaded", "{}", stderr(&o));
+    // A bundle that cannot go up: exit 1, its line says why, it stays pending.
+    let c = left_pending(&s3, ev.path());
+    let dead = [
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+        ("AWS_ACCESS_KEY_ID", "k".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "s".to_string()),
+        ("GUARD_UPLOAD", format!("s3://{BUCKET}/p")),
+    ];
+    let o = upload_cmd(&dead, &[c.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.starts_with(&format!("pending   {}: ", c.display())),
+        "{out}"
+    );
+    assert_eq!(record(&c)["attempts"], 2);
+}
+
+#[test]
+fn guard_upload_says_what_it_needs() {
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "needs BUNDLE_DIR... or --pending"),
+        (&["/nonexistent/bundle"], "not a bundle"),
+        (
+            &["--pending", "--evidence-dir", "/nonexistent/ev"],
+            "no such evidence directory",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = upload_cmd(&[], args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert!(
+            err.starts_with("guard: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    // A bundle whose job has no target (a real one: a kill without --upload).
+    if !privileged("guard_upload_says_what_it_needs") {
+        return;
+    }
+    let ev = tempfile::tempdir().unwrap();
+    let hog = example("hog");
+    let o = guard_with(
+        ev.path(),
+        &[],
+        &["-m", "64M", "--", hog.to_str().unwrap(), "alloc", "400"],
+    );
+    let b = bundle_named(&stderr(&o), "exceeded its memory limit");
+    let o = upload_cmd(&[], &[b.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("the job 'hog' has no upload target") && err.contains("GUARD_UPLOAD"),
+        "{err}"
+    );
+    assert!(!b.join("upload.json").exists(), "nothing was tried");
+}
+
 #[test]
 fn upload_settings_are_checked_before_the_job_starts() {
     let ev = tempfile::tempdir().unwrap();

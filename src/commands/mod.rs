@@ -19,6 +19,7 @@ pub mod held;
 pub mod readiness;
 pub mod report;
 pub mod run;
+pub mod upload;
 
 use std::io::Write;
 

@@ -34,7 +34,7 @@ which mode would be used here and why.";
     args_conflicts_with_subcommands = true,
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard held [--json]\n       guard kill NAME|PID\n       guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]\n       guard doctor [--json]\n       guard config check [FILE]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard upload [BUNDLE_DIR... | --pending] [--evidence-dir DIR] [--config FILE] [--json]\n       guard held [--json]\n       guard kill NAME|PID\n       guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,6 +53,7 @@ const KILL_ABOUT: &str = "End a --hold-for hold now: the held job is killed, its
 const DRILL_ABOUT: &str = "Rehearse the failure path with a job's settings: cap, capture, bundle, every alert sink, ping, metrics — a checklist; exit 0 only when all pass";
 const DOCTOR_ABOUT: &str = "Show which enforcement mode guard would use here, and why";
 const CONFIG_ABOUT: &str = "Check configuration files";
+const UPLOAD_ABOUT: &str = "Ship bundles to S3-compatible storage now (--upload's settings of each bundle's job): the ones named, or every one still pending";
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
@@ -76,6 +77,8 @@ pub enum Sub {
     Doctor(DoctorArgs),
     #[command(subcommand, about = CONFIG_ABOUT)]
     Config(ConfigCmd),
+    #[command(about = UPLOAD_ABOUT)]
+    Upload(UploadArgs),
 }
 
 /// [`Sub`], with each subcommand's arguments built only when clap enters it (`Command::defer`):
@@ -125,13 +128,16 @@ fn eager_doctor(shell: clap::Command) -> clap::Command {
 fn eager_config(shell: clap::Command) -> clap::Command {
     eager(shell, "config")
 }
+fn eager_upload(shell: clap::Command) -> clap::Command {
+    eager(shell, "upload")
+}
 
 /// Builds a deferred subcommand (`Command::defer`).
 type Build = fn(clap::Command) -> clap::Command;
 
 impl Subcommand for LazySub {
     fn augment_subcommands(cmd: clap::Command) -> clap::Command {
-        let shells: [(&str, &str, Build); 8] = [
+        let shells: [(&str, &str, Build); 9] = [
             ("run", RUN_ABOUT, eager_run),
             ("report", REPORT_ABOUT, eager_report),
             ("list", LIST_ABOUT, eager_list),
@@ -140,6 +146,7 @@ impl Subcommand for LazySub {
             ("drill", DRILL_ABOUT, eager_drill),
             ("doctor", DOCTOR_ABOUT, eager_doctor),
             ("config", CONFIG_ABOUT, eager_config),
+            ("upload", UPLOAD_ABOUT, eager_upload),
         ];
         shells.into_iter().fold(cmd, |cmd, (name, about, full)| {
             cmd.subcommand(clap::Command::new(name).about(about).defer(full))
@@ -370,6 +377,30 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// Bundles to ship, each with the upload settings of its job ([jobs.NAME] of the
+    /// configuration, else [defaults], and the GUARD_UPLOAD* variables)
+    #[arg(value_name = "BUNDLE_DIR", conflicts_with = "pending")]
+    pub bundles: Vec<std::path::PathBuf>,
+
+    /// Every bundle of the evidence directory whose upload is pending, oldest first
+    #[arg(long)]
+    pub pending: bool,
+
+    /// The evidence directory for --pending
+    #[arg(long, env = "GUARD_EVIDENCE_DIR", value_name = "DIR")]
+    pub evidence_dir: Option<std::path::PathBuf>,
+
+    /// The configuration file [default: the files guard reads]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Print the outcome as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct HeldArgs {
     /// Print the held jobs as JSON
     #[arg(long)]
@@ -418,8 +449,8 @@ pub struct DoctorArgs {
 /// The subcommand a mistyped first word was probably meant to be (`lst` → `list`, `rport` →
 /// `report`), for the "command not found" line; None when nothing is close, or it has a '/'.
 pub fn similar_subcommand(word: &str) -> Option<&'static str> {
-    const SUBCOMMANDS: [&str; 8] = [
-        "run", "report", "list", "held", "kill", "doctor", "drill", "config",
+    const SUBCOMMANDS: [&str; 9] = [
+        "run", "report", "list", "held", "kill", "doctor", "drill", "config", "upload",
     ];
     if word.contains('/') || word.len() < 2 {
         return None;

@@ -218,7 +218,9 @@ fn origin(src: &Src, key: &str, value: &str) -> String {
     if let Some(place) = src.file.get(o.key) {
         return format!("{} = '{value}' ({place})", o.key);
     }
-    match src.m.value_source(o.key) {
+    // Subcommands (drill, upload) read the settings from matches without the wrap options.
+    let known = src.m.try_contains_id(o.key).unwrap_or(false);
+    match known.then(|| src.m.value_source(o.key)).flatten() {
         Some(ValueSource::EnvVariable) => format!("{}='{value}'", o.env),
         _ => format!("{} '{value}'", o.long()),
     }

@@ -111,8 +111,65 @@ pub fn planned(
     (Some(client.object_url(&key)), link)
 }
 
+/// The bundles of the evidence directory `dir` whose upload is pending, oldest first (a
+/// bundle's name starts with its UTC time). Only guard's own names are looked at, and only
+/// directories; nothing is followed.
+pub fn pending_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.len() > 17 && n.as_bytes()[8] == b'T' && !n.starts_with('.')
+        })
+        .map(|e| e.path())
+        .filter(|p| read_record(p).is_some_and(|r| r.state == State::Pending))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The next run on the host ships what earlier runs left pending — on a thread of its own while
+/// the job runs, within `--upload-timeout`, only bundles meant for this run's target (another
+/// target's settings may differ). Joined at the end of the run; its lines are info lines (the
+/// failures were said when the bundles were left pending).
+pub fn retry_pending(u: &Upload, dir: PathBuf) -> std::thread::JoinHandle<Vec<Outcome>> {
+    let u = u.clone();
+    std::thread::spawn(move || {
+        let target = u.target.shown();
+        let bundles: Vec<PathBuf> = pending_in(&dir)
+            .into_iter()
+            .filter(|b| read_record(b).is_some_and(|r| r.target == target))
+            .collect();
+        if bundles.is_empty() {
+            return Vec::new();
+        }
+        let deadline = Instant::now() + u.timeout;
+        let creds = credentials::find(u.keys.as_ref()).map(|(c, _)| c);
+        let out = ship_all(&u, &bundles, deadline, creds);
+        for o in &out {
+            match o.record.state {
+                State::Uploaded => log::info!(
+                    "evidence left pending by an earlier run uploaded: {}",
+                    o.record.url
+                ),
+                State::Pending => log::info!(
+                    "{} is still pending: {}",
+                    o.bundle.display(),
+                    o.record.error.as_deref().unwrap_or("unknown")
+                ),
+            }
+        }
+        out
+    })
+}
+
 /// What `guard` says about one bundle's upload.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct Outcome {
     pub bundle: PathBuf,
     pub record: Record,
@@ -156,20 +213,28 @@ pub fn ship_all(
     creds: Result<rusty_s3::Credentials, String>,
 ) -> Vec<Outcome> {
     let client = creds.and_then(|c| s3::Client::new(u, Some(c), deadline));
-    bundles
-        .iter()
-        .map(|b| {
-            let attempts = read_record(b).map_or(0, |r| r.attempts) + 1;
-            let record = match &client {
-                Ok(c) => ship_one(u, c, b, attempts),
-                Err(why) => pending(u, b, None, attempts, Some(why.clone())),
-            };
-            Outcome {
-                bundle: b.clone(),
-                record,
-            }
-        })
-        .collect()
+    bundles.iter().map(|b| outcome(u, &client, b)).collect()
+}
+
+/// Ship one bundle now, within `--upload-timeout` (`guard upload`).
+pub fn ship_now(u: &Upload, bundle: &Path) -> Outcome {
+    let deadline = Instant::now() + u.timeout;
+    let creds = credentials::find(u.keys.as_ref()).map(|(c, _)| c);
+    let client = creds.and_then(|c| s3::Client::new(u, Some(c), deadline));
+    outcome(u, &client, bundle)
+}
+
+/// One bundle's try with `client` (or the reason there is none).
+fn outcome(u: &Upload, client: &Result<s3::Client, String>, b: &Path) -> Outcome {
+    let attempts = read_record(b).map_or(0, |r| r.attempts) + 1;
+    let record = match client {
+        Ok(c) => ship_one(u, c, b, attempts),
+        Err(why) => pending(u, b, None, attempts, Some(why.clone())),
+    };
+    Outcome {
+        bundle: b.to_path_buf(),
+        record,
+    }
 }
 
 /// One bundle (its `attempts`-th try): pending, the archive, the manifest beside it, uploaded.

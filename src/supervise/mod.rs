@@ -92,6 +92,11 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     };
     io.capture = output.started();
     let start_ping = notify::job_started(cfg);
+    // What earlier runs left pending goes up while this job runs (its own thread, bounded).
+    let retry = match (&cfg.upload, &cfg.evidence.dir) {
+        (Some(u), Ok(dir)) if !cfg.drill => Some(crate::ship::retry_pending(u, dir.clone())),
+        _ => None,
+    };
     let mut recorder = Recorder::started(cfg, &sys.proc, started.at, pid, prepared.observe);
     recorder.census = census.map(|(census, _)| census);
     let job = Child::new(pid, group);
@@ -171,6 +176,10 @@ pub fn run(cfg: &WrapConfig) -> Result<i32, Fatal> {
     // 6. Ship the run's bundles off the host (after the kill and the alerts; bounded).
     if let Some(u) = &cfg.upload {
         crate::ship::after_run(u, &left.recorder.written());
+    }
+    // Its requests are bounded by --upload-timeout from when it began.
+    if let Some(r) = retry {
+        let _ = r.join();
     }
     // Last: the sentinel stood down at the cleanup and has exited meanwhile; reap it.
     drop(left.sentinel);
