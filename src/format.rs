@@ -815,8 +815,48 @@ pub fn parse_timeline(text: &str) -> Vec<(u64, u64)> {
 /// read for ever).
 pub const MAX_MANIFEST: u64 = 8 << 20;
 
-/// Read and parse `dir/manifest.json`: a regular file (a symlink there is not followed), at most
-/// [`MAX_MANIFEST`] bytes.
+/// `--upload`: guard's record of a bundle's upload, in the bundle's directory (left out of the
+/// archive; written by `crate::ship`, read by retention and `guard list`).
+pub const UPLOAD_RECORD: &str = "upload.json";
+
+/// Where a bundle's upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Not up yet: the next guard run on this host, or `guard upload`, tries again.
+    Pending,
+    /// Both objects are up.
+    Uploaded,
+}
+
+/// `upload.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub state: UploadState,
+    /// `s3://BUCKET/PREFIX` it goes to.
+    pub target: String,
+    /// The archive's key and URL.
+    pub key: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How many uploads were tried.
+    pub attempts: u32,
+    /// Why the last one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the record was last written (RFC 3339).
+    pub at: String,
+}
+
+/// A bundle's upload record (`upload.json`), if it has one that reads.
+pub fn read_upload_record(bundle: &Path) -> Option<UploadRecord> {
+    let bytes = read_bundle_file(&bundle.join(UPLOAD_RECORD), 1 << 20).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// A file of a bundle, read the way every bundle file is: opened without following a symlink and
 /// without blocking (a FIFO planted in a crafted bundle would hang a reader), a regular file only,
 /// at most `max` bytes (`Ok(None)`: it is larger).
@@ -841,6 +881,8 @@ pub fn read_bundle_text(path: &Path, max: u64) -> Option<String> {
     Some(String::from_utf8_lossy(&data).into_owned())
 }
 
+/// Read and parse `dir/manifest.json`: a regular file (a symlink there is not followed), at most
+/// [`MAX_MANIFEST`] bytes.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, ManifestError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

@@ -410,6 +410,24 @@ fn a_pending_bundle_goes_up_with_guard_upload_or_the_next_run() {
         "{out}"
     );
     assert_eq!(record(&c)["attempts"], 2);
+    // guard list says which are up and which are pending.
+    let mut l = guard_cmd();
+    l.args(["list", "--evidence-dir", &evs]);
+    let listed = String::from_utf8_lossy(&l.bounded().stdout).into_owned();
+    let row = |b: &Path| {
+        listed
+            .lines()
+            .find(|l| l.ends_with(&b.display().to_string()))
+            .unwrap_or_else(|| panic!("{} not listed:\n{listed}", b.display()))
+            .to_string()
+    };
+    assert!(
+        listed.lines().next().unwrap().contains(" UPLOAD "),
+        "{listed}"
+    );
+    assert!(row(&a).contains(" uploaded "), "{listed}");
+    assert!(row(&b).contains(" uploaded "), "{listed}");
+    assert!(row(&c).contains(" pending "), "{listed}");
 }
 
 #[test]

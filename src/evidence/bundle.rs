@@ -473,46 +473,73 @@ pub enum Retention {
     DrillsOnly,
 }
 
+/// A bundle retention removed, and whether its upload was still pending (only the size bound
+/// removes such a bundle; the caller says so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub path: PathBuf,
+    pub pending: bool,
+}
+
 /// Remove the oldest bundles (of those `scope` allows) until at most `keep` remain and they use
-/// at most `max_bytes`; never `protect` (the bundle just written). Returns the removed paths.
+/// at most `max_bytes`; never `protect` (the bundle just written). A bundle whose upload is
+/// pending (`upload.json`) is kept past `keep` — it is the only copy — and removed only when the
+/// evidence directory would otherwise stay over `max_bytes`, after every other bundle.
 pub fn retain(
     ev: &EvidenceDir,
     keep: usize,
     max_bytes: u64,
     protect: &Path,
     scope: Retention,
-) -> Vec<PathBuf> {
+) -> Vec<Removed> {
     let all = crate::format::found(&ev.via_fd());
-    let mut sized: Vec<(PathBuf, u64)> = all
+    // (name, size, pending), oldest first.
+    let mut sized: Vec<(std::ffi::OsString, u64, bool)> = all
         .into_iter()
         .filter(|f| {
             scope == Retention::All || f.manifest.trigger == crate::format::EventKind::Drill
         })
-        .map(|f| {
-            let s = disk_usage(&f.path);
-            (f.path, s)
+        .filter_map(|f| {
+            let name = f.path.file_name()?.to_os_string();
+            let pending = crate::format::read_upload_record(&f.path)
+                .is_some_and(|r| r.state == crate::format::UploadState::Pending);
+            (Some(name.as_os_str()) != protect.file_name())
+                .then(|| (name, disk_usage(&f.path), pending))
         })
         .collect();
-    let mut total: u64 = sized.iter().map(|(_, s)| s).sum();
+    // The protected bundle counts towards both bounds but is never removed.
+    let protected = u64::from(protect.exists()) as usize;
+    let mut total: u64 =
+        sized.iter().map(|(_, s, _)| s).sum::<u64>() + disk_usage(protect) * protected as u64;
     let mut removed = Vec::new();
-    let mut i = 0;
-    while i < sized.len() && (sized.len() > keep || total > max_bytes) {
-        let name = sized[i]
-            .0
-            .file_name()
-            .map(OsStr::to_os_string)
-            .unwrap_or_default();
-        if Some(name.as_os_str()) == protect.file_name() {
-            i += 1;
-            continue;
-        }
-        let (_, s) = sized.remove(i);
-        if cname(&name)
-            .and_then(|n| remove_tree_at(ev.fd.as_fd(), &n))
-            .is_ok()
-        {
-            total = total.saturating_sub(s);
-            removed.push(ev.path.join(&name));
+    // Bundles already up (or never meant to go up) first, then pending ones for the size only.
+    for pending_pass in [false, true] {
+        let mut i = 0;
+        while i < sized.len() {
+            let count = sized.len() + protected;
+            let over = if pending_pass {
+                total > max_bytes
+            } else {
+                count > keep || total > max_bytes
+            };
+            if !over {
+                break;
+            }
+            if sized[i].2 != pending_pass {
+                i += 1;
+                continue;
+            }
+            let (name, s, pending) = sized.remove(i);
+            if cname(&name)
+                .and_then(|n| remove_tree_at(ev.fd.as_fd(), &n))
+                .is_ok()
+            {
+                total = total.saturating_sub(s);
+                removed.push(Removed {
+                    path: ev.path.join(&name),
+                    pending,
+                });
+            }
         }
     }
     removed
@@ -698,6 +725,34 @@ mod tests {
         assert!(d.path().join("20260101T000000Z-x-1").exists());
     }
 
+    /// A bundle whose upload is pending outlives --keep: only the size bound removes it, after
+    /// every other bundle, and says so.
+    #[test]
+    fn retention_keeps_a_pending_upload_unless_the_size_forces_it() {
+        let d = tempfile::tempdir().unwrap();
+        let all: Vec<PathBuf> = (1..=4).map(|i| fake_bundle(d.path(), i)).collect();
+        let pending = "{\"state\":\"pending\",\"target\":\"s3://b\",\"key\":\"k\",\"url\":\"u\",\"attempts\":1,\"at\":\"t\"}";
+        fs::write(all[0].join("upload.json"), pending).unwrap();
+        let e = ev(d.path());
+        let removed = retain(&e, 1, u64::MAX, &all[3], Retention::All);
+        let paths: Vec<&PathBuf> = removed.iter().map(|r| &r.path).collect();
+        assert_eq!(
+            paths,
+            [&all[1], &all[2]],
+            "the pending one is kept past --keep"
+        );
+        assert!(removed.iter().all(|r| !r.pending));
+        assert!(all[0].is_dir());
+        let removed = retain(&e, 1, 1, &all[3], Retention::All);
+        assert_eq!(
+            removed,
+            [Removed {
+                path: all[0].clone(),
+                pending: true
+            }]
+        );
+    }
+
     /// A bundle as guard names and writes it: day `day` of January 2026, job x, pid 1.
     fn fake_bundle(dir: &Path, day: u32) -> PathBuf {
         let b = dir.join(format!("202601{day:02}T000000Z-x-1"));
@@ -724,7 +779,7 @@ mod tests {
         let e = ev(d.path());
         let removed = retain(&e, 3, u64::MAX, &newest, Retention::All);
         assert_eq!(removed.len(), 2);
-        assert_eq!(removed[0], all[0]);
+        assert_eq!(removed[0].path, all[0]);
         assert_eq!(crate::format::bundles(d.path()).first().unwrap(), &all[2]);
         // size: 1 byte allowed → only the protected one survives
         retain(&e, 50, 1, &newest, Retention::All);

@@ -885,10 +885,19 @@ impl Recorder {
             bundle::Retention::All
         };
         for old in bundle::retain(ev, self.cfg.keep, self.cfg.max_size, &path, scope) {
-            log::info!(
-                "removed old bundle {} (--keep / --max-evidence-size)",
-                old.display()
-            );
+            if old.pending {
+                log::warn!(
+                    "removed bundle {} although its upload is pending (its only copy): the \
+                     evidence directory was over --max-evidence-size; raise it, or fix the \
+                     upload (guard upload --pending)",
+                    old.path.display()
+                );
+            } else {
+                log::info!(
+                    "removed old bundle {} (--keep / --max-evidence-size)",
+                    old.path.display()
+                );
+            }
         }
         Ok(path)
     }

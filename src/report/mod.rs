@@ -1203,6 +1203,9 @@ pub struct ListRow {
     pub capture: Capture,
     pub peak_bytes: Option<u64>,
     pub path: PathBuf,
+    /// `--upload`: where the bundle's upload stands (None: never tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<format::UploadState>,
 }
 
 /// The bundles guard wrote in `dir`, newest first by captured time.
@@ -1216,25 +1219,45 @@ pub fn list(dir: &Path) -> Vec<ListRow> {
             trigger: f.manifest.trigger,
             capture: f.manifest.capture,
             peak_bytes: f.manifest.peak_bytes,
+            upload: format::read_upload_record(&f.path).map(|r| r.state),
             path: f.path,
         })
         .collect()
 }
 
+/// The list as a table; an UPLOAD column (uploaded, pending, -) when a bundle has been shipped
+/// or tried (`--upload`).
 pub fn list_text(rows: &[ListRow]) -> String {
+    let shipping = rows.iter().any(|r| r.upload.is_some());
+    let upload_col = |u: Option<format::UploadState>| match (shipping, u) {
+        (false, _) => String::new(),
+        (true, Some(format::UploadState::Uploaded)) => format!("{:<9} ", "uploaded"),
+        (true, Some(format::UploadState::Pending)) => format!("{:<9} ", "pending"),
+        (true, None) => format!("{:<9} ", "-"),
+    };
     let mut o = format!(
-        "{:<24} {:<16} {:<13} {:<11} {:>10}  PATH\n",
-        "CAPTURED (UTC)", "JOB", "TRIGGER", "CAPTURE", "PEAK"
+        "{:<24} {:<16} {:<13} {:<11} {:>10}  {}PATH\n",
+        "CAPTURED (UTC)",
+        "JOB",
+        "TRIGGER",
+        "CAPTURE",
+        "PEAK",
+        if shipping {
+            format!("{:<9} ", "UPLOAD")
+        } else {
+            String::new()
+        }
     );
     for r in rows {
         let _ = writeln!(
             o,
-            "{:<24} {:<16} {:<13} {:<11} {:>10}  {}",
+            "{:<24} {:<16} {:<13} {:<11} {:>10}  {}{}",
             format::escape_controls(&r.captured_at, false),
             format::escape_controls(&r.job, false),
             r.trigger,
             r.capture,
             opt_size(r.peak_bytes),
+            upload_col(r.upload),
             format::escape_controls(&r.path.display().to_string(), false)
         );
     }

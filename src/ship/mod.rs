@@ -15,44 +15,11 @@ pub mod s3;
 
 use crate::config::upload::Upload;
 use crate::format::{self, Manifest};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-/// guard's record of a bundle's upload, in the bundle's directory (left out of the archive).
-pub const RECORD: &str = "upload.json";
-
-/// Where a bundle's upload stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Not up yet: the next guard run on this host, or `guard upload`, tries again.
-    Pending,
-    /// Both objects are up.
-    Uploaded,
-}
-
-/// `upload.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    pub state: State,
-    /// `s3://BUCKET/PREFIX` it goes to.
-    pub target: String,
-    /// The archive's key and URL.
-    pub key: String,
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// How many uploads were tried.
-    pub attempts: u32,
-    /// Why the last one failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When the record was last written (RFC 3339).
-    pub at: String,
-}
+pub use crate::format::{UPLOAD_RECORD as RECORD, UploadRecord as Record, UploadState as State};
 
 /// The archive's and the manifest's keys: `PREFIX/HOST/JOB/BUNDLE.tar.zst` and
 /// `PREFIX/HOST/JOB/BUNDLE.manifest.json`. Each part is kept to letters, digits, `.`, `_` and
@@ -332,8 +299,7 @@ fn pending(
 
 /// A bundle's upload record, if it has one.
 pub fn read_record(bundle: &Path) -> Option<Record> {
-    let bytes = format::read_bundle_file(&bundle.join(RECORD), 1 << 20).ok()??;
-    serde_json::from_slice(&bytes).ok()
+    crate::format::read_upload_record(bundle)
 }
 
 fn write_record(bundle: &Path, r: &Record) -> Result<(), crate::evidence::EvidenceError> {
