@@ -148,6 +148,37 @@ fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
         .map(|l| l.trim_end_matches(['.', '"']).to_string())
         .unwrap_or_else(|| panic!("no link in the alert: {err}"));
     assert!(link.contains("X-Amz-Signature="), "{link}");
+    // Read back from anywhere: the list of the bucket, the report of the archive (or of its
+    // manifest), with the same AWS variables and no evidence directory.
+    let remote = |args: &[&str]| {
+        let mut c = guard_cmd();
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        c.env_remove("GUARD_EVIDENCE_DIR").args(args);
+        c.bounded()
+    };
+    let uri = format!("s3://{BUCKET}/{key}");
+    let o = remote(&["list", &format!("s3://{BUCKET}/prod/guard")]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{listed}{}", stderr(&o));
+    assert!(
+        listed
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(" hog ") && l.ends_with(&uri)),
+        "{listed}"
+    );
+    for asked in [uri.clone(), uri.replace(".tar.zst", ".manifest.json")] {
+        let o = remote(&["report", &asked]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{asked}: {}", stderr(&o));
+        assert!(text.contains("exceeded its memory limit"), "{text}");
+        assert!(text.contains("what holds the memory"), "{text}");
+    }
+    let o = remote(&["report", &format!("s3://{BUCKET}/prod/nothing.tar.zst")]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("NoSuchKey"), "{}", stderr(&o));
     let fetched = s3
         .boto(&format!(
             "import urllib.request\n\

@@ -8,13 +8,42 @@ use std::io::Write;
 
 /// `guard report [BUNDLE | --latest] [--json | --html FILE]`
 pub fn report(a: &cli::ReportArgs) -> i32 {
-    let dir = match &a.bundle {
+    // A bundle in the bucket: unpacked into a private directory for as long as it is read.
+    let remote = a
+        .bundle
+        .as_ref()
+        .and_then(|b| b.to_str())
+        .and_then(crate::ship::remote::parse);
+    let fetched = match remote {
+        Some((bucket, key)) => {
+            match super::upload::remote_settings(&bucket, None)
+                .and_then(|u| crate::ship::remote::fetch(&u, &key))
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    error_line(e);
+                    return exit::GUARD_FAILED;
+                }
+            }
+        }
+        None => None,
+    };
+    let bundle = fetched
+        .as_ref()
+        .map(|(_, p)| p.clone())
+        .or(a.bundle.clone());
+    let dir = match &bundle {
         Some(b) => Ok(b.clone()),
         None => evidence_dir(&a.evidence_dir)
             .map_err(report::ReportError::from)
             .and_then(|d| report::latest(&d)),
     };
     let r = match dir.and_then(|d| report::Report::load(&d)) {
+        // Named as the person asked for it, not by the directory it was unpacked into.
+        Ok(mut r) if fetched.is_some() => {
+            r.bundle = a.bundle.clone().unwrap_or_default();
+            r
+        }
         Ok(r) => r,
         Err(e) => {
             error_line(&e);
@@ -57,6 +86,9 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 
 /// `guard list [--json]`
 pub fn list(a: &cli::ListArgs) -> i32 {
+    if let Some(uri) = &a.from {
+        return list_remote(uri, a.json);
+    }
     let dir = match evidence_dir(&a.evidence_dir) {
         Ok(d) => d,
         Err(e) => {
@@ -79,5 +111,35 @@ pub fn list(a: &cli::ListArgs) -> i32 {
         return 0;
     }
     print!("{}", report::list_text(&rows));
+    0
+}
+
+/// `guard list s3://BUCKET/PREFIX`: the bundles in the bucket, newest first, from the manifests
+/// beside their archives.
+fn list_remote(uri: &str, json: bool) -> i32 {
+    let Some((bucket, prefix)) = crate::ship::remote::parse(uri) else {
+        error_line(format!(
+            "'{}' is not s3://BUCKET/PREFIX (guard list takes --evidence-dir DIR for bundles on this host)",
+            crate::format::escape_controls(uri, false)
+        ));
+        return exit::GUARD_FAILED;
+    };
+    let rows = match super::upload::remote_settings(&bucket, None)
+        .and_then(|u| crate::ship::remote::list(&u, &prefix))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error_line(e);
+            return exit::GUARD_FAILED;
+        }
+    };
+    if json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        eprintln!("guard: no bundles in {uri}");
+        return 0;
+    }
+    print!("{}", crate::ship::remote::text(&rows));
     0
 }

@@ -149,6 +149,29 @@ fn wrap_config(
     layers: &crate::config::file::Layers,
 ) -> Result<crate::config::WrapConfig, String> {
     let mut args = WrapArgs::for_job(job.map(str::to_string));
+    fill_from_env(&mut args);
+    let (args, src) = crate::config::apply_files(&args, matches, layers);
+    crate::config::wrap_config(&args, &src, || None).map_err(|e| e.0)
+}
+
+/// The upload settings to read from `bucket` (`guard report s3://...`, `guard list s3://...`):
+/// the configuration's [defaults] and the GUARD_UPLOAD* and AWS variables, the bucket as given.
+pub fn remote_settings(bucket: &str, config: Option<&Path>) -> Result<Upload, String> {
+    let layers = crate::config::file::Layers::load(config).map_err(|e| e.to_string())?;
+    let matches = clap::ArgMatches::default();
+    let mut args = WrapArgs::for_job(None);
+    args.fill("upload", format!("s3://{bucket}").into());
+    fill_from_env(&mut args);
+    let (args, src) = crate::config::apply_files(&args, &matches, &layers);
+    crate::config::wrap_config(&args, &src, || None)
+        .map_err(|e| e.0)?
+        .upload
+        .ok_or_else(|| "no upload settings".to_string())
+}
+
+/// The GUARD_* variables of the upload's value options (and the evidence directory's), as clap
+/// would read them for a run.
+fn fill_from_env(args: &mut WrapArgs) {
     for o in options::OPTIONS
         .iter()
         .filter(|o| o.key.starts_with("upload") || o.key == "evidence_dir")
@@ -159,8 +182,6 @@ fn wrap_config(
             }
         }
     }
-    let (args, src) = crate::config::apply_files(&args, matches, layers);
-    crate::config::wrap_config(&args, &src, || None).map_err(|e| e.0)
 }
 
 /// The upload settings of `job` (None: it has no target).

@@ -34,7 +34,7 @@ which mode would be used here and why.";
     args_conflicts_with_subcommands = true,
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true,
-    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [--json] [--evidence-dir DIR]\n       guard upload [BUNDLE_DIR... | --pending] [--evidence-dir DIR] [--config FILE] [--json]\n       guard held [--json]\n       guard kill NAME|PID\n       guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]\n       guard doctor [--json]\n       guard config check [FILE]"
+    override_usage = "guard [OPTIONS] -- COMMAND [ARGS]...\n       guard run [OPTIONS] -- COMMAND [ARGS]...\n       guard report [BUNDLE_DIR | s3://BUCKET/KEY | --latest] [--json | --html FILE] [--evidence-dir DIR]\n       guard list [s3://BUCKET/PREFIX] [--json] [--evidence-dir DIR]\n       guard upload [BUNDLE_DIR... | --pending] [--evidence-dir DIR] [--config FILE] [--json]\n       guard held [--json]\n       guard kill NAME|PID\n       guard drill [--name JOB] [--config FILE] [--memory SIZE] [--json]\n       guard doctor [--json]\n       guard config check [FILE]"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -340,7 +340,8 @@ impl FromArgMatches for WrapArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The bundle directory to explain
+    /// The bundle directory to explain, or s3://BUCKET/KEY of one shipped with --upload (its
+    /// archive, or the manifest beside it)
     #[arg(
         value_name = "BUNDLE_DIR",
         conflicts_with = "latest",
@@ -367,6 +368,11 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Bundles shipped with --upload, from anywhere: s3://BUCKET/PREFIX (the credentials and
+    /// endpoint of the AWS variables, GUARD_UPLOAD_* or guard.toml's [defaults])
+    #[arg(value_name = "s3://BUCKET/PREFIX")]
+    pub from: Option<String>,
+
     /// Print the list as JSON
     #[arg(long)]
     pub json: bool,

@@ -7,10 +7,11 @@
 //! upload starts and uploaded once both objects are up: a failure — the server down, a 5xx, too
 //! slow, wrong credentials, no such bucket — leaves the bundle on disk, pending, with one line on
 //! stderr; the job's exit status never depends on it. All of a run's uploads share one bound
-//! (`--upload-timeout`).
+//! (`--upload-timeout`). What went up is read back from anywhere by [`remote`].
 
 pub mod archive;
 pub mod credentials;
+pub mod remote;
 pub mod s3;
 
 use crate::config::upload::Upload;
