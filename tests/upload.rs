@@ -461,6 +461,99 @@ fn a_pending_bundle_goes_up_with_guard_upload_or_the_next_run() {
     assert!(row(&c).contains(" pending "), "{listed}");
 }
 
+/// The failure path rehearsed with the upload in it: drill writes, reads back and deletes a test
+/// object and checks that its own bundle went up; doctor and config check verify the credentials
+/// and the bucket without shipping anything.
+#[test]
+fn drill_doctor_and_config_check_verify_the_upload() {
+    let t = "drill_doctor_and_config_check_verify_the_upload";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    let config = ev.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nmemory = \"64M\"\nevidence_dir = \"{}\"\nupload = \"s3://{BUCKET}/drills\"\n",
+            ev.path().join("bundles").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = |env: &[(&'static str, String)], args: &[&str]| {
+        let mut c = guard_cmd();
+        c.env_remove("GUARD_EVIDENCE_DIR");
+        c.env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(args);
+        let o = c.bounded();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o),
+        )
+    };
+    let (code, out) = run(&s3.env(), &["drill", "--config", cfg]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no '{name}' in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("upload: a test object").contains("\u{2713}"), "{out}");
+    assert!(
+        line("wrote, read back and deleted").contains("/drills/"),
+        "{out}"
+    );
+    let shipped = line("upload: the drill's bundle");
+    assert!(
+        shipped.contains("\u{2713}") && shipped.contains("/drills/"),
+        "{out}"
+    );
+    // Nothing of the test object is left; the drill's bundle is.
+    let keys = s3
+        .boto(&format!(
+            "print(' '.join(o['Key'] for o in s3.list_objects_v2(Bucket='{BUCKET}', Prefix='drills/').get('Contents', [])))"
+        ))
+        .unwrap();
+    assert!(!keys.contains("guard-drill"), "{keys}");
+    assert!(
+        keys.contains(".tar.zst") && keys.contains(".manifest.json"),
+        "{keys}"
+    );
+    // doctor and config check: accepted, refused, missing bucket.
+    let (_, out) = run(&s3.env(), &["config", "check", cfg]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\u{2713} upload") && l.contains("accepted")),
+        "{out}"
+    );
+    let mut wrong = s3.env();
+    wrong.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY", "wrong".into()));
+    let mut env = wrong.clone();
+    env.push(("GUARD_CONFIG", cfg.to_string()));
+    let (_, out) = run(&env, &["doctor"]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\u{2717} upload") && l.contains("AccessDenied")),
+        "{out}"
+    );
+    let mut env = s3.env();
+    env.push(("GUARD_CONFIG", cfg.to_string()));
+    env.push(("GUARD_UPLOAD", "s3://no-such-bucket/x".into()));
+    let (_, out) = run(&env, &["doctor"]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\u{2717} upload") && l.contains("NoSuchBucket")),
+        "{out}"
+    );
+}
+
 #[test]
 fn guard_upload_says_what_it_needs() {
     let cases: &[(&[&str], &str)] = &[

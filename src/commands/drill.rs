@@ -196,6 +196,9 @@ pub fn run(a: &DrillArgs, matches: &clap::ArgMatches) -> Drill {
     if let Some(p) = &cfg.metrics_file {
         steps.push(metrics_step(p, &cfg.name, started));
     }
+    if let Some(u) = &cfg.upload {
+        steps.extend(upload_steps(u, bundle.as_deref()));
+    }
     let ok = steps.iter().all(|s| s.ok);
     if let (true, Some(p)) = (ok, &cfg.metrics_file) {
         let now = unix(SystemTime::now());
@@ -209,6 +212,46 @@ pub fn run(a: &DrillArgs, matches: &clap::ArgMatches) -> Drill {
         steps,
         bundle,
     }
+}
+
+/// `--upload`, end to end: a test object written, read back and deleted; and the drill's own
+/// bundle, which its run shipped like a real one's (its upload.json).
+fn upload_steps(u: &crate::config::upload::Upload, bundle: Option<&std::path::Path>) -> Vec<Step> {
+    let t0 = Instant::now();
+    let round = match crate::ship::round_trip(u) {
+        Ok(d) => Step::new("upload: a test object", true, ms(t0), d),
+        Err(e) => Step::new("upload: a test object", false, ms(t0), e),
+    };
+    let record = bundle.and_then(crate::ship::read_record);
+    let shipped = match record {
+        Some(r) if r.state == crate::ship::State::Uploaded => Step::new(
+            "upload: the drill's bundle",
+            true,
+            0.0,
+            format!(
+                "{} ({} bytes, sha256 {})",
+                r.url,
+                r.bytes.unwrap_or(0),
+                r.sha256.unwrap_or_default()
+            ),
+        ),
+        Some(r) => Step::new(
+            "upload: the drill's bundle",
+            false,
+            0.0,
+            format!(
+                "pending: {} (guard upload --pending retries it)",
+                r.error.unwrap_or_default()
+            ),
+        ),
+        None => Step::new(
+            "upload: the drill's bundle",
+            false,
+            0.0,
+            "no upload was recorded in the drill's bundle",
+        ),
+    };
+    vec![round, shipped]
 }
 
 fn ms(t0: Instant) -> f64 {

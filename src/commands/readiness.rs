@@ -2,8 +2,10 @@
 //! without sending anything. Every alert sink's secrets resolve (`env:NAME` set, `file:/path`
 //! readable; the values are never shown) to URLs that parse, exec hooks are programs guard can
 //! run, log sockets are there, the ping's URL resolves, the metrics file's and the evidence
-//! directory's directories are writable and have room. `guard config check`, `guard doctor` and
-//! `guard drill` run these checks; a failure is what a real kill would have found at 3 a.m.
+//! directory's directories are writable and have room; and, with `--upload`, that the bucket is
+//! there for the credentials (a HEAD of it: the one request these checks send). `guard config
+//! check`, `guard doctor` and `guard drill` run these checks; a failure is what a real kill would
+//! have found at 3 a.m.
 
 use crate::config::WrapConfig;
 use crate::config::alerts::{Secret, Sink, SinkKind};
@@ -75,6 +77,18 @@ pub fn job(cfg: &WrapConfig, seen: &mut Seen) -> Vec<Check> {
     let ev = format!("evidence {:?}", cfg.evidence.dir.as_ref().ok());
     if seen.first(ev) {
         out.push(evidence(&cfg.evidence.dir));
+    }
+    if let Some(u) = cfg
+        .upload
+        .as_ref()
+        .filter(|u| seen.first(format!("upload {} {}", u.target.shown(), u.endpoint)))
+    {
+        // The one check that talks to a server: a HEAD of the bucket, no bundle.
+        let (ok, detail) = match crate::ship::check(u) {
+            Ok(d) => (true, d),
+            Err(e) => (false, e),
+        };
+        out.push(Check::new("upload", ok, detail));
     }
     out
 }

@@ -169,18 +169,12 @@ pub fn remote_settings(bucket: &str, config: Option<&Path>) -> Result<Upload, St
         .ok_or_else(|| "no upload settings".to_string())
 }
 
-/// The GUARD_* variables of the upload's value options (and the evidence directory's), as clap
-/// would read them for a run.
+/// GUARD_EVIDENCE_DIR, as clap would read it for a run (the upload's variables are read by
+/// [`crate::config::apply_files`]).
 fn fill_from_env(args: &mut WrapArgs) {
-    for o in options::OPTIONS
-        .iter()
-        .filter(|o| o.key.starts_with("upload") || o.key == "evidence_dir")
-    {
-        if let Ok(v) = std::env::var(o.env) {
-            if !v.trim().is_empty() && o.kind != options::Kind::Flag {
-                args.fill(o.key, v.into());
-            }
-        }
+    let o = options::get("evidence_dir");
+    if let Some(v) = std::env::var_os(o.env).filter(|v| !v.is_empty()) {
+        args.fill(o.key, v);
     }
 }
 

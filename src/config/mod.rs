@@ -241,6 +241,17 @@ pub fn apply_files<'a>(
         layers,
         job: job.clone(),
     };
+    // The upload's GUARD_UPLOAD* variables count for the subcommands too (drill, doctor, config
+    // check, upload, report s3://): their bucket and credentials are the host's, as a run's are.
+    // In wrap mode clap has read them already and this changes nothing.
+    for o in options::OPTIONS
+        .iter()
+        .filter(|o| o.key.starts_with("upload") && !matches!(o.kind, Kind::Flag))
+    {
+        if let Some(v) = std::env::var_os(o.env).filter(|v| !v.is_empty()) {
+            a.fill(o.key, v);
+        }
+    }
     let values = options::file_keys().filter(|o| !matches!(o.kind, Kind::Flag | Kind::Level));
     for o in values {
         if let Some(v) = layers.get(job.as_deref(), o.key) {

@@ -136,6 +136,64 @@ pub fn retry_pending(u: &Upload, dir: PathBuf) -> std::thread::JoinHandle<Vec<Ou
     })
 }
 
+/// Whether the upload would work now, without shipping a bundle (`guard doctor`, `guard config
+/// check`, the drill's readiness): the credentials found and the bucket there for them (a HEAD
+/// of the bucket, within 10 s). Says where it looked, never a secret.
+pub fn check(u: &Upload) -> Result<String, String> {
+    let (creds, source) = credentials::find(u.keys.as_ref())?;
+    let bound = std::time::Duration::from_secs(10).min(u.timeout);
+    let client = s3::Client::new(u, Some(creds), Instant::now() + bound)?;
+    client
+        .head_bucket()
+        .map(|()| {
+            format!(
+                "{} at {} ({}), credentials from {source}: accepted",
+                u.target.shown(),
+                u.endpoint,
+                u.endpoint_from
+            )
+        })
+        .map_err(|e| format!("{} at {}: {e}", u.target.shown(), u.endpoint))
+}
+
+/// `guard drill`: the upload end to end without a bundle — a small object written under
+/// PREFIX/HOST/, read back, compared and deleted. Its detail, or why it failed.
+pub fn round_trip(u: &Upload) -> Result<String, String> {
+    let (creds, _) = credentials::find(u.keys.as_ref())?;
+    let client = s3::Client::new(u, Some(creds), Instant::now() + u.timeout)?;
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (archive, _) = keys(
+        &u.target.prefix,
+        &host,
+        "guard-drill",
+        &format!("{:016x}", crate::os::random_u64()),
+    );
+    let key = archive.replace(".tar.zst", ".txt");
+    let body = format!("guard drill {}\n", format::rfc3339(SystemTime::now()));
+    client
+        .put(&key, body.as_bytes(), "text/plain")
+        .map_err(|e| e.to_string())?;
+    let back = client
+        .get(&key)
+        .map_err(|e| e.to_string())
+        .and_then(|r| s3::read_limited(r, 4096).map_err(|e| e.to_string()));
+    let deleted = client.delete(&key);
+    match (back, deleted) {
+        (Ok(b), Ok(())) if b == body => Ok(format!(
+            "wrote, read back and deleted s3://{}/{key}",
+            u.target.bucket
+        )),
+        (Ok(b), Err(e)) if b == body => Err(format!("written and read, but not deleted: {e}")),
+        (Ok(_), _) => Err(format!(
+            "s3://{}/{key} read back different",
+            u.target.bucket
+        )),
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// What `guard` says about one bundle's upload.
 #[derive(Debug, Serialize)]
 pub struct Outcome {

@@ -337,14 +337,36 @@ impl Client {
         }
     }
 
-    /// Whether the bucket is there and these credentials may use it.
+    /// Whether the bucket is there and these credentials may use it. A HEAD has no body: its
+    /// status is named (404 NoSuchBucket, 403 refused).
     pub fn head_bucket(&self) -> Result<(), S3Error> {
         let what = format!("the bucket {}", self.bucket.name());
         let url = self
             .bucket
             .head_bucket(self.creds.as_ref())
             .sign(SIGNED_FOR);
-        self.send(&what, "HEAD", url, None).map(|_| ())
+        match self.send(&what, "HEAD", url, None) {
+            Ok(_) => Ok(()),
+            Err(S3Error::Status {
+                what,
+                status,
+                code: None,
+                message,
+            }) => Err(S3Error::Status {
+                what,
+                status,
+                code: match status {
+                    404 => Some("NoSuchBucket".into()),
+                    403 => Some(
+                        "AccessDenied (the credentials were refused, or may not use this bucket)"
+                            .into(),
+                    ),
+                    _ => None,
+                },
+                message,
+            }),
+            Err(e) => Err(e),
+        }
     }
 }
 
