@@ -595,6 +595,36 @@ fn guard_upload_says_what_it_needs() {
     assert!(!b.join("upload.json").exists(), "nothing was tried");
 }
 
+/// guard config check shows the upload's settings with where each came from, and names the
+/// credentials by where they come from: a secret written in the file is never printed.
+#[test]
+fn config_check_shows_the_upload_but_no_secret() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("guard.toml");
+    std::fs::write(
+        &f,
+        "[defaults]\nupload = \"s3://evidence/p\"\nupload_endpoint = \"http://127.0.0.1:1\"\n\
+         upload_access_key_id = \"AKIAPLAINID\"\nupload_secret_access_key = \"PLAINSECRETVALUE\"\n",
+    )
+    .unwrap();
+    let mut c = guard_cmd();
+    c.args(["config", "check"]).arg(&f);
+    let o = c.bounded();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("upload ") && l.contains("s3://evidence/p")),
+        "{out}"
+    );
+    assert!(out.contains("(the value itself, not shown)"), "{out}");
+    assert!(
+        !out.contains("PLAINSECRETVALUE") && !out.contains("AKIAPLAINID"),
+        "{out}"
+    );
+    // The readiness check tried the endpoint and says why it failed.
+    assert!(out.lines().any(|l| l.contains("\u{2717} upload")), "{out}");
+}
+
 #[test]
 fn upload_settings_are_checked_before_the_job_starts() {
     let ev = tempfile::tempdir().unwrap();

@@ -775,7 +775,7 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
             .unwrap_or_else(|| "built-in".into())
     };
     let mut o = String::new();
-    for (k, v) in described(cfg) {
+    for (k, v) in described(cfg).into_iter().chain(upload_described(cfg)) {
         let key = match k {
             "verbosity" if src.layers.get(src.job.as_deref(), "brief").is_some() => "brief",
             "verbosity" => "verbose",
@@ -791,6 +791,46 @@ pub fn describe(cfg: &WrapConfig, src: &Src) -> String {
         let _ = writeln!(o, "  {k:<18} {v:<28} {}", from(key));
     }
     o
+}
+
+/// The upload's rows of `guard config check` (none without --upload); a credential is named by
+/// where it comes from, never shown.
+fn upload_described(cfg: &WrapConfig) -> Vec<(&'static str, String)> {
+    use crate::config::alerts::Secret;
+    let Some(u) = &cfg.upload else {
+        return vec![("upload", "none (bundles stay on this host)".into())];
+    };
+    let secret = |s: &Secret| match s {
+        Secret::Plain(_) => "(the value itself, not shown)".to_string(),
+        other => other.shown(),
+    };
+    let credentials = match &u.keys {
+        Some(k) => format!("{} / {}", secret(&k.id), secret(&k.secret)),
+        None => "the AWS variables, else the shared credentials file".into(),
+    };
+    vec![
+        ("upload", u.target.shown()),
+        (
+            "upload_endpoint",
+            format!("{} ({})", u.endpoint, u.endpoint_from),
+        ),
+        ("upload_region", u.region.clone()),
+        (
+            "upload_addressing",
+            match u.addressing {
+                upload::Addressing::Path => "path".into(),
+                upload::Addressing::VirtualHost => "virtual".into(),
+            },
+        ),
+        ("upload_timeout", units::format_duration(u.timeout)),
+        (
+            "upload_presign",
+            u.presign
+                .map(units::format_duration)
+                .unwrap_or_else(|| "off".into()),
+        ),
+        ("upload_access_key_id", credentials),
+    ]
 }
 
 /// The rows `guard config check` prints.
