@@ -7,7 +7,7 @@
 //! 125 before the job starts.
 
 mod common;
-use common::s3::{BUCKET, S3};
+use common::s3::{self, BUCKET, S3};
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -297,6 +297,105 @@ fn no_server_or_a_silent_one_leaves_it_pending_within_the_bound() {
     assert!(e.contains("timed out") || e.contains("ran out"), "{r}");
     assert!(took < Duration::from_secs(60), "{took:?}");
     drop(held);
+}
+
+/// How a stand-in server misbehaves.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Every request answered 503 with S3's SlowDown.
+    Busy,
+    /// Every connection reset (RST) once part of the request has arrived.
+    Reset,
+}
+
+/// A loopback server that misbehaves as `fault` says, for 120 s at most; its port.
+fn faulty(fault: Fault) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < until {
+            let Ok((mut c, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let _ = c.set_nonblocking(false);
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            match fault {
+                Fault::Busy => {
+                    let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>\
+                                <Message>Please reduce your request rate.</Message></Error>";
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                Fault::Reset => {
+                    // SO_LINGER 0: close sends a reset, not a FIN.
+                    let l = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: setsockopt reads `l` for its size; the descriptor is c's.
+                    unsafe {
+                        libc::setsockopt(
+                            std::os::fd::AsRawFd::as_raw_fd(&c),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&l as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                }
+            }
+        }
+    });
+    port
+}
+
+/// A server answering 5xx, and one resetting connections: each leaves the bundle pending with
+/// the job's status unchanged — and `guard upload --pending` ships them once the real server is
+/// there.
+#[test]
+fn a_busy_or_resetting_server_leaves_it_pending_until_guard_upload() {
+    let t = "a_busy_or_resetting_server_leaves_it_pending_until_guard_upload";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    for (fault, why) in [(Fault::Busy, "503 SlowDown"), (Fault::Reset, "reset")] {
+        let env = [
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", faulty(fault)),
+            ),
+            ("AWS_ACCESS_KEY_ID", s3::KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", s3::SECRET.to_string()),
+        ];
+        let o = killed(ev.path(), &env, &format!("s3://{BUCKET}/p"), &[]);
+        assert_pending(&o, 137, why);
+    }
+    let mut env = s3.env();
+    env.push(("GUARD_UPLOAD", format!("s3://{BUCKET}/p")));
+    let o = upload_cmd(
+        &env,
+        &["--pending", "--evidence-dir", ev.path().to_str().unwrap()],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    // One bundle per run (each run's assert_pending saw exactly one upload line).
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("uploaded  ")).count(),
+        2,
+        "{out}"
+    );
 }
 
 #[test]

@@ -281,12 +281,17 @@ fn ship_one(u: &Upload, client: &s3::Client, bundle: &Path, attempts: u32) -> Re
     let at = || Some((key.as_str(), url.clone()));
     // Pending before anything goes: a guard killed mid-upload leaves it for the next run.
     pending(u, bundle, at(), attempts, None);
-    let sent = match archive::send(client, &key, bundle, &name) {
+    let sent = match with_retries(client, || archive::send(client, &key, bundle, &name)) {
         Ok(s) => s,
         Err(e) => return pending(u, bundle, at(), attempts, Some(e.to_string())),
     };
     let beside = manifest_object(&m, &key, &url, &sent);
-    if let Err(e) = client.put(&mkey, &beside, "application/json") {
+    let put = with_retries(client, || {
+        client
+            .put(&mkey, &beside, "application/json")
+            .map_err(archive::SendError::S3)
+    });
+    if let Err(e) = put {
         return pending(u, bundle, at(), attempts, Some(e.to_string()));
     }
     let rec = Record {
@@ -304,6 +309,30 @@ fn ship_one(u: &Upload, client: &s3::Client, bundle: &Path, attempts: u32) -> Re
         log::warn!("{e}");
     }
     rec
+}
+
+/// Tries of one request before a transient failure (a 5xx, a throttle, a reset, a refused
+/// connection) leaves the bundle pending, as the AWS SDKs' standard mode does; each waits
+/// longer, all within the upload's deadline.
+const TRIES: u32 = 3;
+
+fn with_retries<T>(
+    client: &s3::Client,
+    mut f: impl FnMut() -> Result<T, archive::SendError>,
+) -> Result<T, archive::SendError> {
+    let mut wait = std::time::Duration::from_millis(500);
+    let mut tries = 1;
+    loop {
+        match f() {
+            Err(e) if e.transient() && tries < TRIES && client.has_time_for(wait) => {
+                log::debug!("{e}; trying again in {} ms", wait.as_millis());
+                std::thread::sleep(wait);
+                wait *= 2;
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// The manifest object: the bundle's manifest, and where its archive is (key, URL, size,

@@ -119,6 +119,11 @@ impl Client {
             .to_string()
     }
 
+    /// Whether waiting `wait` still leaves time for a request (a second at least).
+    pub fn has_time_for(&self, wait: Duration) -> bool {
+        Instant::now() + wait + Duration::from_secs(1) < self.deadline
+    }
+
     /// The request's bound: what is left before the deadline.
     fn left(&self, what: &str) -> Result<Duration, S3Error> {
         let left = self.deadline.saturating_duration_since(Instant::now());
