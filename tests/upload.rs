@@ -188,6 +188,40 @@ fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
     assert_eq!(fetched.trim(), r["sha256"].as_str().unwrap(), "{link}");
 }
 
+/// The same with guard alone on both sides (the cgroup v2 guest has `weed` and no Python client):
+/// a kill lands in SeaweedFS, `guard list s3://` finds it and `guard report s3://` explains it.
+#[test]
+fn a_kill_lands_in_s3_and_guard_reads_it_back() {
+    let t = "a_kill_lands_in_s3_and_guard_reads_it_back";
+    if !privileged(t) {
+        return;
+    }
+    let Some(s3) = S3::start_bare(t) else { return };
+    let ev = tempfile::tempdir().unwrap();
+    let o = killed(ev.path(), &s3.env(), &format!("s3://{BUCKET}/lane"), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let b = bundle_named(&err, "exceeded its memory limit");
+    let r = record(&b);
+    assert_eq!(r["state"], "uploaded", "{r}\n{err}");
+    let uri = format!("s3://{BUCKET}/{}", r["key"].as_str().unwrap());
+    let remote = |args: &[&str]| {
+        let mut c = guard_cmd();
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        c.args(args);
+        let o = c.bounded();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let listed = remote(&["list", &format!("s3://{BUCKET}/lane")]);
+    assert!(listed.lines().any(|l| l.ends_with(&uri)), "{listed}");
+    let text = remote(&["report", &uri]);
+    assert!(text.contains("exceeded its memory limit"), "{text}");
+    assert!(text.contains("what holds the memory"), "{text}");
+}
+
 /// Each fault leaves the bundle pending with the job's status unchanged and one line saying why.
 fn assert_pending(o: &std::process::Output, status: i32, why: &str) -> PathBuf {
     let err = stderr(o);

@@ -23,12 +23,13 @@ pub struct S3 {
     venv: PathBuf,
 }
 
-/// The venv with `weed` and boto3, or None (and why).
+/// The directory with `bin/weed` (scripts/install-s3-server's venv, or the v2 guest's copy), or
+/// why there is none.
 fn venv() -> Result<PathBuf, String> {
     let dir = std::env::var_os("GUARD_TEST_S3_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/guard-test/s3"));
-    if dir.join("bin/weed").is_file() && dir.join("bin/python").is_file() {
+    if dir.join("bin/weed").is_file() {
         Ok(dir)
     } else {
         Err(format!(
@@ -36,6 +37,16 @@ fn venv() -> Result<PathBuf, String> {
             dir.display()
         ))
     }
+}
+
+/// Whether the venv has boto3 (the v2 guest has only `weed`).
+fn has_boto(venv: &Path) -> bool {
+    venv.join("bin/python").is_file()
+        && Command::new(venv.join("bin/python"))
+            .args(["-c", "import boto3"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 /// `n` loopback ports free now, from 20000 to 45000: SeaweedFS derives a port 10000 above some
@@ -68,8 +79,8 @@ fn ports(n: usize) -> Vec<u16> {
 }
 
 impl S3 {
-    /// A server with the bucket made; None after `test skipped` (or a failure under
-    /// GUARD_TEST_REQUIRE_TOOLS).
+    /// A server with the bucket made, and boto3 to check what guard put there; None after
+    /// `test skipped` (or a failure under GUARD_TEST_REQUIRE_TOOLS).
     pub fn start(test: &str) -> Option<S3> {
         let venv = match venv() {
             Ok(v) => v,
@@ -78,6 +89,36 @@ impl S3 {
                 return None;
             }
         };
+        if !has_boto(&venv) {
+            super::gate(
+                test,
+                Some(format!("no boto3 in {}", venv.display())),
+                "GUARD_TEST_REQUIRE_TOOLS",
+            );
+            return None;
+        }
+        Self::serve(venv)
+    }
+
+    /// A server with the bucket made, checked with guard alone (the v2 guest has `weed` and no
+    /// Python client): None after `test skipped`, or a failure under GUARD_TEST_REQUIRE_TOOLS or
+    /// GUARD_TEST_REQUIRE_S3 (set in the guest that carries `weed`).
+    pub fn start_bare(test: &str) -> Option<S3> {
+        match venv() {
+            Ok(v) => Self::serve(v),
+            Err(why) => {
+                let var = if std::env::var("GUARD_TEST_REQUIRE_S3").as_deref() == Ok("1") {
+                    "GUARD_TEST_REQUIRE_S3"
+                } else {
+                    "GUARD_TEST_REQUIRE_TOOLS"
+                };
+                super::gate(test, Some(why), var);
+                None
+            }
+        }
+    }
+
+    fn serve(venv: PathBuf) -> Option<S3> {
         let dir = tempfile::tempdir().expect("a directory for SeaweedFS");
         let config = dir.path().join("s3.json");
         std::fs::write(
@@ -117,6 +158,8 @@ impl S3 {
             .arg(format!("-s3.config={}", config.display()))
             .args(["-s3.port.https=0", "-s3.port.iceberg=0", "-s3.port.lance=0"])
             .args(["-master.telemetry=false", "-admin.ui=false"])
+            // The bucket made at start (no client needed for it).
+            .arg(format!("-bucket={BUCKET}"))
             // A PUT to a bucket that is not there must fail, as on S3, not make it.
             .arg("-s3.autoCreateBucket=false");
         for (n, port) in names.iter().zip(&p) {
@@ -145,13 +188,34 @@ impl S3 {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        // The gateway listens before the filer behind it is ready: make the bucket until it works.
-        let made = s3.boto_retried(&format!(
-            "try:\n    s3.create_bucket(Bucket='{BUCKET}')\n\
-             except s3.exceptions.BucketAlreadyOwnedByYou:\n    pass"
-        ));
-        assert!(made.is_ok(), "{made:?}\n{}", s3.log());
+        // The gateway listens before the filer behind it and the bucket are ready: wait for
+        // the bucket to answer (any answer but 404 from S3's path for it).
+        s3.wait_for_bucket();
         Some(s3)
+    }
+
+    /// Until guard itself can list the bucket (weed makes it a few seconds after it listens;
+    /// an unsigned probe gets 403 either way), for up to START_WAIT.
+    fn wait_for_bucket(&self) {
+        let until = Instant::now() + START_WAIT;
+        loop {
+            let mut c = super::guard_cmd();
+            for (k, v) in self.env() {
+                c.env(k, v);
+            }
+            c.args(["list", &format!("s3://{BUCKET}/guard-test-probe")]);
+            let o = super::output_within(&mut c, Duration::from_secs(30));
+            if o.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "the bucket did not answer within {START_WAIT:?}: {}\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -176,12 +240,6 @@ impl S3 {
     /// why it failed.
     pub fn boto(&self, code: &str) -> Result<String, String> {
         self.python(code, Duration::ZERO)
-    }
-
-    /// [`Self::boto`], tried again for up to 30 s while the server is still starting (a 5xx,
-    /// or the filer not reachable yet).
-    fn boto_retried(&self, code: &str) -> Result<String, String> {
-        self.python(code, Duration::from_secs(30))
     }
 
     fn python(&self, code: &str, retry_for: Duration) -> Result<String, String> {
