@@ -651,6 +651,10 @@ pub struct JsHeap {
     /// Live memory by the function that allocated it (V8's sampling heap profiler, running
     /// since guard's first census of the process).
     pub allocated: Vec<JsAllocation>,
+    /// What ran since guard's first census of the process (V8's CPU profiler): the JS stacks
+    /// sampled most. None when sampling did not run (no census before this one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<JsRunning>,
     pub complete: bool,
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -698,6 +702,26 @@ pub struct JsAllocation {
     /// `makeItem (/srv/items.js:5)`, then its callers.
     pub stack: Vec<String>,
     pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsRunning {
+    /// Samples taken in all (one every 10 ms while the program ran or idled).
+    pub samples: u64,
+    /// Of those, the event loop idle or V8's own work outside JS.
+    pub idle_samples: u64,
+    pub stacks: Vec<JsStack>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsStack {
+    pub samples: u64,
+    /// Of all samples.
+    pub share: f64,
+    /// Innermost first: `addRow (/srv/rows.js:4)`, then its callers.
+    pub stack: Vec<String>,
 }
 
 impl JsHeap {

@@ -61,6 +61,20 @@ pub fn lines(j: &JsHeap) -> Vec<String> {
         v.push("allocated by (what still lives, V8's sampling since guard's first census):".into());
         v.extend(j.allocated.iter().take(3).map(allocation));
     }
+    if let Some(r) = j.running.as_ref().filter(|r| !r.stacks.is_empty()) {
+        v.push(format!(
+            "running (JS stacks, V8's CPU samples since guard's first census: {} samples, {:.0} % idle):",
+            r.samples,
+            r.idle_samples as f64 * 100.0 / r.samples.max(1) as f64
+        ));
+        v.extend(r.stacks.iter().take(3).map(|s| {
+            format!(
+                "  {:>5.0} %  {}",
+                s.share * 100.0,
+                s.stack.join(" \u{2190} ")
+            )
+        }));
+    }
     if let Some(fix) = j.paths.first().and_then(fix_hint) {
         v.push(format!("fix: {fix}"));
     }
@@ -176,6 +190,42 @@ mod tests {
         assert_eq!(
             title(&j),
             "Node.js heap census of pid 7, Node.js v20.20.2, 0 ms"
+        );
+    }
+
+    /// What ran since the warning: the JS stacks sampled most, with their share and the idle time.
+    #[test]
+    fn the_stacks_that_ran_are_listed_with_their_share() {
+        let j = JsHeap {
+            pid: 7,
+            node: "v24.22.3".into(),
+            rss_bytes: 1,
+            running: Some(crate::format::JsRunning {
+                samples: 200,
+                idle_samples: 20,
+                stacks: vec![crate::format::JsStack {
+                    samples: 124,
+                    share: 0.62,
+                    stack: vec![
+                        "addRow (rows.js:4)".into(),
+                        "(anonymous) (rows.js:11)".into(),
+                    ],
+                }],
+            }),
+            ..Default::default()
+        };
+        let l = lines(&j);
+        assert!(
+            l.iter().any(
+                |x| x.starts_with("running (JS stacks") && x.contains("200 samples, 10 % idle")
+            ),
+            "{l:?}"
+        );
+        assert!(
+            l.contains(
+                &"     62 %  addRow (rows.js:4) \u{2190} (anonymous) (rows.js:11)".to_string()
+            ),
+            "{l:?}"
         );
     }
 

@@ -11,6 +11,7 @@
 # expect: most of it on the JS heap
 # expect: allocated by
 # expect: rows.js:11) ← listOnTimeout
+# expect: running (JS stacks
 # expect: note: no heap snapshot
 cat > "$1/rows.js" <<'JS'
 function makeReport() {

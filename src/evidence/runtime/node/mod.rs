@@ -195,6 +195,17 @@ pub fn check(data: &[u8], pid: i32) -> Result<Answered, String> {
     for a in &mut h.allocated {
         a.stack = a.stack.iter().take(8).map(|s| text(s)).collect();
     }
+    if let Some(r) = &mut h.running {
+        r.stacks.truncate(MAX_ROWS);
+        for st in &mut r.stacks {
+            st.stack = st.stack.iter().take(8).map(|s| text(s)).collect();
+            st.share = if st.share.is_finite() {
+                st.share.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+    }
     Ok(Answered {
         json: serde_json::to_vec_pretty(&h).unwrap_or_default(),
         error: h.error.clone(),
