@@ -46,12 +46,40 @@ fn guard_with(ev: &Path, env: &[(&str, String)], args: &[&str]) -> std::process:
 }
 
 /// A job killed at a 64 MiB cap, its bundle shipped to `target`.
+/// One bundle only (no warning: on a loaded machine the sampler may see the climb pass 80 %
+/// before the cap, and each run's bundles are counted).
 fn killed(ev: &Path, env: &[(&str, String)], target: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--warn", "off"];
+    args.extend(extra);
+    hog_run(ev, env, target, &args, &["alloc", "400"])
+}
+
+/// A warning bundle first (at half the cap, the climb at 50 MB/s: the sampler's 100 ms see it
+/// six times over), then the kill's.
+fn killed_warned(
+    ev: &Path,
+    env: &[(&str, String)],
+    target: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["--warn", "50%"];
+    args.extend(extra);
+    hog_run(ev, env, target, &args, &["alloc", "400", "--rate", "50"])
+}
+
+fn hog_run(
+    ev: &Path,
+    env: &[(&str, String)],
+    target: &str,
+    extra: &[&str],
+    hog_args: &[&str],
+) -> std::process::Output {
     let hog = example("hog");
     // -v: the line naming the uploaded archive is an info line.
     let mut args = vec!["-v", "-m", "64M", "--upload", target];
     args.extend(extra);
-    args.extend(["--", hog.to_str().unwrap(), "alloc", "400"]);
+    args.extend(["--", hog.to_str().unwrap()]);
+    args.extend(hog_args);
     guard_with(ev, env, &args)
 }
 
@@ -78,7 +106,7 @@ fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
     }
     let Some(s3) = S3::start(t) else { return };
     let ev = tempfile::tempdir().unwrap();
-    let o = killed(
+    let o = killed_warned(
         ev.path(),
         &s3.env(),
         &format!("s3://{BUCKET}/prod/guard"),
@@ -114,11 +142,22 @@ fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
         ))
         .expect("boto3 reads the upload");
     let v: Value = serde_json::from_str(checked.trim()).unwrap();
-    assert_eq!(
-        v["keys"],
-        serde_json::json!([key.replace(".tar.zst", ".manifest.json"), key]),
-        "{v}"
+    // The warning's bundle went up too, beside the kill's.
+    let w = bundle_named(&err, "past its warning threshold");
+    let warned = format!(
+        "prod/guard/{}/hog/{}.tar.zst",
+        host(),
+        w.file_name().unwrap().to_string_lossy()
     );
+    assert_eq!(record(&w)["state"], "uploaded");
+    let mut want = vec![
+        key.replace(".tar.zst", ".manifest.json"),
+        key.clone(),
+        warned.replace(".tar.zst", ".manifest.json"),
+        warned,
+    ];
+    want.sort();
+    assert_eq!(v["keys"], serde_json::json!(want), "{v}");
     assert_eq!(v["sha_ok"], true, "{v}");
     assert_eq!(v["archive"]["bytes"], v["bytes"], "{v}");
     assert_eq!(v["archive"]["sha256"], r["sha256"], "{v}");
@@ -141,7 +180,11 @@ fn a_kill_lands_in_seaweedfs_as_an_archive_and_its_manifest() {
     );
     // The alert (sent before the upload) named the presigned link, which opens the archive
     // without credentials.
+    // The kill's alert (the warning's came first, with its own bundle's link).
     let link = err
+        .lines()
+        .find(|l| l.contains("event=memory-limit"))
+        .unwrap_or_else(|| panic!("no memory-limit alert: {err}"))
         .split("Off the host (once the run is over): ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
