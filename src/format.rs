@@ -707,7 +707,7 @@ pub struct JsAllocation {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JsRunning {
-    /// Samples taken in all (one every 10 ms while the program ran or idled).
+    /// Samples taken in all (one every 100 ms while the program ran or idled).
     pub samples: u64,
     /// Of those, the event loop idle or V8's own work outside JS.
     pub idle_samples: u64,

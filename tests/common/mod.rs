@@ -253,9 +253,28 @@ pub fn wait_output_within(
             break st;
         }
         if Instant::now() >= end {
+            // What it was doing, then what it said (its stderr, once killed: a few seconds at
+            // most, in case something it started still holds the pipe).
+            let state = stuck_state(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}; killed it");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(t_err.join().unwrap_or_default());
+            });
+            let said = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+            let said = String::from_utf8_lossy(&said);
+            let tail: String = said
+                .chars()
+                .rev()
+                .take(4000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "{what} did not finish within {limit:?}; killed it\nits state then:\n{state}\nits stderr (the end):\n{tail}"
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -264,6 +283,39 @@ pub fn wait_output_within(
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
     }
+}
+
+/// The processes under `pid` (and it) with their state and where they wait, and its threads:
+/// what a test prints about a run that did not finish.
+fn stuck_state(pid: u32) -> String {
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,ppid,stat,wchan:32,etimes,args", "--forest"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut mine = vec![pid.to_string()];
+    let mut out = String::new();
+    for line in ps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 1 && (mine.contains(&f[0].to_string()) || mine.contains(&f[1].to_string())) {
+            mine.push(f[0].to_string());
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            let p = t.path();
+            let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+            out.push_str(&format!(
+                "thread {} {} wchan={}\n",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan").trim()
+            ));
+        }
+    }
+    out
 }
 
 /// The time limit for one guard run in the tests (generous: the VM lane runs under emulation).

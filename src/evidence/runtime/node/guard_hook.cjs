@@ -87,10 +87,11 @@ const ALLOCATION_SITES = 10;
 let sampler = null;
 
 // V8's CPU profiler, started with the allocation sampling: what ran between two censuses, as
-// JS stacks (a sample every 10 ms; bench/nodecpu: an allocation loop ran x0.97 to x1.16 as fast
-// with it, Node 18 to 24, from the warning to the cap only). A listener on the event loop sees
-// only its own stack; these are the program's.
-const CPU_INTERVAL_US = 10000;
+// JS stacks. A sample every 100 ms: each one interrupts the main thread (SIGPROF) and touches
+// V8's code, which a process at its cap may have to fault back in — at 10 ms a Node.js job
+// beside busy loops was seen thrashing at its cap instead of reaching it. A listener on the
+// event loop sees only its own stack; these are the program's.
+const CPU_INTERVAL_US = 100000;
 const RUNNING_STACKS = 3;
 
 function startSampling(notes) {
