@@ -37,7 +37,7 @@ pub fn command(a: &UploadArgs, matches: &clap::ArgMatches) -> i32 {
                 )
             })
         }) {
-            Ok(u) => one(&u, b),
+            Ok(u) => ship::ship_now(&u, b),
             Err(e) => {
                 eprintln!(
                     "guard: error: {}: {}",
@@ -124,6 +124,11 @@ fn which(
                         b.display()
                     ));
                 }
+                // As a run writes them: in an evidence directory guard may trust (its owner's or
+                // root's, nobody else may write it) — root reads every file it sends.
+                let parent = b.parent().unwrap_or(Path::new("/"));
+                crate::evidence::bundle::EvidenceDir::open_existing(parent)
+                    .map_err(|e| format!("{}: {e}", b.display()))?;
             }
             Ok(a.bundles.clone())
         }
@@ -185,9 +190,4 @@ fn settings(
     layers: &crate::config::file::Layers,
 ) -> Result<Option<Upload>, String> {
     Ok(wrap_config(Some(job), matches, layers)?.upload)
-}
-
-/// Ship one bundle within its job's bound.
-fn one(u: &Upload, bundle: &Path) -> Outcome {
-    ship::ship_now(u, bundle)
 }

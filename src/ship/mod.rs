@@ -116,9 +116,7 @@ pub fn retry_pending(u: &Upload, dir: PathBuf) -> std::thread::JoinHandle<Vec<Ou
         if bundles.is_empty() {
             return Vec::new();
         }
-        let deadline = Instant::now() + u.timeout;
-        let creds = credentials::find(u.keys.as_ref()).map(|(c, _)| c);
-        let out = ship_all(&u, &bundles, deadline, creds);
+        let out = ship_all(&u, &bundles, client(&u, Instant::now() + u.timeout));
         for o in &out {
             match o.record.state {
                 State::Uploaded => log::info!(
@@ -159,8 +157,7 @@ pub fn check(u: &Upload) -> Result<String, String> {
 /// `guard drill`: the upload end to end without a bundle — a small object written under
 /// PREFIX/HOST/, read back, compared and deleted. Its detail, or why it failed.
 pub fn round_trip(u: &Upload) -> Result<String, String> {
-    let (creds, _) = credentials::find(u.keys.as_ref())?;
-    let client = s3::Client::new(u, Some(creds), Instant::now() + u.timeout)?;
+    let client = client(u, Instant::now() + u.timeout)?;
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -212,9 +209,7 @@ pub fn after_run(u: &Upload, bundles: &[PathBuf]) -> Vec<Outcome> {
     if bundles.is_empty() {
         return Vec::new();
     }
-    let deadline = Instant::now() + u.timeout;
-    let found = credentials::find(u.keys.as_ref());
-    let out = ship_all(u, bundles, deadline, found.map(|(c, _)| c));
+    let out = ship_all(u, bundles, client(u, Instant::now() + u.timeout));
     for o in &out {
         match (o.record.state, &o.record.error) {
             (State::Uploaded, _) => log::info!("evidence uploaded: {}", o.record.url),
@@ -230,24 +225,26 @@ pub fn after_run(u: &Upload, bundles: &[PathBuf]) -> Vec<Outcome> {
     out
 }
 
-/// Ship `bundles` one after another with `creds` (or the reason there are none), each marked
+/// A client of `u`'s bucket, signing with the credentials found now, its requests bounded by
+/// `deadline`; or why there is none.
+pub fn client(u: &Upload, deadline: Instant) -> Result<s3::Client, String> {
+    let (creds, _) = credentials::find(u.keys.as_ref())?;
+    s3::Client::new(u, Some(creds), deadline)
+}
+
+/// Ship `bundles` one after another with `client` (or the reason there is none), each marked
 /// pending first.
 pub fn ship_all(
     u: &Upload,
     bundles: &[PathBuf],
-    deadline: Instant,
-    creds: Result<rusty_s3::Credentials, String>,
+    client: Result<s3::Client, String>,
 ) -> Vec<Outcome> {
-    let client = creds.and_then(|c| s3::Client::new(u, Some(c), deadline));
     bundles.iter().map(|b| outcome(u, &client, b)).collect()
 }
 
 /// Ship one bundle now, within `--upload-timeout` (`guard upload`).
 pub fn ship_now(u: &Upload, bundle: &Path) -> Outcome {
-    let deadline = Instant::now() + u.timeout;
-    let creds = credentials::find(u.keys.as_ref()).map(|(c, _)| c);
-    let client = creds.and_then(|c| s3::Client::new(u, Some(c), deadline));
-    outcome(u, &client, bundle)
+    outcome(u, &client(u, Instant::now() + u.timeout), bundle)
 }
 
 /// One bundle's try with `client` (or the reason there is none).

@@ -68,8 +68,7 @@ pub fn fetch(u: &Upload, key: &str) -> Result<(Scratch, PathBuf), String> {
             u.target.bucket, u.target.bucket
         ));
     }
-    let creds = super::credentials::find(u.keys.as_ref()).map(|(c, _)| c)?;
-    let client = Client::new(u, Some(creds), Instant::now() + u.timeout)?;
+    let client = super::client(u, Instant::now() + u.timeout)?;
     let body = client.get(&key).map_err(|e| e.to_string())?;
     let s = scratch()?;
     let name = unpack(body, &s.dir).map_err(|e| format!("s3://{}/{key}: {e}", u.target.bucket))?;
@@ -152,8 +151,7 @@ pub struct Row {
 
 /// The bundles under `prefix`, newest first (at most [`MAX_LISTED`] manifests read).
 pub fn list(u: &Upload, prefix: &str) -> Result<Vec<Row>, String> {
-    let creds = super::credentials::find(u.keys.as_ref()).map(|(c, _)| c)?;
-    let client = Client::new(u, Some(creds), Instant::now() + u.timeout)?;
+    let client = super::client(u, Instant::now() + u.timeout)?;
     let mut manifests: Vec<_> = client
         .list(prefix)
         .map_err(|e| e.to_string())?
