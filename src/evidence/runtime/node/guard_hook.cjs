@@ -114,14 +114,27 @@ function startSampling(notes) {
 // What ran since sampling started: the stacks sampled most (innermost first), each with its share
 // of the samples, and then sampling goes on for the next census; null when it does not run.
 function running(cb) {
+  askSampler('Profiler.stop', (res) => runningStacks(res.profile), (out) => {
+    // Sampling goes on for the next census.
+    try {
+      if (sampler !== null) sampler.post('Profiler.start');
+    } catch (e) {
+      // the next census says sampling does not run
+    }
+    cb(out);
+  });
+}
+
+// Ask the sampling session `method`; cb(summarise(answer)), or cb(null) when sampling does not
+// run or anything fails. Synchronous up to Node.js 20, on the event loop from 22.
+function askSampler(method, summarise, cb) {
   const reply = once(cb);
   if (sampler === null) return reply(null);
   try {
-    sampler.post('Profiler.stop', (err, res) => {
+    sampler.post(method, (err, res) => {
       let out = null;
       try {
-        if (!err) out = runningStacks(res.profile);
-        sampler.post('Profiler.start');
+        if (!err) out = summarise(res);
       } catch (e) {
         out = null;
       }
@@ -130,6 +143,12 @@ function running(cb) {
   } catch (e) {
     reply(null);
   }
+}
+
+// `name (file:line)` of a profile's call frame, as V8 reports it.
+function frameName(f) {
+  const where = f.url ? ' (' + f.url.replace(/^file:\/\//, '') + ':' + (f.lineNumber + 1) + ')' : '';
+  return (f.functionName || '(anonymous)') + where;
 }
 
 function runningStacks(profile) {
@@ -142,11 +161,6 @@ function runningStacks(profile) {
   const counts = new Map();
   for (const id of profile.samples || []) counts.set(id, (counts.get(id) || 0) + 1);
   const total = (profile.samples || []).length;
-  const frame = (n) => {
-    const f = n.callFrame;
-    const where = f.url ? ' (' + f.url.replace(/^file:\/\//, '') + ':' + (f.lineNumber + 1) + ')' : '';
-    return (f.functionName || '(anonymous)') + where;
-  };
   const stacks = [];
   let idle = 0;
   for (const [id, count] of counts) {
@@ -164,7 +178,7 @@ function runningStacks(profile) {
       if (!m || m.callFrame.functionName === '(root)') break;
       const u = m.callFrame.url;
       if (u === __filename || u === 'file://' + __filename) ownFile = true;
-      stack.push(frame(m));
+      stack.push(frameName(m.callFrame));
     }
     // The census's own samples are not the program's.
     if (!ownFile) stacks.push({ samples: count, stack });
@@ -197,30 +211,14 @@ function once(f) {
 // The functions that allocated the most of what still lives, each with its callers (innermost
 // first); null when sampling does not run.
 function sampled(cb) {
-  const reply = once(cb);
-  if (sampler === null) return reply(null);
-  try {
-    sampler.post('HeapProfiler.getSamplingProfile', (err, res) => {
-      let sites = null;
-      try {
-        if (!err) sites = allocationSites(res.profile);
-      } catch (e) {
-        sites = null;
-      }
-      reply(sites);
-    });
-  } catch (e) {
-    reply(null);
-  }
+  askSampler('HeapProfiler.getSamplingProfile', (res) => allocationSites(res.profile), cb);
 }
 
 function allocationSites(profile) {
   const sites = [];
   const walk = (node, stack) => {
     const f = node.callFrame;
-    const here = f.functionName || '(anonymous)';
-    const where = f.url ? ' (' + f.url.replace(/^file:\/\//, '') + ':' + (f.lineNumber + 1) + ')' : '';
-    const s = stack.concat([here + where]);
+    const s = stack.concat([frameName(f)]);
     // What the census itself allocated is not the program's.
     if (f.url === __filename || f.url === 'file://' + __filename) return;
     if (node.selfSize > 0) sites.push({ bytes: node.selfSize, stack: s.slice(-6).reverse() });
